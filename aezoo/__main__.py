@@ -1,0 +1,3 @@
+from aezoo.cli import main
+
+main()

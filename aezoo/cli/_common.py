@@ -1,0 +1,63 @@
+"""Shared CLI plumbing: consoles, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from aezoo.errors import AezooError
+
+# Typer >= 0.29 vendors click; take its exception base from a public typer class.
+_CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def debug() -> bool:
+    return os.environ.get("AEZOO_DEBUG", "") not in ("", "0")
+
+
+def error(message: str) -> None:
+    """One red line on stderr, never wrapped."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+class AezooGroup(TyperGroup):
+    """Turns aezoo errors into one red line and an exit code; tracebacks only in debug."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except AezooError as exc:
+            if debug():
+                raise
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
+            raise
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for debug
+            if debug():
+                raise
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            error(f"unexpected {type(exc).__name__}: {detail} "
+                  "(rerun with AEZOO_DEBUG=1 for the traceback and please report it)")
+            raise typer.Exit(1) from None
+
+
+def usage_error(problem: str, fix: str) -> typer.Exit:
+    """For flag combinations the command itself rejects."""
+    error(f"{problem}: {fix}")
+    return typer.Exit(2)

@@ -1,0 +1,74 @@
+"""Training progress: a rich bar on a terminal, one plain line per epoch elsewhere."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from aezoo.callbacks import Callback, EpochResult
+
+if TYPE_CHECKING:
+    from aezoo.trainer import Trainer
+
+REFRESH_SECONDS = 0.5  # reading the loss syncs with the device: only this often
+
+
+def line(result: EpochResult, epochs: int) -> str:
+    return (f"epoch {result.epoch}/{epochs}  train_loss {result.train_loss:.5f}  "
+            f"val_loss {result.val_loss:.5f}  {result.seconds:.1f}s  "
+            f"{result.images_per_s:,.0f} img/s")
+
+
+class ProgressCallback(Callback):
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self.progress: Progress | None = None
+        self._last = 0.0
+        self._start = 0.0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if self.live:
+            self.progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
+                MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[speed]}"), TimeElapsedColumn(),
+                TimeRemainingColumn(), console=self.console, transient=True)
+            self.progress.start()
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self._start = time.perf_counter()
+        if self.progress is not None:
+            for task in list(self.progress.task_ids):
+                self.progress.remove_task(task)
+            self.progress.add_task("train", total=len(trainer.train_images),
+                                   epoch=f"{epoch}/{trainer.spec.epochs}", loss="…", speed="")
+
+    def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if now - self._last < REFRESH_SECONDS:
+            return
+        self._last = now
+        speed = images / max(now - self._start, 1e-9)
+        self.progress.update(self.progress.task_ids[0], completed=images,
+                             loss=f"{trainer.running_loss():.4f}", speed=f"{speed:,.0f} img/s")
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        self.console.print(line(result, trainer.spec.epochs), highlight=False)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,166 @@
+"""From a variant name, config files and ``--set`` overrides to one validated RunSpec."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from aezoo import registry
+from aezoo.errors import SpecError, UsageError
+from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, validate
+
+COMPONENT_KINDS = ("encoder", "decoder", "loss")
+
+
+def variant_defaults(name: str) -> dict[str, Any]:
+    """The RunSpec a variant stands for, as a plain dict."""
+    v = registry.variant(name)
+    return {
+        "model": {
+            "variant": name,
+            "encoder": {"name": v.encoder, "params": dict(v.encoder_params)},
+            "decoder": {"name": v.decoder, "params": dict(v.decoder_params)},
+            "loss": {"name": v.loss, "params": dict(v.loss_params)},
+            "input_shape": list(v.input_shape),
+            "init": v.init,
+        },
+        "train": dict(v.train),
+    }
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge. Choosing another component drops the params meant for the old one."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        old = out.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            if "name" in value and "params" in old and value["name"] != old.get("name"):
+                old = {k: v for k, v in old.items() if k != "params"}
+            out[key] = merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``a.b.c=VALUE`` -> ``{"a": {"b": {"c": VALUE}}}``; VALUE is JSON, else a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SpecError(
+            f"invalid --set '{text}'", "write KEY=VALUE with a dotted key, e.g. train.lr=0.01"
+        )
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return dict(value)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A spec file: TOML, YAML or JSON by its suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise UsageError(
+            f"config file {path} has an unknown type", "use a .toml, .yaml/.yml or .json file"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(
+            f"cannot read config file {path} ({reason})", "check the path"
+        ) from None
+    try:
+        data = _parse(text, suffix)
+    except Exception as exc:  # each parser raises its own error types
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"config file {path} is not valid {suffix[1:].upper()}: {detail}",
+                         "fix the syntax") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} does not hold a table/mapping",
+                         "write keys model, train and data at the top level")
+    return data
+
+
+def _parse(text: str, suffix: str) -> Any:
+    if suffix == ".json":
+        return json.loads(text)
+    if suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        return tomllib.loads(text)
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def resolve_model(spec: ModelSpec) -> ModelSpec:
+    """Validate each component's params with its own model; fill in every default."""
+    updates: dict[str, ComponentSpec] = {}
+    for kind in COMPONENT_KINDS:
+        comp: ComponentSpec = getattr(spec, kind)
+        descriptor = registry.load(kind, comp.name)
+        params: BaseModel = validate(descriptor.params, comp.params, f"model.{kind}.params")
+        updates[kind] = ComponentSpec(name=comp.name, params=params.model_dump(mode="json"))
+    return spec.model_copy(update=updates)
+
+
+def component_params(spec: ModelSpec, kind: str) -> BaseModel:
+    """The typed params object of one component of a (resolved) spec."""
+    comp: ComponentSpec = getattr(spec, kind)
+    descriptor = registry.load(kind, comp.name)
+    params: BaseModel = validate(descriptor.params, comp.params, f"model.{kind}.params")
+    return params
+
+
+def build_run_spec(
+    variant: str | None, layers: Iterable[Mapping[str, Any]] = ()
+) -> RunSpec:
+    """Variant defaults, then each layer (config file, flags, --set) in order."""
+    data: dict[str, Any] = variant_defaults(variant) if variant else {}
+    for layer in layers:
+        model_layer = layer.get("model")
+        if isinstance(model_layer, Mapping) and model_layer.get("variant") and not variant:
+            data = merge(variant_defaults(str(model_layer["variant"])), data)
+        data = merge(data, layer)
+    if "model" not in data:
+        raise UsageError("no model given", "name a variant (see `aezoo list`) or pass --config")
+    spec: RunSpec = validate(RunSpec, data)
+    return spec.model_copy(update={"model": resolve_model(spec.model)})
+
+
+def build_model_spec(name_or_spec: str | ModelSpec | Mapping[str, Any],
+                     overrides: Mapping[str, Any]) -> ModelSpec:
+    """What ``aezoo.build`` accepts: a variant name, a spec or a dict, plus overrides.
+
+    An override of ``encoder``/``decoder``/``loss`` may be a name or a dict;
+    ``encoder_params`` etc. update that component's params.
+    """
+    if isinstance(name_or_spec, str):
+        base = variant_defaults(name_or_spec)["model"]
+    elif isinstance(name_or_spec, ModelSpec):
+        base = name_or_spec.model_dump(mode="json")
+    else:
+        base = dict(name_or_spec)
+    layer: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in COMPONENT_KINDS and isinstance(value, str):
+            layer.setdefault(key, {})["name"] = value
+        elif key.endswith("_params") and key[: -len("_params")] in COMPONENT_KINDS:
+            layer.setdefault(key[: -len("_params")], {})["params"] = dict(value)
+        else:
+            layer[key] = value
+    spec: ModelSpec = validate(ModelSpec, merge(base, layer), "model")
+    return resolve_model(spec)

@@ -1,0 +1,118 @@
+"""Pydantic specs: the validated description of a model, its data and its training.
+
+Everything a run needs is one ``RunSpec``; it is validated once, at the edge, and
+saved beside the results (``run.json``) and, for the model part, inside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aezoo.errors import SpecError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, so a typo never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentSpec(Strict):
+    """A component by its public name (or ``DIST:NAME``) and its hyperparameters."""
+
+    name: str = Field(min_length=1, description="registered name, or DIST:NAME")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="hyperparameters, validated by the component"
+    )
+
+
+class ModelSpec(Strict):
+    """Which encoder, decoder and loss, their params, and the input shape (C, H, W)."""
+
+    variant: str | None = Field(None, description="the preset this spec started from")
+    encoder: ComponentSpec
+    decoder: ComponentSpec
+    loss: ComponentSpec
+    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        (1, 28, 28), description="channels, height, width"
+    )
+    init: Literal["default", "glorot"] = Field(
+        "default", description="weight init: PyTorch's default, or Keras' Glorot-uniform"
+    )
+
+
+class TrainSpec(Strict):
+    """Optimisation and execution settings."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW only")
+    eps: float = Field(1e-8, gt=0, description="Adam/AdamW epsilon (Keras uses 1e-7)")
+    batch_size: PositiveInt = 256
+    epochs: PositiveInt = 50
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    channels_last: bool | None = Field(
+        None, description="NHWC memory layout; None picks the faster one for the device"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in value):
+            raise ValueError("each beta must be in [0, 1)")
+        return value
+
+
+class DataSpec(Strict):
+    """Which dataset to train on."""
+
+    name: str = Field("mnist5k", min_length=1, description="dataset name")
+    limit: PositiveInt | None = Field(None, description="use at most N training images")
+
+
+class RunSpec(Strict):
+    """A complete training run: model, data and training settings."""
+
+    model: ModelSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """One line naming the first invalid value and why."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] != "missing":
+        message += f" (got {first.get('input')!r})"
+    more = len(error.errors()) - 1
+    tail = f" (and {more} more)" if more else ""
+    return f"invalid {loc or 'spec'}: {message}{tail}"
+
+
+def validate(model: type[Strict], data: Any, prefix: str = "") -> Any:
+    """``model.model_validate`` with a one-line SpecError instead of ValidationError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(
+            describe_validation_error(exc, prefix), "fix the value or see `aezoo info`"
+        ) from None
