@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -34,7 +34,8 @@ class Autoencoder(nn.Module):
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        return tuple(self.encoder.latent_shape)  # type: ignore[return-value]
+        shape: tuple[int, int, int] = tuple(cast(Any, self.encoder).latent_shape)
+        return shape
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # type: ignore[no-any-return]

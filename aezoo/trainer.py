@@ -63,7 +63,8 @@ class Trainer:
         self.device = resolve_device(spec.device)
         self.memory_format = (torch.channels_last if use_channels_last(spec, self.device)
                               else torch.contiguous_format)
-        self.model = model.to(self.device, memory_format=self.memory_format)  # type: ignore[call-arg]
+        self.model = model.to(self.device)
+        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.data = data
         self.train_images = self._to_device(data.train)
         self.val_images = self._to_device(data.val)

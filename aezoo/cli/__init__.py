@@ -35,8 +35,9 @@ def _root(
     """A plugin-based model zoo for convolutional autoencoders."""
 
 
-listing.register(app)
-train.register(app)
+# Each command group is a module with register(app); add new groups to this tuple.
+for _group in (listing, train):
+    _group.register(app)
 
 
 def main() -> None:

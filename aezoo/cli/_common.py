@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import typer
 from rich.console import Console
@@ -13,7 +13,10 @@ from typer.core import TyperGroup
 from aezoo.errors import AezooError
 
 # Typer >= 0.29 vendors click; take its exception base from a public typer class.
-_CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_CLICK_ERRORS = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
+# Exits and usage errors are the framework's to report (usage errors exit with code 2).
+_PASS_THROUGH = cast(tuple[type[BaseException], ...],
+                     (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS))
 
 console = Console()
 err_console = Console(stderr=True)
@@ -46,7 +49,7 @@ class AezooGroup(TyperGroup):
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS):
+        except _PASS_THROUGH:
             raise
         except Exception as exc:  # a bug: say so in one line, keep the traceback for debug
             if debug():
