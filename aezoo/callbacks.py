@@ -1,34 +1,74 @@
-"""Trainer callbacks. The loop holds no logging code: progress, metrics files and the
-like are callbacks with these hooks (every hook is optional)."""
+"""Trainer callbacks. The loop only trains; logging, files and early stopping live here.
+
+The protocol (every hook optional; a plain object with some of these methods works):
+
+- ``on_train_start(trainer)`` / ``on_train_end(trainer)`` — once; at the end
+  ``trainer.outcome`` says why training ended: ``completed``, ``stopped`` (early
+  stopping), ``interrupted`` (SIGINT/SIGTERM), ``diverged`` (NaN/inf) or ``failed``.
+- ``on_epoch_start(trainer, epoch)`` / ``on_epoch_end(trainer, result)``.
+- ``on_step_start(trainer, step)`` / ``on_step_end(trainer, step, images)`` — around each
+  optimiser step; ``step`` counts from 1 within the epoch, ``trainer.global_step`` over
+  the run, ``images`` are this process's images so far this epoch. These run in the hot
+  loop: keep them cheap and never read a device tensor there (it syncs; see
+  ``trainer.running_loss()`` for the deliberate exception).
+
+Attributes a callback may set: ``all_ranks = True`` to run on every process of a
+distributed run (default: rank 0 only, which also owns all files), and ``state_key``
+with ``state_dict()``/``load_state_dict(d)`` (JSON-able) to be saved in
+``state.safetensors`` and restored on ``--resume``. ``trainer.request_stop(reason)``
+ends training after the current epoch.
+
+Plugins add callbacks through the ``aezoo.callbacks`` entry-point group; the entry
+point is a callable taking the run directory (``factory(out_dir)``); ``--callback NAME``
+enables it (see docs/training.md).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from aezoo.checkpoint import atomic_write
+from aezoo.errors import PluginError, UnknownNameError, UsageError
 
 if TYPE_CHECKING:
     from aezoo.trainer import Trainer
 
+CALLBACK_GROUP = "aezoo.callbacks"
+LAST_FILE = "last.safetensors"
+BEST_FILE = "best.safetensors"
+STATE_FILE = "state.safetensors"
+IMAGES_DIR = "images"
+
 
 @dataclass(frozen=True)
 class EpochResult:
-    """What one epoch measured (one line of metrics.jsonl)."""
+    """What one epoch measured (one line of metrics.jsonl / metrics.csv)."""
 
     epoch: int
     train_loss: float
     val_loss: float
     seconds: float
     images_per_s: float
+    lr: float = 0.0
 
 
 class Callback:
     """Base class with no-op hooks; override the ones you need."""
 
+    all_ranks: bool = False
+    state_key: str | None = None
+
     def on_train_start(self, trainer: Trainer) -> None: ...
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+
+    def on_step_start(self, trainer: Trainer, step: int) -> None: ...
 
     def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
         """After each optimiser step; ``images`` seen so far this epoch. Must not sync."""
@@ -37,16 +77,197 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer) -> None: ...
 
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _jsonable(result: EpochResult) -> dict[str, Any]:
+    return asdict(result)
+
 
 class MetricsWriter(Callback):
-    """Appends one JSON line per epoch to ``path``."""
+    """One row per epoch in ``metrics.jsonl`` and ``metrics.csv``.
 
-    def __init__(self, path: str | Path) -> None:
+    On resume the files are rewritten from the restored history, so an epoch logged
+    after the last checkpoint (and trained again) never appears twice.
+    """
+
+    def __init__(self, path: str | Path, csv_path: str | Path | None = None) -> None:
         self.path = Path(path)
+        self.csv_path = Path(csv_path) if csv_path is not None else self.path.with_suffix(".csv")
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.path.write_text("")
+        self._rewrite(trainer.history)
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(asdict(result)) + "\n")
+            f.write(json.dumps(_jsonable(result)) + "\n")
+        with self.csv_path.open("a", newline="") as f:
+            csv.writer(f).writerow(_jsonable(result).values())
+
+    def _rewrite(self, history: list[EpochResult]) -> None:
+        atomic_write(self.path, "".join(json.dumps(_jsonable(r)) + "\n"
+                                        for r in history).encode())
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow([f.name for f in fields(EpochResult)])
+        writer.writerows(_jsonable(r).values() for r in history)
+        atomic_write(self.csv_path, buf.getvalue().encode())
+
+
+class Checkpointer(Callback):
+    """``last``, ``best`` (by val_loss) and ``state`` safetensors in ``out_dir``.
+
+    Written at each epoch end, every ``every`` optimiser steps, and when training is
+    interrupted; never after the loss diverged (the last good files stay).
+    """
+
+    state_key = "checkpointer"
+
+    def __init__(self, out_dir: str | Path, every: int | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.every = every
+        self.best = math.inf
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best if math.isfinite(self.best) else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = math.inf if state.get("best") is None else float(state["best"])
+
+    def save(self, trainer: Trainer) -> None:
+        from aezoo.checkpoint import save
+
+        save(trainer.model, self.out_dir / LAST_FILE)
+        trainer.save_state(self.out_dir / STATE_FILE)
+
+    def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
+        if self.every and trainer.global_step % self.every == 0 and step < trainer.steps_per_epoch:
+            self.save(trainer)  # the trainer checked for NaN at this step (a sync point)
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        if result.val_loss < self.best:
+            from aezoo.checkpoint import save
+
+            self.best = result.val_loss
+            save(trainer.model, self.out_dir / BEST_FILE)
+        self.save(trainer)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if trainer.outcome == "interrupted":
+            self.save(trainer)
+
+
+class EarlyStopping(Callback):
+    """Stop when val_loss has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    all_ranks = True  # every rank must stop at the same epoch
+    state_key = "early_stopping"
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.wait = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best if math.isfinite(self.best) else None, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = math.inf if state.get("best") is None else float(state["best"])
+        self.wait = int(state.get("wait", 0))
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        if result.val_loss < self.best - self.min_delta:
+            self.best, self.wait = result.val_loss, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            trainer.request_stop(f"early stopping: val_loss has not improved for "
+                                 f"{self.patience} epoch(s) (best {self.best:.5f})")
+
+
+class ImageWriter(Callback):
+    """``images/epoch-NNNN.png``: validation images (top) and reconstructions (bottom)."""
+
+    def __init__(self, out_dir: str | Path, n: int = 10, scale: int = 2) -> None:
+        self.dir = Path(out_dir) / IMAGES_DIR
+        self.n = n
+        self.scale = scale
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        from aezoo.viz import grid, reconstruct, write_png
+
+        images = trainer.val_images[: self.n]
+        recon = reconstruct(trainer.model, images, trainer.memory_format)
+        write_png(self.dir / f"epoch-{result.epoch:04d}.png", grid(images, recon, scale=self.scale))
+
+
+class TensorBoardLogger(Callback):
+    """Per-epoch losses, learning rate and speed as TensorBoard scalars in ``OUT/tensorboard``.
+
+    Needs the optional extra: ``pip install 'aezoo[tensorboard]'``.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.log_dir = Path(out_dir) / "tensorboard"
+        self.writer: Any = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UsageError("the tensorboard callback needs the tensorboard package",
+                             "pip install 'aezoo[tensorboard]'") from None
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=len(trainer.history) + 1)
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        for key in ("train_loss", "val_loss", "lr", "images_per_s"):
+            self.writer.add_scalar(key, getattr(result, key), result.epoch)
+        self.writer.flush()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def available() -> dict[str, str]:
+    """Entry-point callback names -> providing distribution."""
+    from importlib import metadata
+
+    return {ep.name: (ep.dist.metadata["Name"] if ep.dist else "unknown")
+            for ep in metadata.entry_points(group=CALLBACK_GROUP)}
+
+
+def load_callback(name: str, out_dir: str | Path) -> Any:
+    """Build the callback a plugin registers as ``name`` (or ``DIST:NAME``) for ``out_dir``."""
+    import difflib
+    from importlib import metadata
+
+    from aezoo.registry import canonical
+
+    dist, _, bare = name.rpartition(":")
+    matches = [ep for ep in metadata.entry_points(group=CALLBACK_GROUP) if ep.name == bare
+               and (not dist or (ep.dist is not None
+                                 and canonical(ep.dist.metadata["Name"]) == canonical(dist)))]
+    unique = {(ep.value, ep.dist.metadata["Name"] if ep.dist else ""): ep for ep in matches}
+    if not unique:
+        close = difflib.get_close_matches(bare, list(available()), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UnknownNameError(f"unknown callback '{name}'",
+                               f"{hint}installed: {', '.join(sorted(available())) or 'none'}")
+    if len(unique) > 1:
+        raise UsageError(f"callback '{name}' is provided by {len(unique)} distributions",
+                         "pick one with DIST:NAME")
+    ep = next(iter(unique.values()))
+    try:
+        return ep.load()(Path(out_dir))
+    except Exception as exc:  # a plugin's failure, reported as such
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise PluginError(f"callback '{name}' failed to load ({detail})",
+                          "fix or uninstall the plugin that provides it") from exc

@@ -1,24 +1,48 @@
-"""A training run end to end: output dir, data, model, trainer, files. No printing."""
+"""A training run end to end: output dir, data, model, trainer, files. No printing.
+
+A run directory holds ``run.json`` (the resolved RunSpec), ``metrics.jsonl`` and
+``metrics.csv``, ``last.safetensors``, ``best.safetensors`` (lowest val_loss),
+``state.safetensors`` (everything ``--resume`` needs), ``images/epoch-NNNN.png`` and,
+once training has finished, ``model.safetensors`` (the final weights, equal to last).
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from aezoo.callbacks import Callback, EpochResult, MetricsWriter
+from aezoo import distributed
+from aezoo.callbacks import (
+    BEST_FILE,
+    LAST_FILE,
+    STATE_FILE,
+    Checkpointer,
+    EarlyStopping,
+    EpochResult,
+    ImageWriter,
+    MetricsWriter,
+    load_callback,
+)
 from aezoo.checkpoint import atomic_write, save
 from aezoo.config import resolve_model
 from aezoo.data import ArrayDataset, load_dataset
-from aezoo.errors import OutputExistsError, UsageError
+from aezoo.errors import OutputExistsError, SpecError, UsageError
 from aezoo.model import Autoencoder, from_spec
-from aezoo.specs import RunSpec
+from aezoo.specs import RunSpec, TrainSpec, validate
 
 MODEL_FILE = "model.safetensors"
+RUN_FILE = "run.json"
+# Settings that may change on --resume: they leave the data order and model untouched.
+RESUMABLE = ("epochs", "device", "lr", "grad_clip", "patience", "min_delta", "precision",
+             "compile", "channels_last", "checkpoint_every", "check_every", "images",
+             "callbacks")
 
 
 def default_out_dir(spec: RunSpec) -> Path:
@@ -33,6 +57,10 @@ def prepare_out_dir(out: Path, force: bool) -> None:
     if (out / MODEL_FILE).exists() and not force:
         raise OutputExistsError(f"{out / MODEL_FILE} already exists",
                                 "choose another --out, or pass --force to overwrite it")
+    if (out / STATE_FILE).exists() and not force:
+        raise OutputExistsError(f"{out} holds an unfinished run ({STATE_FILE})",
+                                f"continue it with `aezoo train --resume {out}`, or pass "
+                                "--force to start over")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -40,6 +68,8 @@ def prepare_out_dir(out: Path, force: bool) -> None:
                          "choose a writable --out") from None
     if not os.access(out, os.W_OK):
         raise UsageError(f"output directory {out} is not writable", "choose a writable --out")
+    for stale in (STATE_FILE, LAST_FILE, BEST_FILE):  # --force: a new run, not a resumable mix
+        (out / stale).unlink(missing_ok=True)
 
 
 @dataclass
@@ -48,6 +78,8 @@ class RunResult:
     out_dir: Path
     model: Autoencoder
     history: list[EpochResult]
+    rank: int = 0
+    stop_reason: str | None = None
 
     @property
     def model_path(self) -> Path:
@@ -62,20 +94,120 @@ def fit_spec(spec: RunSpec, data: ArrayDataset) -> RunSpec:
     return spec.model_copy(update={"model": model})
 
 
-def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
-          callbacks: Iterable[Callback] = ()) -> RunResult:
-    """Train ``spec`` and write model.safetensors, metrics.jsonl and run.json into ``out``."""
-    from aezoo.trainer import Trainer
+def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list[Any]:
+    """The standard callbacks of a run dir, then ``extra`` (e.g. progress), checkpointer last
+    (so the state it saves includes the other callbacks' state for this epoch)."""
+    callbacks: list[Any] = [MetricsWriter(out / "metrics.jsonl", out / "metrics.csv")]
+    if spec.images:
+        callbacks.append(ImageWriter(out))
+    if spec.patience is not None:
+        callbacks.append(EarlyStopping(spec.patience, spec.min_delta))
+    callbacks.extend(load_callback(name, out) for name in spec.callbacks)
+    callbacks.extend(extra)
+    callbacks.append(Checkpointer(out, spec.checkpoint_every))
+    return callbacks
 
-    out = Path(out) if out is not None else default_out_dir(spec)
-    prepare_out_dir(out, force)
+
+def _write_spec(spec: RunSpec, out: Path) -> None:
+    atomic_write(out / RUN_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
+
+
+def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
+          callbacks: Iterable[Any] = ()) -> RunResult:
+    """Train ``spec`` from scratch into ``out`` (see the module docstring for the files).
+
+    Under torchrun every rank calls this; rank 0 alone writes files.
+    """
+    dist, device = distributed.setup(spec.train.device)
+    try:
+        out_name = str(out) if out is not None else str(default_out_dir(spec))
+        out = Path(distributed.broadcast_text(out_name, dist, device))
+        distributed.on_main(lambda: prepare_out_dir(out, force), dist, device)
+        return _execute(spec, out, callbacks, dist, state=None)
+    finally:
+        distributed.shutdown(dist)
+
+
+def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
+           callbacks: Iterable[Any] = ()) -> RunResult:
+    """Continue the run in ``run_dir`` from its ``state.safetensors``.
+
+    ``overrides`` may change the train settings in ``RESUMABLE`` (e.g. more ``epochs``,
+    a lower ``lr`` after a divergence); with none, the result equals an uninterrupted run.
+    """
+    from aezoo.state import read_info
+
+    run_dir = Path(run_dir)
+    spec = read_run_spec(run_dir)
+    overrides = dict(overrides or {})
+    if "callbacks" in overrides:  # added to the run's own
+        overrides["callbacks"] = list(dict.fromkeys([*spec.train.callbacks,
+                                                     *overrides["callbacks"]]))
+    fixed = sorted(set(overrides) - set(RESUMABLE))
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)} cannot change when resuming",
+                         f"resume as is, or start a new run; changeable: {', '.join(RESUMABLE)}")
+    train_spec = validate(TrainSpec, {**spec.train.model_dump(), **overrides}, "train")
+    spec = spec.model_copy(update={"train": train_spec})
+    state = run_dir / STATE_FILE
+    if not state.exists():
+        raise UsageError(f"{run_dir} has no {STATE_FILE}: the run stopped before its "
+                         "first checkpoint", "start it again (with --force)")
+    info = read_info(state)
+    if info["epoch"] > spec.train.epochs:
+        raise UsageError(f"{run_dir} has already finished all {spec.train.epochs} epochs",
+                         f"pass --epochs N (N > {spec.train.epochs}) to train further")
+    if info.get("stopped") and not {"epochs", "patience"} & set(overrides):
+        raise UsageError(f"{run_dir} has finished: {info['stopped']}",
+                         "pass a larger --patience (or --epochs) to train it further")
+    dist, device = distributed.setup(spec.train.device)
+    try:
+        distributed.on_main(lambda: _write_spec(spec, run_dir), dist, device)
+        return _execute(spec, run_dir, callbacks, dist, state=state)
+    finally:
+        distributed.shutdown(dist)
+
+
+def read_run_spec(run_dir: Path) -> RunSpec:
+    """The RunSpec saved in ``run_dir/run.json``."""
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a run directory", "give the --out of a run")
+    path = run_dir / RUN_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} has no {RUN_FILE}: not a run directory",
+                         "give the --out directory of an aezoo train run") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {path} ({exc})", "restore run.json") from None
+    try:
+        spec: RunSpec = validate(RunSpec, raw)
+    except SpecError as exc:
+        raise UsageError(f"{path} is not a valid run spec ({exc.problem})",
+                         "restore run.json") from None
+    return spec
+
+
+def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
+             state: Path | None) -> RunResult:
+    from aezoo.trainer import Trainer, TrainingError, TrainingInterrupted
+
     data = load_dataset(spec.data)
     spec = fit_spec(spec, data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
     model = from_spec(spec.model)
-    trainer = Trainer(model, data, spec.train,
-                      [MetricsWriter(out / "metrics.jsonl"), *callbacks])
-    atomic_write(out / "run.json", (spec.model_dump_json(indent=2) + "\n").encode())
-    history = trainer.fit()
-    save(trainer.model, out / MODEL_FILE)
-    return RunResult(spec, out, trainer.model, history)
+    trainer = Trainer(model, data, spec.train, run_callbacks(spec.train, out, callbacks),
+                      dist=dist)
+    if state is not None:
+        trainer.load_state(state)
+    elif dist.is_main:
+        _write_spec(spec, out)
+    try:
+        history = trainer.fit()
+    except (TrainingError, TrainingInterrupted) as exc:  # name the real run directory
+        error = type(exc)(exc.problem, (exc.fix or "").replace("RUN_DIR", str(out)))
+        error.exit_code = exc.exit_code
+        raise error from None
+    if dist.is_main:
+        save(trainer.model, out / MODEL_FILE)
+    return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason)

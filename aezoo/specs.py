@@ -63,6 +63,34 @@ class TrainSpec(Strict):
     channels_last: bool | None = Field(
         None, description="NHWC memory layout; None picks the faster one for the device"
     )
+    # Schedules and controls (docs/training.md)
+    scheduler: Literal["none", "cosine", "step", "onecycle"] = Field(
+        "none", description="learning-rate schedule, stepped every optimiser step")
+    warmup: int = Field(0, ge=0, description="linear warm-up steps (onecycle: its rise)")
+    min_lr: float = Field(0.0, ge=0, description="cosine: the final learning rate")
+    step_size: PositiveInt = Field(10, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor")
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient L2 norm")
+    patience: PositiveInt | None = Field(
+        None, description="early stopping: epochs without a better val_loss")
+    min_delta: float = Field(0.0, ge=0, description="early stopping: smallest improvement")
+    # Speed switches
+    precision: Literal["32", "bf16", "16"] = Field(
+        "32", description="32, bf16 or 16 (autocast; fp16 uses a GradScaler)")
+    compile: bool = Field(False, description="torch.compile the training step")
+    check_every: PositiveInt = Field(
+        50, description="steps between NaN/stop checks where a check syncs (GPU, DDP)")
+    # Run directory
+    checkpoint_every: PositiveInt | None = Field(
+        None, description="also checkpoint every N optimiser steps (resumable mid-epoch)")
+    images: bool = Field(True, description="write a reconstruction grid each epoch")
+    callbacks: list[str] = Field(
+        default_factory=list, description="extra callbacks by entry-point name")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("device")
     @classmethod

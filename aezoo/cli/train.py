@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from aezoo.cli._common import console
+from aezoo.cli._common import console, usage_error, warn
 
 HELP = """Train a variant and save it as DIR/model.safetensors.
 
@@ -15,8 +16,14 @@ Settings come, later winning, from the variant's defaults, `--config FILE` (TOML
 or JSON), the flags below, then each `--set KEY=VALUE` (a dotted path into the run spec;
 VALUE is JSON, else a string).
 
-Writes into the output directory: `model.safetensors` (weights + spec), `metrics.jsonl`
-(one line per epoch) and `run.json` (the resolved run spec).
+Writes into the output directory: `run.json` (the resolved run spec), `metrics.jsonl`
+and `metrics.csv` (one row per epoch), `last.safetensors`, `best.safetensors` (lowest
+val_loss), `state.safetensors` (for `--resume`), `images/epoch-NNNN.png` (originals over
+reconstructions) and, when training finishes, `model.safetensors` (the final weights).
+
+Ctrl-C stops after the current step, saves the state and exits with code 130;
+`aezoo train --resume DIR` continues exactly where it stopped. Under
+`torchrun --nproc-per-node N -m aezoo train ...` each process trains on its shard.
 
 Examples:
 
@@ -25,6 +32,10 @@ Examples:
     aezoo train cae-strided --loss bce --device cuda --out runs/strided-bce
 
     aezoo train cae-upsample --set model.encoder.params.channels=[32,16,8] --set train.optimizer=sgd
+
+    aezoo train cae-upsample --scheduler cosine --warmup 100 --patience 5 --checkpoint-every 200
+
+    aezoo train --resume runs/cae-upsample-20250101-120000
 """
 
 
@@ -43,9 +54,50 @@ def train_command(
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="Override any spec value, e.g. train.lr=0.01."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing model file."),
+    resume: Path | None = typer.Option(
+        None, "--resume", metavar="RUN_DIR",
+        help="Continue an interrupted run from RUN_DIR/state.safetensors (settings from its "
+        "run.json; --epochs, --device, --lr and the switches below may change)."),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", metavar="N",
+        help="Also checkpoint every N optimiser steps (always at each epoch end)."),
+    scheduler: str | None = typer.Option(
+        None, help="Learning-rate schedule: none, cosine, step or onecycle."),
+    warmup: int | None = typer.Option(None, metavar="STEPS", help="Linear warm-up steps."),
+    grad_clip: float | None = typer.Option(
+        None, "--grad-clip", metavar="NORM", help="Clip the global gradient norm to NORM."),
+    patience: int | None = typer.Option(
+        None, metavar="EPOCHS", help="Early stopping: epochs without a better val_loss."),
+    precision: str | None = typer.Option(
+        None, metavar="32|bf16|16", help="Autocast precision (16 uses a GradScaler; GPU only)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the training step."),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last",
+        help="NHWC memory layout [default: on for CPU, off elsewhere]."),
+    no_images: bool = typer.Option(
+        False, "--no-images", help="Do not write a reconstruction grid each epoch."),
+    callback: list[str] = typer.Option(
+        [], "--callback", metavar="NAME",
+        help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
 ) -> None:
     from aezoo.config import build_run_spec, parse_assignment, read_config
     from aezoo.run import train
+
+    switches: dict[str, Any] = {
+        "checkpoint_every": checkpoint_every, "scheduler": scheduler, "warmup": warmup,
+        "grad_clip": grad_clip, "patience": patience, "precision": precision,
+        "compile": True if compile_ else None, "channels_last": channels_last,
+        "images": False if no_images else None, "callbacks": callback or None,
+    }
+    switches = {k: v for k, v in switches.items() if v is not None}
+    if resume is not None:
+        _resume(resume, {**switches, **{k: v for k, v in (
+            ("epochs", epochs), ("device", device), ("lr", lr)) if v is not None}},
+            fresh_only={"NAME": name, "--batch-size": batch_size, "--loss": loss,
+                        "--seed": seed, "--data": data, "--limit": limit, "--out": out,
+                        "--config": config, "--set": set_ or None,
+                        "--force": force or None})
+        return
 
     layers: list[dict[str, Any]] = []
     if config is not None:
@@ -60,6 +112,8 @@ def train_command(
     for key, value in (("name", data), ("limit", limit)):
         if value is not None:
             flags.setdefault("data", {})[key] = value
+    if switches:
+        flags.setdefault("train", {}).update(switches)
     layers.append(flags)
     layers.extend(parse_assignment(item) for item in set_)
     spec = build_run_spec(name, layers)
@@ -68,10 +122,36 @@ def train_command(
     from aezoo.device import resolve_device
 
     resolve_device(spec.train.device)  # fail before loading anything
-    result = train(spec, out, force=force, callbacks=[ProgressCallback(console)])
-    last = result.history[-1]
-    console.print(f"saved {result.model_path} (val_loss {last.val_loss:.5f}; "
-                  f"metrics in {result.out_dir / 'metrics.jsonl'})", highlight=False)
+    _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)]))
+
+
+def _resume(run_dir: Path, overrides: dict[str, Any], fresh_only: dict[str, Any]) -> None:
+    from aezoo.cli.progress import ProgressCallback
+    from aezoo.run import resume
+
+    given = [flag for flag, value in fresh_only.items() if value is not None]
+    if given:
+        raise usage_error(f"{', '.join(given)} cannot be combined with --resume",
+                          "a resumed run keeps its run.json; start a new run to change them")
+    _report(lambda: resume(run_dir, overrides, callbacks=[ProgressCallback(console)]))
+
+
+def _report(run: Callable[[], Any]) -> None:
+    """Run, then one line about the result; an interrupt is a warning with exit 130/143."""
+    from aezoo.trainer import TrainingInterrupted
+
+    try:
+        result = run()
+    except TrainingInterrupted as exc:
+        warn(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    if result.rank != 0:
+        return
+    last = result.history[-1] if result.history else None
+    loss = f"val_loss {last.val_loss:.5f}; " if last else ""
+    stop = f" ({result.stop_reason})" if result.stop_reason else ""
+    console.print(f"saved {result.model_path}{stop} ({loss}metrics in "
+                  f"{result.out_dir / 'metrics.jsonl'})", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

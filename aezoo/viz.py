@@ -1,0 +1,105 @@
+"""Reconstruction grids: originals on the top row, reconstructions below, as a PNG.
+
+The PNG encoder is a few lines of zlib (8-bit gray or RGB), so pictures need no Pillow.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aezoo.checkpoint import atomic_write
+from aezoo.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from aezoo.model import Autoencoder
+
+PAD = 2  # pixels between and around the cells
+PAD_VALUE = 255  # white separators
+
+
+def _to_numpy(images: np.ndarray | torch.Tensor) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        images = images.detach().to("cpu").contiguous().numpy()
+    if images.dtype != np.uint8:
+        images = np.clip(np.rint(np.asarray(images, dtype=np.float64) * 255), 0, 255)
+    return np.ascontiguousarray(images, dtype=np.uint8)
+
+
+def grid(*rows: np.ndarray | torch.Tensor, scale: int = 2, pad: int = PAD) -> np.ndarray:
+    """Rows of ``(N, C, H, W)`` images (uint8, or floats in [0, 1]) as one ``(H', W', C)``
+    uint8 picture; each image is enlarged ``scale`` times (nearest neighbour).
+
+    Size: ``N*W*scale + (N+1)*pad`` wide, ``len(rows)*H*scale + (len(rows)+1)*pad`` high.
+    """
+    if scale < 1:
+        raise UsageError(f"scale must be at least 1 (got {scale})", "use --scale 1 or more")
+    arrays = [_to_numpy(r) for r in rows]
+    if not arrays or any(a.ndim != 4 or a.shape != arrays[0].shape for a in arrays):
+        raise UsageError("grid rows must be (N, C, H, W) arrays of one shape",
+                         "pass originals and reconstructions of the same images")
+    n, c, h, w = arrays[0].shape
+    if c not in (1, 3):
+        raise UsageError(f"cannot draw {c}-channel images", "draw gray (1) or RGB (3) images")
+    ch, cw = h * scale, w * scale
+    out = np.full((len(arrays) * ch + (len(arrays) + 1) * pad, n * cw + (n + 1) * pad, c),
+                  PAD_VALUE, dtype=np.uint8)
+    for r, row in enumerate(arrays):
+        big = row.repeat(scale, axis=2).repeat(scale, axis=3).transpose(0, 2, 3, 1)
+        y = pad + r * (ch + pad)
+        for i in range(n):
+            x = pad + i * (cw + pad)
+            out[y:y + ch, x:x + cw] = big[i]
+    return out
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 -> PNG bytes."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise UsageError("a PNG needs an (H, W[, 1 or 3]) uint8 array", "convert the image")
+    h, w, c = image.shape
+    raw = np.zeros((h, 1 + w * c), dtype=np.uint8)  # filter byte 0 (none) on each row
+    raw[:, 1:] = image.reshape(h, w * c)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Atomically write ``image`` as a PNG file."""
+    path = Path(path)
+    try:
+        atomic_write(path, encode_png(image))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path} ({exc.strerror or exc})",
+                         "choose a writable --out") from None
+    return path
+
+
+def reconstruct(model: Autoencoder, images: torch.Tensor,
+                memory_format: torch.memory_format | None = None) -> torch.Tensor:
+    """``model``'s reconstructions of uint8 ``images`` (on its device), as uint8."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = images.to(torch.float32).div_(255)
+        if memory_format is not None:
+            x = x.contiguous(memory_format=memory_format)
+        out = model(x)
+    model.train(was_training)
+    return out.mul(255).round_().clamp_(0, 255).to(torch.uint8)
