@@ -7,16 +7,19 @@ Header metadata (all strings, as safetensors requires):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import secrets
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo import registry
 from aezoo.config import COMPONENT_KINDS
-from aezoo.errors import AezooError, CheckpointError, UnknownNameError
+from aezoo.errors import AezooError, CheckpointError, ShapeError, SpecError, UnknownNameError
 from aezoo.specs import ModelSpec, validate
 
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from aezoo.model import Autoencoder
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit; refuse before reading
+MAX_CHECKED_INPUT = 1 << 20  # input elements above which load checks shapes on meta
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
@@ -85,6 +89,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
 def save(model: Autoencoder, path: str | Path) -> Path:
     """Write ``model``'s weights and spec to ``path`` (a ``.safetensors`` file)."""
     path = Path(path)
+    _check_dtypes(model)
     metadata = {
         "format": "pt",
         "aezoo.spec": model.spec.model_dump_json(),
@@ -93,6 +98,22 @@ def save(model: Autoencoder, path: str | Path) -> Path:
     }
     save_tensors(model.state_dict(), path, metadata)
     return path
+
+
+def _check_dtypes(model: Autoencoder) -> None:
+    """Refuse to write weights ``load`` would refuse: a dtype other than the built one."""
+    try:
+        skeleton = _build(Path("model"), model.spec, on_meta=True, check=False)
+    except Exception:  # not buildable on meta: nothing to compare against
+        return
+    expected = skeleton.state_dict()
+    for name, tensor in model.state_dict().items():
+        want = expected.get(name)
+        if want is not None and want.dtype != tensor.dtype:
+            raise CheckpointError(
+                f"cannot save: tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}, "
+                f"the model is built with {str(want.dtype).removeprefix('torch.')}",
+                "convert it back (e.g. model.float()) before saving; aezoo.load never casts")
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -120,7 +141,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
                               "check the path and permissions") from None
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...
         raise CheckpointError(f"{path} is not a safetensors file (header is not JSON)",
                               "the file is corrupt or not a model; save it again") from None
     if not isinstance(header, dict):
@@ -144,38 +165,107 @@ def read_spec(path: str | Path) -> ModelSpec:
                               "load it with safetensors directly, or save it with aezoo.save")
     try:
         raw = json.loads(meta["aezoo.spec"])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path} holds a spec that is not JSON",
                               "the file is corrupt; save the model again") from None
     try:
         spec: ModelSpec = validate(ModelSpec, raw, "model")
     except AezooError as exc:
         raise CheckpointError(f"{path} holds an invalid spec ({exc.problem})",
-                              "the file may come from a newer aezoo; upgrade aezoo") from None
+                              "the file is corrupt, or comes from a newer aezoo: upgrade "
+                              "aezoo") from None
     return spec
 
 
 def _missing_component(path: Path, kind: str, name: str, meta: dict[str, str]) -> CheckpointError:
     try:
         plugins = json.loads(meta.get("aezoo.plugins", "{}"))
-        dist = plugins.get(kind, {}).get("dist")
-    except (json.JSONDecodeError, AttributeError):
+        recorded = plugins.get(kind, {})
+        # Only trust the hint when it describes this very component.
+        dist = recorded.get("dist") if recorded.get("name") == name else None
+    except (json.JSONDecodeError, RecursionError, AttributeError):
         dist = None
-    fix = (f"pip install {dist}" if dist else "install the plugin that provides it") + \
-        " (see `aezoo list --components`)"
+    fix = (f"pip install {dist}" if isinstance(dist, str) and dist
+           else "install the plugin that provides it") + " (see `aezoo list --components`)"
     return CheckpointError(f"{path} needs {kind} '{name}', which no installed plugin provides",
                            fix)
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
-    """Rebuild the model from the file alone: spec from the header, then the weights."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+# safetensors' dtype names for the torch dtypes a model holds.
+_DTYPE_NAMES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+                "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
+                "bool": "BOOL"}
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+             "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+
+
+def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True) -> Autoencoder:
+    """``from_spec``, with a spec the file got wrong reported as a bad file."""
+    import torch
 
     from aezoo.model import from_spec
 
+    try:
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            return from_spec(spec, check=check)
+    except (ShapeError, SpecError) as exc:
+        raise CheckpointError(f"{path} holds a spec that cannot be built ({exc.problem})",
+                              "the file is corrupt or was edited; save the model again") from None
+
+
+def check_tensors(path: Path, header: dict[str, Any], expected: Mapping[str, torch.Tensor],
+                  data_bytes: int) -> None:
+    """The header's tensors must be exactly ``expected``: names, shapes, dtypes, in bounds.
+
+    Checked from the header alone, so a hostile file is refused before anything is read
+    or allocated, and the weights we then allocate are bounded by the file's size.
+    """
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        what = (f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}")
+        more = len(missing) + len(extra) - 1
+        raise CheckpointError(f"{path} does not match its spec ({what}"
+                              f"{f' and {more} more' if more else ''})",
+                              "the file is corrupt or was edited; save the model again")
+    for name, want in expected.items():
+        info = tensors[name]
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{path} has a malformed entry for tensor {name!r}",
+                                  "the file is corrupt; save the model again")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        want_dtype = _DTYPE_NAMES.get(str(want.dtype).removeprefix("torch."))
+        if want_dtype is not None and dtype != want_dtype:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} is {dtype}, the model expects {want_dtype}",
+                "convert it with the model's dtype and save it with aezoo.save")
+        if shape != list(want.shape):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has shape {shape}, the model expects "
+                f"{list(want.shape)}", "the file does not match its spec; save the model again")
+        size = _ITEMSIZE.get(str(dtype), 0) * want.numel()
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) for o in offsets)
+                or offsets[1] - offsets[0] != size or not 0 <= offsets[0] <= offsets[1]
+                or offsets[1] > data_bytes):
+            raise CheckpointError(f"{path}: tensor {name!r} points outside the file",
+                                  "the file is truncated or corrupt; save the model again")
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
+    """Rebuild the model from the file alone: spec from the header, then the weights.
+
+    Nothing is allocated until the header has been checked against the spec (built on
+    the meta device first), and the weights must be the exact dtype the model uses:
+    no silent casts.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     spec = read_spec(path)
+    header = read_header(path)
     meta = read_metadata(path)
     for kind in COMPONENT_KINDS:
         name = getattr(spec, kind).name
@@ -183,7 +273,25 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
             registry.find(kind, name)
         except UnknownNameError:
             raise _missing_component(path, kind, name, meta) from None
-    model = from_spec(spec)
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        data_bytes = os.fstat(f.fileno()).st_size - 8 - length
+    try:  # the tensors first, on the meta device: a hostile spec allocates nothing
+        skeleton: Autoencoder | None = _build(path, spec, on_meta=True, check=False)
+    except AezooError:
+        raise
+    except Exception:  # a plugin that cannot build on meta: check after the real build
+        skeleton = None
+    if skeleton is not None:
+        check_tensors(path, header, skeleton.state_dict(), data_bytes)
+    # The build-time shape check runs a forward pass; for a huge input (a hostile or
+    # mistaken spec) run it on meta: slower to start, but it allocates nothing.
+    huge = math.prod(spec.input_shape) > MAX_CHECKED_INPUT
+    if huge:
+        _build(path, spec, on_meta=True)
+    model = _build(path, spec, on_meta=False, check=not huge)
+    if skeleton is None:
+        check_tensors(path, header, model.state_dict(), data_bytes)
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:

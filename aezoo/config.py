@@ -58,7 +58,7 @@ def parse_assignment(text: str) -> dict[str, Any]:
         )
     try:
         value: Any = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         value = raw
     for part in reversed(key.split(".")):
         value = {part: value}

@@ -66,8 +66,11 @@ def glorot_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def from_spec(spec: ModelSpec) -> Autoencoder:
-    """Build the modules a resolved spec describes; shapes are checked here, at build time."""
+def from_spec(spec: ModelSpec, *, check: bool = True) -> Autoencoder:
+    """Build the modules a resolved spec describes; shapes are checked here, at build time.
+
+    ``check=False`` skips the shape check (``load`` runs it on the meta device first).
+    """
     enc_desc = registry.encoder(spec.encoder.name)
     dec_desc = registry.decoder(spec.decoder.name)
     loss_desc = registry.loss(spec.loss.name)
@@ -85,7 +88,8 @@ def from_spec(spec: ModelSpec) -> Autoencoder:
     model = Autoencoder(encoder, decoder, loss, spec)  # type: ignore[arg-type]
     if spec.init == "glorot":
         glorot_init(model)
-    _check_shapes(model)
+    if check:
+        _check_shapes(model)
     return model
 
 

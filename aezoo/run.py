@@ -178,8 +178,10 @@ def read_run_spec(run_dir: Path) -> RunSpec:
     except FileNotFoundError:
         raise UsageError(f"{run_dir} has no {RUN_FILE}: not a run directory",
                          "give the --out directory of an aezoo train run") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read {path} ({exc})", "restore run.json") from None
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read {path} ({reason.splitlines()[0][:200]})",
+                         "restore run.json") from None
     try:
         spec: RunSpec = validate(RunSpec, raw)
     except SpecError as exc:
