@@ -128,12 +128,22 @@ def component_params(spec: ModelSpec, kind: str) -> BaseModel:
 def build_run_spec(
     variant: str | None, layers: Iterable[Mapping[str, Any]] = ()
 ) -> RunSpec:
-    """Variant defaults, then each layer (config file, flags, --set) in order."""
-    data: dict[str, Any] = variant_defaults(variant) if variant else {}
+    """Variant defaults, then each layer (config file, flags, --set) in order.
+
+    The variant may be named by ``variant`` or by any layer's ``model.variant``; two
+    different names are an error (mixing one's label with the other's parts would lie).
+    """
+    layers = list(layers)
+    named = {variant} if variant else set()
     for layer in layers:
         model_layer = layer.get("model")
-        if isinstance(model_layer, Mapping) and model_layer.get("variant") and not variant:
-            data = merge(variant_defaults(str(model_layer["variant"])), data)
+        if isinstance(model_layer, Mapping) and model_layer.get("variant"):
+            named.add(str(model_layer["variant"]))
+    if len(named) > 1:
+        raise UsageError(f"conflicting variants {', '.join(sorted(named))}",
+                         "name one variant: NAME, or model.variant in --config or --set")
+    data: dict[str, Any] = variant_defaults(named.pop()) if named else {}
+    for layer in layers:
         data = merge(data, layer)
     if "model" not in data:
         raise UsageError("no model given", "name a variant (see `aezoo list`) or pass --config")
