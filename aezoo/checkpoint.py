@@ -251,6 +251,17 @@ def check_tensors(path: Path, header: dict[str, Any], expected: Mapping[str, tor
                 or offsets[1] > data_bytes):
             raise CheckpointError(f"{path}: tensor {name!r} points outside the file",
                                   "the file is truncated or corrupt; save the model again")
+    # safetensors packs the tensors back to back: they must tile the data exactly.
+    spans = sorted(tuple(tensors[name]["data_offsets"]) for name in expected)
+    end = 0
+    for start, stop in spans:
+        if start != end:
+            raise CheckpointError(f"{path} has overlapping or gapped tensor data",
+                                  "the file is corrupt; save the model again")
+        end = stop
+    if end != data_bytes:
+        raise CheckpointError(f"{path} has {data_bytes - end} bytes beyond its tensors",
+                              "the file is corrupt; save the model again")
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
@@ -263,6 +274,11 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from aezoo.device import resolve_device
+
+    # Names as the CLI takes them (auto, cuda:N, ...); a missing GPU is a DeviceError now,
+    # not a torch assertion after the model was built.
+    target = resolve_device(device) if isinstance(device, str) else device
     path = Path(path)
     spec = read_spec(path)
     header = read_header(path)
@@ -303,4 +319,4 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
         detail = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise CheckpointError(f"{path} does not match its spec ({detail})",
                               "the file is corrupt; save the model again") from None
-    return model.to(device)
+    return model.to(target)

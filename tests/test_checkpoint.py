@@ -15,7 +15,8 @@ from safetensors.torch import save_file
 
 import aezoo
 from aezoo import checkpoint, registry
-from aezoo.errors import CheckpointError
+from aezoo.device import resolve_device
+from aezoo.errors import CheckpointError, DeviceError
 from aezoo.specs import ModelSpec
 
 
@@ -55,6 +56,19 @@ def test_save_load_is_bit_exact(tmp_path: Path, name: str, overrides: dict) -> N
         assert torch.equal(loaded.encode(x), model.encode(x))
         assert torch.equal(loaded.loss(x), model.loss(x))
     assert all(p.device.type == "cpu" for p in loaded.parameters())
+
+
+def test_load_takes_device_names(tmp_path: Path) -> None:
+    path = aezoo.save(perturbed("cae-upsample"), tmp_path / "m.safetensors")
+    for device in ("cpu", "auto", torch.device("cpu")):
+        model = aezoo.load(path, device=device)
+        expected = "cpu" if device != "auto" else resolve_device("auto").type
+        assert {p.device.type for p in model.parameters()} == {expected}
+    with pytest.raises(DeviceError, match="unknown device"):
+        aezoo.load(path, device="gpu")
+    if not torch.cuda.is_available():  # before the fix: a bare torch AssertionError
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            aezoo.load(path, device="cuda")
 
 
 def test_header_metadata(tmp_path: Path) -> None:
