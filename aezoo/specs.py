@@ -108,10 +108,35 @@ class TrainSpec(Strict):
 
 
 class DataSpec(Strict):
-    """Which dataset to train on."""
+    """Which dataset to train on, and how to shape and split it (docs/data.md)."""
 
-    name: str = Field("mnist5k", min_length=1, description="dataset name")
+    name: str = Field("mnist5k", min_length=1,
+                      description="dataset (`aezoo data list`), or folder:PATH, npz:PATH, npy:PATH")
     limit: PositiveInt | None = Field(None, description="use at most N training images")
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="share of train held out for validation (stratified by "
+        "label) when the dataset has no validation split")
+    split_seed: int = Field(
+        0, ge=0, description="seed of the validation split (fixed, independent of train.seed)")
+    image_size: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="resize every image to (H, W); N or 'HxW' are accepted too")
+    channels: Literal[1, 3] | None = Field(
+        None, description="convert images to 1 (grey) or 3 (RGB) channels")
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _image_size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = value.lower().replace(" ", "").split("x")
+            if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
+                value = [int(p) for p in parts]
+            else:
+                raise ValueError("write N or HxW, e.g. 32 or 64x48")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value, value)
+        if isinstance(value, (list, tuple)) and len(value) == 1:
+            return (value[0], value[0])
+        return value
 
 
 class RunSpec(Strict):

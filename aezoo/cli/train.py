@@ -47,8 +47,18 @@ def train_command(
     lr: float | None = typer.Option(None, help="Learning rate."),
     loss: str | None = typer.Option(None, help="Loss component, e.g. bce or mse."),
     seed: int | None = typer.Option(None, help="Random seed (init, shuffling)."),
-    data: str | None = typer.Option(None, help="Dataset name (default: mnist5k, embedded)."),
+    data: str | None = typer.Option(
+        None, help="Dataset: mnist5k (embedded, default), mnist, fashion-mnist, kmnist, "
+        "cifar10, folder:PATH, npz:PATH or npy:PATH (see `aezoo data list`)."),
     limit: int | None = typer.Option(None, help="Use at most N training images."),
+    val_fraction: float | None = typer.Option(
+        None, "--val-fraction", help="Share of train held out for validation, stratified by "
+        "label [default: 0.1]."),
+    image_size: str | None = typer.Option(
+        None, "--image-size", metavar="N|HxW", help="Resize every image (needed when a "
+        "folder's images differ in size)."),
+    channels: int | None = typer.Option(
+        None, "--channels", metavar="1|3", help="Convert images to grey (1) or RGB (3)."),
     out: Path | None = typer.Option(None, help="Output directory [default: runs/NAME-TIME]."),
     config: Path | None = typer.Option(None, help="Run spec file: .toml, .yaml or .json."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
@@ -95,6 +105,8 @@ def train_command(
             ("epochs", epochs), ("device", device), ("lr", lr)) if v is not None}},
             fresh_only={"NAME": name, "--batch-size": batch_size, "--loss": loss,
                         "--seed": seed, "--data": data, "--limit": limit, "--out": out,
+                        "--val-fraction": val_fraction, "--image-size": image_size,
+                        "--channels": channels,
                         "--config": config, "--set": set_ or None,
                         "--force": force or None})
         return
@@ -109,7 +121,8 @@ def train_command(
             flags.setdefault("train", {})[key] = value
     if loss is not None:
         flags["model"] = {"loss": {"name": loss}}
-    for key, value in (("name", data), ("limit", limit)):
+    for key, value in (("name", data), ("limit", limit), ("val_fraction", val_fraction),
+                       ("image_size", image_size), ("channels", channels)):
         if value is not None:
             flags.setdefault("data", {})[key] = value
     if switches:
@@ -122,6 +135,9 @@ def train_command(
     from aezoo.device import resolve_device
 
     resolve_device(spec.train.device)  # fail before loading anything
+    from aezoo.cli.data import prepare_data
+
+    prepare_data(spec)  # a shape the model cannot serve fails now; downloads show progress
     _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)]))
 
 

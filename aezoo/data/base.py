@@ -1,4 +1,4 @@
-"""The dataset container and the lookup of a dataset by name."""
+"""The dataset container and ``load_dataset``: a DataSpec -> train/val(/test) arrays."""
 
 from __future__ import annotations
 
@@ -6,21 +6,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aezoo.errors import UnknownNameError
+from aezoo.data.source import Progress, Shape, Splits
+from aezoo.errors import AezooError, DataError
 from aezoo.specs import DataSpec
-
-Shape = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """Train and validation images as uint8 ``(N, C, H, W)`` arrays, labels when known."""
+    """Train and validation images as uint8 ``(N, C, H, W)`` arrays, labels when known.
+
+    ``test`` is the dataset's official test split where it has one; training and model
+    selection never look at it.
+    """
 
     name: str
     train: np.ndarray
     val: np.ndarray
     train_labels: np.ndarray | None = None
     val_labels: np.ndarray | None = None
+    test: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
 
     @property
     def shape(self) -> Shape:
@@ -28,11 +33,19 @@ class ArrayDataset:
         return (int(c), int(h), int(w))
 
     def limited(self, limit: int | None) -> ArrayDataset:
-        """At most ``limit`` training images (validation untouched)."""
+        """At most ``limit`` training images (validation and test untouched)."""
         if limit is None or limit >= len(self.train):
             return self
         labels = None if self.train_labels is None else self.train_labels[:limit]
-        return ArrayDataset(self.name, self.train[:limit], self.val, labels, self.val_labels)
+        return ArrayDataset(self.name, self.train[:limit], self.val, labels, self.val_labels,
+                            self.test, self.test_labels)
+
+    def splits(self) -> dict[str, int]:
+        """Image count per split."""
+        counts = {"train": len(self.train), "val": len(self.val)}
+        if self.test is not None:
+            counts["test"] = len(self.test)
+        return counts
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int
@@ -48,16 +61,114 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int
     return rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(val_idx))
 
 
-def load_dataset(spec: DataSpec) -> ArrayDataset:
-    """The dataset ``spec.name`` names, limited to ``spec.limit`` training images."""
-    from aezoo.data import embedded
+def random_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train/validation indices, at least one image on each side."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
+    return perm[n_val:], perm[:n_val]
 
-    sources = {"mnist5k": embedded.load_mnist5k}
-    if spec.name not in sources:
-        import difflib
 
-        close = difflib.get_close_matches(spec.name, list(sources), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UnknownNameError(f"unknown dataset '{spec.name}'",
-                               f"{hint}available: {', '.join(sorted(sources))}")
-    return sources[spec.name]().limited(spec.limit)
+def split_indices(n: int, labels: np.ndarray | None, val_fraction: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified by label where labels exist (and every side gets images), else random."""
+    if labels is not None:
+        train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+        if len(train_idx) and len(val_idx):
+            return train_idx, val_idx
+    return random_split(n, val_fraction, seed)
+
+
+def declared_shape(spec: DataSpec) -> Shape | None:
+    """The shape ``spec`` will load, when known without loading (to check a model early)."""
+    from aezoo.data.catalog import resolve
+
+    source = resolve(spec.name).source
+    if source.shape is None:
+        return None
+    c, h, w = source.shape
+    if spec.channels is not None:
+        c = spec.channels
+    if spec.image_size is not None:
+        h, w = spec.image_size
+    return (c, h, w)
+
+
+def load_dataset(spec: DataSpec, progress: Progress | None = None,
+                 offline: bool = False) -> ArrayDataset:
+    """The dataset ``spec`` names, as uint8 arrays, with its validation split carved.
+
+    Downloads (verified) what is not cached yet; ``progress`` is told how far it got.
+    """
+    from aezoo.data.catalog import resolve, source_dir
+    from aezoo.data.source import LoadContext
+
+    found = resolve(spec.name)
+    ctx = LoadContext(found.source, found.argument, source_dir(found.source),
+                      image_size=spec.image_size, channels=spec.channels,
+                      progress=progress, offline=offline)
+    try:
+        splits = found.source.load(ctx)
+    except (AezooError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a plugin's loader: say whose, keep the traceback for debug
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"dataset {spec.name} ({found.entry.dist} {found.entry.version}) "
+                        f"failed to load: {type(exc).__name__}: {detail}",
+                        "rerun with AEZOO_DEBUG=1 for the traceback and report it") from exc
+    if not isinstance(splits, Splits):
+        raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
+                        f"report it to the authors of {found.entry.dist}")
+    return assemble(spec, splits)
+
+
+def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
+    """Validate, convert channels/size, carve the validation split, apply the limit."""
+    from aezoo.data.arrays import convert_channels, resize, to_images, to_labels
+
+    parts: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for part in ("train", "val", "test"):
+        images = getattr(splits, part)
+        if images is None:
+            continue
+        what = f"{spec.name} {part} split"
+        images = to_images(images, what)
+        labels = to_labels(getattr(splits, f"{part}_labels"), len(images), f"{what} labels")
+        if spec.channels is not None:
+            images = convert_channels(images, spec.channels, what)
+        if spec.image_size is not None:
+            images = resize(images, spec.image_size)
+        parts[part] = (images, labels)
+    train, train_labels = parts["train"]
+    for part, (images, _) in parts.items():
+        if images.shape[1:] != train.shape[1:]:
+            raise DataError(f"dataset {spec.name}: {part} images are "
+                            f"{_fmt(images.shape[1:])} but train images are "
+                            f"{_fmt(train.shape[1:])}", "pass --image-size to resize all")
+    if "val" in parts:
+        val, val_labels = parts["val"]
+        order = np.random.default_rng(spec.split_seed).permutation(len(train))
+        train = train[order]  # sources often store train sorted by class; --limit must not
+        train_labels = None if train_labels is None else train_labels[order]
+    else:
+        if len(train) < 2:
+            raise DataError(f"dataset {spec.name} has {len(train)} image; training needs at "
+                            "least 2 (one for validation)", "add images")
+        train_idx, val_idx = split_indices(len(train), train_labels, spec.val_fraction,
+                                           spec.split_seed)
+        val = train[val_idx]
+        val_labels = None if train_labels is None else train_labels[val_idx]
+        train = train[train_idx]
+        train_labels = None if train_labels is None else train_labels[train_idx]
+    test, test_labels = parts.get("test", (None, None))
+    dataset = ArrayDataset(spec.name, _owned(train), _owned(val), train_labels, val_labels,
+                           None if test is None else _owned(test), test_labels)
+    return dataset.limited(spec.limit)
+
+
+def _owned(images: np.ndarray) -> np.ndarray:
+    """Contiguous and writable (not a view of a cache, a memory map or a file buffer)."""
+    return np.require(images, np.uint8, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
+
+
+def _fmt(chw: tuple[int, ...]) -> str:
+    return "x".join(map(str, chw))

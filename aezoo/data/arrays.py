@@ -1,0 +1,255 @@
+"""Arrays to uint8 ``(N, C, H, W)`` images, channel and size conversion, npz/npy sources.
+
+Accepted arrays: rank 3 ``(N, H, W)`` or rank 4 ``(N, C, H, W)`` / ``(N, H, W, C)`` with
+1 to 4 channels (channels-first wins when both axes could be channels). Values:
+
+- uint8 as is; bool as 0/255; other integers if they lie in 0..255;
+- floats in [0, 1] are scaled by 255 and rounded (the usual float-image convention);
+- floats holding only whole numbers in 0..255 (a uint8 array cast to float) as is;
+- anything else (negative, above 255, fractional values above 1, NaN/inf) is an error:
+  guessing a range silently would train on the wrong data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from aezoo.data.source import LoadContext, Splits
+from aezoo.errors import DataError, UsageError
+
+CHANNEL_COUNTS = (1, 2, 3, 4)
+CHUNK = 1024  # images per step when converting, so temporaries stay small
+LAYOUT_FIX = "save images as N,H,W or N,C,H,W or N,H,W,C with 1 to 4 channels"
+
+
+def channel_axis(shape: tuple[int, ...], what: str) -> int | None:
+    """1 for (N, C, H, W), 3 for (N, H, W, C), None for (N, H, W)."""
+    if len(shape) == 3:
+        return None
+    if len(shape) != 4:
+        raise DataError(f"{what} has shape {shape} (rank {len(shape)}), not an image stack",
+                        LAYOUT_FIX)
+    if shape[1] in CHANNEL_COUNTS:
+        return 1
+    if shape[3] in CHANNEL_COUNTS:
+        return 3
+    raise DataError(f"{what} has shape {shape}: neither axis 1 nor axis 3 is a channel axis "
+                    "(1 to 4)", LAYOUT_FIX)
+
+
+def to_images(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` as uint8 ``(N, C, H, W)``; validates rank, layout, dtype and range."""
+    axis = channel_axis(tuple(array.shape), what)
+    if array.shape[0] == 0 or 0 in array.shape:
+        raise DataError(f"{what} is empty (shape {tuple(array.shape)})",
+                        "provide at least two images")
+    scale = _value_scale(array, what)
+    n = array.shape[0]
+    if axis is None:
+        c, (h, w) = 1, array.shape[1:]
+    elif axis == 1:
+        c, h, w = array.shape[1:]
+    else:
+        h, w, c = array.shape[1:]
+    if array.dtype == np.uint8 and axis == 1:
+        return np.ascontiguousarray(array)
+    out = np.empty((n, c, h, w), dtype=np.uint8)
+    for start in range(0, n, CHUNK):
+        chunk = np.asarray(array[start:start + CHUNK])
+        if axis is None:
+            chunk = chunk[:, None]
+        elif axis == 3:
+            chunk = chunk.transpose(0, 3, 1, 2)
+        if scale is not None:
+            chunk = np.rint(chunk.astype(np.float32) * scale)
+        out[start:start + CHUNK] = chunk  # numpy casts; values were range-checked
+    return out
+
+
+def _value_scale(array: np.ndarray, what: str) -> float | None:
+    """None: copy the values; a number: multiply floats by it, then round."""
+    kind = array.dtype.kind
+    if array.dtype == np.uint8:
+        return None
+    if kind == "b":
+        return 255.0
+    if kind not in "iuf":
+        raise DataError(f"{what} has dtype {array.dtype}, not numbers",
+                        "save uint8 images (or floats in [0, 1])")
+    lo, hi, finite, whole = _stats(array)
+    if kind in "iu":
+        if lo < 0 or hi > 255:
+            raise DataError(f"{what} holds integers from {lo} to {hi}, outside 0..255",
+                            "scale the images to 0..255 (uint8) or to floats in [0, 1]")
+        return None
+    if not finite:
+        raise DataError(f"{what} holds NaN or infinite values", "clean the array")
+    if lo >= 0 and hi <= 1:
+        return 255.0
+    if lo >= 0 and hi <= 255 and whole:
+        return None  # a uint8 array stored as float
+    raise DataError(f"{what} holds floats from {lo:g} to {hi:g}; floats must lie in [0, 1] "
+                    "(or be whole numbers 0..255)", "divide by the maximum (x / 255 for "
+                    "8-bit data) or save uint8")
+
+
+def _stats(array: np.ndarray) -> tuple[float, float, bool, bool]:
+    """min, max, all finite, all whole numbers: in chunks, so a memory map stays cheap."""
+    lo, hi, finite, whole = np.inf, -np.inf, True, True
+    is_float = array.dtype.kind == "f"
+    for start in range(0, array.shape[0], CHUNK):
+        chunk = np.asarray(array[start:start + CHUNK])
+        if is_float and not np.isfinite(chunk).all():
+            return 0.0, 0.0, False, False
+        lo, hi = min(lo, chunk.min()), max(hi, chunk.max())
+        if is_float and whole:
+            whole = bool(np.array_equal(chunk, np.floor(chunk)))
+    return float(lo), float(hi), finite, whole
+
+
+def to_labels(labels: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
+    """Labels as int64 ``(N,)``, or None."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n:
+        raise DataError(f"{what} has shape {labels.shape}, expected ({n},) to match the images",
+                        "give one integer label per image")
+    if labels.dtype.kind in "iub":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "f" and np.isfinite(labels).all() and \
+            np.array_equal(labels, np.floor(labels)):
+        return labels.astype(np.int64)
+    raise DataError(f"{what} has dtype {labels.dtype}, not integer class labels",
+                    "save labels as integers")
+
+
+# PIL's own fixed-point ITU-R 601-2 luma, so arrays and folders convert identically.
+_LUMA = (19595, 38470, 7471)
+
+
+def convert_channels(images: np.ndarray, channels: int, what: str) -> np.ndarray:
+    """1 <-> 3 channels: grey is repeated, colour becomes luma; alpha is dropped."""
+    c = images.shape[1]
+    if c == channels:
+        return images
+    if c in (2, 4):  # grey+alpha, RGBA: drop alpha (as PIL's convert does)
+        images, c = images[:, :c - 1], c - 1
+        if c == channels:
+            return np.ascontiguousarray(images)
+    if c == 1 and channels == 3:
+        return np.repeat(images, 3, axis=1)
+    if c == 3 and channels == 1:
+        out = np.empty((len(images), 1, *images.shape[2:]), dtype=np.uint8)
+        for start in range(0, len(images), CHUNK):
+            rgb = images[start:start + CHUNK].astype(np.uint32)
+            luma = rgb[:, 0] * _LUMA[0] + rgb[:, 1] * _LUMA[1] + rgb[:, 2] * _LUMA[2]
+            out[start:start + CHUNK, 0] = (luma + 0x8000) >> 16
+        return out
+    raise DataError(f"{what} has {c} channels; cannot convert them to {channels}",
+                    "use --channels 1 or 3 with grey or RGB images")
+
+
+def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Each image resized to ``size`` (H, W) with antialiased bilinear filtering."""
+    h, w = size
+    if images.shape[2:] == (h, w):
+        return images
+    from PIL import Image
+
+    out = np.empty((len(images), images.shape[1], h, w), dtype=np.uint8)
+    for i, image in enumerate(images):
+        for ch, plane in enumerate(image):
+            small = Image.fromarray(plane).resize((w, h), Image.Resampling.BILINEAR)
+            out[i, ch] = np.asarray(small)
+    return out
+
+
+def _path(ctx: LoadContext, suffix: str) -> Path:
+    path = Path(ctx.argument or "").expanduser()
+    prefix = ctx.source.name
+    if not path.exists():
+        raise UsageError(f"{path} does not exist", f"check the path after {prefix}:")
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file",
+                         "use folder:PATH for a directory of images" if path.is_dir()
+                         else f"give a {suffix} file")
+    return path
+
+
+def load_npy(ctx: LoadContext) -> Splits:
+    """``npy:PATH``: one array of images, memory-mapped while it is converted."""
+    path = _path(ctx, ".npy")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy file ({exc})",
+                        "save it with numpy.save") from None
+    if not isinstance(array, np.ndarray):  # np.load opened an .npz archive
+        close = getattr(array, "close", None)
+        if close is not None:
+            close()
+        raise UsageError(f"{path} is an .npz archive", f"use npz:{ctx.argument}")
+    return Splits(train=to_images(array, str(path)))
+
+
+# Key names, in order of preference, for each part of an .npz file.
+NPZ_SPLIT_KEYS = {
+    "train": ("train", "x_train"), "train_labels": ("train_labels", "y_train"),
+    "val": ("val", "x_val"), "val_labels": ("val_labels", "y_val"),
+    "test": ("test", "x_test"), "test_labels": ("test_labels", "y_test"),
+}
+NPZ_IMAGE_KEYS = ("images", "x", "data")
+NPZ_LABEL_KEYS = ("labels", "y")
+
+
+def load_npz(ctx: LoadContext) -> Splits:
+    """``npz:PATH``: ``images`` (+ ``labels``), or ``train``/``val``/``test`` splits
+    (+ ``*_labels``; Keras-style ``x_train``/``y_train`` too), or a single array."""
+    path = _path(ctx, ".npz")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npz file ({exc})",
+                        "save it with numpy.savez") from None
+    if isinstance(archive, np.ndarray):
+        raise UsageError(f"{path} is a single .npy array", f"use npy:{ctx.argument}")
+    with archive:
+        keys = list(archive.files)
+        parts = _npz_parts(keys)
+        if parts is None:
+            raise DataError(
+                f"{path} has no image array under a known key (found: {', '.join(keys) or 'none'})",
+                "store the images as 'images' (and 'labels'), or as 'train'/'val'/'test' "
+                "(and 'train_labels', ...): numpy.savez(path, images=x, labels=y)")
+        try:
+            arrays = {part: archive[key] for part, key in parts.items()}
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: cannot read an array ({exc})",
+                            "save numeric arrays with numpy.savez (no object arrays)") from None
+    out: dict[str, np.ndarray | None] = {}
+    for part in ("train", "val", "test"):
+        if part in arrays:
+            images = to_images(arrays[part], f"{path}:{parts[part]}")
+            out[part] = images
+            label_key = f"{part}_labels"
+            out[label_key] = to_labels(arrays.get(label_key), len(images),
+                                       f"{path}:{parts.get(label_key)}")
+    return Splits(**out)  # type: ignore[arg-type]
+
+
+def _npz_parts(keys: list[str]) -> dict[str, str] | None:
+    """Which key holds which part, or None when no images can be found."""
+    def first(candidates: tuple[str, ...]) -> str | None:
+        return next((k for k in candidates if k in keys), None)
+
+    if first(NPZ_SPLIT_KEYS["train"]):
+        found = {part: first(cands) for part, cands in NPZ_SPLIT_KEYS.items()}
+        return {part: key for part, key in found.items() if key is not None}
+    images = first(NPZ_IMAGE_KEYS) or (keys[0] if len(keys) == 1 else None)
+    if images is None:
+        return None
+    labels = first(NPZ_LABEL_KEYS)
+    return {"train": images, **({"train_labels": labels} if labels else {})}

@@ -1,0 +1,154 @@
+"""The dataset registry: the ``aezoo.datasets`` entry-point group, and the cache.
+
+Built-in sources are registered through the same group as a plugin's. Listing reads
+entry-point metadata and the (light) descriptors only: no numpy, torch or PIL.
+Names: ``NAME``, ``NAME:PATH`` for sources that take a path (``folder:``, ``npz:``,
+``npy:``), and ``DIST:NAME`` to pick one of two distributions claiming a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from aezoo import registry
+from aezoo.data.source import DatasetSource
+from aezoo.errors import PluginError, UnknownNameError, UsageError
+from aezoo.registry import Entry, canonical
+
+KIND = "dataset"  # the entry-point group aezoo.datasets
+
+
+def data_root() -> Path:
+    """``$AEZOO_DATA``, else ``$XDG_CACHE_HOME/aezoo``, else ``~/.cache/aezoo``."""
+    explicit = os.environ.get("AEZOO_DATA")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative paths
+        return Path(xdg) / "aezoo"
+    return Path.home() / ".cache" / "aezoo"
+
+
+def source_dir(source: DatasetSource) -> Path:
+    """``data_root()/NAME``: each downloadable source keeps its files in its own folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", source.name).lstrip(".") or "_"
+    return data_root() / safe
+
+
+def entries() -> tuple[Entry, ...]:
+    """Every enabled ``aezoo.datasets`` entry point, sorted; metadata only."""
+    return registry.entries(KIND)
+
+
+def names() -> list[str]:
+    return registry.names(KIND)
+
+
+def load_entry(entry: Entry) -> DatasetSource:
+    """The descriptor behind ``entry``; a broken plugin is recorded (``aezoo plugins``)."""
+    obj = registry.load_entry(entry)
+    if not isinstance(obj, DatasetSource):
+        raise registry._fail(entry, f"{entry.value} is a {type(obj).__name__}, "
+                             "not a DatasetSource", "type")
+    return obj
+
+
+def clear_cache() -> None:
+    registry.clear_cache()
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A dataset name resolved to its source and, for ``NAME:PATH``, the path."""
+
+    entry: Entry
+    source: DatasetSource
+    argument: str | None
+
+
+def resolve(name: str) -> Resolved:
+    """``name`` -> its source. Unknown names get a did-you-mean and a pointer to the list."""
+    name = name.strip()
+    head, sep, rest = name.partition(":")
+    by_name = [e for e in entries() if e.name == (head if sep else name)]
+    argument: str | None = rest if sep else None
+    if sep and not by_name:  # DIST:NAME or DIST:NAME:PATH
+        name2, sep2, arg2 = rest.partition(":")
+        by_name = [e for e in entries()
+                   if e.name == name2 and canonical(e.dist) == canonical(head)]
+        argument = arg2 if sep2 else None
+    if not by_name:
+        raise UnknownNameError(f"unknown dataset '{name}'", _suggest(name))
+    if len(by_name) > 1:
+        choices = ", ".join(e.qualified for e in by_name)
+        raise UsageError(f"dataset '{by_name[0].name}' is provided by {len(by_name)} "
+                         "distributions", f"pick one with DIST:NAME ({choices})")
+    entry = by_name[0]
+    source = load_entry(entry)
+    if source.takes_path and not argument:
+        raise UsageError(f"dataset '{entry.name}' needs a path", f"write {entry.name}:PATH")
+    if not source.takes_path and argument is not None:
+        raise UsageError(f"dataset '{entry.name}' takes no path (got '{name}')",
+                         f"write just {entry.name}")
+    return Resolved(entry, source, argument)
+
+
+def _suggest(name: str) -> str:
+    candidate = Path(name).expanduser()
+    for prefix, fits in (("folder", candidate.is_dir()), ("npz", name.endswith(".npz")),
+                         ("npy", name.endswith(".npy"))):
+        if fits:
+            return f"did you mean '{prefix}:{name}'?"
+    head, sep, rest = name.partition(":")
+    close = difflib.get_close_matches(head, names(), n=1)
+    hint = ""
+    if close:
+        takes_path = any(e.name == close[0] and _takes_path(e) for e in entries())
+        hint = f"did you mean '{close[0]}:{rest}'? " if sep and takes_path else \
+            f"did you mean '{close[0]}'? "
+    return (f"{hint}see `aezoo data list`; for your own images use folder:PATH, "
+            "npz:PATH or npy:PATH")
+
+
+def _takes_path(entry: Entry) -> bool:
+    try:
+        return load_entry(entry).takes_path
+    except PluginError:
+        return False
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """What of a downloadable source is on disk (sizes checked; digests on use)."""
+
+    directory: Path
+    present: int  # declared files present with their declared size
+    total: int
+    bytes: int  # everything in the directory
+
+    @property
+    def complete(self) -> bool:
+        return self.total > 0 and self.present == self.total
+
+
+def cache_status(source: DatasetSource) -> CacheStatus:
+    directory = source_dir(source)
+    present = 0
+    for file in source.files:
+        try:
+            size = (directory / file.name).stat().st_size
+        except OSError:
+            continue
+        present += file.size is None or size == file.size
+    used = 0
+    if directory.is_dir():
+        for path in directory.rglob("*"):
+            try:
+                used += path.stat().st_size if path.is_file() else 0
+            except OSError:
+                pass
+    return CacheStatus(directory, present, len(source.files), used)

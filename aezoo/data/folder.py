@@ -1,0 +1,207 @@
+"""``folder:PATH``: PNG/JPEG (and BMP/WebP) images under a directory, recursively.
+
+Labels: when every image lies in a first-level subdirectory (``PATH/cat/1.png``) the
+subdirectory names are the classes (sorted), used for a stratified validation split.
+Splits: when ``PATH`` holds only ``train/`` and any of ``val/`` (``valid/``,
+``validation/``) and ``test/``, those are the splits. Hidden files and directories are
+skipped. Images are decoded with Pillow in threads; EXIF orientation is applied.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aezoo.data.source import LoadContext, Splits
+from aezoo.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
+              "test": "test"}
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+REPORT_EVERY = 256
+
+
+@dataclass(frozen=True)
+class _Header:
+    path: Path
+    size: tuple[int, int]  # (H, W) after EXIF rotation
+    grey: bool
+
+
+def load_folder(ctx: LoadContext) -> Splits:
+    root = Path(ctx.argument or "").expanduser()
+    if not root.exists():
+        raise UsageError(f"folder {root} does not exist", "check the path after folder:")
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder",
+                         f"use npz:{ctx.argument} or npy:{ctx.argument} for array files")
+    split_roots = _split_roots(root)
+    files = {split: _image_files(path) for split, path in split_roots.items()}
+    if not any(files.values()):
+        raise DataError(f"folder {root} holds no images ({', '.join(sorted(EXTENSIONS))})",
+                        "point folder: at a directory with image files (searched recursively)")
+    if split_roots.keys() != {"train"} and not files.get("train"):
+        raise DataError(f"folder {root / 'train'} holds no images",
+                        "put the training images under train/")
+    classes = _classes(split_roots, files)
+    headers = {split: _headers(paths) for split, paths in files.items() if paths}
+    every = [h for hs in headers.values() for h in hs]
+    size = ctx.image_size or _common_size(every, root)
+    channels = ctx.channels or (1 if all(h.grey for h in every) else 3)
+    out: dict[str, np.ndarray | None] = {}
+    done = [0]
+    for split, hs in headers.items():
+        out[split] = _decode_all(hs, size, channels, ctx, done, len(every))
+        if classes is not None:
+            parent = split_roots[split]
+            out[f"{split}_labels"] = np.array(
+                [classes.index(h.path.relative_to(parent).parts[0]) for h in hs],
+                dtype=np.int64)
+    return Splits(**out)  # type: ignore[arg-type]
+
+
+def _split_roots(root: Path) -> dict[str, Path]:
+    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS]
+    names = {p.name.lower() for p in subdirs}
+    if "train" in names and names <= SPLIT_DIRS.keys() and not loose:
+        roots = {SPLIT_DIRS[p.name.lower()]: p for p in sorted(subdirs)}
+        if len(roots) == len(subdirs):  # e.g. both val/ and valid/: not a split layout
+            return roots
+    return {"train": root}
+
+
+def _image_files(root: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _classes(roots: dict[str, Path], files: dict[str, list[Path]]) -> list[str] | None:
+    """Sorted class names when every image sits in a class subdirectory, else None."""
+    names: set[str] = set()
+    for split, paths in files.items():
+        for path in paths:
+            parts = path.relative_to(roots[split]).parts
+            if len(parts) < 2:
+                return None
+            names.add(parts[0])
+    return sorted(names) if len(names) >= 2 else None
+
+
+def _open(path: Path) -> Image.Image:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(f"cannot read image {path} ({reason})", "remove or replace the file")
+
+
+def _header(path: Path) -> _Header:
+    with _open(path) as image:
+        w, h = image.size
+        try:
+            orientation = image.getexif().get(0x0112)
+        except Exception:  # a broken EXIF block is not worth failing the image for
+            orientation = None
+        if orientation in ROTATED:
+            w, h = h, w
+        return _Header(path, (h, w), image.mode in GREY_MODES or _grey_palette(image))
+
+
+def _grey_palette(image: Image.Image) -> bool:
+    if image.mode != "P":
+        return False
+    palette = image.getpalette() or []
+    rgb = np.array(palette[: len(palette) // 3 * 3]).reshape(-1, 3)
+    return bool((rgb == rgb[:, :1]).all())
+
+
+def _headers(paths: Sequence[Path]) -> list[_Header]:
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        return list(pool.map(_header, paths))
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _common_size(headers: list[_Header], root: Path) -> tuple[int, int]:
+    first = headers[0]
+    for h in headers:
+        if h.size != first.size:
+            a, b = first.size, h.size
+            raise DataError(
+                f"images in {root} differ in size ({a[1]}x{a[0]} {first.path.name}, "
+                f"{b[1]}x{b[0]} {h.path.name})",
+                "pass --image-size N or HxW to resize them all")
+    return first.size
+
+
+def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One image as uint8 (C, H, W)."""
+    from PIL import ImageOps
+
+    try:
+        with _open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image = _to_mode(image, channels)
+            if image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), _bilinear())
+            array = np.asarray(image, dtype=np.uint8)
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
+        raise _unreadable(path, exc) from None
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _to_mode(image: Image.Image, channels: int) -> Image.Image:
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit/float grey
+        values = np.asarray(image, dtype=np.float64)
+        top = 255.0 if image.mode == "F" and values.max() <= 255 else 65535.0
+        grey = Image.fromarray(np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8))
+        return grey if channels == 1 else grey.convert("RGB")
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def _bilinear() -> Any:
+    from PIL import Image
+
+    return Image.Resampling.BILINEAR
+
+
+def _decode_all(headers: list[_Header], size: tuple[int, int], channels: int,
+                ctx: LoadContext, done: list[int], total: int) -> np.ndarray:
+    out = np.empty((len(headers), channels, *size), dtype=np.uint8)
+    ctx.report("decoding images", done[0], total, "images")
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for i, array in enumerate(pool.map(lambda h: _decode(h.path, size, channels), headers)):
+            out[i] = array
+            done[0] += 1
+            if done[0] % REPORT_EVERY == 0 or done[0] == total:
+                ctx.report("decoding images", done[0], total, "images")
+    return out

@@ -1,0 +1,93 @@
+"""Parsers for the published file formats: IDX (the MNIST family) and CIFAR-10 binary.
+
+Both are plain bytes with a fixed layout; nothing here unpickles or extracts to disk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from aezoo.errors import DataError
+
+IDX_UBYTE = 0x08
+CIFAR_SIDE = 32
+CIFAR_RECORD = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE  # label byte, then R, G, B planes
+CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_TEST = "test_batch.bin"
+
+
+def _refetch(path: Path) -> str:
+    return f"delete {path}; it is downloaded and verified again on next use"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip-compressed when its name ends in .gz) of unsigned bytes."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot read {path} ({exc})", _refetch(path)) from None
+    if len(data) < 4 or data[:2] != b"\0\0":
+        raise DataError(f"{path} is not an IDX file", _refetch(path))
+    dtype, ndim = data[2], data[3]
+    if dtype != IDX_UBYTE:
+        raise DataError(f"{path} holds IDX type 0x{dtype:02x}, not unsigned bytes",
+                        _refetch(path))
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise DataError(f"{path} has a truncated IDX header", _refetch(path))
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    expected = int(np.prod(dims, dtype=np.int64))
+    if len(data) - header != expected:
+        raise DataError(f"{path} should hold {expected:,} values {dims} but holds "
+                        f"{len(data) - header:,}", _refetch(path))
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``cifar-10-binary.tar.gz`` -> train images, train labels, test images, test labels.
+
+    Images are uint8 ``(N, 3, 32, 32)``: the binary format already stores each image as
+    its R, G and B planes, row-major. The members are read in memory, never extracted.
+    """
+    wanted = {*CIFAR_TRAIN, CIFAR_TEST}
+    blobs: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            for member in tar:
+                base = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and base in wanted:
+                    f = tar.extractfile(member)
+                    if f is not None:
+                        blobs[base] = f.read()
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
+        raise DataError(f"cannot read {path} ({exc})", _refetch(path)) from None
+    missing = sorted(wanted - set(blobs))
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}", _refetch(path))
+    train = [_cifar_records(blobs[name], f"{path}:{name}") for name in CIFAR_TRAIN]
+    test_images, test_labels = _cifar_records(blobs[CIFAR_TEST], f"{path}:{CIFAR_TEST}")
+    return (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]),
+            test_images, test_labels)
+
+
+def _cifar_records(blob: bytes, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if not blob or len(blob) % CIFAR_RECORD:
+        raise DataError(f"{what} is {len(blob):,} bytes, not a whole number of "
+                        f"{CIFAR_RECORD}-byte records", "the archive is damaged: delete it")
+    records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    labels = records[:, 0].copy()
+    if labels.max() > 9:
+        raise DataError(f"{what} has label {labels.max()} (CIFAR-10 has 0..9)",
+                        "the archive is damaged: delete it")
+    images = np.ascontiguousarray(records[:, 1:]).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE)
+    return images, labels
