@@ -128,8 +128,11 @@ class Checkpointer(Callback):
 
     def __init__(self, out_dir: str | Path, every: int | None = None) -> None:
         self.out_dir = Path(out_dir)
-        self.every = every
+        self.every = every  # None: the trainer spec's checkpoint_every
         self.best = math.inf
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.every = self.every or trainer.spec.checkpoint_every
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best if math.isfinite(self.best) else None}

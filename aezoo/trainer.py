@@ -158,6 +158,7 @@ class Trainer:
         self._eager_guard = self.device.type == "cpu" and not self.dist.enabled
         self._window = torch.zeros(spec.check_every, device=self.device)
         self._since_check = 0
+        self._compiled = False  # set after the first step: compile errors surface there
 
     # -- data ------------------------------------------------------------------------
     def _shard(self, array: np.ndarray, equal: bool) -> np.ndarray:
@@ -276,22 +277,41 @@ class Trainer:
                 signal.signal(s, h)
 
     def _train_epoch(self) -> None:
-        model, opt, bs, spec = self.step_module, self.optimizer, self.spec.batch_size, self.spec
         if self.step == 0:  # a fresh epoch (otherwise load_state restored the partial one)
             self._epoch_gen_state = self.generator.get_state()
             self._loss_sum.zero_()
             self._loss_count = 0
             self._epoch_seconds = 0.0
         self._call("on_epoch_start", self.epoch)
-        n = len(self.train_images)
-        perm = torch.randperm(n, device=self.device, generator=self.generator)
+        perm = torch.randperm(len(self.train_images), device=self.device,
+                              generator=self.generator)
+        start = time.perf_counter()
+        try:
+            self._steps(perm)
+        except _Diverged:
+            raise
+        except Exception as exc:
+            if self.spec.compile and not self._compiled:
+                detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                raise TrainingError(f"torch.compile failed on {self.device} ({detail})",
+                                    "drop --compile (inductor on CPU needs a C++ compiler; "
+                                    "on GPU, triton)") from exc
+            raise
+        finally:
+            self._epoch_seconds += time.perf_counter() - start
+        if self.step < self.steps_per_epoch:
+            return  # interrupted: no validation for a partial epoch
+        self._end_epoch()
+
+    def _steps(self, perm: torch.Tensor) -> None:
+        """The hot loop: the epoch's remaining optimiser steps."""
+        model, opt, bs, spec = self.step_module, self.optimizer, self.spec.batch_size, self.spec
         model.train()
         params = [p for g in opt.param_groups for p in g["params"]]
         scaled, clip = self.scaler.is_enabled(), spec.grad_clip
         set_lr = not self.schedule.constant
         sync_every = spec.checkpoint_every or 0
         step_start, step_end = self._hooks["on_step_start"], self._hooks["on_step_end"]
-        start = time.perf_counter()
         for i in range(self.step, self.steps_per_epoch):
             xb = self.batch(self.train_images, perm[i * bs:(i + 1) * bs])
             if set_lr:
@@ -325,6 +345,7 @@ class Trainer:
             self._loss_sum += loss * len(xb)
             self._loss_count += len(xb)
             self.step, self.global_step = i + 1, self.global_step + 1
+            self._compiled = True
             if not self._eager_guard and (
                     self._since_check == spec.check_every
                     or (sync_every and self.global_step % sync_every == 0)):
@@ -333,10 +354,6 @@ class Trainer:
                 fn(self, i + 1, self._loss_count)
             if self._stop is not None and self._stop != "stop":
                 break
-        self._epoch_seconds += time.perf_counter() - start
-        if self.step < self.steps_per_epoch:
-            return  # interrupted: no validation for a partial epoch
-        self._end_epoch()
 
     def _sync_point(self) -> None:
         """Look at the recent losses (and, under DDP, agree on stopping). Syncs."""
