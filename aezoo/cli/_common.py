@@ -17,6 +17,9 @@ _CLICK_ERRORS = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickEx
 # Exits and usage errors are the framework's to report (usage errors exit with code 2).
 _PASS_THROUGH = cast(tuple[type[BaseException], ...],
                      (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS))
+# The framework's usage errors (bad flag, bad value, missing argument): shown as one line.
+_USAGE_ERRORS = cast(tuple[type[Exception], ...],
+                     tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"))
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,12 +38,38 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
 
+def _one_line_usage_error(exc: Exception) -> typer.Exit:
+    """A flag the framework rejected, as one line like every other error (exit code 2)."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "aezoo"
+    message = " ".join(getattr(exc, "format_message", lambda: str(exc))().split()).rstrip(".")
+    error(f"{message}: see `{command} --help`")
+    return typer.Exit(2)
+
+
+def _shows_help(exc: Exception) -> bool:
+    """``no_args_is_help``: the framework prints the help instead of an error."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
 class AezooGroup(TyperGroup):
     """Turns aezoo errors into one red line and an exit code; tracebacks only in debug."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        try:
+            return super().parse_args(ctx, args)
+        except _USAGE_ERRORS as exc:
+            if _shows_help(exc):
+                raise
+            raise _one_line_usage_error(exc) from None
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except _USAGE_ERRORS as exc:
+            if _shows_help(exc):
+                raise
+            raise _one_line_usage_error(exc) from None
         except AezooError as exc:
             if debug():
                 raise
