@@ -8,8 +8,10 @@ once training has finished, ``model.safetensors`` (the final weights, equal to l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,15 +63,38 @@ def prepare_out_dir(out: Path, force: bool) -> None:
         raise OutputExistsError(f"{out} holds an unfinished run ({STATE_FILE})",
                                 f"continue it with `aezoo train --resume {out}`, or pass "
                                 "--force to start over")
+    created = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create output directory {out} ({exc.strerror})",
                          "choose a writable --out") from None
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"output directory {out} is not writable", "choose a writable --out")
+    try:
+        check_writable(out)
+    except UsageError:
+        for p in created:  # leave no trace of a run that never started
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
     for stale in (STATE_FILE, LAST_FILE, BEST_FILE):  # --force: a new run, not a resumable mix
         (out / stale).unlink(missing_ok=True)
+
+
+def check_writable(directory: Path) -> None:
+    """Write and remove a probe file. ``os.access`` says yes to root even on a read-only
+    mount, and only a real write notices a full disk: fail now, not after an hour."""
+    probe = directory / f".aezoo-probe-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"aezoo")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        raise UsageError(f"output directory {directory} is not writable ({exc.strerror})",
+                         "choose a writable --out with free space") from None
 
 
 @dataclass
@@ -108,7 +133,9 @@ def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list
     return callbacks
 
 
-def _write_spec(spec: RunSpec, out: Path) -> None:
+def _write_spec(spec: RunSpec, out: Path, check: bool = False) -> None:
+    if check:
+        check_writable(out)
     atomic_write(out / RUN_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
 
 
@@ -162,7 +189,7 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
                          "pass a larger --patience (or --epochs) to train it further")
     dist, device = distributed.setup(spec.train.device)
     try:
-        distributed.on_main(lambda: _write_spec(spec, run_dir), dist, device)
+        distributed.on_main(lambda: _write_spec(spec, run_dir, check=True), dist, device)
         return _execute(spec, run_dir, callbacks, dist, state=state)
     finally:
         distributed.shutdown(dist)
