@@ -450,8 +450,8 @@ class Trainer:
         from aezoo.errors import CheckpointError
 
         tensors, info = read_state(path)
-        for key, mine in (("steps_per_epoch", self.steps_per_epoch),
-                          ("world_size", self.dist.world_size)):
+        for key, mine in (("world_size", self.dist.world_size),
+                          ("steps_per_epoch", self.steps_per_epoch)):
             if info.get(key) != mine:
                 raise CheckpointError(
                     f"{path} was saved with {key}={info.get(key)}, this run has {mine}",
