@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo.checkpoint import atomic_write
-from aezoo.errors import PluginError, UnknownNameError, UsageError
+from aezoo.errors import AezooError, PluginError, UnknownNameError, UsageError
 
 if TYPE_CHECKING:
     from aezoo.trainer import Trainer
@@ -218,16 +218,18 @@ class TensorBoardLogger(Callback):
     """
 
     def __init__(self, out_dir: str | Path) -> None:
-        self.log_dir = Path(out_dir) / "tensorboard"
-        self.writer: Any = None
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        try:
+        try:  # imported here, when asked for: fail before any data is loaded
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UsageError("the tensorboard callback needs the tensorboard package",
                              "pip install 'aezoo[tensorboard]'") from None
-        self.writer = SummaryWriter(str(self.log_dir), purge_step=len(trainer.history) + 1)
+        self.summary_writer = SummaryWriter
+        self.log_dir = Path(out_dir) / "tensorboard"
+        self.writer: Any = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        # purge_step: a resumed run drops events logged after its checkpoint
+        self.writer = self.summary_writer(str(self.log_dir), purge_step=len(trainer.history) + 1)
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
         for key in ("train_loss", "val_loss", "lr", "images_per_s"):
@@ -270,6 +272,8 @@ def load_callback(name: str, out_dir: str | Path) -> Any:
     ep = next(iter(unique.values()))
     try:
         return ep.load()(Path(out_dir))
+    except AezooError:
+        raise
     except Exception as exc:  # a plugin's failure, reported as such
         detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise PluginError(f"callback '{name}' failed to load ({detail})",
