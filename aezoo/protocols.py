@@ -89,6 +89,8 @@ class Variant:
 
     ``param_count`` is declared metadata (parameters at ``input_shape``) so listings need
     not build the model; the conformance tests keep it honest.
+    ``example_shapes`` are further input shapes the variant promises to serve; the
+    conformance kit (``aezoo.testing``) checks the round trip at each of them.
     ``init`` is ``"default"`` (PyTorch's) or ``"glorot"`` (Keras: Glorot-uniform
     weights, zero biases).
     """
@@ -104,3 +106,4 @@ class Variant:
     train: Mapping[str, Any] = field(default_factory=dict)
     param_count: int | None = None
     description: str = ""
+    example_shapes: tuple[Shape, ...] = ()

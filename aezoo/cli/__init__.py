@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from aezoo import __version__
-from aezoo.cli import data, evaluate, listing, train
+from aezoo.cli import data, evaluate, listing, plugins, scaffold, specfiles, train
 from aezoo.cli._common import AezooGroup, console
 
 app = typer.Typer(
@@ -36,7 +36,7 @@ def _root(
 
 
 # Each command group is a module with register(app); add new groups to this tuple.
-for _group in (listing, train, data, evaluate):
+for _group in (listing, train, data, evaluate, plugins, specfiles, scaffold):
     _group.register(app)
 
 

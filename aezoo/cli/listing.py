@@ -42,13 +42,18 @@ def _variant_rows(pattern: str | None, count_params: bool) -> list[dict[str, Any
         if count_params:
             import aezoo
 
-            params = aezoo.build(entry.qualified).num_parameters()
+            try:
+                params = aezoo.build(entry.qualified).num_parameters()
+            except PluginError:  # a broken component: recorded, warned about below
+                if registry.strict():
+                    raise
+                params = None
         rows.append({"name": entry.name, "encoder": v.encoder, "decoder": v.decoder,
                      "loss": v.loss, "params": params,
                      "input_shape": list(v.input_shape), "dist": entry.dist,
                      "version": entry.version, "description": v.description})
-    ambiguous = {r["name"] for r in rows if sum(x["name"] == r["name"] for x in rows) > 1}
-    for r in rows:  # a name two distributions claim is shown qualified
+    ambiguous = registry.conflicts("variant")
+    for r in rows:  # a name two distributions claim is shown qualified, as it must be used
         if r["name"] in ambiguous:
             r["name"] = f"{registry.canonical(r['dist'])}:{r['name']}"
     return rows
@@ -95,7 +100,10 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
                 continue
             desc = _load_quietly(kind, entry)
             if desc is not None:
-                rows.append({"kind": kind, "name": entry.name, "dist": entry.dist,
+                ambiguous = entry.name in registry.conflicts(kind)
+                rows.append({"kind": kind,
+                             "name": entry.qualified if ambiguous else entry.name,
+                             "dist": entry.dist,
                              "version": entry.version, "description": desc.description})
     if as_json:
         console.print_json(json.dumps(rows))

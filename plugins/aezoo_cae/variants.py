@@ -13,6 +13,7 @@ cae_upsample = Variant(
     init="glorot",  # the tutorial's Keras defaults: Glorot-uniform weights, zero biases
     train={"optimizer": "adam", "lr": 1e-3, "eps": 1e-7, "batch_size": 256, "epochs": 50},
     param_count=4385,
+    example_shapes=((3, 32, 32), (1, 64, 48)),
 )
 
 cae_strided = Variant(
@@ -26,4 +27,5 @@ cae_strided = Variant(
     init="default",
     train={"optimizer": "adam", "lr": 2e-3, "batch_size": 256, "epochs": 30},
     param_count=16537,
+    example_shapes=((3, 32, 32), (1, 27, 33)),
 )

@@ -1,0 +1,112 @@
+"""``aezoo plugins``: installed plugin distributions, what each provides, what is broken."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from aezoo.cli._common import console, error, warn
+
+HELP = """List every installed distribution that provides aezoo entry points.
+
+For each: its version, what it provides per entry-point group (`aezoo.variants`,
+`aezoo.encoders`, `aezoo.datasets`, ...), and every failure: a module that raises on
+import, an entry that is not the right kind of object, a descriptor with invalid fields,
+a variant whose preset does not resolve. Names two distributions both provide are
+listed as conflicts (use `DIST:NAME` to pick one).
+
+This command imports every plugin, unlike `aezoo list`.
+
+Environment: `AEZOO_PLUGINS=a,b` loads only those distributions (plus aezoo itself);
+`AEZOO_STRICT_PLUGINS=1` makes any failure fatal (exit code 1).
+"""
+
+
+def report() -> dict[str, Any]:
+    """Everything ``aezoo plugins`` shows, as plain data (what ``--json`` prints)."""
+    import os
+
+    from aezoo import registry
+
+    failures = registry.check_all()
+    by_dist: dict[str, list[dict[str, str]]] = {}
+    for f in failures:
+        by_dist.setdefault(registry.canonical(f.entry.dist), []).append(
+            {"group": f.entry.group, "name": f.entry.name, "value": f.entry.value,
+             "reason": f.reason, "message": f.message})
+    dists: list[dict[str, Any]] = [{"name": d.name, "version": d.version, "enabled": d.enabled,
+                                    "provides": {g: list(n) for g, n in d.provides.items()},
+                                    "failures": by_dist.get(registry.canonical(d.name), [])}
+                                   for d in registry.distributions()]
+    conflicts = [{"group": registry.group_of(kind), "name": name,
+                  "providers": [e.qualified for e in es]}
+                 for group in registry.groups()
+                 for kind in [registry.kind_of(group)]
+                 for name, es in registry.conflicts(kind).items()]
+    raw = os.environ.get("AEZOO_PLUGINS")
+    return {
+        "distributions": dists,
+        "conflicts": conflicts,
+        "failures": sum(len(d["failures"]) for d in dists),
+        "strict": registry.strict(),
+        "only": None if raw is None else [d.strip() for d in raw.split(",") if d.strip()],
+        "unknown_in_only": registry.unknown_allowed(),
+    }
+
+
+def _short(group: str) -> str:
+    return group.removeprefix("aezoo.")
+
+
+def _print(data: dict[str, Any]) -> None:
+    table = Table(title="aezoo plugins", title_justify="left")
+    for col in ("distribution", "version", "provides", "status"):
+        table.add_column(col)
+    for d in data["distributions"]:
+        provides = "\n".join(f"{_short(g)}: {', '.join(names)}"
+                             for g, names in d["provides"].items())
+        n = len(d["failures"])
+        status = ("[dim]off (AEZOO_PLUGINS)[/]" if not d["enabled"]
+                  else f"[red]{n} failure{'s' if n != 1 else ''}[/]" if n else "[green]ok[/]")
+        table.add_row(escape(d["name"]), escape(d["version"]), escape(provides), status)
+    console.print(table)
+    failed = [(d, f) for d in data["distributions"] for f in d["failures"]]
+    if failed:
+        ftable = Table(title="failures", title_justify="left")
+        for col in ("distribution", "entry", "problem"):
+            ftable.add_column(col)
+        for d, f in failed:
+            ftable.add_row(escape(d["name"]), escape(f"{_short(f['group'])}: {f['name']}"),
+                           escape(f"{f['reason']}: {f['message']}"))
+        console.print(ftable)
+    for c in data["conflicts"]:
+        console.print(f"conflict: {_short(c['group'])} '{escape(c['name'])}' is provided by "
+                      f"{len(c['providers'])} distributions; use one of "
+                      f"{', '.join(c['providers'])}", highlight=False, soft_wrap=True)
+    if data["only"] is not None:
+        console.print(f"AEZOO_PLUGINS: only {', '.join(['aezoo', *data['only']])} load",
+                      highlight=False, soft_wrap=True)
+
+
+def plugins_command(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    data = report()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        _print(data)
+    for name in data["unknown_in_only"]:
+        warn(f"AEZOO_PLUGINS names '{name}', which is not an installed aezoo plugin")
+    if data["strict"] and data["failures"]:
+        error(f"{data['failures']} plugin failure{'s' if data['failures'] != 1 else ''} "
+              "with AEZOO_STRICT_PLUGINS=1: fix or uninstall the broken plugins")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plugins", help=HELP)(plugins_command)
