@@ -177,6 +177,26 @@ def read_spec(path: str | Path) -> ModelSpec:
     return spec
 
 
+def _own_components(spec: ModelSpec, meta: dict[str, str]) -> ModelSpec:
+    """Bare names as the saving plugin meant them, even if another plugin took the name
+    since (the header records which distribution provided each component)."""
+    try:
+        plugins = json.loads(meta.get("aezoo.plugins", "{}"))
+    except (json.JSONDecodeError, RecursionError):
+        return spec
+    if not isinstance(plugins, dict):
+        return spec
+    updates = {}
+    for kind in COMPONENT_KINDS:
+        comp = getattr(spec, kind)
+        dist = plugins.get(kind, {}).get("dist") if isinstance(plugins.get(kind), dict) else None
+        if isinstance(dist, str):
+            name = registry.own_component(kind, comp.name, dist)
+            if name != comp.name:
+                updates[kind] = comp.model_copy(update={"name": name})
+    return spec.model_copy(update=updates) if updates else spec
+
+
 def _missing_component(path: Path, kind: str, name: str, meta: dict[str, str]) -> CheckpointError:
     try:
         plugins = json.loads(meta.get("aezoo.plugins", "{}"))
@@ -280,9 +300,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     # not a torch assertion after the model was built.
     target = resolve_device(device) if isinstance(device, str) else device
     path = Path(path)
-    spec = read_spec(path)
     header = read_header(path)
     meta = read_metadata(path)
+    spec = _own_components(read_spec(path), meta)
     for kind in COMPONENT_KINDS:
         name = getattr(spec, kind).name
         try:

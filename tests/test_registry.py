@@ -204,3 +204,19 @@ def test_clear_cache_sees_new_installs(site):
     site.add("plug-late", entry_points={VARIANTS: {"late": "plug_late_mod:variant"}},
              modules={"plug_late_mod": variant_source("pool", "upsample", "bce")})
     assert "late" in aezoo.list_variants()
+
+
+def test_a_saved_model_still_loads_after_another_plugin_takes_its_component_names(
+        site, tmp_path):
+    """The header says which distribution provided each part: a later same-named part
+    from another plugin neither breaks nor hijacks the load."""
+    model = aezoo.build("cae-upsample")
+    path = aezoo.save(model, tmp_path / "m.safetensors")
+    site.add_components("plug-clash", "plug_clash_parts",
+                        {"encoder": "pool", "decoder": "upsample", "loss": "bce"})
+    with pytest.raises(UsageError, match="pick one"):
+        registry.find("encoder", "pool")
+    loaded = aezoo.load(path)
+    assert loaded.spec.encoder.name == "aezoo:pool"
+    for key, tensor in model.state_dict().items():
+        assert loaded.state_dict()[key].equal(tensor)
