@@ -12,6 +12,11 @@ from typer.testing import CliRunner
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: a test that trains for seconds (CI still runs it)")
+    # Tiny in-process models are slower with two intra-op threads than with one, and
+    # many times slower when a subprocess test holds the other core.
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
