@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from aezoo import distributed
-from aezoo.callbacks import EpochResult
+from aezoo.callbacks import Callback, EpochResult
 from aezoo.data.base import ArrayDataset
 from aezoo.errors import AezooError, ShapeError, UsageError
 from aezoo.model import Autoencoder
@@ -92,6 +92,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def _defines(callback: Any, hook: str) -> bool:
+    """Whether ``callback`` has ``hook``, other than Callback's no-op (skipped: the hot loop
+    then calls only hooks that do something)."""
+    if not hasattr(callback, hook):
+        return False
+    own = getattr(type(callback), hook, None)
+    return own is None or own is not getattr(Callback, hook)
+
+
 class _LossStep(nn.Module):
     """``model.loss`` as a forward, so DDP and torch.compile see one module call."""
 
@@ -136,7 +145,7 @@ class Trainer:
         self.step_module = self._wrap(_LossStep(self.model))
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
-        self._hooks = {h: [getattr(cb, h) for cb in self.callbacks if hasattr(cb, h)]
+        self._hooks = {h: [getattr(cb, h) for cb in self.callbacks if _defines(cb, h)]
                        for h in HOOKS}
         self.history: list[EpochResult] = []
         self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)

@@ -38,6 +38,10 @@ class ProgressCallback(Callback):
         self._start = 0.0
 
     def on_train_start(self, trainer: Trainer) -> None:
+        if trainer.resumed:
+            self.console.print(f"resuming at epoch {trainer.epoch}, step {trainer.step}/"
+                               f"{trainer.steps_per_epoch} (step {trainer.global_step} of the "
+                               "run)", highlight=False)
         if self.live:
             self.progress = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
