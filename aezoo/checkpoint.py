@@ -35,17 +35,20 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so a crash leaves either the old file or the new one."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:  # name the file the caller asked for, not our temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
@@ -78,6 +81,9 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
     """Atomically write a safetensors file (contiguous CPU copies of ``tensors``)."""
     from safetensors.torch import save
 
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path} is a directory",
+                              f"give a file path, e.g. {Path(path) / 'model.safetensors'}")
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     try:
         atomic_write(path, save(cpu, metadata=metadata))
@@ -88,6 +94,12 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
 
 def save(model: Autoencoder, path: str | Path) -> Path:
     """Write ``model``'s weights and spec to ``path`` (a ``.safetensors`` file)."""
+    from aezoo.errors import UsageError
+    from aezoo.model import Autoencoder
+
+    if not isinstance(model, Autoencoder):
+        raise UsageError(f"cannot save a {type(model).__name__}: it is not an aezoo model",
+                         "save what aezoo.build or aezoo.load returned")
     path = Path(path)
     _check_dtypes(model)
     metadata = {

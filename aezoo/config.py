@@ -162,13 +162,20 @@ def build_model_spec(name_or_spec: str | ModelSpec | Mapping[str, Any],
         base = variant_defaults(name_or_spec)["model"]
     elif isinstance(name_or_spec, ModelSpec):
         base = name_or_spec.model_dump(mode="json")
-    else:
+    elif isinstance(name_or_spec, Mapping):
         base = dict(name_or_spec)
+    else:
+        raise SpecError(f"cannot build a model from {name_or_spec!r:.40} "
+                        f"({type(name_or_spec).__name__})",
+                        "give a variant name, a ModelSpec or a dict (see `aezoo list`)")
     layer: dict[str, Any] = {}
     for key, value in overrides.items():
         if key in COMPONENT_KINDS and isinstance(value, str):
             layer.setdefault(key, {})["name"] = value
         elif key.endswith("_params") and key[: -len("_params")] in COMPONENT_KINDS:
+            if not isinstance(value, Mapping):
+                raise SpecError(f"{key} must be a dict (got {value!r})",
+                                f"e.g. {key}={{'channels': [32, 16, 8]}}")
             layer.setdefault(key[: -len("_params")], {})["params"] = dict(value)
         else:
             layer[key] = value

@@ -52,8 +52,11 @@ def default_out_dir(spec: RunSpec) -> Path:
     return Path("runs") / f"{spec.model.variant or spec.model.encoder.name}-{stamp}"
 
 
-def prepare_out_dir(out: Path, force: bool) -> None:
-    """Refuse to clobber a saved model, and fail now (not after training) if unwritable."""
+def prepare_out_dir(out: Path, force: bool) -> list[Path]:
+    """Refuse to clobber a saved model, and fail now (not after training) if unwritable.
+
+    Returns the directories it created, deepest first.
+    """
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a directory", "choose another --out")
     if (out / MODEL_FILE).exists() and not force:
@@ -78,6 +81,7 @@ def prepare_out_dir(out: Path, force: bool) -> None:
         raise
     for stale in (STATE_FILE, LAST_FILE, BEST_FILE):  # --force: a new run, not a resumable mix
         (out / stale).unlink(missing_ok=True)
+    return created
 
 
 def check_writable(directory: Path) -> None:
@@ -149,8 +153,14 @@ def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
     try:
         out_name = str(out) if out is not None else str(default_out_dir(spec))
         out = Path(distributed.broadcast_text(out_name, dist, device))
-        distributed.on_main(lambda: prepare_out_dir(out, force), dist, device)
-        return _execute(spec, out, callbacks, dist, state=None)
+        created = distributed.on_main(lambda: prepare_out_dir(out, force), dist, device)
+        try:
+            return _execute(spec, out, callbacks, dist, state=None)
+        except BaseException:
+            for p in created or ():  # a run that failed before writing anything leaves no trace
+                with contextlib.suppress(OSError):
+                    p.rmdir()  # only ever removes an empty directory
+            raise
     finally:
         distributed.shutdown(dist)
 

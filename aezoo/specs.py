@@ -20,7 +20,8 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 class Strict(BaseModel):
     """Unknown keys are errors, so a typo never silently does nothing."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: lr=inf passes gt=0 and would only show up as NaN losses later.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ComponentSpec(Strict):
@@ -155,7 +156,8 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif first["type"] != "missing":
-        message += f" (got {first.get('input')!r})"
+        got = repr(first.get("input"))
+        message += f" (got {got if len(got) <= 80 else got[:77] + '...'})"  # one short line
     more = len(error.errors()) - 1
     tail = f" (and {more} more)" if more else ""
     return f"invalid {loc or 'spec'}: {message}{tail}"

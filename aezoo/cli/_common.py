@@ -83,6 +83,11 @@ class AezooGroup(TyperGroup):
         except Exception as exc:  # a bug: say so in one line, keep the traceback for debug
             if debug():
                 raise
+            if isinstance(exc, OSError) and exc.errno is not None:  # full, read-only, gone
+                where = f" {exc.filename}" if exc.filename else ""
+                error(f"cannot use{where} ({exc.strerror}): check the path, its permissions "
+                      "and the free disk space")
+                raise typer.Exit(1) from None
             detail = str(exc).splitlines()[0] if str(exc) else ""
             error(f"unexpected {type(exc).__name__}: {detail} "
                   "(rerun with AEZOO_DEBUG=1 for the traceback and please report it)")
