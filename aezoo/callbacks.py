@@ -143,6 +143,8 @@ class Checkpointer(Callback):
     def save(self, trainer: Trainer) -> None:
         from aezoo.checkpoint import save
 
+        if not trainer.weights_finite():  # never replace a good checkpoint with a bad one
+            return
         save(trainer.model, self.out_dir / LAST_FILE)
         trainer.save_state(self.out_dir / STATE_FILE)
 
@@ -151,7 +153,7 @@ class Checkpointer(Callback):
             self.save(trainer)  # the trainer checked for NaN at this step (a sync point)
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        if result.val_loss < self.best:
+        if result.val_loss < self.best and trainer.weights_finite():
             from aezoo.checkpoint import save
 
             self.best = result.val_loss

@@ -151,6 +151,7 @@ def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
     """
     dist, device = distributed.setup(spec.train.device)
     try:
+        check_switches(spec.train, device)
         out_name = str(out) if out is not None else str(default_out_dir(spec))
         out = Path(distributed.broadcast_text(out_name, dist, device))
         created = distributed.on_main(lambda: prepare_out_dir(out, force), dist, device)
@@ -199,10 +200,18 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
                          "pass a larger --patience (or --epochs) to train it further")
     dist, device = distributed.setup(spec.train.device)
     try:
+        check_switches(spec.train, device)
         distributed.on_main(lambda: _write_spec(spec, run_dir, check=True), dist, device)
         return _execute(spec, run_dir, callbacks, dist, state=state)
     finally:
         distributed.shutdown(dist)
+
+
+def check_switches(spec: TrainSpec, device: torch.device) -> None:
+    """Fail on a precision the device cannot run before any file or data is touched."""
+    from aezoo.trainer import autocast_dtype
+
+    autocast_dtype(spec.precision, device)
 
 
 def read_run_spec(run_dir: Path) -> RunSpec:
