@@ -5,6 +5,17 @@ The CLI prints ``str(error)`` as one red line; nothing below the CLI prints.
 
 from __future__ import annotations
 
+import re
+
+# Line breaks and terminal escapes (C0/C1 controls, U+2028/9) that user input could smuggle
+# into a message: shown escaped, so a message stays one line and cannot drive the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ...)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
 
 class AezooError(Exception):
     """A problem the user can fix. ``exit_code`` 1: runtime, 2: usage."""
@@ -12,9 +23,9 @@ class AezooError(Exception):
     exit_code = 1
 
     def __init__(self, problem: str, fix: str | None = None) -> None:
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem}: {fix}" if fix else problem)
+        self.problem = one_line(problem)
+        self.fix = one_line(fix) if fix else fix
+        super().__init__(f"{self.problem}: {self.fix}" if self.fix else self.problem)
 
 
 class UsageError(AezooError):

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from aezoo.errors import AezooError
+from aezoo.errors import AezooError, one_line
 
 # Typer >= 0.29 vendors click; take its exception base from a public typer class.
 _CLICK_ERRORS = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
@@ -30,12 +30,14 @@ def debug() -> bool:
 
 
 def error(message: str) -> None:
-    """One red line on stderr, never wrapped."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    """One red line on stderr, never wrapped (control characters escaped)."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True,
+                      highlight=False)
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    err_console.print(f"[yellow]warning:[/] {escape(one_line(message))}", soft_wrap=True,
+                      highlight=False)
 
 
 def _one_line_usage_error(exc: Exception) -> typer.Exit:
