@@ -159,7 +159,10 @@ def _report(run: Callable[[], Any]) -> None:
     try:
         result = run()
     except TrainingInterrupted as exc:
-        warn(str(exc))
+        from aezoo.distributed import from_env
+
+        if from_env().is_main:  # under torchrun every rank stops; one of them says so
+            warn(str(exc))
         raise typer.Exit(exc.exit_code) from None
     if result.rank != 0:
         return
