@@ -280,3 +280,71 @@ def test_tensorboard_callback_logs_or_names_the_extra(cli: Any) -> None:
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert list(Path("run/tensorboard").glob("events.out.tfevents.*"))
+
+
+NAN_LOSS_PLUGIN = '''
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from aezoo.protocols import LossComponent
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nan_at: int = Field(5, description="the training step whose loss is NaN")
+
+
+def build(params):
+    import torch
+    from torch import nn
+
+    class NaNAt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, logits, target):
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            if not torch.is_grad_enabled():
+                return loss
+            self.calls += 1
+            return loss * float("nan") if self.calls == params.nan_at else loss
+
+    return NaNAt()
+
+
+nan_loss = LossComponent(params=Params, build=build, description="BCE, NaN at one step")
+'''
+
+
+def test_nan_from_a_loss_plugin_is_one_line_and_exit_1(
+        cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    from aezoo import registry
+
+    site = tmp_path / "site"
+    (site / "aezoo_test_nanloss-1.0.dist-info").mkdir(parents=True)
+    (site / "aezoo_test_nanloss.py").write_text(NAN_LOSS_PLUGIN)
+    (site / "aezoo_test_nanloss-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: aezoo-test-nanloss\nVersion: 1.0\n")
+    (site / "aezoo_test_nanloss-1.0.dist-info" / "entry_points.txt").write_text(
+        "[aezoo.losses]\nnan-bce = aezoo_test_nanloss:nan_loss\n")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    registry.clear_cache()
+    try:
+        result = cli("train", "cae-upsample", "--loss", "nan-bce", "--device", "cpu",
+                     "--epochs", "3", "--limit", "96", "--batch-size", "32", "--no-images",
+                     "--checkpoint-every", "2", "--set", "model.loss.params.nan_at=7",
+                     "--out", "run")
+    finally:
+        sys.modules.pop("aezoo_test_nanloss", None)
+        registry.clear_cache()
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "NaN/inf at step 7 (epoch 3)" in lines[0]
+    assert "--resume run" in lines[0] and "Traceback" not in result.output
+    assert read_state(Path("run/state.safetensors"))[1]["global_step"] == 6
+    assert not Path("run/model.safetensors").exists()
