@@ -137,9 +137,7 @@ def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list
     return callbacks
 
 
-def _write_spec(spec: RunSpec, out: Path, check: bool = False) -> None:
-    if check:
-        check_writable(out)
+def _write_spec(spec: RunSpec, out: Path) -> None:
     atomic_write(out / RUN_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
 
 
@@ -201,7 +199,9 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     dist, device = distributed.setup(spec.train.device)
     try:
         check_switches(spec.train, device)
-        distributed.on_main(lambda: _write_spec(spec, run_dir, check=True), dist, device)
+        # Probe now (before data loads); run.json is rewritten once the state has loaded,
+        # so a resume refused for a bad state leaves the run dir exactly as it was.
+        distributed.on_main(lambda: check_writable(run_dir), dist, device)
         return _execute(spec, run_dir, callbacks, dist, state=state)
     finally:
         distributed.shutdown(dist)
@@ -248,7 +248,7 @@ def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distribut
                       dist=dist)
     if state is not None:
         trainer.load_state(state)
-    elif dist.is_main:
+    if dist.is_main:
         _write_spec(spec, out)
     try:
         history = trainer.fit()

@@ -62,11 +62,14 @@ def read_info(path: str | Path) -> dict[str, Any]:
     if META_KEY not in meta:
         raise CheckpointError(f"{path} is not an aezoo training state",
                               "give the run directory that holds state.safetensors")
+    info: Any
     try:
-        info: dict[str, Any] = json.loads(meta[META_KEY])
-    except json.JSONDecodeError:
+        info = json.loads(meta[META_KEY])
+    except (json.JSONDecodeError, RecursionError):
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("epoch"), int):
         raise CheckpointError(f"{path} holds a corrupt training state",
-                              "resume from an earlier copy or start the run again") from None
+                              "resume from an earlier copy or start the run again")
     if info.get("version") != STATE_VERSION:
         raise CheckpointError(f"{path} has training-state version {info.get('version')}, "
                               f"this aezoo reads version {STATE_VERSION}",

@@ -463,6 +463,18 @@ class Trainer:
         from aezoo.errors import CheckpointError
 
         tensors, info = read_state(path)
+        try:
+            self._restore(path, tensors, info)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+            # A state file edited or damaged inside a valid container: name it, no traceback.
+            raise CheckpointError(f"{path} holds a corrupt training state ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:120] if str(exc) else ''})",
+                                  "resume from an earlier copy or start the run again") from None
+
+    def _restore(self, path: str | Path, tensors: dict[str, torch.Tensor],
+                 info: dict[str, Any]) -> None:
+        from aezoo.errors import CheckpointError
+
         for key, mine in (("world_size", self.dist.world_size),
                           ("steps_per_epoch", self.steps_per_epoch)):
             if info.get(key) != mine:
@@ -470,6 +482,15 @@ class Trainer:
                     f"{path} was saved with {key}={info.get(key)}, this run has {mine}",
                     "resume with the same data, batch size and number of processes")
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for key, value in tensors.items():  # load_state_dict checks no shapes: the step would
+            if key.startswith("optim.") and value.dim() > 0:
+                shape = params[int(key.split(".")[1])].shape
+                if value.shape != shape:
+                    raise CheckpointError(
+                        f"{path} does not match this model ({key} has shape "
+                        f"{list(value.shape)}, the parameter {list(shape)})",
+                        "resume with the run directory's own run.json")
         try:
             self.model.load_state_dict(weights, strict=True)
             self.optimizer.load_state_dict(unflatten_optimizer(tensors, info["optimizer"]))

@@ -13,6 +13,8 @@ import ast
 import inspect
 import json
 import pickle
+import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -432,3 +434,104 @@ model.eval()
 """
     assert len(_unsafe_calls(ast.parse(bad))) == 7
     assert _unsafe_calls(ast.parse(good)) == []
+
+
+# --- hostile training states (aezoo train --resume) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny finished run (1 epoch) whose state can be resumed with --epochs 2."""
+    from aezoo.config import build_run_spec
+    from aezoo.run import train
+
+    spec = build_run_spec("cae-upsample", [{"train": {"epochs": 1, "batch_size": 64,
+                                                      "images": False, "device": "cpu"},
+                                            "data": {"limit": 128}}])
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(spec, out)
+    (out / "model.safetensors").unlink()  # resumable: as if stopped after epoch 1
+    return out
+
+
+def _state_parts(run: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(run / "state.safetensors"), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+
+
+def _state(edit_tensors: Callable[[dict[str, torch.Tensor]], None] | None = None,
+           edit_info: Callable[[dict[str, Any]], Any] | None = None,
+           raw_info: str | None = None) -> Callable[[Path], bytes]:
+    def make(run: Path) -> bytes:
+        tensors, meta = _state_parts(run)
+        if edit_tensors:
+            edit_tensors(tensors)
+        info = json.loads(meta["aezoo.state"])
+        if edit_info:
+            info = edit_info(info) or info
+        meta["aezoo.state"] = raw_info if raw_info is not None else json.dumps(info)
+        return st_save(tensors, metadata=meta)
+    return make
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda d: d.pop(key)
+
+
+STATE_CASES: list[tuple[str, Callable[[Path], bytes], str]] = [
+    ("pickle", lambda run: pickle.dumps(_Evil(str(run / MARKER_NAME))), "bad header length"),
+    ("truncated", lambda run: (run / "state.safetensors").read_bytes()[:-100], "corrupt"),
+    ("info-not-json", _state(raw_info="{oops"), "corrupt training state"),
+    ("info-a-list", _state(raw_info="[1, 2]"), "corrupt training state"),
+    ("info-deep", _state(raw_info="[" * 100_000), "corrupt training state"),
+    ("info-no-epoch", _state(edit_info=_drop("epoch")), "corrupt training state"),
+    ("info-epoch-a-string", _state(edit_info=lambda i: i.update(epoch="2")),
+     "corrupt training state"),
+    ("info-no-optimizer", _state(edit_info=_drop("optimizer")), "corrupt training state"),
+    ("info-garbage-history", _state(edit_info=lambda i: i.update(history=[{"evil": 1}])),
+     "corrupt training state"),
+    ("info-history-not-list", _state(edit_info=lambda i: i.update(history=5)),
+     "corrupt training state"),
+    ("info-wrong-world-size", _state(edit_info=lambda i: i.update(world_size=8)),
+     "world_size=8"),
+    ("info-wrong-version", _state(edit_info=lambda i: i.update(version=99)), "version 99"),
+    ("no-rng", _state(edit_tensors=_drop("rng.torch")), "corrupt training state"),
+    ("rng-wrong-dtype", _state(edit_tensors=lambda t: t.update(
+        {"rng.torch": t["rng.torch"].float()})), "corrupt training state"),
+    ("no-weights", _state(edit_tensors=lambda t: [t.pop(k) for k in list(t)
+                                                  if k.startswith("model.")]),
+     "does not match this model"),
+    ("wrong-weight-shape", _state(edit_tensors=lambda t: t.update(
+        {"model.encoder.net.0.weight": torch.zeros(3)})), "does not match this model"),
+    ("optimizer-state-garbage", _state(edit_tensors=lambda t: t.update(
+        {"optim.0.exp_avg": torch.zeros(7)})), "corrupt|does not match"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "says"), STATE_CASES, ids=[c[0] for c in STATE_CASES])
+def test_hostile_training_state_is_refused_by_resume(
+        name: str, make: Callable[[Path], bytes], says: str, finished_run: Path,
+        tmp_path: Path, cli: Any) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "state.safetensors").write_bytes(make(run))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = cli("train", "--resume", str(run), "--epochs", "2")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "state.safetensors" in lines[0] and re.search(says, lines[0]), lines[0]
+    assert "error: unexpected" not in lines[0] and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert not (run / MARKER_NAME).exists()
+
+
+def test_the_untouched_state_resumes(finished_run: Path, tmp_path: Path, cli: Any) -> None:
+    """The control: the same run, state unedited, resumes and finishes."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    result = cli("train", "--resume", str(run), "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert aezoo.load(run / "model.safetensors").num_parameters() == 4385
