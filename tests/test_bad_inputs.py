@@ -511,3 +511,43 @@ def test_bad_input(case: Bad, env: Env) -> None:
     assert len(line) < 1000, f"a {len(line)}-character 'line' is not one line to read"
     assert _snapshot(*roots) == before, "a bad input created, changed or removed a file"
     assert not (env.ws / MARKER).exists(), "something was unpickled or executed"
+
+
+# --- docs/errors.md lists every message ---------------------------------------------------
+
+
+def _raise_sites() -> Iterator[tuple[str, str]]:
+    """(where, the longest literal part of the problem) for every aezoo error raised."""
+    import ast
+
+    import aezoo.errors
+    import aezoo.trainer
+
+    classes = {name for module in (aezoo.errors, aezoo.trainer) for name, obj in
+               vars(module).items() if isinstance(obj, type) and issubclass(obj, AezooError)}
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted([*(root / "aezoo").rglob("*.py"), *(root / "plugins").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            call = getattr(node, "exc", None) if isinstance(node, ast.Raise) else (
+                node.value if isinstance(node, ast.Return) else None)
+            if not isinstance(call, ast.Call) or not call.args:
+                continue
+            if ast.unparse(call.func).split(".")[-1] not in classes:
+                continue
+            first = call.args[0]
+            parts = [first.value] if isinstance(first, ast.Constant) else [
+                v.value for v in getattr(first, "values", []) if isinstance(v, ast.Constant)]
+            parts = [" ".join(str(p).split()).strip(" :;,(") for p in parts]
+            parts = [p for p in parts if len(p) >= 5]
+            if parts:
+                yield f"{path.relative_to(root)}:{node.lineno}", max(parts, key=len)
+
+
+def test_every_error_message_is_documented() -> None:
+    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text(
+        encoding="utf-8").split())
+    sites = list(_raise_sites())
+    assert len(sites) > 100
+    missing = [f"{where}: {text!r}" for where, text in sites if text not in doc]
+    assert not missing, ("messages missing from docs/errors.md (add each with its cause and "
+                         "fix):\n" + "\n".join(missing))
