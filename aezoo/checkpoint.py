@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
 import struct
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from aezoo.model import Autoencoder
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit; refuse before reading
-MAX_CHECKED_INPUT = 1 << 20  # input elements above which load checks shapes on meta
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
@@ -332,12 +330,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
         skeleton = None
     if skeleton is not None:
         check_tensors(path, header, skeleton.state_dict(), data_bytes)
-    # The build-time shape check runs a forward pass; for a huge input (a hostile or
-    # mistaken spec) run it on meta: slower to start, but it allocates nothing.
-    huge = math.prod(spec.input_shape) > MAX_CHECKED_INPUT
-    if huge:
-        _build(path, spec, on_meta=True)
-    model = _build(path, spec, on_meta=False, check=not huge)
+    model = _build(path, spec, on_meta=False)  # a huge input's shape check runs on meta
     if skeleton is None:
         check_tensors(path, header, model.state_dict(), data_bytes)
     try:

@@ -53,8 +53,9 @@ def parse_assignment(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
+        shown = text if len(text) <= 60 else text[:57] + "..."
         raise SpecError(
-            f"invalid --set '{text}'", "write KEY=VALUE with a dotted key, e.g. train.lr=0.01"
+            f"invalid --set '{shown}'", "write KEY=VALUE with a dotted key, e.g. train.lr=0.01"
         )
     try:
         value: Any = json.loads(raw)

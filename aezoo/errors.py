@@ -12,9 +12,14 @@ import re
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+MAX_PART = 600  # characters of a problem or fix: a message is one line to read, not a dump
+
+
 def one_line(text: str) -> str:
-    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ...)."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ...), at most
+    ``MAX_PART`` characters."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text if len(text) <= MAX_PART else text[:MAX_PART - 3] + "..."
 
 
 class AezooError(Exception):

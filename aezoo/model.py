@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -12,6 +13,8 @@ from aezoo import registry
 from aezoo.config import build_model_spec, component_params
 from aezoo.errors import PluginError, ShapeError
 from aezoo.specs import ModelSpec
+
+MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
 
 
 class Autoencoder(nn.Module):
@@ -89,15 +92,27 @@ def from_spec(spec: ModelSpec, *, check: bool = True) -> Autoencoder:
     if spec.init == "glorot":
         glorot_init(model)
     if check:
-        _check_shapes(model)
+        # One forward pass; for a huge input (a typo'd --image-size, a hostile file) it runs
+        # on a meta-device twin: slower to start, but it allocates nothing.
+        huge = math.prod(spec.input_shape) > MAX_CHECKED_INPUT and model_device(model) != "meta"
+        _check_shapes(_on_meta(spec) if huge else model)
     return model
+
+
+def model_device(model: nn.Module) -> str:
+    return next((p.device.type for p in model.parameters()), "cpu")
+
+
+def _on_meta(spec: ModelSpec) -> Autoencoder:
+    with torch.device("meta"):
+        return from_spec(spec, check=False)
 
 
 def _check_shapes(model: Autoencoder) -> None:
     """One tiny forward pass: a shape bug surfaces now, not after the data has loaded."""
     c, h, w = model.input_shape
     with torch.no_grad():
-        out = model.decode_logits(model.encode(torch.zeros(1, c, h, w)))
+        out = model.decode_logits(model.encode(torch.zeros(1, c, h, w, device=model_device(model))))
     if tuple(out.shape[1:]) != (c, h, w):
         raise ShapeError(
             f"{model.spec.encoder.name}+{model.spec.decoder.name} turns {c}x{h}x{w} inputs into "

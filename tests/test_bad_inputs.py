@@ -263,6 +263,7 @@ CASES: list[Bad] = [
     cli("val-fraction-zero", 2, r"data\.val_fraction", *T, "--val-fraction", "0"),
     cli("image-size-garbage", 2, r"image.size", *T, "--image-size", "big"),
     cli("image-size-zero", 2, r"image.size", *T, "--image-size", "0"),
+    cli("image-size-a-million", 1, r"out of memory.*--image-size", *T, "--image-size", "1000000"),
     cli("channels-two", 2, r"channels", *T, "--channels", "2"),
     cli("warmup-negative", 2, r"train\.warmup", *T, "--warmup", "-1"),
     cli("grad-clip-zero", 2, r"train\.grad_clip", *T, "--grad-clip", "0"),
@@ -404,6 +405,10 @@ CASES: list[Bad] = [
         "--val-fraction", "2"),
     cli("data-info-bad-size", 2, r"image.size", "data", "info", "mnist5k", "--image-size", "x"),
     cli("data-info-bad-channels", 2, r"channels", "data", "info", "mnist5k", "--channels", "2"),
+    cli("data-info-huge-size", 1, r"out of memory", "data", "info", "mnist5k",
+        "--image-size", "1000000"),
+    cli("data-list-bad-option", 2, r"No such option: --bogus", "data", "list", "--bogus"),
+    cli("schema-extra-arg", 2, r"extra argument", "schema", "cae-upsample", "x"),
     cli("data-fetch-offline", 1, r"offline|AEZOO_OFFLINE", "data", "fetch", "mnist"),
     # --- Python API ---
     api("build-unknown", 2, r"unknown variant 'nope'", lambda e: aezoo.build("nope")),
@@ -470,6 +475,19 @@ CASES: list[Bad] = [
         lambda e: __import__("aezoo.data").data.load_dataset(
             __import__("aezoo.specs").specs.DataSpec(name="nope"))),
 ]
+
+
+def test_a_huge_input_shape_is_checked_without_allocating() -> None:
+    """The build-time shape check of a 1x100000x100000 model (a 40 GB input) runs on meta."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model = aezoo.build("cae-upsample", input_shape=(1, 100_000, 100_000))
+    assert model.num_parameters() == 4385
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 256, f"peak RSS grew by {grown_mb:.0f} MB"
+    with pytest.raises(AezooError, match="cannot take"):  # and still refuses what cannot work
+        aezoo.build("cae-upsample", input_shape=(1, 100_000, 3))
 
 
 def test_the_corpus_is_large_and_unique() -> None:

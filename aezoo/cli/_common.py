@@ -54,6 +54,15 @@ def _shows_help(exc: Exception) -> bool:
     return type(exc).__name__ == "NoArgsIsHelpError"
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """numpy's MemoryError, torch's (CUDA/MPS) OutOfMemoryError or CPU allocator failure."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text
+                                              or "out of memory" in text)
+
+
 class AezooGroup(TyperGroup):
     """Turns aezoo errors into one red line and an exit code; tracebacks only in debug."""
 
@@ -85,6 +94,11 @@ class AezooGroup(TyperGroup):
         except Exception as exc:  # a bug: say so in one line, keep the traceback for debug
             if debug():
                 raise
+            if _out_of_memory(exc):
+                detail = " ".join(str(exc).split())[:200]
+                error(f"out of memory ({detail}): use a smaller --image-size, --batch-size or "
+                      "--limit (or a device with more memory)")
+                raise typer.Exit(1) from None
             if isinstance(exc, OSError) and exc.errno is not None:  # full, read-only, gone
                 where = f" {exc.filename}" if exc.filename else ""
                 error(f"cannot use{where} ({exc.strerror}): check the path, its permissions "
