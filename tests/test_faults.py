@@ -363,3 +363,41 @@ def test_save_to_read_only_dir_is_a_checkpoint_error(read_only_dir: Path) -> Non
     with pytest.raises(AezooError, match="cannot write"):
         aezoo.save(aezoo.build("cae-upsample"), read_only_dir / "m.safetensors")
     assert list(read_only_dir.iterdir()) == []
+
+
+# --- a training process killed (power loss, OOM killer) ----------------------------------
+
+
+@pytest.mark.slow
+def test_training_killed_with_sigkill_keeps_a_resumable_run(tmp_path: Path, cli: Any) -> None:
+    """No handler runs on SIGKILL: whatever was written last must still be whole."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("AEZOO_DEBUG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aezoo", "train", "cae-upsample", "--out", str(out), "--epochs",
+         "4", "--limit", "1024", "--batch-size", "64", "--device", "cpu", "--no-images",
+         "--checkpoint-every", "3"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "state.safetensors").exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(random.uniform(0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert aezoo.load(out / "last.safetensors").num_parameters() == 4385
+    if (out / "model.safetensors").exists():  # it finished before the kill landed
+        return
+    result = cli("train", "--resume", str(out))
+    assert result.exit_code == 0, result.output
+    epochs = [json.loads(line)["epoch"]
+              for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+    assert aezoo.load(out / "model.safetensors").num_parameters() == 4385
