@@ -535,3 +535,17 @@ def test_the_untouched_state_resumes(finished_run: Path, tmp_path: Path, cli: An
     result = cli("train", "--resume", str(run), "--epochs", "2")
     assert result.exit_code == 0, result.output
     assert aezoo.load(run / "model.safetensors").num_parameters() == 4385
+
+
+@pytest.mark.parametrize("run_json", [b"[" * 100_000, b"\xff\xfe", b'{"model": 5}', b"[]"],
+                         ids=["nested-100k-deep", "not-utf8", "invalid-spec", "a-list"])
+def test_a_hostile_run_json_beside_a_model_does_not_break_eval(
+        run_json: bytes, good: Good, tmp_path: Path, cli: Any) -> None:
+    """eval reads run.json only to pick the dataset; a bad one falls back to the default."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(good.raw)
+    (run / "run.json").write_bytes(run_json)
+    result = cli("eval", str(run), "--device", "cpu", "--limit", "8", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"] == "mnist5k"

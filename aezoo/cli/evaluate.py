@@ -44,6 +44,7 @@ def model_path(target: Path) -> Path:
 
 
 def _data_spec(path: Path, data: str | None) -> Any:
+    from aezoo.errors import SpecError
     from aezoo.specs import DataSpec, RunSpec, validate
 
     run_file = path.parent / "run.json"
@@ -51,8 +52,8 @@ def _data_spec(path: Path, data: str | None) -> Any:
         try:
             spec: RunSpec = validate(RunSpec, json.loads(run_file.read_text()))
             return spec.data
-        except (ValueError, OSError):
-            pass  # not a readable run.json: fall back to the default dataset
+        except (ValueError, OSError, RecursionError, SpecError):
+            pass  # not a readable, valid run.json: fall back to the default dataset
     return DataSpec(name=data) if data else DataSpec()
 
 
