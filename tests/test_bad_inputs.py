@@ -41,14 +41,33 @@ class _Evil:
 # --- the workspace every case runs in -------------------------------------------------
 
 
+def _png(width: int, height: int) -> bytes:
+    """A grey PNG of zeros, compressed row by row (a 15000x15000 one is ~300 KB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    packer = zlib.compressobj(9)
+    rows = b"\0" * (width + 1) * 500
+    data = b"".join(packer.compress(rows) for _ in range(height // 500)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
+            + chunk(b"IEND", b""))
+
+
 @pytest.fixture(scope="module")
 def model_bytes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """Saved models (bytes), built once: 1x28x28 and 3x32x32."""
+    """Files built once: saved models (1x28x28 and 3x32x32) and images."""
     out = {}
     for name, overrides in (("good", {}), ("rgb32", {"input_shape": (3, 32, 32)})):
         path = tmp_path_factory.mktemp("models") / f"{name}.safetensors"
         aezoo.save(aezoo.build("cae-upsample", **overrides), path)
         out[name] = path.read_bytes()
+    out["bomb.png"] = _png(15_000, 15_000)  # 225 megapixels in a ~300 KB file
+    out["small.png"] = _png(28, 500)[:-30]  # cut inside its data
     return out
 
 
@@ -86,6 +105,12 @@ def _make_workspace(ws: Path, models: dict[str, bytes]) -> None:
              bar=np.zeros(4, np.uint8))
     np.savez(ws / "objects.npz", images=np.array([_Evil(), _Evil()], dtype=object))
     (ws / "notnumpy.npy").write_bytes(pickle.dumps(_Evil()))
+    for folder, files in {"bomb": {"a.png": models["bomb.png"], "b.png": models["good"]},
+                          "broken-images": {"a.png": models["small.png"],
+                                            "b.png": pickle.dumps(_Evil())}}.items():
+        (ws / folder).mkdir()
+        for name, data in files.items():
+            (ws / folder / name).write_bytes(data)
     # run directories
     done = ws / "done-run"
     done.mkdir()
@@ -352,6 +377,10 @@ CASES: list[Bad] = [
     cli("data-npy-vector", 1, r"vector\.npy", *T, "--data", "npy:vector.npy"),
     cli("data-npy-floats", 1, r"floats\.npy", *T, "--data", "npy:floats.npy"),
     cli("data-folder-empty", 1, r"emptydir", *T, "--data", "folder:emptydir"),
+    cli("data-folder-decompression-bomb", 1, r"cannot read image bomb/a\.png.*decompression bomb",
+        "data", "info", "folder:bomb"),
+    cli("data-folder-broken-images", 1, r"cannot read image broken-images/", *T,
+        "--data", "folder:broken-images"),
     cli("data-folder-missing", 2, r"nowhere", *T, "--data", "folder:nowhere"),
     cli("data-folder-is-a-file", 2, r"afile", *T, "--data", "folder:afile"),
     cli("data-offline-download", 1, r"mnist", *T, "--data", "mnist"),

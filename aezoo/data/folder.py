@@ -109,8 +109,8 @@ def _open(path: Path) -> Image.Image:
 
     try:
         return Image.open(path)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise _unreadable(path, exc) from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise _unreadable(path, exc) from None  # a bomb: a tiny file that claims 400 MP
 
 
 def _unreadable(path: Path, exc: BaseException) -> DataError:
