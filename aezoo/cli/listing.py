@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from aezoo import registry
@@ -79,9 +80,12 @@ def list_command(
     if as_json:
         console.print_json(json.dumps(rows))
     else:
-        table = Table(title="aezoo variants", title_justify="left")
+        table = Table(title="aezoo variants", title_justify="left", box=box.SIMPLE_HEAD,
+                      show_edge=False, pad_edge=False)
         for col in ("name", "encoder", "decoder", "loss", "params", "input", "plugin"):
-            table.add_column(col, justify="right" if col == "params" else "left")
+            # Names are what users type: never cut or fold them.
+            table.add_column(col, justify="right" if col == "params" else "left",
+                             no_wrap=True)
         for r in rows:
             count = f"{r['params']:,}" if r["params"] is not None else "?"
             table.add_row(r["name"], r["encoder"], r["decoder"], r["loss"], count,
@@ -110,7 +114,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
     else:
         table = Table(title="aezoo components", title_justify="left")
         for col in ("kind", "name", "plugin", "description"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col in ("kind", "name"))
         for r in rows:
             table.add_row(r["kind"], r["name"], f"{r['dist']} {r['version']}", r["description"])
         console.print(table)
