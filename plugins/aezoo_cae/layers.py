@@ -1,4 +1,8 @@
-"""The torch modules behind the first-party components."""
+"""The torch modules behind the first-party components.
+
+ReLUs run in place: every one follows a convolution whose output nothing else reads,
+and skipping the copy is worth 7-11% of a CPU training step (benchmarks/).
+"""
 
 from __future__ import annotations
 
@@ -33,10 +37,11 @@ class StageEncoder(nn.Module):
                 )
             if kind == "pool":
                 # Keras 'same' pooling pads at the end: 7 -> 4 is ceil_mode.
-                layers += [nn.Conv2d(c, out, kernel, padding=kernel // 2), nn.ReLU(),
+                layers += [nn.Conv2d(c, out, kernel, padding=kernel // 2), nn.ReLU(inplace=True),
                            nn.MaxPool2d(2, ceil_mode=True)]
             else:
-                layers += [nn.Conv2d(c, out, kernel, stride=2, padding=kernel // 2), nn.ReLU()]
+                layers += [nn.Conv2d(c, out, kernel, stride=2, padding=kernel // 2),
+                           nn.ReLU(inplace=True)]
             c, h, w = out, _halve(h), _halve(w)
         self.net = nn.Sequential(*layers)
         self.input_shape: Shape = tuple(input_shape)  # type: ignore[assignment]
@@ -89,7 +94,7 @@ class UpsampleDecoder(nn.Module):
         pad = kernel // 2
         for out, vh, vw in zip(channels, valid_h, valid_w, strict=True):
             layers += [nn.Conv2d(c, out, kernel, padding=(0 if vh else pad, 0 if vw else pad)),
-                       nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest")]
+                       nn.ReLU(inplace=True), nn.Upsample(scale_factor=2, mode="nearest")]
             c = out
         layers.append(nn.Conv2d(c, output_shape[0], kernel, padding=pad))
         self.net = nn.Sequential(*layers)
@@ -131,7 +136,7 @@ class ConvTransposeDecoder(nn.Module):
         layers: list[nn.Module] = []
         for out, ph, pw in zip(channels, pads_h, pads_w, strict=True):
             layers += [nn.ConvTranspose2d(c, out, kernel, stride=2, padding=kernel // 2,
-                                          output_padding=(ph, pw)), nn.ReLU()]
+                                          output_padding=(ph, pw)), nn.ReLU(inplace=True)]
             c = out
         layers.append(nn.Conv2d(c, output_shape[0], kernel, padding=kernel // 2))
         self.net = nn.Sequential(*layers)
