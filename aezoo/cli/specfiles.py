@@ -48,7 +48,7 @@ def _toml_table(lines: list[str], table: Mapping[str, Any], path: tuple[str, ...
 
 def _toml_key(key: Any) -> str:
     key = str(key)
-    return key if _BARE_KEY.match(key) else _toml_string(key)
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)  # $ would allow "k\n"
 
 
 def _toml_string(text: str) -> str:
