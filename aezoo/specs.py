@@ -76,8 +76,9 @@ class TrainSpec(Strict):
         None, description="early stopping: epochs without a better val_loss")
     min_delta: float = Field(0.0, ge=0, description="early stopping: smallest improvement")
     # Speed switches
-    precision: Literal["32", "bf16", "16"] = Field(
-        "32", description="32, bf16 or 16 (autocast; fp16 uses a GradScaler)")
+    precision: Literal["auto", "32", "bf16", "16"] = Field(
+        "auto", description="auto, 32, bf16 or 16 (autocast; fp16 uses a GradScaler); auto: "
+        "bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else 32")
     compile: bool = Field(False, description="torch.compile the training step")
     check_every: PositiveInt = Field(
         50, description="steps between NaN/stop checks where a check syncs (GPU, DDP)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -38,6 +39,14 @@ class ProgressCallback(Callback):
         self._start = 0.0
 
     def on_train_start(self, trainer: Trainer) -> None:
+        spec = trainer.spec
+        auto = " (auto)" if spec.precision == "auto" else ""
+        layout = "channels_last" if trainer.memory_format == torch.channels_last else "NCHW"
+        self.console.print(
+            f"training on {trainer.device} ({trainer.dist.world_size} process"
+            f"{'es' if trainer.dist.world_size > 1 else ''}): {len(trainer.data.train):,} "
+            f"images, batch {spec.batch_size}, precision {trainer.precision}{auto}, {layout}",
+            highlight=False)
         if trainer.resumed:
             self.console.print(f"resuming at epoch {trainer.epoch}, step {trainer.step}/"
                                f"{trainer.steps_per_epoch} (step {trainer.global_step} of the "

@@ -1,0 +1,44 @@
+"""precision=auto: bf16 only where the CPU computes it natively, fp32 everywhere else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from aezoo import trainer
+from aezoo.specs import TrainSpec
+
+CPU = torch.device("cpu")
+
+
+def test_auto_is_the_default():
+    assert TrainSpec().precision == "auto"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_picks_bf16_only_on_cpus_with_native_bf16(monkeypatch, native):
+    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: native)
+    assert trainer.resolve_precision("auto", CPU) == ("bf16" if native else "32")
+    assert trainer.autocast_dtype("auto", CPU) == (torch.bfloat16 if native else None)
+
+
+@pytest.mark.parametrize("explicit", ["32", "bf16"])
+def test_an_explicit_precision_is_kept(monkeypatch, explicit):
+    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: True)
+    assert trainer.resolve_precision(explicit, CPU) == explicit
+
+
+def test_auto_never_picks_bf16_off_cpu(monkeypatch):
+    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: True)
+    assert trainer.resolve_precision("auto", torch.device("meta")) == "32"
+
+
+def test_the_run_says_which_precision_it_trains_in(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: False)
+    result = cli("train", "cae-upsample", "--limit", "256", "--epochs", "1", "--no-images",
+                 "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "precision 32 (auto)" in result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["train"]["precision"] == "auto"
