@@ -80,6 +80,18 @@ def use_channels_last(spec: TrainSpec, device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def flush_denormals() -> None:
+    """Flush denormal floats to zero on CPU, as TensorFlow does by default.
+
+    A model whose activations die or whose gradients get tiny produces denormals, and x86
+    computes on them up to 4x slower (measured: a cae-strided run that fell from 6,000 to
+    1,600 img/s in its second epoch). Threads inherit the setting when they are created,
+    so call this before the first parallel torch op of the process; the trainer calls it
+    too, which covers its own thread at least.
+    """
+    torch.set_flush_denormal(True)
+
+
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AMX or AVX512-BF16): there bf16 autocast
     trains these models ~2.4x faster than fp32 to the same loss (docs/benchmarks.md);
@@ -143,6 +155,7 @@ class Trainer:
                 f"expects {'x'.join(map(str, model.input_shape))}",
                 "set model.input_shape to the data's shape",
             )
+        flush_denormals()
         self.dist = dist or distributed.Dist()
         if len(data.train) < self.dist.world_size or len(data.val) == 0:
             raise TrainingError(f"dataset {data.name} has an empty train or validation split",

@@ -100,6 +100,9 @@ def train_command(
         "images": False if no_images else None, "callbacks": callback or None,
     }
     switches = {k: v for k, v in switches.items() if v is not None}
+    from aezoo.trainer import flush_denormals
+
+    flush_denormals()  # first, before any torch op starts the CPU thread pool
     if resume is not None:
         _resume(resume, {**switches, **{k: v for k, v in (
             ("epochs", epochs), ("device", device), ("lr", lr)) if v is not None}},
