@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,16 @@ def _no_debug_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's AEZOO_DEBUG / AEZOO_STRICT_PLUGINS must not change what tests see."""
     monkeypatch.delenv("AEZOO_DEBUG", raising=False)
     monkeypatch.delenv("AEZOO_STRICT_PLUGINS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _ieee_floats_after_each_test() -> Iterator[None]:
+    """The trainer flushes denormals to zero (process-wide CPU state, for speed); other
+    tests, hypothesis's float strategies among them, expect IEEE floats back."""
+    yield
+    import torch
+
+    torch.set_flush_denormal(False)
 
 
 @pytest.fixture
