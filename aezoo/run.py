@@ -35,7 +35,7 @@ from aezoo.callbacks import (
 from aezoo.checkpoint import atomic_write, save
 from aezoo.config import resolve_model
 from aezoo.data import ArrayDataset, load_dataset
-from aezoo.errors import OutputExistsError, SpecError, UsageError
+from aezoo.errors import OutputExistsError, ShapeError, SpecError, UsageError
 from aezoo.model import Autoencoder, from_spec
 from aezoo.specs import RunSpec, TrainSpec, validate
 
@@ -115,10 +115,16 @@ class RunResult:
         return self.out_dir / MODEL_FILE
 
 
-def fit_spec(spec: RunSpec, data: ArrayDataset) -> RunSpec:
-    """The model's input shape follows the data."""
+def fit_spec(spec: RunSpec, data: ArrayDataset, follow_data: bool = True) -> RunSpec:
+    """The model's input shape follows the data, unless the user fixed it (``follow_data``
+    False): then a mismatch is an error, not a silent change."""
     if tuple(spec.model.input_shape) == data.shape:
         return spec
+    if not follow_data:
+        want, got = ("x".join(map(str, s)) for s in (spec.model.input_shape, data.shape))
+        raise ShapeError(f"model.input_shape is {want} but dataset {data.name} has {got} images",
+                         "drop model.input_shape (it follows the data), or convert the data "
+                         "with --channels / --image-size")
     model = resolve_model(spec.model.model_copy(update={"input_shape": data.shape}))
     return spec.model_copy(update={"model": model})
 
@@ -142,8 +148,10 @@ def _write_spec(spec: RunSpec, out: Path) -> None:
 
 
 def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
-          callbacks: Iterable[Any] = ()) -> RunResult:
+          callbacks: Iterable[Any] = (), follow_data: bool = True) -> RunResult:
     """Train ``spec`` from scratch into ``out`` (see the module docstring for the files).
+
+    The model's input shape follows the data unless ``follow_data`` is False.
 
     Under torchrun every rank calls this; rank 0 alone writes files.
     """
@@ -154,7 +162,7 @@ def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
         out = Path(distributed.broadcast_text(out_name, dist, device))
         created = distributed.on_main(lambda: prepare_out_dir(out, force), dist, device)
         try:
-            return _execute(spec, out, callbacks, dist, state=None)
+            return _execute(spec, out, callbacks, dist, state=None, follow_data=follow_data)
         except BaseException:
             for p in created or ():  # a run that failed before writing anything leaves no trace
                 with contextlib.suppress(OSError):
@@ -237,11 +245,11 @@ def read_run_spec(run_dir: Path) -> RunSpec:
 
 
 def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
-             state: Path | None) -> RunResult:
+             state: Path | None, follow_data: bool = True) -> RunResult:
     from aezoo.trainer import Trainer, TrainingError, TrainingInterrupted
 
     data = load_dataset(spec.data)
-    spec = fit_spec(spec, data)
+    spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
     model = from_spec(spec.model)
     trainer = Trainer(model, data, spec.train, run_callbacks(spec.train, out, callbacks),

@@ -328,3 +328,15 @@ def test_debug_shows_the_real_exception(cli: Cli) -> None:
     result = cli("train", "cae-upsampel", env={"AEZOO_DEBUG": "1"})
     assert result.exit_code != 0
     assert isinstance(result.exception, UnknownNameError)
+
+
+def test_an_input_shape_set_explicitly_must_match_the_data(cli, tmp_path):
+    """--set model.input_shape is kept, never silently replaced by the data's shape."""
+    result = cli("train", "cae-upsample", "--set", "model.input_shape=[3,32,32]",
+                 "--epochs", "1", "--limit", "64", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert "model.input_shape is 3x32x32 but dataset mnist5k has 1x28x28" in result.stderr
+    assert not (tmp_path / "run").exists()
+    ok = cli("train", "cae-upsample", "--set", "model.input_shape=[1,28,28]", "--epochs", "1",
+             "--limit", "64", "--no-images", "--out", str(tmp_path / "ok"))
+    assert ok.exit_code == 0, ok.output

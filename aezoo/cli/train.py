@@ -133,6 +133,9 @@ def train_command(
     layers.append(flags)
     layers.extend(parse_assignment(item) for item in set_)
     spec = build_run_spec(name, layers)
+    # A shape given with --set is kept (a mismatch with the data is an error). Otherwise
+    # it follows the data: a variant's default, or the one `aezoo config` wrote to a file.
+    fixed_shape = any(item.split("=", 1)[0].strip() == "model.input_shape" for item in set_)
 
     from aezoo.cli.progress import ProgressCallback
     from aezoo.device import resolve_device
@@ -141,7 +144,8 @@ def train_command(
     from aezoo.cli.data import prepare_data
 
     prepare_data(spec)  # a shape the model cannot serve fails now; downloads show progress
-    _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)]))
+    _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)],
+                          follow_data=not fixed_shape))
 
 
 def _resume(run_dir: Path, overrides: dict[str, Any], fresh_only: dict[str, Any]) -> None:
