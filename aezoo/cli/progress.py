@@ -46,7 +46,7 @@ class ProgressCallback(Callback):
             f"training on {trainer.device} ({trainer.dist.world_size} process"
             f"{'es' if trainer.dist.world_size > 1 else ''}): {len(trainer.data.train):,} "
             f"images, batch {spec.batch_size}, precision {trainer.precision}{auto}, {layout}",
-            highlight=False)
+            highlight=False, soft_wrap=True)
         if trainer.resumed:
             self.console.print(f"resuming at epoch {trainer.epoch}, step {trainer.step}/"
                                f"{trainer.steps_per_epoch} (step {trainer.global_step} of the "
@@ -79,7 +79,7 @@ class ProgressCallback(Callback):
                              loss=f"{trainer.running_loss():.4f}", speed=f"{speed:,.0f} img/s")
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        self.console.print(line(result, trainer.spec.epochs), highlight=False)
+        self.console.print(line(result, trainer.spec.epochs), highlight=False, soft_wrap=True)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.progress is not None:

@@ -177,7 +177,7 @@ def _report(run: Callable[[], Any]) -> None:
     loss = f"val_loss {last.val_loss:.5f}; " if last else ""
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
     console.print(f"saved {result.model_path}{stop} ({loss}metrics in "
-                  f"{result.out_dir / 'metrics.jsonl'})", highlight=False)
+                  f"{result.out_dir / 'metrics.jsonl'})", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
