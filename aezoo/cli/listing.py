@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_origin
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from aezoo import registry
@@ -121,15 +122,24 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
     _report_failures()
 
 
-def _params_table(title: str, model: Any, values: dict[str, Any]) -> Table:
+def _type_name(annotation: Any) -> str:
+    """``list[int]``, ``int``, ``Literal['a', 'b']``: as a user would write it."""
+    plain = isinstance(annotation, type) and get_origin(annotation) is None
+    text = annotation.__name__ if plain else str(annotation)
+    return text.replace("typing.", "")
+
+
+def _params_table(title: str, model: Any, values: dict[str, Any]) -> Table | str:
+    if not model.model_fields:
+        return f"{title} (no hyperparameters)"
     table = Table(title=title, title_justify="left")
     for col in ("param", "value", "default", "type", "description"):
         table.add_column(col)
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default())
-        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation)
-        table.add_row(name, repr(values.get(name)), default, annotation,
-                      field.description or "")
+        cells = (name, repr(values.get(name)), default, _type_name(field.annotation),
+                 field.description or "")
+        table.add_row(*(escape(c) for c in cells))  # list[int] is not rich markup
     return table
 
 
