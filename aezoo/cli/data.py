@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aezoo.cli._common import console, err_console, warn
@@ -183,7 +184,7 @@ def list_command(
     for r in rows:
         style = {"yes": "green", "no": "dim"}.get(r["cached"], "")
         splits = r["splits"]
-        table.add_row(r["name"], _shape(r["shape"]) if r["shape"] else "-",
+        table.add_row(escape(r["name"]), _shape(r["shape"]) if r["shape"] else "-",
                       f"{_short(splits.get('train'))}/{_short(splits.get('test'))}"
                       if splits else "-",
                       f"[{style}]{r['cached']}[/]" if style else r["cached"],
@@ -299,15 +300,16 @@ def _print_info(info: dict[str, Any], source: DatasetSource) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("dataset", info["name"])
-    table.add_row("description", info["description"])
-    table.add_row("license", info["license"])
+    # Plugin-provided text and paths are shown as they are, never read as rich markup.
+    table.add_row("dataset", escape(info["name"]))
+    table.add_row("description", escape(info["description"]))
+    table.add_row("license", escape(info["license"]))
     for key in ("homepage", "citation"):
         if info[key]:
-            table.add_row(key, info[key])
-    table.add_row("provided by", info["provided_by"])
+            table.add_row(key, escape(info[key]))
+    table.add_row("provided by", escape(info["provided_by"]))
     if info["directory"]:
-        table.add_row("cache", info["directory"])
+        table.add_row("cache", escape(str(info["directory"])))
     console.print(table)
     if info["files"]:
         files = Table(title="files (SHA-256 verified)", title_justify="left")

@@ -89,8 +89,9 @@ def list_command(
                              no_wrap=True)
         for r in rows:
             count = f"{r['params']:,}" if r["params"] is not None else "?"
-            table.add_row(r["name"], r["encoder"], r["decoder"], r["loss"], count,
-                          "x".join(map(str, r["input_shape"])), f"{r['dist']} {r['version']}")
+            cells = (r["name"], r["encoder"], r["decoder"], r["loss"], count,
+                     "x".join(map(str, r["input_shape"])), f"{r['dist']} {r['version']}")
+            table.add_row(*(escape(c) for c in cells))
         console.print(table)
         if not rows:
             console.print(f"no variant matches '{pattern}'" if pattern else "no variants installed")
@@ -117,7 +118,8 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
         for col in ("kind", "name", "plugin", "description"):
             table.add_column(col, no_wrap=col in ("kind", "name"))
         for r in rows:
-            table.add_row(r["kind"], r["name"], f"{r['dist']} {r['version']}", r["description"])
+            table.add_row(*(escape(c) for c in (r["kind"], r["name"], f"{r['dist']} {r['version']}",
+                                                 r["description"])))
         console.print(table)
     _report_failures()
 
