@@ -337,3 +337,17 @@ def test_cli_fetch_offline_is_one_line(cache, patch_source, mnist_data):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot download mnist")
     assert "Traceback" not in result.output
+
+
+def test_a_file_is_hashed_once_per_process(cache, server, patch_source, mnist_data,
+                                           monkeypatch):
+    """The download hashes while streaming; loading the file afterwards trusts that."""
+    from aezoo.data import download
+
+    serve_mnist(server, patch_source, mnist_data)
+    calls: list[str] = []
+    real = download.sha256_of
+    monkeypatch.setattr(download, "sha256_of", lambda path: calls.append(str(path)) or real(path))
+    load_dataset(DataSpec(name="mnist"))
+    load_dataset(DataSpec(name="mnist"))
+    assert calls == []

@@ -218,6 +218,8 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
         final = directory / file.name
         os.replace(tmp, final)
         _fsync_dir(directory)
+        stat = final.stat()  # hashed while streaming: loading it must not hash it again
+        _verified.add((str(final), file.sha256, stat.st_size, stat.st_mtime_ns, stat.st_ino))
         return final
     finally:
         tmp.unlink(missing_ok=True)
