@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo.checkpoint import atomic_write
-from aezoo.errors import AezooError, PluginError, UnknownNameError, UsageError
+from aezoo.errors import AezooError, PluginError, UsageError
 
 if TYPE_CHECKING:
     from aezoo.trainer import Trainer
@@ -241,37 +241,17 @@ class TensorBoardLogger(Callback):
             self.writer.close()
 
 
-def available() -> dict[str, str]:
-    """Entry-point callback names -> providing distribution."""
-    from importlib import metadata
-
-    return {ep.name: (ep.dist.metadata["Name"] if ep.dist else "unknown")
-            for ep in metadata.entry_points(group=CALLBACK_GROUP)}
-
-
 def load_callback(name: str, out_dir: str | Path) -> Any:
-    """Build the callback a plugin registers as ``name`` (or ``DIST:NAME``) for ``out_dir``."""
-    import difflib
-    from importlib import metadata
+    """Build the callback a plugin registers as ``name`` (or ``DIST:NAME``) for ``out_dir``.
 
-    from aezoo.registry import canonical
+    Found and imported through the registry, like every plugin part: ``AEZOO_PLUGINS``,
+    conflicts and failure reports (``aezoo plugins``) apply to callbacks too.
+    """
+    from aezoo import registry
 
-    dist, _, bare = name.rpartition(":")
-    matches = [ep for ep in metadata.entry_points(group=CALLBACK_GROUP) if ep.name == bare
-               and (not dist or (ep.dist is not None
-                                 and canonical(ep.dist.metadata["Name"]) == canonical(dist)))]
-    unique = {(ep.value, ep.dist.metadata["Name"] if ep.dist else ""): ep for ep in matches}
-    if not unique:
-        close = difflib.get_close_matches(bare, list(available()), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UnknownNameError(f"unknown callback '{name}'",
-                               f"{hint}installed: {', '.join(sorted(available())) or 'none'}")
-    if len(unique) > 1:
-        raise UsageError(f"callback '{name}' is provided by {len(unique)} distributions",
-                         "pick one with DIST:NAME")
-    ep = next(iter(unique.values()))
+    factory = registry.load_entry(registry.find("callback", name))
     try:
-        return ep.load()(Path(out_dir))
+        return factory(Path(out_dir))
     except AezooError:
         raise
     except Exception as exc:  # a plugin's failure, reported as such

@@ -241,7 +241,8 @@ def _unknown(kind: str, name: str, dist: str, bare: str) -> AezooError:
     known = names(kind)
     close = difflib.get_close_matches(bare, known, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    listing = "aezoo list" if kind == "variant" else "aezoo list --components"
+    listing = {"variant": "aezoo list", "dataset": "aezoo data list",
+               "callback": "aezoo plugins"}.get(kind, "aezoo list --components")
     return UnknownNameError(f"unknown {kind} '{name}'",
                             f"{hint}see `{listing}` for what is installed")
 

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import aezoo
+from aezoo import registry
 from aezoo.callbacks import Callback, Checkpointer
 from aezoo.data import ArrayDataset
 from aezoo.specs import TrainSpec
@@ -205,8 +206,10 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delenv("AEZOO_TEST_SIGNAL", raising=False)
     importlib.invalidate_caches()
+    registry.clear_cache()  # the registry caches what is installed, per process
     yield site
     sys.modules.pop("aezoo_test_signals", None)
+    registry.clear_cache()
 
 
 def test_callback_plugin_by_name_and_run_dir_files(cli: Any, plugin_site: Path,
