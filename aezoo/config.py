@@ -13,9 +13,11 @@ from pydantic import BaseModel
 
 from aezoo import registry
 from aezoo.errors import SpecError, UsageError
+from aezoo.registry import COMPONENT_KINDS
 from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, validate
 
-COMPONENT_KINDS = ("encoder", "decoder", "loss")
+__all__ = ["COMPONENT_KINDS", "build_model_spec", "build_run_spec", "component_params",
+           "merge", "parse_assignment", "read_config", "resolve_model", "variant_defaults"]
 
 
 def variant_defaults(name: str) -> dict[str, Any]:
@@ -109,12 +111,9 @@ def _parse(text: str, suffix: str) -> Any:
 
 def resolve_model(spec: ModelSpec) -> ModelSpec:
     """Validate each component's params with its own model; fill in every default."""
-    updates: dict[str, ComponentSpec] = {}
-    for kind in COMPONENT_KINDS:
-        comp: ComponentSpec = getattr(spec, kind)
-        descriptor = registry.load(kind, comp.name)
-        params: BaseModel = validate(descriptor.params, comp.params, f"model.{kind}.params")
-        updates[kind] = ComponentSpec(name=comp.name, params=params.model_dump(mode="json"))
+    updates = {kind: ComponentSpec(name=getattr(spec, kind).name,
+                                   params=component_params(spec, kind).model_dump(mode="json"))
+               for kind in COMPONENT_KINDS}
     return spec.model_copy(update=updates)
 
 
