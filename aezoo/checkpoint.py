@@ -161,7 +161,12 @@ def read_header(path: str | Path) -> dict[str, Any]:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    meta = read_header(path).get("__metadata__") or {}
+    """The string metadata of a safetensors file's header."""
+    return _metadata_of(path, read_header(path))
+
+
+def _metadata_of(path: str | Path, header: dict[str, Any]) -> dict[str, str]:
+    meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} has malformed metadata", "save the model again")
     return {str(k): str(v) for k, v in meta.items()}
@@ -169,7 +174,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def read_spec(path: str | Path) -> ModelSpec:
     """The ModelSpec stored in a checkpoint's header."""
-    meta = read_metadata(path)
+    return _spec_of(path, read_metadata(path))
+
+
+def _spec_of(path: str | Path, meta: dict[str, str]) -> ModelSpec:
     if "aezoo.spec" not in meta:
         raise CheckpointError(f"{path} is not an aezoo model (no spec in its header)",
                               "load it with safetensors directly, or save it with aezoo.save")
@@ -310,9 +318,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     # not a torch assertion after the model was built.
     target = resolve_device(device) if isinstance(device, str) else device
     path = Path(path)
-    header = read_header(path)
-    meta = read_metadata(path)
-    spec = _own_components(read_spec(path), meta)
+    header = read_header(path)  # read and parsed once: it may be up to 100 MB
+    meta = _metadata_of(path, header)
+    spec = _own_components(_spec_of(path, meta), meta)
     for kind in COMPONENT_KINDS:
         name = getattr(spec, kind).name
         try:
