@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from aezoo.errors import ShapeError
+from aezoo.model import to_unit
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -124,8 +125,7 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
     forward_seconds = 0.0
     _sync(device)
     for s in range(0, len(images), batch_size):
-        x = images[s:s + batch_size].to(torch.float32).div_(255)
-        x = x.contiguous(memory_format=memory_format)
+        x = to_unit(images[s:s + batch_size], memory_format)
         if s:  # the first batch warms up
             _sync(device)
         start = time.perf_counter()

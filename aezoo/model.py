@@ -60,6 +60,16 @@ class Autoencoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def to_unit(images: torch.Tensor, memory_format: torch.memory_format | None = None
+            ) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as float32 in [0, 1], in ``memory_format``; on their device.
+
+    Datasets are held as uint8 and scaled per batch, where the batch is (4x less memory).
+    """
+    fmt = memory_format if memory_format is not None else torch.contiguous_format
+    return images.to(torch.float32, memory_format=fmt).div_(255)
+
+
 def glorot_init(module: nn.Module) -> None:
     """Keras defaults: Glorot-uniform weights, zero biases, for every conv and linear layer."""
     for m in module.modules():

@@ -31,7 +31,7 @@ from aezoo import distributed
 from aezoo.callbacks import Callback, EpochResult
 from aezoo.data.base import ArrayDataset
 from aezoo.errors import AezooError, ShapeError, UsageError
-from aezoo.model import Autoencoder
+from aezoo.model import Autoencoder, to_unit
 from aezoo.schedules import Schedule
 from aezoo.specs import TrainSpec
 from aezoo.state import flatten_optimizer, read_state, unflatten_optimizer, write_state
@@ -215,7 +215,7 @@ class Trainer:
 
     def batch(self, images: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
         """Gather a uint8 batch and scale it to float32 in [0, 1] on the device."""
-        return images[index].to(torch.float32, memory_format=self.memory_format).div_(255)
+        return to_unit(images[index], self.memory_format)
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if self.dist.enabled:

@@ -14,6 +14,7 @@ import numpy as np
 
 from aezoo.checkpoint import atomic_write
 from aezoo.errors import UsageError
+from aezoo.model import to_unit
 
 if TYPE_CHECKING:
     import torch
@@ -97,9 +98,7 @@ def reconstruct(model: Autoencoder, images: torch.Tensor,
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        x = images.to(torch.float32).div_(255)
-        if memory_format is not None:
-            x = x.contiguous(memory_format=memory_format)
+        x = to_unit(images, memory_format)
         out = model(x)
     model.train(was_training)
     return out.mul(255).round_().clamp_(0, 255).to(torch.uint8)

@@ -190,6 +190,7 @@ def encode_command(
     import torch
 
     from aezoo.checkpoint import atomic_write
+    from aezoo.model import to_unit
 
     labels_out = out.with_name(out.name.removesuffix(".npy") + ".labels.npy")
     _refuse_overwrite(out, force)
@@ -199,9 +200,8 @@ def encode_command(
     with torch.no_grad():
         loaded.model.eval()
         for s in range(0, len(loaded.images), batch_size):
-            x = loaded.images[s:s + batch_size].to(torch.float32).div_(255)
-            parts.append(loaded.model.encode(x.contiguous(memory_format=loaded.memory_format))
-                         .float().cpu())
+            x = to_unit(loaded.images[s:s + batch_size], loaded.memory_format)
+            parts.append(loaded.model.encode(x).float().cpu())
     latents = torch.cat(parts).contiguous().numpy()
     if flatten:
         latents = latents.reshape(len(latents), -1)
