@@ -138,11 +138,11 @@ class Checkpointer(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = math.inf if state.get("best") is None else float(state["best"])
 
-    def save(self, trainer: Trainer) -> None:
+    def save(self, trainer: Trainer, finite: bool | None = None) -> None:
         from aezoo.checkpoint import save
 
-        if not trainer.weights_finite():  # never replace a good checkpoint with a bad one
-            return
+        if not (trainer.weights_finite() if finite is None else finite):
+            return  # never replace a good checkpoint with a bad one
         save(trainer.model, self.out_dir / LAST_FILE)
         trainer.save_state(self.out_dir / STATE_FILE)
 
@@ -151,12 +151,13 @@ class Checkpointer(Callback):
             self.save(trainer)  # the trainer checked for NaN at this step (a sync point)
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        if result.val_loss < self.best and trainer.weights_finite():
+        finite = trainer.weights_finite()
+        if result.val_loss < self.best and finite:
             from aezoo.checkpoint import save
 
             self.best = result.val_loss
             save(trainer.model, self.out_dir / BEST_FILE)
-        self.save(trainer)
+        self.save(trainer, finite)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if trainer.outcome == "interrupted":

@@ -249,8 +249,9 @@ class Trainer:
         self._stop = self._stop or "stop"
 
     def weights_finite(self) -> bool:
-        """Whether every parameter is finite (syncs; for checkpoint writers)."""
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        """Whether every parameter is finite (one sync; for checkpoint writers)."""
+        flags = [torch.isfinite(p).all() for p in self.model.parameters()]
+        return bool(torch.stack(flags).all()) if flags else True
 
     # -- the loop ----------------------------------------------------------------------
     def _call(self, hook: str, *args: Any) -> None:

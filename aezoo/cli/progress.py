@@ -37,6 +37,7 @@ class ProgressCallback(Callback):
         self.progress: Progress | None = None
         self._last = 0.0
         self._start = 0.0
+        self._done_before = 0  # images of a resumed epoch trained before the resume
 
     def on_train_start(self, trainer: Trainer) -> None:
         spec = trainer.spec
@@ -61,6 +62,8 @@ class ProgressCallback(Callback):
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._start = time.perf_counter()
+        self._done_before = min(trainer.step * trainer.spec.batch_size,
+                                len(trainer.train_images))
         if self.progress is not None:
             for task in list(self.progress.task_ids):
                 self.progress.remove_task(task)
@@ -74,7 +77,7 @@ class ProgressCallback(Callback):
         if now - self._last < REFRESH_SECONDS:
             return
         self._last = now
-        speed = images / max(now - self._start, 1e-9)
+        speed = (images - self._done_before) / max(now - self._start, 1e-9)
         self.progress.update(self.progress.task_ids[0], completed=images,
                              loss=f"{trainer.running_loss():.4f}", speed=f"{speed:,.0f} img/s")
 
