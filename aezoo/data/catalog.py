@@ -17,7 +17,7 @@ from pathlib import Path
 from aezoo import registry
 from aezoo.data.source import DatasetSource
 from aezoo.errors import PluginError, UnknownNameError, UsageError
-from aezoo.registry import Entry, canonical
+from aezoo.registry import Entry
 
 KIND = "dataset"  # the entry-point group aezoo.datasets
 
@@ -49,12 +49,10 @@ def names() -> list[str]:
 
 
 def load_entry(entry: Entry) -> DatasetSource:
-    """The descriptor behind ``entry``; a broken plugin is recorded (``aezoo plugins``)."""
-    obj = registry.load_entry(entry)
-    if not isinstance(obj, DatasetSource):
-        raise registry._fail(entry, f"{entry.value} is a {type(obj).__name__}, "
-                             "not a DatasetSource", "type")
-    return obj
+    """The descriptor behind ``entry``; the registry checks its type and records a broken
+    plugin (``aezoo plugins``)."""
+    source: DatasetSource = registry.load_entry(entry)
+    return source
 
 
 def clear_cache() -> None:
@@ -70,24 +68,27 @@ class Resolved:
     argument: str | None
 
 
+def _split(name: str) -> tuple[str, str | None]:
+    """``NAME[:PATH]`` or ``DIST:NAME[:PATH]`` -> (what the registry looks up, PATH)."""
+    head, sep, rest = name.partition(":")
+    if not sep:
+        return name, None
+    if any(e.name == head for e in entries()):
+        return head, rest
+    bare, sep2, argument = rest.partition(":")
+    return f"{head}:{bare}", argument if sep2 else None
+
+
 def resolve(name: str) -> Resolved:
     """``name`` -> its source. Unknown names get a did-you-mean and a pointer to the list."""
     name = name.strip()
-    head, sep, rest = name.partition(":")
-    by_name = [e for e in entries() if e.name == (head if sep else name)]
-    argument: str | None = rest if sep else None
-    if sep and not by_name:  # DIST:NAME or DIST:NAME:PATH
-        name2, sep2, arg2 = rest.partition(":")
-        by_name = [e for e in entries()
-                   if e.name == name2 and canonical(e.dist) == canonical(head)]
-        argument = arg2 if sep2 else None
-    if not by_name:
-        raise UnknownNameError(f"unknown dataset '{name}'", _suggest(name))
-    if len(by_name) > 1:
-        choices = ", ".join(e.qualified for e in by_name)
-        raise UsageError(f"dataset '{by_name[0].name}' is provided by {len(by_name)} "
-                         "distributions", f"pick one with DIST:NAME ({choices})")
-    entry = by_name[0]
+    lookup, argument = _split(name)
+    try:  # DIST:NAME, conflicts and AEZOO_PLUGINS work as for every other plugin part
+        entry = registry.find(KIND, lookup)
+    except UnknownNameError as exc:
+        if not exc.problem.startswith("unknown "):
+            raise
+        raise UnknownNameError(f"unknown dataset '{name}'", _suggest(name)) from None
     source = load_entry(entry)
     if source.takes_path and not argument:
         raise UsageError(f"dataset '{entry.name}' needs a path", f"write {entry.name}:PATH")
