@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aezoo._version import __version__
 from aezoo.errors import AezooError
 
 if TYPE_CHECKING:
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     from aezoo.model import Autoencoder
     from aezoo.specs import ModelSpec
 
-__version__ = "0.1.0"
 __all__ = ["AezooError", "build", "list_variants", "load", "save", "__version__"]
 
 

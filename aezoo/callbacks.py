@@ -33,17 +33,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aezoo.checkpoint import atomic_write
-from aezoo.errors import AezooError, PluginError, UsageError
+from aezoo._io import atomic_write
+from aezoo.errors import AezooError, PluginError, UsageError, summary
+from aezoo.rundir import BEST_FILE, IMAGES_DIR, LAST_FILE, STATE_FILE, TENSORBOARD_DIR
 
 if TYPE_CHECKING:
     from aezoo.trainer import Trainer
 
 CALLBACK_GROUP = "aezoo.callbacks"
-LAST_FILE = "last.safetensors"
-BEST_FILE = "best.safetensors"
-STATE_FILE = "state.safetensors"
-IMAGES_DIR = "images"
 
 
 @dataclass(frozen=True)
@@ -225,7 +222,7 @@ class TensorBoardLogger(Callback):
             raise UsageError("the tensorboard callback needs the tensorboard package",
                              "pip install 'aezoo[tensorboard]'") from None
         self.summary_writer = SummaryWriter
-        self.log_dir = Path(out_dir) / "tensorboard"
+        self.log_dir = Path(out_dir) / TENSORBOARD_DIR
         self.writer: Any = None
 
     def on_train_start(self, trainer: Trainer) -> None:
@@ -256,6 +253,5 @@ def load_callback(name: str, out_dir: str | Path) -> Any:
     except AezooError:
         raise
     except Exception as exc:  # a plugin's failure, reported as such
-        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise PluginError(f"callback '{name}' failed to load ({detail})",
+        raise PluginError(f"callback '{name}' failed to load ({summary(exc)})",
                           "fix or uninstall the plugin that provides it") from exc

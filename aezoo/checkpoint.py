@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import secrets
-import struct
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aezoo import registry
+from aezoo._safetensors import (
+    check_tensors,
+    data_bytes,
+    dtype_name,
+    load_tensors,
+    metadata_of,
+    read_header,
+    read_metadata,
+    save_tensors,
+)
+from aezoo._version import __version__
 from aezoo.config import COMPONENT_KINDS
 from aezoo.errors import AezooError, CheckpointError, ShapeError, SpecError, UnknownNameError
 from aezoo.specs import ModelSpec, validate
@@ -26,43 +33,7 @@ if TYPE_CHECKING:
 
     from aezoo.model import Autoencoder
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit; refuse before reading
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old file or the new one."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    except OSError as exc:  # name the file the caller asked for, not our temp file
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def _version() -> str:
-    from aezoo import __version__
-
-    return __version__
+__all__ = ["load", "provenance", "read_metadata", "read_spec", "save"]
 
 
 def provenance(spec: ModelSpec) -> dict[str, dict[str, str]]:
@@ -72,22 +43,6 @@ def provenance(spec: ModelSpec) -> dict[str, dict[str, str]]:
         entry = registry.find(kind, getattr(spec, kind).name)
         out[kind] = {"name": entry.name, "dist": entry.dist, "version": entry.version}
     return out
-
-
-def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
-                 metadata: dict[str, str]) -> None:
-    """Atomically write a safetensors file (contiguous CPU copies of ``tensors``)."""
-    from safetensors.torch import save
-
-    if Path(path).is_dir():
-        raise CheckpointError(f"{path} is a directory",
-                              f"give a file path, e.g. {Path(path) / 'model.safetensors'}")
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    try:
-        atomic_write(path, save(cpu, metadata=metadata))
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc})",
-                              "check the directory exists, is writable and has space") from None
 
 
 def save(model: Autoencoder, path: str | Path) -> Path:
@@ -103,7 +58,7 @@ def save(model: Autoencoder, path: str | Path) -> Path:
     metadata = {
         "format": "pt",
         "aezoo.spec": model.spec.model_dump_json(),
-        "aezoo.version": _version(),
+        "aezoo.version": __version__,
         "aezoo.plugins": json.dumps(provenance(model.spec)),
     }
     save_tensors(model.state_dict(), path, metadata)
@@ -121,55 +76,9 @@ def _check_dtypes(model: Autoencoder) -> None:
         want = expected.get(name)
         if want is not None and want.dtype != tensor.dtype:
             raise CheckpointError(
-                f"cannot save: tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}, "
-                f"the model is built with {str(want.dtype).removeprefix('torch.')}",
+                f"cannot save: tensor {name!r} is {dtype_name(tensor.dtype)}, "
+                f"the model is built with {dtype_name(want.dtype)}",
                 "convert it back (e.g. model.float()) before saving; aezoo.load never casts")
-
-
-def read_header(path: str | Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file, read with bounded memory."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory",
-                              "give the model file, e.g. runs/NAME/model.safetensors")
-    try:
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise CheckpointError(f"{path} is not a safetensors file (too short)",
-                                      "give a model saved by aezoo")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > min(MAX_HEADER_BYTES, size - 8):
-                raise CheckpointError(f"{path} is not a safetensors file (bad header length)",
-                                      "the file is corrupt or not a model; save it again")
-            raw = f.read(length)
-    except FileNotFoundError:
-        raise CheckpointError(f"model file {path} does not exist", "check the path") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path} ({exc.strerror or exc})",
-                              "check the path and permissions") from None
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...
-        raise CheckpointError(f"{path} is not a safetensors file (header is not JSON)",
-                              "the file is corrupt or not a model; save it again") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} has a malformed safetensors header",
-                              "the file is corrupt; save it again")
-    return header
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a safetensors file's header."""
-    return _metadata_of(path, read_header(path))
-
-
-def _metadata_of(path: str | Path, header: dict[str, Any]) -> dict[str, str]:
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} has malformed metadata", "save the model again")
-    return {str(k): str(v) for k, v in meta.items()}
 
 
 def read_spec(path: str | Path) -> ModelSpec:
@@ -229,14 +138,6 @@ def _missing_component(path: Path, kind: str, name: str, meta: dict[str, str]) -
                            fix)
 
 
-# safetensors' dtype names for the torch dtypes a model holds.
-_DTYPE_NAMES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-                "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
-                "bool": "BOOL"}
-_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-             "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
-
-
 def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True) -> Autoencoder:
     """``from_spec``, with a spec the file got wrong reported as a bad file."""
     import torch
@@ -251,57 +152,6 @@ def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True) -> Au
                               "the file is corrupt or was edited; save the model again") from None
 
 
-def check_tensors(path: Path, header: dict[str, Any], expected: Mapping[str, torch.Tensor],
-                  data_bytes: int) -> None:
-    """The header's tensors must be exactly ``expected``: names, shapes, dtypes, in bounds.
-
-    Checked from the header alone, so a hostile file is refused before anything is read
-    or allocated, and the weights we then allocate are bounded by the file's size.
-    """
-    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        what = (f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}")
-        more = len(missing) + len(extra) - 1
-        raise CheckpointError(f"{path} does not match its spec ({what}"
-                              f"{f' and {more} more' if more else ''})",
-                              "the file is corrupt or was edited; save the model again")
-    for name, want in expected.items():
-        info = tensors[name]
-        if not isinstance(info, dict):
-            raise CheckpointError(f"{path} has a malformed entry for tensor {name!r}",
-                                  "the file is corrupt; save the model again")
-        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        want_dtype = _DTYPE_NAMES.get(str(want.dtype).removeprefix("torch."))
-        if want_dtype is not None and dtype != want_dtype:
-            raise CheckpointError(
-                f"{path}: tensor {name!r} is {dtype}, the model expects {want_dtype}",
-                "convert it with the model's dtype and save it with aezoo.save")
-        if shape != list(want.shape):
-            raise CheckpointError(
-                f"{path}: tensor {name!r} has shape {shape}, the model expects "
-                f"{list(want.shape)}", "the file does not match its spec; save the model again")
-        size = _ITEMSIZE.get(str(dtype), 0) * want.numel()
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) for o in offsets)
-                or offsets[1] - offsets[0] != size or not 0 <= offsets[0] <= offsets[1]
-                or offsets[1] > data_bytes):
-            raise CheckpointError(f"{path}: tensor {name!r} points outside the file",
-                                  "the file is truncated or corrupt; save the model again")
-    # safetensors packs the tensors back to back: they must tile the data exactly.
-    spans = sorted(tuple(tensors[name]["data_offsets"]) for name in expected)
-    end = 0
-    for start, stop in spans:
-        if start != end:
-            raise CheckpointError(f"{path} has overlapping or gapped tensor data",
-                                  "the file is corrupt; save the model again")
-        end = stop
-    if end != data_bytes:
-        raise CheckpointError(f"{path} has {data_bytes - end} bytes beyond its tensors",
-                              "the file is corrupt; save the model again")
-
-
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     """Rebuild the model from the file alone: spec from the header, then the weights.
 
@@ -309,9 +159,6 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     the meta device first), and the weights must be the exact dtype the model uses:
     no silent casts.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from aezoo.device import resolve_device
 
     # Names as the CLI takes them (auto, cuda:N, ...); a missing GPU is a DeviceError now,
@@ -319,7 +166,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     target = resolve_device(device) if isinstance(device, str) else device
     path = Path(path)
     header = read_header(path)  # read and parsed once: it may be up to 100 MB
-    meta = _metadata_of(path, header)
+    meta = metadata_of(path, header)
     spec = _own_components(_spec_of(path, meta), meta)
     for kind in COMPONENT_KINDS:
         name = getattr(spec, kind).name
@@ -327,9 +174,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
             registry.find(kind, name)
         except UnknownNameError:
             raise _missing_component(path, kind, name, meta) from None
-    with path.open("rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        data_bytes = os.fstat(f.fileno()).st_size - 8 - length
+    size = data_bytes(path)
     try:  # the tensors first, on the meta device: a hostile spec allocates nothing
         skeleton: Autoencoder | None = _build(path, spec, on_meta=True, check=False)
     except AezooError:
@@ -337,15 +182,11 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     except Exception:  # a plugin that cannot build on meta: check after the real build
         skeleton = None
     if skeleton is not None:
-        check_tensors(path, header, skeleton.state_dict(), data_bytes)
+        check_tensors(path, header, skeleton.state_dict(), size)
     model = _build(path, spec, on_meta=False)  # a huge input's shape check runs on meta
     if skeleton is None:
-        check_tensors(path, header, model.state_dict(), data_bytes)
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is corrupt ({str(exc).splitlines()[0]})",
-                              "save the model again") from None
+        check_tensors(path, header, model.state_dict(), size)
+    state = load_tensors(path, "save the model again")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from aezoo.errors import ShapeError
-from aezoo.model import to_unit
+from aezoo.tensors import to_unit
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

@@ -12,6 +12,7 @@ from torch import nn
 from aezoo import registry
 from aezoo.config import build_model_spec, component_params
 from aezoo.errors import PluginError, ShapeError
+from aezoo.protocols import format_shape
 from aezoo.specs import ModelSpec
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
@@ -58,16 +59,6 @@ class Autoencoder(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def to_unit(images: torch.Tensor, memory_format: torch.memory_format | None = None
-            ) -> torch.Tensor:
-    """uint8 images (N, C, H, W) as float32 in [0, 1], in ``memory_format``; on their device.
-
-    Datasets are held as uint8 and scaled per batch, where the batch is (4x less memory).
-    """
-    fmt = memory_format if memory_format is not None else torch.contiguous_format
-    return images.to(torch.float32, memory_format=fmt).div_(255)
 
 
 def glorot_init(module: nn.Module) -> None:
@@ -126,7 +117,7 @@ def _check_shapes(model: Autoencoder) -> None:
     if tuple(out.shape[1:]) != (c, h, w):
         raise ShapeError(
             f"{model.spec.encoder.name}+{model.spec.decoder.name} turns {c}x{h}x{w} inputs into "
-            f"{'x'.join(map(str, out.shape[1:]))} outputs",
+            f"{format_shape(out.shape[1:])} outputs",
             "the decoder plugin must return exactly the input shape",
         )
 

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 Shape = tuple[int, int, int]
 
 
+def format_shape(shape: tuple[int, ...] | list[int]) -> str:
+    """``(1, 28, 28)`` -> ``1x28x28``: how every message and table writes a shape."""
+    return "x".join(map(str, shape))
+
+
 @runtime_checkable
 class Encoder(Protocol):
     """Maps a batch ``(N, *input_shape)`` to latents ``(N, *latent_shape)``."""

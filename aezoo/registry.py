@@ -351,6 +351,27 @@ def load(kind: str, name: str) -> Any:
     return _load(find(kind, name))
 
 
+def load_all(kind: str) -> list[tuple[Entry, Any]]:
+    """(entry, object) for every usable entry of ``kind``, sorted by name then dist.
+
+    A broken entry is left out and recorded (``failures()``, ``aezoo plugins``); with
+    ``AEZOO_STRICT_PLUGINS=1`` it raises instead.
+    """
+    out = []
+    for entry in entries(kind):
+        try:
+            out.append((entry, _load(entry)))
+        except PluginError:
+            if strict():
+                raise
+    return out
+
+
+def display_name(entry: Entry) -> str:
+    """How a user must type ``entry``: bare, or ``DIST:NAME`` when the name is ambiguous."""
+    return entry.qualified if entry.name in conflicts(entry.kind) else entry.name
+
+
 def encoder(name: str) -> EncoderComponent:
     obj: EncoderComponent = load("encoder", name)
     return obj

@@ -1,20 +1,13 @@
 """A training run end to end: output dir, data, model, trainer, files. No printing.
 
-A run directory holds ``run.json`` (the resolved RunSpec), ``metrics.jsonl`` and
-``metrics.csv``, ``last.safetensors``, ``best.safetensors`` (lowest val_loss),
-``state.safetensors`` (everything ``--resume`` needs), ``images/epoch-NNNN.png`` and,
-once training has finished, ``model.safetensors`` (the final weights, equal to last).
+The files of a run directory are described (and named) in ``aezoo.rundir``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +15,6 @@ import torch
 
 from aezoo import distributed
 from aezoo.callbacks import (
-    BEST_FILE,
-    LAST_FILE,
-    STATE_FILE,
     Checkpointer,
     EarlyStopping,
     EpochResult,
@@ -32,73 +22,29 @@ from aezoo.callbacks import (
     MetricsWriter,
     load_callback,
 )
-from aezoo.checkpoint import atomic_write, save
+from aezoo.checkpoint import save
 from aezoo.config import resolve_model
 from aezoo.data import ArrayDataset, load_dataset
-from aezoo.errors import OutputExistsError, ShapeError, SpecError, UsageError
+from aezoo.errors import ShapeError, UsageError
 from aezoo.model import Autoencoder, from_spec
+from aezoo.protocols import format_shape
+from aezoo.rundir import (
+    METRICS_CSV,
+    METRICS_JSONL,
+    MODEL_FILE,
+    STATE_FILE,
+    check_writable,
+    default_out_dir,
+    prepare_out_dir,
+    read_run_spec,
+    write_run_spec,
+)
 from aezoo.specs import RunSpec, TrainSpec, validate
 
-MODEL_FILE = "model.safetensors"
-RUN_FILE = "run.json"
 # Settings that may change on --resume: they leave the data order and model untouched.
 RESUMABLE = ("epochs", "device", "lr", "grad_clip", "patience", "min_delta", "precision",
              "compile", "channels_last", "checkpoint_every", "check_every", "images",
              "callbacks")
-
-
-def default_out_dir(spec: RunSpec) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{spec.model.variant or spec.model.encoder.name}-{stamp}"
-
-
-def prepare_out_dir(out: Path, force: bool) -> list[Path]:
-    """Refuse to clobber a saved model, and fail now (not after training) if unwritable.
-
-    Returns the directories it created, deepest first.
-    """
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output {out} exists and is not a directory", "choose another --out")
-    if (out / MODEL_FILE).exists() and not force:
-        raise OutputExistsError(f"{out / MODEL_FILE} already exists",
-                                "choose another --out, or pass --force to overwrite it")
-    if (out / STATE_FILE).exists() and not force:
-        raise OutputExistsError(f"{out} holds an unfinished run ({STATE_FILE})",
-                                f"continue it with `aezoo train --resume {out}`, or pass "
-                                "--force to start over")
-    created = [p for p in (out, *out.parents) if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output directory {out} ({exc.strerror})",
-                         "choose a writable --out") from None
-    try:
-        check_writable(out)
-    except UsageError:
-        for p in created:  # leave no trace of a run that never started
-            with contextlib.suppress(OSError):
-                p.rmdir()
-        raise
-    for stale in (STATE_FILE, LAST_FILE, BEST_FILE):  # --force: a new run, not a resumable mix
-        (out / stale).unlink(missing_ok=True)
-    return created
-
-
-def check_writable(directory: Path) -> None:
-    """Write and remove a probe file. ``os.access`` says yes to root even on a read-only
-    mount, and only a real write notices a full disk: fail now, not after an hour."""
-    probe = directory / f".aezoo-probe-{secrets.token_hex(4)}"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, b"aezoo")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            probe.unlink(missing_ok=True)
-    except OSError as exc:
-        raise UsageError(f"output directory {directory} is not writable ({exc.strerror})",
-                         "choose a writable --out with free space") from None
 
 
 @dataclass
@@ -121,7 +67,7 @@ def fit_spec(spec: RunSpec, data: ArrayDataset, follow_data: bool = True) -> Run
     if tuple(spec.model.input_shape) == data.shape:
         return spec
     if not follow_data:
-        want, got = ("x".join(map(str, s)) for s in (spec.model.input_shape, data.shape))
+        want, got = (format_shape(s) for s in (spec.model.input_shape, data.shape))
         raise ShapeError(f"model.input_shape is {want} but dataset {data.name} has {got} images",
                          "drop model.input_shape (it follows the data), or convert the data "
                          "with --channels / --image-size")
@@ -132,7 +78,7 @@ def fit_spec(spec: RunSpec, data: ArrayDataset, follow_data: bool = True) -> Run
 def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list[Any]:
     """The standard callbacks of a run dir, then ``extra`` (e.g. progress), checkpointer last
     (so the state it saves includes the other callbacks' state for this epoch)."""
-    callbacks: list[Any] = [MetricsWriter(out / "metrics.jsonl", out / "metrics.csv")]
+    callbacks: list[Any] = [MetricsWriter(out / METRICS_JSONL, out / METRICS_CSV)]
     if spec.images:
         callbacks.append(ImageWriter(out))
     if spec.patience is not None:
@@ -141,10 +87,6 @@ def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list
     callbacks.extend(extra)
     callbacks.append(Checkpointer(out, spec.checkpoint_every))
     return callbacks
-
-
-def _write_spec(spec: RunSpec, out: Path) -> None:
-    atomic_write(out / RUN_FILE, (spec.model_dump_json(indent=2) + "\n").encode())
 
 
 def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
@@ -222,28 +164,6 @@ def check_switches(spec: TrainSpec, device: torch.device) -> None:
     autocast_dtype(spec.precision, device)
 
 
-def read_run_spec(run_dir: Path) -> RunSpec:
-    """The RunSpec saved in ``run_dir/run.json``."""
-    if not run_dir.is_dir():
-        raise UsageError(f"{run_dir} is not a run directory", "give the --out of a run")
-    path = run_dir / RUN_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir} has no {RUN_FILE}: not a run directory",
-                         "give the --out directory of an aezoo train run") from None
-    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"cannot read {path} ({reason.splitlines()[0][:200]})",
-                         "restore run.json") from None
-    try:
-        spec: RunSpec = validate(RunSpec, raw)
-    except SpecError as exc:
-        raise UsageError(f"{path} is not a valid run spec ({exc.problem})",
-                         "restore run.json") from None
-    return spec
-
-
 def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
              state: Path | None, follow_data: bool = True) -> RunResult:
     from aezoo.trainer import Trainer, TrainingError, TrainingInterrupted
@@ -257,7 +177,7 @@ def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distribut
     if state is not None:
         trainer.load_state(state)
     if dist.is_main:
-        _write_spec(spec, out)
+        write_run_spec(spec, out)
     try:
         history = trainer.fit()
     except (TrainingError, TrainingInterrupted) as exc:  # name the real run directory

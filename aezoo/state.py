@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aezoo.checkpoint import read_metadata, save_tensors
+from aezoo._safetensors import load_tensors, read_metadata, save_tensors
 from aezoo.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -79,13 +79,6 @@ def read_info(path: str | Path) -> dict[str, Any]:
 
 def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, info) of a state file written by :func:`write_state`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     info = read_info(path)
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is corrupt ({str(exc).splitlines()[0]})",
-                              "resume from an earlier copy or start the run again") from None
+    tensors = load_tensors(path, "resume from an earlier copy or start the run again")
     return tensors, info

@@ -31,10 +31,11 @@ from aezoo import distributed
 from aezoo.callbacks import Callback, EpochResult
 from aezoo.data.base import ArrayDataset
 from aezoo.errors import AezooError, ShapeError, UsageError
-from aezoo.model import Autoencoder, to_unit
+from aezoo.model import Autoencoder
 from aezoo.schedules import Schedule
 from aezoo.specs import TrainSpec
 from aezoo.state import flatten_optimizer, read_state, unflatten_optimizer, write_state
+from aezoo.tensors import preferred_memory_format, to_unit
 
 HOOKS = ("on_train_start", "on_epoch_start", "on_step_start", "on_step_end",
          "on_epoch_end", "on_train_end")
@@ -71,13 +72,6 @@ def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False
                                  weight_decay=spec.weight_decay, **extra)
     return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
                            weight_decay=spec.weight_decay)
-
-
-def use_channels_last(spec: TrainSpec, device: torch.device) -> bool:
-    """NHWC is much faster for these small convolutions on CPU (see docs/benchmarks.md)."""
-    if spec.channels_last is not None:
-        return spec.channels_last
-    return device.type == "cpu"
 
 
 def flush_denormals() -> None:
@@ -164,8 +158,7 @@ class Trainer:
         self.device = distributed.device_for(spec.device, self.dist)
         self.precision = resolve_precision(spec.precision, self.device)
         self.amp_dtype = autocast_dtype(self.precision, self.device)
-        self.memory_format = (torch.channels_last if use_channels_last(spec, self.device)
-                              else torch.contiguous_format)
+        self.memory_format = preferred_memory_format(self.device, spec.channels_last)
         self.model = model.to(self.device)
         self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.data = data

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aezoo.checkpoint import atomic_write
+from aezoo._io import atomic_write
 from aezoo.errors import UsageError
-from aezoo.model import to_unit
+from aezoo.tensors import to_uint8, to_unit
 
 if TYPE_CHECKING:
     import torch
@@ -101,4 +101,4 @@ def reconstruct(model: Autoencoder, images: torch.Tensor,
         x = to_unit(images, memory_format)
         out = model(x)
     model.train(was_training)
-    return out.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return to_uint8(out)

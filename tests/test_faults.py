@@ -27,6 +27,7 @@ import pytest
 import torch
 
 import aezoo
+import aezoo.rundir
 from aezoo.callbacks import Callback
 from aezoo.errors import AezooError, CheckpointError, UsageError
 
@@ -311,13 +312,13 @@ def test_read_only_out_dir_is_refused_before_anything_loads(
         assert "not writable" in lines[0] or "cannot create" in lines[0]
         assert time.perf_counter() - start < 30  # refused up front, not after training
     with pytest.raises(UsageError, match="not writable"):
-        aezoo.run.prepare_out_dir(read_only_dir, force=False)
+        aezoo.rundir.prepare_out_dir(read_only_dir, force=False)
 
 
 def test_a_full_disk_fools_os_access_but_not_the_probe(tmp_path: Path) -> None:
     """The bug this guards: os.access(W_OK) says yes to a directory on a full disk (and,
     for root, to any directory whatever its mode), so a run would fail at its first save."""
-    from aezoo.run import check_writable
+    from aezoo.rundir import check_writable
 
     with tmpfs(tmp_path / "small", "256k") as disk:
         fill(disk)
@@ -328,7 +329,7 @@ def test_a_full_disk_fools_os_access_but_not_the_probe(tmp_path: Path) -> None:
 
 
 def test_read_only_dir_is_refused_by_the_probe(read_only_dir: Path) -> None:
-    from aezoo.run import check_writable
+    from aezoo.rundir import check_writable
 
     with pytest.raises(UsageError, match="not writable"):
         check_writable(read_only_dir)

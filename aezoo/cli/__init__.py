@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from aezoo import __version__
+from aezoo._version import __version__
 from aezoo.cli import data, evaluate, listing, plugins, scaffold, specfiles, train
 from aezoo.cli._common import AezooGroup, console
 

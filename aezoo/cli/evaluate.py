@@ -30,33 +30,6 @@ class Loaded:
     memory_format: Any
 
 
-def model_path(target: Path) -> Path:
-    """MODEL as given: a file, or a run directory's final (else latest) checkpoint."""
-    from aezoo.errors import CheckpointError
-
-    if not target.is_dir():
-        return target
-    for name in ("model.safetensors", "last.safetensors"):
-        if (target / name).exists():
-            return target / name
-    raise CheckpointError(f"{target} holds no model.safetensors or last.safetensors",
-                          "give a model file or the directory of a training run")
-
-
-def _data_spec(path: Path, data: str | None) -> Any:
-    from aezoo.errors import SpecError
-    from aezoo.specs import DataSpec, RunSpec, validate
-
-    run_file = path.parent / "run.json"
-    if data is None and run_file.exists():
-        try:
-            spec: RunSpec = validate(RunSpec, json.loads(run_file.read_text()))
-            return spec.data
-        except (ValueError, OSError, RecursionError, SpecError):
-            pass  # not a readable, valid run.json: fall back to the default dataset
-    return DataSpec(name=data) if data else DataSpec()
-
-
 def load_split(target: Path, data: str | None, split: str | None, limit: int | None,
                device: str) -> Loaded:
     """The model and the images it should see, checked for a matching shape."""
@@ -66,6 +39,9 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
     from aezoo.data import load_dataset
     from aezoo.device import resolve_device
     from aezoo.errors import ShapeError, UsageError
+    from aezoo.protocols import format_shape
+    from aezoo.rundir import data_spec_beside, model_path
+    from aezoo.tensors import preferred_memory_format
 
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split '{split}'", "use test, val or train")
@@ -74,7 +50,7 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
     dev = resolve_device(device)
     path = model_path(target)
     model = aezoo.load(path, device=dev)
-    data_spec = _data_spec(path, data)
+    data_spec = data_spec_beside(path, data)
     dataset = load_dataset(data_spec)
     test = getattr(dataset, "test", None)
     split = split or ("test" if test is not None else "val")
@@ -90,10 +66,10 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
         labels = None if labels is None else labels[:limit]
     shape = tuple(images.shape[1:])
     if shape != tuple(model.input_shape):
-        raise ShapeError(f"{path} expects {'x'.join(map(str, model.input_shape))} images, "
-                         f"dataset {dataset.name} has {'x'.join(map(str, shape))}",
+        raise ShapeError(f"{path} expects {format_shape(model.input_shape)} images, "
+                         f"dataset {dataset.name} has {format_shape(shape)}",
                          "pass the --data the model was trained on")
-    memory_format = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+    memory_format = preferred_memory_format(dev)
     model.to(memory_format=memory_format)  # type: ignore[call-overload]
     tensor = torch.from_numpy(images.copy()).to(dev)
     return Loaded(model, path, dataset.name, split, tensor, labels, memory_format)
@@ -189,8 +165,8 @@ def encode_command(
     import numpy as np
     import torch
 
-    from aezoo.checkpoint import atomic_write
-    from aezoo.model import to_unit
+    from aezoo._io import atomic_write
+    from aezoo.tensors import to_unit
 
     labels_out = out.with_name(out.name.removesuffix(".npy") + ".labels.npy")
     _refuse_overwrite(out, force)

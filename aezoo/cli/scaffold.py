@@ -47,7 +47,7 @@ def names_for(dist: str) -> dict[str, str]:
     if not package.isidentifier() or keyword.iskeyword(package) or package == "aezoo":
         raise UsageError(f"'{dist}' does not give a usable Python package name ({package})",
                          "start the name with a letter, e.g. aezoo-resnet")
-    from aezoo import __version__
+    from aezoo._version import __version__
 
     return {"dist": dist, "dist_canonical": canonical, "package": package,
             "variant": variant, "variant_attr": variant.replace("-", "_"),

@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aezoo import __version__
+from aezoo._io import commit
+from aezoo._version import __version__
 from aezoo.data.source import DatasetSource, Progress, RemoteFile
 from aezoo.errors import DataError
 
@@ -216,8 +217,7 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
         if got != file.sha256.lower():
             raise _Failed(f"SHA-256 mismatch (got {got[:12]}..., expected {file.sha256[:12]}...)")
         final = directory / file.name
-        os.replace(tmp, final)
-        _fsync_dir(directory)
+        commit(tmp, final)
         stat = final.stat()  # hashed while streaming: loading it must not hash it again
         _verified.add((str(final), file.sha256, stat.st_size, stat.st_mtime_ns, stat.st_ino))
         return final
@@ -231,16 +231,3 @@ def _content_length(response: http.client.HTTPResponse) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # e.g. Windows: directories cannot be opened
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

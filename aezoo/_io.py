@@ -1,0 +1,71 @@
+"""Durable file I/O: every write aezoo makes that must survive a crash goes through here.
+
+``atomic_write`` writes a temporary file in the target's directory, fsyncs it, renames it
+over the target and fsyncs the directory: a crash at any point leaves either the old file
+or the new one, never a mix. ``probe_writable`` proves a directory takes a real write
+(``os.access`` says yes to root on a read-only mount, and only a write sees a full disk).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def temp_path(path: Path, suffix: str = ".tmp") -> Path:
+    """A fresh hidden name beside ``path`` (same directory, so the rename is atomic)."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Rename a complete, fsynced ``tmp`` over ``path`` and make the rename durable."""
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a crash leaves either the old file or the new one."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:  # name the file the caller asked for, not our temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    fsync_dir(path.parent)
+
+
+def probe_writable(directory: Path) -> None:
+    """Write, fsync and remove a probe file in ``directory``; raises OSError if it fails."""
+    probe = directory / f".aezoo-probe-{secrets.token_hex(4)}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"aezoo")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)

@@ -1,0 +1,168 @@
+"""The safetensors container: writing, reading headers with bounded cost, checking tensors.
+
+Knows the file format only (an 8-byte little-endian header length, a JSON header, the
+tensor bytes). What a header *means* for a model is ``aezoo.checkpoint``'s business, for
+a training state ``aezoo.training.state``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aezoo._io import atomic_write
+from aezoo.errors import CheckpointError, summary
+
+if TYPE_CHECKING:
+    import torch
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit; refuse before reading
+
+# safetensors' dtype names for the torch dtypes a model holds.
+DTYPE_NAMES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+               "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
+               "bool": "BOOL"}
+ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+            "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``float32``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
+                 metadata: dict[str, str]) -> None:
+    """Atomically write a safetensors file (contiguous CPU copies of ``tensors``)."""
+    from safetensors.torch import save
+
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path} is a directory",
+                              f"give a file path, e.g. {Path(path) / 'model.safetensors'}")
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    try:
+        atomic_write(path, save(cpu, metadata=metadata))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc})",
+                              "check the directory exists, is writable and has space") from None
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read with bounded memory."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory",
+                              "give the model file, e.g. runs/NAME/model.safetensors")
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path} is not a safetensors file (too short)",
+                                      "give a model saved by aezoo")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > min(MAX_HEADER_BYTES, size - 8):
+                raise CheckpointError(f"{path} is not a safetensors file (bad header length)",
+                                      "the file is corrupt or not a model; save it again")
+            raw = f.read(length)
+    except FileNotFoundError:
+        raise CheckpointError(f"model file {path} does not exist", "check the path") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path} ({exc.strerror or exc})",
+                              "check the path and permissions") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...
+        raise CheckpointError(f"{path} is not a safetensors file (header is not JSON)",
+                              "the file is corrupt or not a model; save it again") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has a malformed safetensors header",
+                              "the file is corrupt; save it again")
+    return header
+
+
+def metadata_of(path: str | Path, header: dict[str, Any]) -> dict[str, str]:
+    """The string metadata of a parsed header."""
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has malformed metadata", "save the model again")
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file's header."""
+    return metadata_of(path, read_header(path))
+
+
+def data_bytes(path: str | Path) -> int:
+    """Bytes of tensor data after the header (the file's size minus the header)."""
+    with Path(path).open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        return os.fstat(f.fileno()).st_size - 8 - length
+
+
+def load_tensors(path: str | Path, fix: str) -> dict[str, torch.Tensor]:
+    """Every tensor of the file on the CPU; a damaged file is one CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is corrupt ({summary(exc, with_type=False)})",
+                              fix) from None
+
+
+def check_tensors(path: Path, header: dict[str, Any], expected: Mapping[str, torch.Tensor],
+                  data_size: int) -> None:
+    """The header's tensors must be exactly ``expected``: names, shapes, dtypes, in bounds.
+
+    Checked from the header alone, so a hostile file is refused before anything is read
+    or allocated, and the weights we then allocate are bounded by the file's size.
+    """
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        what = (f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}")
+        more = len(missing) + len(extra) - 1
+        raise CheckpointError(f"{path} does not match its spec ({what}"
+                              f"{f' and {more} more' if more else ''})",
+                              "the file is corrupt or was edited; save the model again")
+    for name, want in expected.items():
+        info = tensors[name]
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{path} has a malformed entry for tensor {name!r}",
+                                  "the file is corrupt; save the model again")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        want_dtype = DTYPE_NAMES.get(dtype_name(want.dtype))
+        if want_dtype is not None and dtype != want_dtype:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} is {dtype}, the model expects {want_dtype}",
+                "convert it with the model's dtype and save it with aezoo.save")
+        if shape != list(want.shape):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has shape {shape}, the model expects "
+                f"{list(want.shape)}", "the file does not match its spec; save the model again")
+        size = ITEMSIZE.get(str(dtype), 0) * want.numel()
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) for o in offsets)
+                or offsets[1] - offsets[0] != size or not 0 <= offsets[0] <= offsets[1]
+                or offsets[1] > data_size):
+            raise CheckpointError(f"{path}: tensor {name!r} points outside the file",
+                                  "the file is truncated or corrupt; save the model again")
+    # safetensors packs the tensors back to back: they must tile the data exactly.
+    spans = sorted(tuple(tensors[name]["data_offsets"]) for name in expected)
+    end = 0
+    for start, stop in spans:
+        if start != end:
+            raise CheckpointError(f"{path} has overlapping or gapped tensor data",
+                                  "the file is corrupt; save the model again")
+        end = stop
+    if end != data_size:
+        raise CheckpointError(f"{path} has {data_size - end} bytes beyond its tensors",
+                              "the file is corrupt; save the model again")
