@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import torch
@@ -12,7 +12,7 @@ from torch import nn
 from aezoo import registry
 from aezoo.config import build_model_spec, component_params
 from aezoo.errors import PluginError, ShapeError
-from aezoo.protocols import format_shape
+from aezoo.protocols import Decoder, Encoder, Loss, Shape, format_shape
 from aezoo.specs import ModelSpec
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
@@ -24,28 +24,28 @@ class Autoencoder(nn.Module):
     ``spec`` is the resolved ModelSpec that rebuilds this model; it travels in checkpoints.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, loss: nn.Module,
+    def __init__(self, encoder: Encoder, decoder: Decoder, loss: Loss,
                  spec: ModelSpec) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder = encoder  # nn.Modules (from_spec checks): registered as submodules
         self.decoder = decoder
         self.loss_fn = loss
         self.spec = spec
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> Shape:
         return self.spec.input_shape
 
     @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        shape: tuple[int, int, int] = tuple(cast(Any, self.encoder).latent_shape)
-        return shape
+    def latent_shape(self) -> Shape:
+        c, h, w = self.encoder.latent_shape
+        return (c, h, w)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # type: ignore[no-any-return]
+        return self.encoder(x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)  # type: ignore[no-any-return]
+        return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode_logits(z))
@@ -55,7 +55,7 @@ class Autoencoder(nn.Module):
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training objective on a batch in [0, 1]: loss(decoder logits, x)."""
-        return self.loss_fn(self.decode_logits(self.encode(x)), x)  # type: ignore[no-any-return]
+        return self.loss_fn(self.decode_logits(self.encode(x)), x)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -70,6 +70,11 @@ def glorot_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def _builder(descriptor: Any) -> Callable[..., Any]:
+    # A "module:function" string was made a LazyRef when the descriptor was defined.
+    return cast(Callable[..., Any], descriptor.build)
+
+
 def from_spec(spec: ModelSpec, *, check: bool = True) -> Autoencoder:
     """Build the modules a resolved spec describes; shapes are checked here, at build time.
 
@@ -78,18 +83,17 @@ def from_spec(spec: ModelSpec, *, check: bool = True) -> Autoencoder:
     enc_desc = registry.encoder(spec.encoder.name)
     dec_desc = registry.decoder(spec.decoder.name)
     loss_desc = registry.loss(spec.loss.name)
-    encoder = enc_desc.build(component_params(spec, "encoder"), spec.input_shape)
+    encoder = _builder(enc_desc)(component_params(spec, "encoder"), spec.input_shape)
     latent = tuple(getattr(encoder, "latent_shape", ()))
     if len(latent) != 3:
         raise PluginError(f"encoder '{spec.encoder.name}' has no latent_shape (C, H, W)",
                           "the plugin must set encoder.latent_shape")
-    decoder = dec_desc.build(component_params(spec, "decoder"), latent,  # type: ignore[arg-type]
-                             spec.input_shape)
-    loss = loss_desc.build(component_params(spec, "loss"))
+    decoder = _builder(dec_desc)(component_params(spec, "decoder"), latent, spec.input_shape)
+    loss = _builder(loss_desc)(component_params(spec, "loss"))
     if not all(isinstance(m, nn.Module) for m in (encoder, decoder, loss)):
         raise PluginError("a component builder did not return a torch.nn.Module",
                           "fix the plugin's builder")
-    model = Autoencoder(encoder, decoder, loss, spec)  # type: ignore[arg-type]
+    model = Autoencoder(encoder, decoder, loss, spec)
     if spec.init == "glorot":
         glorot_init(model)
     if check:

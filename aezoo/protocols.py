@@ -12,6 +12,8 @@ Conventions every component follows:
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -21,6 +23,57 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 Shape = tuple[int, int, int]
+_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class LazyRef:
+    """A callable given as ``"package.module:attribute"``, imported on its first call.
+
+    Descriptors accept one wherever they take a builder or loader, so a plugin's
+    descriptor module names its torch code without importing it (no trampolines).
+    """
+
+    def __init__(self, ref: str) -> None:
+        if not _REF.match(ref):
+            raise ValueError(f"{ref!r} is not a 'package.module:attribute' reference")
+        self.ref = ref
+        self._target: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """The referenced callable (imported once)."""
+        if self._target is None:
+            from aezoo.errors import PluginError, summary
+
+            module, _, attr = self.ref.partition(":")
+            try:
+                target: Any = importlib.import_module(module)
+                for part in attr.split("."):
+                    target = getattr(target, part)
+            except (ImportError, AttributeError) as exc:
+                raise PluginError(f"cannot import {self.ref} ({summary(exc)})",
+                                  "reinstall or fix the plugin that provides it") from exc
+            if not callable(target):
+                raise PluginError(f"{self.ref} is a {type(target).__name__}, not callable",
+                                  "fix the plugin that provides it")
+            self._target = target
+        return self._target
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"LazyRef({self.ref!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LazyRef) and other.ref == self.ref
+
+    def __hash__(self) -> int:
+        return hash(self.ref)
+
+
+def lazy(value: Any) -> Any:
+    """``value``, with a ``"module:attr"`` string turned into a :class:`LazyRef`."""
+    return LazyRef(value) if isinstance(value, str) else value
 
 
 def format_shape(shape: tuple[int, ...] | list[int]) -> str:
@@ -57,32 +110,44 @@ class Loss(Protocol):
 
 @dataclass(frozen=True)
 class EncoderComponent:
-    """An encoder a plugin provides. ``build(params, input_shape) -> Encoder``."""
+    """An encoder a plugin provides. ``build(params, input_shape) -> Encoder``.
+
+    ``build`` may be a ``"module:function"`` string: imported when a model is built."""
 
     params: type[BaseModel]
-    build: Callable[[Any, Shape], Encoder]
+    build: Callable[[Any, Shape], Encoder] | str
     description: str = ""
     kind: str = field(default="encoder", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
 
 
 @dataclass(frozen=True)
 class DecoderComponent:
-    """A decoder. ``build(params, latent_shape, output_shape) -> Decoder``."""
+    """A decoder. ``build(params, latent_shape, output_shape) -> Decoder`` (or a
+    ``"module:function"`` string)."""
 
     params: type[BaseModel]
-    build: Callable[[Any, Shape, Shape], Decoder]
+    build: Callable[[Any, Shape, Shape], Decoder] | str
     description: str = ""
     kind: str = field(default="decoder", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
 
 
 @dataclass(frozen=True)
 class LossComponent:
-    """A loss. ``build(params) -> Loss``."""
+    """A loss. ``build(params) -> Loss`` (or a ``"module:function"`` string)."""
 
     params: type[BaseModel]
-    build: Callable[[Any], Loss]
+    build: Callable[[Any], Loss] | str
     description: str = ""
     kind: str = field(default="loss", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
 
 
 Component = EncoderComponent | DecoderComponent | LossComponent

@@ -26,7 +26,9 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
-from aezoo.errors import AezooError, PluginError, UnknownNameError, UsageError
+from aezoo import kinds
+from aezoo.errors import AezooError, PluginError, UnknownNameError, UsageError, summary
+from aezoo.kinds import COMPONENT_KINDS, FIRST_PARTY, GROUP_PREFIX
 from aezoo.protocols import (
     DecoderComponent,
     EncoderComponent,
@@ -34,27 +36,12 @@ from aezoo.protocols import (
     Variant,
 )
 
-GROUP_PREFIX = "aezoo."
-GROUPS = {
-    "encoder": "aezoo.encoders",
-    "decoder": "aezoo.decoders",
-    "loss": "aezoo.losses",
-    "variant": "aezoo.variants",
-    "dataset": "aezoo.datasets",
-    "callback": "aezoo.callbacks",
-}
-KINDS = ("encoder", "decoder", "loss", "variant")  # the kinds this module type-checks
-COMPONENT_KINDS = ("encoder", "decoder", "loss")
-_EXPECTED: dict[str, type] = {
-    "encoder": EncoderComponent,
-    "decoder": DecoderComponent,
-    "loss": LossComponent,
-    "variant": Variant,
-}
-# Descriptor types other modules define, imported only when such an entry is loaded.
-_EXPECTED_ELSEWHERE = {"dataset": ("aezoo.data.source", "DatasetSource")}
-_CALLABLE = {"callback"}  # a factory: called with the run directory
-FIRST_PARTY = "aezoo"
+__all__ = ["COMPONENT_KINDS", "FIRST_PARTY", "GROUPS", "GROUP_PREFIX", "Distribution", "Entry",
+           "Failure", "canonical", "conflicts", "display_name", "distributions", "enabled",
+           "entries", "failures", "find", "group_of", "groups", "kind_of", "load", "load_all",
+           "load_entry", "names", "record_failure", "strict", "variant"]
+
+GROUPS = {k.name: k.group for k in kinds.KINDS}  # kind -> entry-point group
 
 
 def canonical(dist: str) -> str:
@@ -64,15 +51,14 @@ def canonical(dist: str) -> str:
 
 def group_of(kind: str) -> str:
     """``"encoder"`` -> ``"aezoo.encoders"``; a group name passes through."""
-    return GROUPS.get(kind, kind)
+    row = kinds.kind(kind)
+    return row.group if row else kind
 
 
 def kind_of(group: str) -> str:
     """``"aezoo.encoders"`` -> ``"encoder"``; an unknown group is its own kind."""
-    for kind, g in GROUPS.items():
-        if g == group:
-            return kind
-    return group
+    row = kinds.kind(group)
+    return row.name if row else group
 
 
 @dataclass(frozen=True)
@@ -241,8 +227,8 @@ def _unknown(kind: str, name: str, dist: str, bare: str) -> AezooError:
     known = names(kind)
     close = difflib.get_close_matches(bare, known, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    listing = {"variant": "aezoo list", "dataset": "aezoo data list",
-               "callback": "aezoo plugins"}.get(kind, "aezoo list --components")
+    row = kinds.kind(kind)
+    listing = row.listing if row else "aezoo plugins"
     return UnknownNameError(f"unknown {kind} '{name}'",
                             f"{hint}see `{listing}` for what is installed")
 
@@ -250,46 +236,6 @@ def _unknown(kind: str, name: str, dist: str, bare: str) -> AezooError:
 # --- loading (imports plugin code) -------------------------------------------------
 
 _failures: dict[Entry, Failure] = {}
-
-
-def _violation(kind: str, obj: Any) -> str | None:
-    """What is wrong with a descriptor of the expected type, or None."""
-    if kind == "variant":
-        return _variant_violation(obj)
-    from pydantic import BaseModel
-
-    if not (isinstance(obj.params, type) and issubclass(obj.params, BaseModel)):
-        return f"params is {obj.params!r}, not a pydantic BaseModel subclass"
-    if not callable(obj.build):
-        return f"build is {obj.build!r}, not callable"
-    if not isinstance(obj.description, str):
-        return "description is not a string"
-    return None
-
-
-def _is_shape(value: Any) -> bool:
-    return (isinstance(value, (tuple, list)) and len(value) == 3
-            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value))
-
-
-def _variant_violation(v: Variant) -> str | None:
-    for kind in COMPONENT_KINDS:
-        if not isinstance(getattr(v, kind), str) or not getattr(v, kind):
-            return f"{kind} must be a component name, got {getattr(v, kind)!r}"
-        if not isinstance(getattr(v, f"{kind}_params"), Mapping):
-            return f"{kind}_params must be a mapping"
-    if not _is_shape(v.input_shape):
-        return f"input_shape must be (C, H, W) positive ints, got {v.input_shape!r}"
-    for shape in getattr(v, "example_shapes", ()):
-        if not _is_shape(shape):
-            return f"example_shapes must hold (C, H, W) positive ints, got {shape!r}"
-    if not isinstance(v.train, Mapping):
-        return "train must be a mapping of TrainSpec values"
-    if v.param_count is not None and (not isinstance(v.param_count, int) or v.param_count < 0):
-        return f"param_count must be a non-negative int or None, got {v.param_count!r}"
-    if not isinstance(v.init, str) or not isinstance(v.description, str):
-        return "init and description must be strings"
-    return None
 
 
 def _fail(entry: Entry, message: str, reason: str) -> PluginError:
@@ -307,16 +253,6 @@ def _fail(entry: Entry, message: str, reason: str) -> PluginError:
     )
 
 
-def _expected(kind: str) -> type | None:
-    if kind in _EXPECTED_ELSEWHERE:
-        import importlib
-
-        module, attr = _EXPECTED_ELSEWHERE[kind]
-        expected: type = getattr(importlib.import_module(module), attr)
-        return expected
-    return _EXPECTED.get(kind)
-
-
 @cache
 def _load(entry: Entry) -> Any:
     ep = metadata.EntryPoint(entry.name, entry.value, entry.group)
@@ -325,17 +261,16 @@ def _load(entry: Entry) -> Any:
         with contextlib.redirect_stdout(sys.stderr):
             obj = ep.load()
     except (Exception, SystemExit) as exc:  # any import-time error is the plugin's fault
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise _fail(entry, message, "import") from exc
-    if entry.kind in _CALLABLE and not callable(obj):
-        raise _fail(entry, f"{entry.value} is a {type(obj).__name__}, not callable", "type")
-    expected = _expected(entry.kind)
-    if expected is None:
+        raise _fail(entry, summary(exc, limit=1000), "import") from exc
+    row = kinds.kind(entry.kind)
+    if row is None:  # a group aezoo does not know: handed over as it is
         return obj
-    if not isinstance(obj, expected):
-        message = f"{entry.value} is a {type(obj).__name__}, not a {expected.__name__}"
+    if row.factory and not callable(obj):
+        raise _fail(entry, f"{entry.value} is a {type(obj).__name__}, not callable", "type")
+    if row.descriptor is not None and not isinstance(obj, row.descriptor):
+        message = f"{entry.value} is a {type(obj).__name__}, not a {row.descriptor.__name__}"
         raise _fail(entry, message, "type")
-    problem = _violation(entry.kind, obj) if entry.kind in _EXPECTED else None
+    problem = row.check(obj) if row.check is not None else None
     if problem:
         raise _fail(entry, problem, "protocol")
     return obj
@@ -431,9 +366,14 @@ def check_all() -> list[Failure]:
             except AezooError as exc:
                 _failures[e] = Failure(e, f"its preset does not resolve: {exc}", "spec")
             except Exception as exc:  # a params validator that crashes is still a plugin bug
-                detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                _failures[e] = Failure(e, f"its preset does not resolve: {detail}", "spec")
+                _failures[e] = Failure(e, f"its preset does not resolve: {summary(exc)}", "spec")
     return failures()
+
+
+def record_failure(entry: Entry, message: str, reason: str) -> None:
+    """Record a failure found outside loading (e.g. a variant preset that does not
+    resolve), so ``failures()`` and ``aezoo plugins`` report it."""
+    _failures[entry] = Failure(entry, message, reason)
 
 
 def failures() -> list[Failure]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 
-from aezoo.data.source import Progress, Shape, Splits
-from aezoo.errors import AezooError, DataError
+from aezoo.data.source import DatasetSource, Progress, Shape, Splits
+from aezoo.errors import AezooError, DataError, summary
+from aezoo.protocols import format_shape
 from aezoo.specs import DataSpec
 
 
@@ -105,20 +109,26 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
     found = resolve(spec.name)
     ctx = LoadContext(found.source, found.argument, source_dir(found.source),
                       image_size=spec.image_size, channels=spec.channels,
-                      progress=progress, offline=offline)
+                      progress=progress, offline=offline, fetcher=_fetch)
     try:
-        splits = found.source.load(ctx)
+        splits = cast(Callable[[LoadContext], Splits], found.source.load)(ctx)
     except (AezooError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a plugin's loader: say whose, keep the traceback for debug
-        detail = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(f"dataset {spec.name} ({found.entry.dist} {found.entry.version}) "
-                        f"failed to load: {type(exc).__name__}: {detail}",
+                        f"failed to load: {summary(exc)}",
                         "rerun with AEZOO_DEBUG=1 for the traceback and report it") from exc
     if not isinstance(splits, Splits):
         raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
                         f"report it to the authors of {found.entry.dist}")
     return assemble(spec, splits)
+
+
+def _fetch(source: DatasetSource, directory: Path, progress: Progress | None,
+           offline: bool) -> dict[str, Path]:
+    from aezoo.data.download import ensure_files
+
+    return ensure_files(source, directory, progress=progress, offline=offline)
 
 
 def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
@@ -142,8 +152,8 @@ def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
     for part, (images, _) in parts.items():
         if images.shape[1:] != train.shape[1:]:
             raise DataError(f"dataset {spec.name}: {part} images are "
-                            f"{_fmt(images.shape[1:])} but train images are "
-                            f"{_fmt(train.shape[1:])}", "pass --image-size to resize all")
+                            f"{format_shape(images.shape[1:])} but train images are "
+                            f"{format_shape(train.shape[1:])}", "pass --image-size to resize all")
     if "val" in parts:
         val, val_labels = parts["val"]
         order = np.random.default_rng(spec.split_seed).permutation(len(train))
@@ -170,5 +180,3 @@ def _owned(images: np.ndarray) -> np.ndarray:
     return np.require(images, np.uint8, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
 
 
-def _fmt(chw: tuple[int, ...]) -> str:
-    return "x".join(map(str, chw))

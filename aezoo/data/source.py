@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aezoo.protocols import lazy
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -28,6 +30,7 @@ Shape = tuple[int, int, int]
 # file name) or "images"; ``total`` is None when unknown. Called by the core, drawn by
 # the CLI; ``done == 0`` starts (or restarts, on a mirror fallback) ``label``.
 Progress = Callable[[str, int, int | None, str], None]
+Fetcher = Callable[["DatasetSource", Path, "Progress | None", bool], dict[str, Path]]
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,15 @@ class LoadContext:
     channels: int | None = None  # 1 or 3, if the user asked
     progress: Progress | None = None
     offline: bool = False
+    # Set by the core (aezoo.data.download.ensure_files), so this contract module stays at
+    # the bottom of the import graph: (source, directory, progress, offline) -> files.
+    fetcher: Fetcher | None = None
 
     def fetch(self) -> dict[str, Path]:
         """The source's ``files``, verified, downloading what is missing: name -> path."""
-        from aezoo.data.download import ensure_files
-
-        return ensure_files(self.source, self.directory, progress=self.progress,
-                            offline=self.offline)
+        if self.fetcher is None:
+            raise RuntimeError("this LoadContext was made without a fetcher")
+        return self.fetcher(self.source, self.directory, self.progress, self.offline)
 
     def report(self, label: str, done: int, total: int | None, unit: str = "images") -> None:
         """Tell the user how far a long step got (drawn by the CLI; no-op elsewhere)."""
@@ -90,7 +95,7 @@ class DatasetSource:
     name: str
     description: str
     license: str
-    load: Callable[[LoadContext], Splits]
+    load: Callable[[LoadContext], Splits] | str  # a str is made a LazyRef
     shape: Shape | None = None  # (C, H, W) when fixed, so a model is checked before loading
     counts: Mapping[str, int] = field(default_factory=dict)  # e.g. {"train": 60000, ...}
     files: tuple[RemoteFile, ...] = ()
@@ -100,3 +105,7 @@ class DatasetSource:
     takes_path: bool = False  # used as ``NAME:PATH`` (folder:, npz:, npy:)
     embedded: bool = False  # ships inside the providing package: nothing to fetch
     extra: Mapping[str, Any] = field(default_factory=dict)  # free-form, shown by `data info`
+
+    def __post_init__(self) -> None:
+        # ``load`` may be a "module:function" string, imported when the data is loaded.
+        object.__setattr__(self, "load", lazy(self.load))

@@ -1,5 +1,6 @@
 """The built-in dataset sources, registered in pyproject.toml under ``aezoo.datasets``
-exactly as a plugin's would be. Descriptors only: loaders import their modules on call.
+exactly as a plugin's would be. Descriptors only: each loader is a "module:function"
+reference, imported when the dataset is loaded.
 
 Checksums: SHA-256 of the files as the mirrors serve them (the same bytes whose MD5
 the publishers list; MD5s kept for reference), cross-checked against independent
@@ -8,43 +9,7 @@ published lists. A mirror serving other bytes is rejected and the next one tried
 
 from __future__ import annotations
 
-from aezoo.data.source import DatasetSource, LoadContext, RemoteFile, Splits
-
-
-def _mnist5k(ctx: LoadContext) -> Splits:
-    from aezoo.data.embedded import mnist5k_splits
-
-    return mnist5k_splits(ctx)
-
-
-def _idx(ctx: LoadContext) -> Splits:
-    from aezoo.data.standard import load_idx_dataset
-
-    return load_idx_dataset(ctx)
-
-
-def _cifar10(ctx: LoadContext) -> Splits:
-    from aezoo.data.standard import load_cifar10
-
-    return load_cifar10(ctx)
-
-
-def _folder(ctx: LoadContext) -> Splits:
-    from aezoo.data.folder import load_folder
-
-    return load_folder(ctx)
-
-
-def _npz(ctx: LoadContext) -> Splits:
-    from aezoo.data.arrays import load_npz
-
-    return load_npz(ctx)
-
-
-def _npy(ctx: LoadContext) -> Splits:
-    from aezoo.data.arrays import load_npy
-
-    return load_npy(ctx)
+from aezoo.data.source import DatasetSource, RemoteFile
 
 
 def _idx_files(sizes_sha_md5: tuple[tuple[int, str, str], ...]) -> tuple[RemoteFile, ...]:
@@ -60,7 +25,7 @@ mnist5k = DatasetSource(
     name="mnist5k",
     description="5,000 MNIST digits (500 per class) shipped inside aezoo; the default",
     license="CC BY-SA 3.0 (Yann LeCun, Corinna Cortes)",
-    load=_mnist5k,
+    load="aezoo.data.embedded:mnist5k_splits",
     shape=(1, 28, 28),
     counts={"train": 5_000},
     homepage="http://yann.lecun.com/exdb/mnist/",
@@ -71,7 +36,7 @@ mnist = DatasetSource(
     name="mnist",
     description="MNIST handwritten digits, 28x28 grey, 10 classes",
     license="CC BY-SA 3.0 (Yann LeCun, Corinna Cortes)",
-    load=_idx,
+    load="aezoo.data.standard:load_idx_dataset",
     shape=(1, 28, 28),
     counts=MNIST_COUNTS,
     files=_idx_files((
@@ -97,7 +62,7 @@ fashion_mnist = DatasetSource(
     name="fashion-mnist",
     description="Zalando article images, 28x28 grey, 10 classes; a drop-in for MNIST",
     license="MIT (Zalando SE)",
-    load=_idx,
+    load="aezoo.data.standard:load_idx_dataset",
     shape=(1, 28, 28),
     counts=MNIST_COUNTS,
     files=_idx_files((
@@ -122,7 +87,7 @@ kmnist = DatasetSource(
     name="kmnist",
     description="Kuzushiji-MNIST: cursive Japanese hiragana, 28x28 grey, 10 classes",
     license="CC BY-SA 4.0 (CODH; from the Kuzushiji dataset by NIJL and others)",
-    load=_idx,
+    load="aezoo.data.standard:load_idx_dataset",
     shape=(1, 28, 28),
     counts=MNIST_COUNTS,
     files=_idx_files((
@@ -148,7 +113,7 @@ cifar10 = DatasetSource(
     name="cifar10",
     description="CIFAR-10: 32x32 colour photos, 10 classes (binary version)",
     license="none stated (cite Krizhevsky 2009)",
-    load=_cifar10,
+    load="aezoo.data.standard:load_cifar10",
     shape=(3, 32, 32),
     counts={"train": 50_000, "test": 10_000},
     files=(RemoteFile("cifar-10-binary.tar.gz",
@@ -164,7 +129,7 @@ folder = DatasetSource(
     description="your images: PNG/JPEG/BMP/WebP under PATH, recursive; class subfolders "
                 "become labels",
     license="yours",
-    load=_folder,
+    load="aezoo.data.folder:load_folder",
     takes_path=True,
 )
 
@@ -172,7 +137,7 @@ npz = DatasetSource(
     name="npz",
     description="your arrays: 'images' (+ 'labels') or 'train'/'val'/'test' in an .npz",
     license="yours",
-    load=_npz,
+    load="aezoo.data.arrays:load_npz",
     takes_path=True,
 )
 
@@ -180,6 +145,6 @@ npy = DatasetSource(
     name="npy",
     description="your array: one .npy of images, N,H,W / N,C,H,W / N,H,W,C",
     license="yours",
-    load=_npy,
+    load="aezoo.data.arrays:load_npy",
     takes_path=True,
 )

@@ -1,20 +1,14 @@
 """Component descriptors: hyperparameter models and builders.
 
-Torch is imported inside the builders only, so discovering this plugin stays cheap.
+Builders are "module:function" references into ``aezoo_cae.layers``: torch is imported
+only when a model is built, so discovering this plugin stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aezoo.protocols import (
-    DecoderComponent,
-    EncoderComponent,
-    LossComponent,
-    Shape,
-)
+from aezoo.protocols import DecoderComponent, EncoderComponent, LossComponent
 
 
 class _Params(BaseModel):
@@ -71,65 +65,29 @@ class NoParams(_Params):
     pass
 
 
-def _pool(params: PoolParams, input_shape: Shape) -> Any:
-    from aezoo_cae.layers import StageEncoder
-
-    return StageEncoder("pool", input_shape, params.channels, params.kernel_size)
-
-
-def _strided(params: StridedParams, input_shape: Shape) -> Any:
-    from aezoo_cae.layers import StageEncoder
-
-    return StageEncoder("strided", input_shape, params.channels, params.kernel_size)
-
-
-def _upsample(params: UpsampleParams, latent_shape: Shape, output_shape: Shape) -> Any:
-    from aezoo_cae.layers import UpsampleDecoder
-
-    return UpsampleDecoder(latent_shape, output_shape, params.channels, params.kernel_size)
-
-
-def _convtranspose(params: ConvTransposeParams, latent_shape: Shape, output_shape: Shape) -> Any:
-    from aezoo_cae.layers import ConvTransposeDecoder
-
-    return ConvTransposeDecoder(latent_shape, output_shape, params.channels, params.kernel_size)
-
-
-def _bce(params: NoParams) -> Any:
-    from aezoo_cae.layers import BCEFromLogits
-
-    return BCEFromLogits()
-
-
-def _mse(params: NoParams) -> Any:
-    from aezoo_cae.layers import MSEOnProbabilities
-
-    return MSEOnProbabilities()
-
-
 pool_encoder = EncoderComponent(
-    params=PoolParams, build=_pool,
+    params=PoolParams, build="aezoo_cae.layers:pool_encoder",
     description="Conv3x3+ReLU+MaxPool2x2 ('same') stages; halves H and W per stage (ceil).",
 )
 strided_encoder = EncoderComponent(
-    params=StridedParams, build=_strided,
+    params=StridedParams, build="aezoo_cae.layers:strided_encoder",
     description="Stride-2 Conv+ReLU stages; halves H and W per stage (ceil).",
 )
 upsample_decoder = DecoderComponent(
-    params=UpsampleParams, build=_upsample,
+    params=UpsampleParams, build="aezoo_cae.layers:upsample_decoder",
     description="Conv+ReLU+nearest Upsample x2 stages, then a Conv to the image channels; "
     "'valid' convs trim odd sizes (the tutorial's 16->14). Needs H, W multiples of 4.",
 )
 convtranspose_decoder = DecoderComponent(
-    params=ConvTransposeParams, build=_convtranspose,
+    params=ConvTransposeParams, build="aezoo_cae.layers:convtranspose_decoder",
     description="Stride-2 ConvTranspose+ReLU stages (output_padding per stage to hit the "
     "exact size), then a Conv to the image channels.",
 )
 bce_loss = LossComponent(
-    params=NoParams, build=_bce,
+    params=NoParams, build="aezoo_cae.layers:bce_loss",
     description="Binary cross-entropy computed from logits (stable, AMP-safe).",
 )
 mse_loss = LossComponent(
-    params=NoParams, build=_mse,
+    params=NoParams, build="aezoo_cae.layers:mse_loss",
     description="Mean squared error between sigmoid(logits) and the target.",
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -159,3 +160,33 @@ class MSEOnProbabilities(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(torch.sigmoid(logits.float()), target.float())
+
+
+# --- builders: what the descriptors in components.py reference as "module:function" ---
+# ``params`` are the validated params models of components.py (kept untyped here so this
+# module does not import pydantic models it does not need).
+
+
+def pool_encoder(params: Any, input_shape: Shape) -> StageEncoder:
+    return StageEncoder("pool", input_shape, params.channels, params.kernel_size)
+
+
+def strided_encoder(params: Any, input_shape: Shape) -> StageEncoder:
+    return StageEncoder("strided", input_shape, params.channels, params.kernel_size)
+
+
+def upsample_decoder(params: Any, latent_shape: Shape, output_shape: Shape) -> UpsampleDecoder:
+    return UpsampleDecoder(latent_shape, output_shape, params.channels, params.kernel_size)
+
+
+def convtranspose_decoder(params: Any, latent_shape: Shape,
+                          output_shape: Shape) -> ConvTransposeDecoder:
+    return ConvTransposeDecoder(latent_shape, output_shape, params.channels, params.kernel_size)
+
+
+def bce_loss(params: Any) -> BCEFromLogits:
+    return BCEFromLogits()
+
+
+def mse_loss(params: Any) -> MSEOnProbabilities:
+    return MSEOnProbabilities()

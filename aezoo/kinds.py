@@ -1,0 +1,104 @@
+"""Every kind of plugin part, in one table: its entry-point group, what an entry must be,
+and where users see what is installed.
+
+This is aezoo's ``hookspecs``: to add a kind of extension point, add one row here (and the
+descriptor type, if the kind has one); discovery, conflicts, ``AEZOO_PLUGINS``, failure
+reports and ``aezoo plugins`` then work for it with no other change. First-party parts of
+every kind are registered through these same groups in aezoo's ``pyproject.toml``.
+
+Torch-free and cheap: listings read this table without importing plugin code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aezoo.data.source import DatasetSource
+from aezoo.protocols import DecoderComponent, EncoderComponent, LossComponent, Variant
+
+GROUP_PREFIX = "aezoo."
+FIRST_PARTY = "aezoo"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of plugin part.
+
+    ``descriptor``: the type an entry point must resolve to, or None when the entry is a
+    callable (``factory``: callbacks take the run directory, commands the typer app).
+    ``check``: field checks of a descriptor beyond its type (None: none).
+    ``listing``: the command that shows what is installed, quoted in "unknown name" errors.
+    """
+
+    name: str
+    group: str
+    descriptor: type | None
+    listing: str
+    description: str
+    factory: bool = False
+    check: Callable[[Any], str | None] | None = None
+
+
+def _component_problem(obj: Any) -> str | None:
+    from pydantic import BaseModel
+
+    if not (isinstance(obj.params, type) and issubclass(obj.params, BaseModel)):
+        return f"params is {obj.params!r}, not a pydantic BaseModel subclass"
+    if not callable(obj.build):
+        return f"build is {obj.build!r}, not callable"
+    if not isinstance(obj.description, str):
+        return "description is not a string"
+    return None
+
+
+def _is_shape(value: Any) -> bool:
+    return (isinstance(value, (tuple, list)) and len(value) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value))
+
+
+def _variant_problem(v: Variant) -> str | None:
+    for kind in COMPONENT_KINDS:
+        if not isinstance(getattr(v, kind), str) or not getattr(v, kind):
+            return f"{kind} must be a component name, got {getattr(v, kind)!r}"
+        if not isinstance(getattr(v, f"{kind}_params"), Mapping):
+            return f"{kind}_params must be a mapping"
+    if not _is_shape(v.input_shape):
+        return f"input_shape must be (C, H, W) positive ints, got {v.input_shape!r}"
+    for shape in getattr(v, "example_shapes", ()):
+        if not _is_shape(shape):
+            return f"example_shapes must hold (C, H, W) positive ints, got {shape!r}"
+    if not isinstance(v.train, Mapping):
+        return "train must be a mapping of TrainSpec values"
+    if v.param_count is not None and (not isinstance(v.param_count, int) or v.param_count < 0):
+        return f"param_count must be a non-negative int or None, got {v.param_count!r}"
+    if not isinstance(v.init, str) or not isinstance(v.description, str):
+        return "init and description must be strings"
+    return None
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("encoder", "aezoo.encoders", EncoderComponent, "aezoo list --components",
+         "maps images to latents", check=_component_problem),
+    Kind("decoder", "aezoo.decoders", DecoderComponent, "aezoo list --components",
+         "maps latents to image logits", check=_component_problem),
+    Kind("loss", "aezoo.losses", LossComponent, "aezoo list --components",
+         "the training objective", check=_component_problem),
+    Kind("variant", "aezoo.variants", Variant, "aezoo list",
+         "a named preset of parts and training defaults", check=_variant_problem),
+    Kind("dataset", "aezoo.datasets", DatasetSource, "aezoo data list",
+         "a dataset source (--data NAME)"),
+    Kind("callback", "aezoo.callbacks", None, "aezoo plugins",
+         "a training callback, factory(run_dir) (--callback NAME)", factory=True),
+    Kind("command", "aezoo.commands", None, "aezoo --help",
+         "CLI commands, register(app) adds them to `aezoo`", factory=True),
+)
+COMPONENT_KINDS = ("encoder", "decoder", "loss")  # the parts a model is built from
+BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
+BY_GROUP: dict[str, Kind] = {k.group: k for k in KINDS}
+
+
+def kind(name: str) -> Kind | None:
+    """The row for a kind name (``"encoder"``) or group (``"aezoo.encoders"``), if known."""
+    return BY_NAME.get(name) or BY_GROUP.get(name)
