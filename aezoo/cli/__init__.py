@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from aezoo._version import __version__
-from aezoo.cli import data, evaluate, listing, plugins, scaffold, specfiles, train
-from aezoo.cli._common import AezooGroup, console
+from aezoo.cli._common import AezooGroup, console, warn
 
 app = typer.Typer(
     name="aezoo",
@@ -33,11 +32,45 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """A plugin-based model zoo for convolutional autoencoders."""
+    if _startup_error is not None:
+        raise _startup_error
 
 
-# Each command group is a module with register(app); add new groups to this tuple.
-for _group in (listing, train, data, evaluate, plugins, specfiles, scaffold):
-    _group.register(app)
+_startup_error: Exception | None = None
+
+
+def _add_commands(app: typer.Typer) -> None:
+    """Every ``aezoo.commands`` entry point's ``register(app)``: aezoo's own command groups
+    and plugins' alike. A plugin whose commands fail to load is a warning (the other
+    commands, including the ones to inspect or fix it, keep working), fatal only with
+    ``AEZOO_STRICT_PLUGINS=1``."""
+    from aezoo import registry
+    from aezoo.errors import PluginError, summary
+
+    global _startup_error
+    try:
+        loaded = registry.load_all("command")
+    except PluginError as exc:  # strict mode: reported when a command runs, not as a traceback
+        _startup_error, loaded = exc, []
+    for entry, register in loaded:
+        try:
+            register(app)
+        except Exception as exc:  # a plugin's register(): its bug, not the CLI's
+            if registry.strict():
+                _startup_error = PluginError(
+                    f"plugin {entry.dist} {entry.version} failed to add command "
+                    f"'{entry.name}' ({summary(exc)})", f"fix or uninstall {entry.dist}")
+                continue
+            warn(f"plugin {entry.dist} {entry.version}: command '{entry.name}' is unavailable "
+                 f"({summary(exc)}); see `aezoo plugins`")
+    for failure in registry.failures():
+        if failure.entry.kind == "command":
+            e = failure.entry
+            warn(f"plugin {e.dist} {e.version}: command '{e.name}' is unavailable "
+                 f"({failure.message}); see `aezoo plugins`")
+
+
+_add_commands(app)
 
 
 def main() -> None:

@@ -66,6 +66,10 @@ def _out_of_memory(exc: BaseException) -> bool:
 class AezooGroup(TyperGroup):
     """Turns aezoo errors into one red line and an exit code; tracebacks only in debug."""
 
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        # Commands come from entry points (aezoo's and plugins'): one stable order.
+        return sorted(super().list_commands(ctx))
+
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         try:
             return super().parse_args(ctx, args)
