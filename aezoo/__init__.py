@@ -40,7 +40,8 @@ def save(model: Autoencoder, path: str | Path) -> Path:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
-    """Rebuild a model from a file saved by aezoo, using the installed plugins."""
+    """Rebuild a model from a file saved by aezoo (or a run directory: its final model,
+    else its last checkpoint), using the installed plugins."""
     from aezoo.checkpoint import load as _load
 
     return _load(path, device)

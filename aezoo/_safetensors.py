@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     import torch
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit; refuse before reading
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+QUICK_HEADER = 1 << 20  # headers up to 1 MiB are parsed as they are (at worst ~20 MB, ~30 ms)
 
 # safetensors' dtype names for the torch dtypes a model holds.
 DTYPE_NAMES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
@@ -51,13 +55,21 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
                               "check the directory exists, is writable and has space") from None
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file, read with bounded memory."""
+def read_header(path: str | Path, require: tuple[str, CheckpointError] | None = None
+                ) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read with bounded memory and time.
+
+    ``require``: (metadata key, error): a header that does not even mention the key is
+    refused with that error before it is parsed, in milliseconds whatever its size.
+    """
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory",
                               "give the model file, e.g. runs/NAME/model.safetensors")
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+            raise CheckpointError(f"{path} is not a regular file",
+                                  "give a model file saved by aezoo")
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
             prefix = f.read(8)
@@ -74,15 +86,32 @@ def read_header(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise CheckpointError(f"cannot read {path} ({exc.strerror or exc})",
                               "check the path and permissions") from None
+    if len(raw) > QUICK_HEADER:
+        _check_large_header(path, raw, require)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, 5,000-digit ints; [[[[...
         raise CheckpointError(f"{path} is not a safetensors file (header is not JSON)",
                               "the file is corrupt or not a model; save it again") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} has a malformed safetensors header",
                               "the file is corrupt; save it again")
     return header
+
+
+def _check_large_header(path: Path, raw: bytes,
+                        require: tuple[str, CheckpointError] | None) -> None:
+    """Cheap byte-level checks before a large header is parsed, so what no aezoo file
+    holds costs milliseconds, not seconds and gigabytes."""
+    if require is not None and json.dumps(require[0]).encode() not in raw:
+        raise require[1]
+    # Parsing builds a Python object per JSON value: millions of tiny values ("[],[],..."),
+    # which no real header has (a tensor entry is ~60 bytes with 3 brackets), would cost
+    # ~25x the header's size. Brackets inside strings (the spec, the history) do not count.
+    structure = _STRINGS.sub(b"", raw)
+    if structure.count(b"[") + structure.count(b"{") > len(raw) // 8:
+        raise CheckpointError(f"{path} has a malformed safetensors header (far more nested "
+                              "values than tensors)", "the file is corrupt; save it again")
 
 
 def metadata_of(path: str | Path, header: dict[str, Any]) -> dict[str, str]:
@@ -93,9 +122,10 @@ def metadata_of(path: str | Path, header: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in meta.items()}
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a safetensors file's header."""
-    return metadata_of(path, read_header(path))
+def read_metadata(path: str | Path, require: tuple[str, CheckpointError] | None = None
+                  ) -> dict[str, str]:
+    """The string metadata of a safetensors file's header (``require``: see read_header)."""
+    return metadata_of(path, read_header(path, require))
 
 
 def data_bytes(path: str | Path) -> int:

@@ -26,6 +26,7 @@ from aezoo._safetensors import (
 from aezoo._version import __version__
 from aezoo.config import COMPONENT_KINDS
 from aezoo.errors import AezooError, CheckpointError, ShapeError, SpecError, UnknownNameError
+from aezoo.rundir import model_path
 from aezoo.specs import ModelSpec, validate
 
 if TYPE_CHECKING:
@@ -85,18 +86,22 @@ def _check_dtypes(model: Autoencoder) -> None:
                 "convert it back (e.g. model.float()) before saving; aezoo.load never casts")
 
 
+def _not_a_model(path: str | Path) -> CheckpointError:
+    return CheckpointError(f"{path} is not an aezoo model (no spec in its header)",
+                           "load it with safetensors directly, or save it with aezoo.save")
+
+
 def read_spec(path: str | Path) -> ModelSpec:
     """The ModelSpec stored in a checkpoint's header."""
-    return _spec_of(path, read_metadata(path))
+    return _spec_of(path, read_metadata(path, ("aezoo.spec", _not_a_model(path))))
 
 
 def _spec_of(path: str | Path, meta: dict[str, str]) -> ModelSpec:
     if "aezoo.spec" not in meta:
-        raise CheckpointError(f"{path} is not an aezoo model (no spec in its header)",
-                              "load it with safetensors directly, or save it with aezoo.save")
+        raise _not_a_model(path)
     try:
         raw = json.loads(meta["aezoo.spec"])
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: bad JSON, or a 5,000-digit integer
         raise CheckpointError(f"{path} holds a spec that is not JSON",
                               "the file is corrupt; save the model again") from None
     try:
@@ -113,7 +118,7 @@ def _own_components(spec: ModelSpec, meta: dict[str, str]) -> ModelSpec:
     since (the header records which distribution provided each component)."""
     try:
         plugins = json.loads(meta.get("aezoo.plugins", "{}"))
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return spec
     if not isinstance(plugins, dict):
         return spec
@@ -134,7 +139,7 @@ def _missing_component(path: Path, kind: str, name: str, meta: dict[str, str]) -
         recorded = plugins.get(kind, {})
         # Only trust the hint when it describes this very component.
         dist = recorded.get("dist") if recorded.get("name") == name else None
-    except (json.JSONDecodeError, RecursionError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         dist = None
     fix = (f"pip install {dist}" if isinstance(dist, str) and dist
            else "install the plugin that provides it") + " (see `aezoo list --components`)"
@@ -159,6 +164,9 @@ def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True) -> Au
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     """Rebuild the model from the file alone: spec from the header, then the weights.
 
+    ``path`` may be a run directory, as on the command line: its ``model.safetensors``,
+    else its ``last.safetensors``.
+
     Nothing is allocated until the header has been checked against the spec (built on
     the meta device first), and the weights must be the exact dtype the model uses:
     no silent casts.
@@ -168,8 +176,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     # Names as the CLI takes them (auto, cuda:N, ...); a missing GPU is a DeviceError now,
     # not a torch assertion after the model was built.
     target = resolve_device(device) if isinstance(device, str) else device
-    path = Path(path)
-    header = read_header(path)  # read and parsed once: it may be up to 100 MB
+    path = model_path(Path(path))  # a run directory: its model, else its last checkpoint
+    header = read_header(path, ("aezoo.spec", _not_a_model(path)))  # parsed once
     meta = metadata_of(path, header)
     spec = _own_components(_spec_of(path, meta), meta)
     for kind in COMPONENT_KINDS:

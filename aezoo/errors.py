@@ -71,6 +71,15 @@ class OutputExistsError(UsageError):
     """An output that would overwrite something already saved."""
 
 
+class RunDirBusyError(AezooError):
+    """Another process is writing this run directory (exit code 1: retry later)."""
+
+
+class WriteError(AezooError):
+    """An output that cannot be written (full disk, read-only, gone): a runtime failure,
+    not a usage error, so exit code 1."""
+
+
 def summary(exc: BaseException, *, with_type: bool = True, limit: int = 300) -> str:
     """One line about ``exc``: ``TypeName: first line of its message`` (or just the first
     line), at most ``limit`` characters. The only way aezoo quotes a foreign exception."""

@@ -42,6 +42,10 @@ class Autoencoder(nn.Module):
         return (c, h, w)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.spec.input_shape or x.dim() != 4:
+            raise ShapeError(f"this model takes (N, {', '.join(map(str, self.input_shape))}) "
+                             f"images, got {tuple(x.shape)}",
+                             "pass a batch of the shape it was built for (model.input_shape)")
         return self.encoder(x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,9 @@ import difflib
 import fnmatch
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -253,14 +255,43 @@ def _fail(entry: Entry, message: str, reason: str) -> PluginError:
     )
 
 
+class _Interrupts:
+    """Notes a real SIGINT while plugin code runs, so a plugin that raises
+    KeyboardInterrupt itself is told apart from the user pressing Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        if callable(self._previous):
+            self._previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 @cache
 def _load(entry: Entry) -> Any:
     ep = metadata.EntryPoint(entry.name, entry.value, entry.group)
+    user = _Interrupts()
     try:
         # A plugin that prints on import must not corrupt machine-readable stdout.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), user:
             obj = ep.load()
-    except (Exception, SystemExit) as exc:  # any import-time error is the plugin's fault
+    except BaseException as exc:  # any import-time error is the plugin's fault...
+        if isinstance(exc, KeyboardInterrupt) and user.seen:
+            raise  # ...except the user's own Ctrl-C, which still interrupts
         raise _fail(entry, summary(exc, limit=1000), "import") from exc
     row = kinds.kind(entry.kind)
     if row is None:  # a group aezoo does not know: handed over as it is

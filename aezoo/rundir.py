@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
 from aezoo._io import atomic_write, probe_writable
-from aezoo.errors import CheckpointError, OutputExistsError, SpecError, UsageError, summary
+from aezoo.errors import (
+    CheckpointError,
+    OutputExistsError,
+    RunDirBusyError,
+    SpecError,
+    UsageError,
+    summary,
+)
 from aezoo.specs import DataSpec, RunSpec, validate
 
 MODEL_FILE = "model.safetensors"
@@ -27,6 +35,99 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 IMAGES_DIR = "images"
 TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".aezoo.lock"  # held (flock) by the process writing the run; empty otherwise
+
+
+class RunLock:
+    """An exclusive OS lock on a run directory, held while one process writes it.
+
+    ``flock`` locks die with their process, so a crashed run leaves a stale lock file that
+    the next process simply takes. Where the OS has no ``flock`` (Windows), the lock is a
+    no-op.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot lock {self.path.parent} ({exc.strerror})",
+                             "choose a writable --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunDirBusyError(
+                f"{self.path.parent} is in use by another aezoo process{who}",
+                "wait for it to finish, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds ``run_dir``'s lock (a run in progress)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def claim_new_dir(base: Path) -> tuple[Path, list[Path]]:
+    """Create a directory named ``base`` or, if that exists, ``base-2``, ``base-3``...:
+    two runs started in the same second never share one. Returns it and the directories
+    created (deepest first)."""
+    created = [p for p in base.parents if not p.exists()]
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output directory {base.parent} ({exc.strerror})",
+                         "choose a writable --out") from None
+    for n in range(1, 10_000):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise UsageError(f"cannot create output directory {candidate} ({exc.strerror})",
+                             "choose a writable --out") from None
+        return candidate, [candidate, *created]
+    raise UsageError(f"{base}: too many runs started at once", "pass --out")
 
 
 def default_out_dir(spec: RunSpec) -> Path:

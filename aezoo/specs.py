@@ -6,14 +6,20 @@ saved beside the results (``run.json``) and, for the model part, inside the chec
 
 from __future__ import annotations
 
+import difflib
 import re
+import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aezoo.errors import SpecError
 
-PositiveInt = Annotated[int, Field(gt=0)]
+MAX_COUNT = 2**62  # counts stay far inside int64 (torch step counters, tensor sizes)
+MAX_SEED = 2**64 - 1  # what torch.manual_seed takes
+MAX_SIDE = 1 << 20  # pixels per side (and channels); bigger inputs are typos, not images
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+Side = Annotated[int, Field(gt=0, le=MAX_SIDE)]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -40,7 +46,7 @@ class ModelSpec(Strict):
     encoder: ComponentSpec
     decoder: ComponentSpec
     loss: ComponentSpec
-    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+    input_shape: tuple[Side, Side, Side] = Field(
         (1, 28, 28), description="channels, height, width"
     )
     init: Literal["default", "glorot"] = Field(
@@ -59,7 +65,7 @@ class TrainSpec(Strict):
     eps: float = Field(1e-8, gt=0, description="Adam/AdamW epsilon (Keras uses 1e-7)")
     batch_size: PositiveInt = 256
     epochs: PositiveInt = 50
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     channels_last: bool | None = Field(
         None, description="NHWC memory layout; None picks the faster one for the device"
@@ -67,7 +73,8 @@ class TrainSpec(Strict):
     # Schedules and controls (docs/training.md)
     scheduler: Literal["none", "cosine", "step", "onecycle"] = Field(
         "none", description="learning-rate schedule, stepped every optimiser step")
-    warmup: int = Field(0, ge=0, description="linear warm-up steps (onecycle: its rise)")
+    warmup: int = Field(0, ge=0, le=MAX_COUNT,
+                        description="linear warm-up steps (onecycle: its rise)")
     min_lr: float = Field(0.0, ge=0, description="cosine: the final learning rate")
     step_size: PositiveInt = Field(10, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor")
@@ -119,8 +126,9 @@ class DataSpec(Strict):
         0.1, gt=0, lt=1, description="share of train held out for validation (stratified by "
         "label) when the dataset has no validation split")
     split_seed: int = Field(
-        0, ge=0, description="seed of the validation split (fixed, independent of train.seed)")
-    image_size: tuple[PositiveInt, PositiveInt] | None = Field(
+        0, ge=0, le=MAX_SEED,
+        description="seed of the validation split (fixed, independent of train.seed)")
+    image_size: tuple[Side, Side] | None = Field(
         None, description="resize every image to (H, W); N or 'HxW' are accepted too")
     channels: Literal[1, 3] | None = Field(
         None, description="convert images to 1 (grey) or 3 (RGB) channels")
@@ -149,16 +157,48 @@ class RunSpec(Strict):
     data: DataSpec = Field(default_factory=DataSpec)
 
 
-def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
-    """One line naming the first invalid value and why."""
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 2, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` bounded in time and size, whatever the value (a YAML alias bomb, a
+    5,000-digit integer): at most about 80 characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {value.bit_length() * 30103 // 100000} digits"  # log10(2)
+    try:
+        text = _SHORT.repr(value)
+    except (ValueError, RecursionError):  # e.g. int -> str beyond the digit limit
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (nested) model at ``loc``, or [] where it is not a model."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "",
+                              model: type[BaseModel] | None = None) -> str:
+    """One line naming the first invalid value and why (bounded in size and time)."""
     first = error.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+        known = _fields_at(model, tuple(first["loc"][:-1])) if model else []
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+        if close:
+            message += f" (did you mean '{close[0]}'?)"
     elif first["type"] != "missing":
-        got = repr(first.get("input"))
-        message += f" (got {got if len(got) <= 80 else got[:77] + '...'})"  # one short line
+        message += f" (got {short_repr(first.get('input'))})"  # one short line
     more = len(error.errors()) - 1
     tail = f" (and {more} more)" if more else ""
     return f"invalid {loc or 'spec'}: {message}{tail}"
@@ -170,5 +210,5 @@ def validate(model: type[Strict], data: Any, prefix: str = "") -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise SpecError(
-            describe_validation_error(exc, prefix), "fix the value or see `aezoo info`"
+            describe_validation_error(exc, prefix, model), "fix the value or see `aezoo info`"
         ) from None

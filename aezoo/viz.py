@@ -5,6 +5,7 @@ The PNG encoder is a few lines of zlib (8-bit gray or RGB), so pictures need no 
 
 from __future__ import annotations
 
+import errno
 import struct
 import zlib
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aezoo._io import atomic_write
-from aezoo.errors import UsageError
+from aezoo.errors import UsageError, WriteError
 from aezoo.tensors import to_uint8, to_unit
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from aezoo.model import Autoencoder
 
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
 PAD = 2  # pixels between and around the cells
 PAD_VALUE = 255  # white separators
 
@@ -85,6 +87,9 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     try:
         atomic_write(path, encode_png(image))
     except OSError as exc:
+        if exc.errno in _NO_SPACE:  # the machine's state, not the user's flag: exit code 1
+            raise WriteError(f"cannot write {path} ({exc.strerror or exc})",
+                             "free some space, or write to another disk") from None
         raise UsageError(f"cannot write {path} ({exc.strerror or exc})",
                          "choose a writable --out") from None
     return path

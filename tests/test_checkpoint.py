@@ -256,7 +256,7 @@ def _folder(d: Path) -> Path:
 
 @pytest.mark.parametrize(("make", "words"), [
     (lambda d: d / "missing.safetensors", "does not exist"),
-    (_folder, "is a directory"),
+    (_folder, "holds no model.safetensors or last.safetensors"),  # taken as a run dir
     (_file("e.safetensors", b""), "too short"),
     (_file("t.txt", b"hello, not a model at all"), "not a safetensors file"),
     (_file("huge.safetensors", (2**62).to_bytes(8, "little") + b"{}"), "bad header length"),

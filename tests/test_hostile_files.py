@@ -311,8 +311,9 @@ def test_missing_file_and_directory(tmp_path: Path, what: str) -> None:
     path = tmp_path / "model.safetensors"
     if what == "directory":
         path.mkdir()
+    # A directory is taken as a run directory (like the CLI): one without a model says so.
     with pytest.raises(CheckpointError, match="does not exist" if what == "missing" else
-                       "is a directory"):
+                       "holds no model.safetensors or last.safetensors"):
         aezoo.load(path)
 
 
