@@ -1,26 +1,9 @@
 """Trainer callbacks. The loop only trains; logging, files and early stopping live here.
 
-The protocol (every hook optional; a plain object with some of these methods works):
-
-- ``on_train_start(trainer)`` / ``on_train_end(trainer)`` — once; at the end
-  ``trainer.outcome`` says why training ended: ``completed``, ``stopped`` (early
-  stopping), ``interrupted`` (SIGINT/SIGTERM), ``diverged`` (NaN/inf) or ``failed``.
-- ``on_epoch_start(trainer, epoch)`` / ``on_epoch_end(trainer, result)``.
-- ``on_step_start(trainer, step)`` / ``on_step_end(trainer, step, images)`` — around each
-  optimiser step; ``step`` counts from 1 within the epoch, ``trainer.global_step`` over
-  the run, ``images`` are this process's images so far this epoch. These run in the hot
-  loop: keep them cheap and never read a device tensor there (it syncs; see
-  ``trainer.running_loss()`` for the deliberate exception).
-
-Attributes a callback may set: ``all_ranks = True`` to run on every process of a
-distributed run (default: rank 0 only, which also owns all files), and ``state_key``
-with ``state_dict()``/``load_state_dict(d)`` (JSON-able) to be saved in
-``state.safetensors`` and restored on ``--resume``. ``trainer.request_stop(reason)``
-ends training after the current epoch.
-
-Plugins add callbacks through the ``aezoo.callbacks`` entry-point group; the entry
-point is a callable taking the run directory (``factory(out_dir)``); ``--callback NAME``
-enables it (see docs/training.md).
+The contract (hooks, ``EpochResult``, ``trainer.outcome``) is ``aezoo.training.hooks``;
+its ``Callback`` and ``EpochResult`` are re-exported here. Plugins add callbacks through
+the ``aezoo.callbacks`` entry-point group (``factory(out_dir)``); ``load_callback``
+builds one by name.
 """
 
 from __future__ import annotations
@@ -29,55 +12,22 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo._io import atomic_write
 from aezoo.errors import AezooError, PluginError, UsageError, summary
 from aezoo.rundir import BEST_FILE, IMAGES_DIR, LAST_FILE, STATE_FILE, TENSORBOARD_DIR
+from aezoo.training.hooks import Callback, EpochResult
 
 if TYPE_CHECKING:
-    from aezoo.trainer import Trainer
+    from aezoo.training.loop import Trainer
 
 CALLBACK_GROUP = "aezoo.callbacks"
 
-
-@dataclass(frozen=True)
-class EpochResult:
-    """What one epoch measured (one line of metrics.jsonl / metrics.csv)."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    seconds: float
-    images_per_s: float
-    lr: float = 0.0
-
-
-class Callback:
-    """Base class with no-op hooks; override the ones you need."""
-
-    all_ranks: bool = False
-    state_key: str | None = None
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
-
-    def on_step_start(self, trainer: Trainer, step: int) -> None: ...
-
-    def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
-        """After each optimiser step; ``images`` seen so far this epoch. Must not sync."""
-
-    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None: ...
-
-    def on_train_end(self, trainer: Trainer) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+__all__ = ["CALLBACK_GROUP", "Callback", "Checkpointer", "EarlyStopping", "EpochResult",
+           "ImageWriter", "MetricsWriter", "TensorBoardLogger", "load_callback"]
 
 
 def _jsonable(result: EpochResult) -> dict[str, Any]:

@@ -40,6 +40,9 @@ from aezoo.rundir import (
     write_run_spec,
 )
 from aezoo.specs import RunSpec, TrainSpec, validate
+from aezoo.training import Trainer, TrainingError, TrainingInterrupted
+from aezoo.training.precision import autocast_dtype
+from aezoo.training.state import read_info
 
 # Settings that may change on --resume: they leave the data order and model untouched.
 RESUMABLE = ("epochs", "device", "lr", "grad_clip", "patience", "min_delta", "precision",
@@ -121,8 +124,6 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     ``overrides`` may change the train settings in ``RESUMABLE`` (e.g. more ``epochs``,
     a lower ``lr`` after a divergence); with none, the result equals an uninterrupted run.
     """
-    from aezoo.state import read_info
-
     run_dir = Path(run_dir)
     spec = read_run_spec(run_dir)
     overrides = dict(overrides or {})
@@ -159,15 +160,11 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
 
 def check_switches(spec: TrainSpec, device: torch.device) -> None:
     """Fail on a precision the device cannot run before any file or data is touched."""
-    from aezoo.trainer import autocast_dtype
-
     autocast_dtype(spec.precision, device)
 
 
 def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
              state: Path | None, follow_data: bool = True) -> RunResult:
-    from aezoo.trainer import Trainer, TrainingError, TrainingInterrupted
-
     data = load_dataset(spec.data)
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
