@@ -1,10 +1,4 @@
-"""Trainer callbacks. The loop only trains; logging, files and early stopping live here.
-
-The contract (hooks, ``EpochResult``, ``trainer.outcome``) is ``aezoo.training.hooks``;
-its ``Callback`` and ``EpochResult`` are re-exported here. Plugins add callbacks through
-the ``aezoo.callbacks`` entry-point group (``factory(out_dir)``); ``load_callback``
-builds one by name.
-"""
+"""Callbacks that write the run directory's files: metrics, checkpoints, images."""
 
 from __future__ import annotations
 
@@ -17,17 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo._io import atomic_write
-from aezoo.errors import AezooError, PluginError, UsageError, summary
-from aezoo.rundir import BEST_FILE, IMAGES_DIR, LAST_FILE, STATE_FILE, TENSORBOARD_DIR
-from aezoo.training.hooks import Callback, EpochResult
+from aezoo.rundir import (
+    BEST_FILE,
+    IMAGES_DIR,
+    LAST_FILE,
+    STATE_FILE,
+)
+from aezoo.training.hooks import Callback, EpochResult, Outcome
 
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
-
-CALLBACK_GROUP = "aezoo.callbacks"
-
-__all__ = ["CALLBACK_GROUP", "Callback", "Checkpointer", "EarlyStopping", "EpochResult",
-           "ImageWriter", "MetricsWriter", "TensorBoardLogger", "load_callback"]
 
 
 def _jsonable(result: EpochResult) -> dict[str, Any]:
@@ -107,37 +100,8 @@ class Checkpointer(Callback):
         self.save(trainer, finite)
 
     def on_train_end(self, trainer: Trainer) -> None:
-        if trainer.outcome == "interrupted":
+        if trainer.outcome == Outcome.INTERRUPTED:
             self.save(trainer)
-
-
-class EarlyStopping(Callback):
-    """Stop when val_loss has not improved by ``min_delta`` for ``patience`` epochs."""
-
-    all_ranks = True  # every rank must stop at the same epoch
-    state_key = "early_stopping"
-
-    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
-        self.patience = patience
-        self.min_delta = min_delta
-        self.best = math.inf
-        self.wait = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best if math.isfinite(self.best) else None, "wait": self.wait}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = math.inf if state.get("best") is None else float(state["best"])
-        self.wait = int(state.get("wait", 0))
-
-    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        if result.val_loss < self.best - self.min_delta:
-            self.best, self.wait = result.val_loss, 0
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            trainer.request_stop(f"early stopping: val_loss has not improved for "
-                                 f"{self.patience} epoch(s) (best {self.best:.5f})")
 
 
 class ImageWriter(Callback):
@@ -157,51 +121,3 @@ class ImageWriter(Callback):
         images = trainer.val_images[: self.n]
         recon = reconstruct(trainer.model, images, trainer.memory_format)
         write_png(self.dir / f"epoch-{result.epoch:04d}.png", grid(images, recon, scale=self.scale))
-
-
-class TensorBoardLogger(Callback):
-    """Per-epoch losses, learning rate and speed as TensorBoard scalars in ``OUT/tensorboard``.
-
-    Needs the optional extra: ``pip install 'aezoo[tensorboard]'``.
-    """
-
-    def __init__(self, out_dir: str | Path) -> None:
-        try:  # imported here, when asked for: fail before any data is loaded
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise UsageError("the tensorboard callback needs the tensorboard package",
-                             "pip install 'aezoo[tensorboard]'") from None
-        self.summary_writer = SummaryWriter
-        self.log_dir = Path(out_dir) / TENSORBOARD_DIR
-        self.writer: Any = None
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        # purge_step: a resumed run drops events logged after its checkpoint
-        self.writer = self.summary_writer(str(self.log_dir), purge_step=len(trainer.history) + 1)
-
-    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        for key in ("train_loss", "val_loss", "lr", "images_per_s"):
-            self.writer.add_scalar(key, getattr(result, key), result.epoch)
-        self.writer.flush()
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def load_callback(name: str, out_dir: str | Path) -> Any:
-    """Build the callback a plugin registers as ``name`` (or ``DIST:NAME``) for ``out_dir``.
-
-    Found and imported through the registry, like every plugin part: ``AEZOO_PLUGINS``,
-    conflicts and failure reports (``aezoo plugins``) apply to callbacks too.
-    """
-    from aezoo import registry
-
-    factory = registry.load_entry(registry.find("callback", name))
-    try:
-        return factory(Path(out_dir))
-    except AezooError:
-        raise
-    except Exception as exc:  # a plugin's failure, reported as such
-        raise PluginError(f"callback '{name}' failed to load ({summary(exc)})",
-                          "fix or uninstall the plugin that provides it") from exc

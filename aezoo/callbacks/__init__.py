@@ -1,0 +1,16 @@
+"""Trainer callbacks. The loop only trains; logging, files and early stopping live here.
+
+The contract (hooks, ``EpochResult``, ``trainer.outcome``) is ``aezoo.training.hooks``;
+its ``Callback`` and ``EpochResult`` are re-exported here. Plugins add callbacks through
+the ``aezoo.callbacks`` entry-point group (``factory(out_dir)``); ``load_callback``
+builds one by name.
+"""
+
+from aezoo.callbacks.early_stopping import EarlyStopping
+from aezoo.callbacks.files import Checkpointer, ImageWriter, MetricsWriter
+from aezoo.callbacks.loading import CALLBACK_GROUP, load_callback
+from aezoo.callbacks.tensorboard import TensorBoardLogger
+from aezoo.training.hooks import Callback, EpochResult
+
+__all__ = ["CALLBACK_GROUP", "Callback", "Checkpointer", "EarlyStopping", "EpochResult",
+           "ImageWriter", "MetricsWriter", "TensorBoardLogger", "load_callback"]
