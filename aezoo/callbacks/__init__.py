@@ -1,9 +1,10 @@
 """Trainer callbacks. The loop only trains; logging, files and early stopping live here.
 
 The contract (hooks, ``EpochResult``, ``trainer.outcome``) is ``aezoo.training.hooks``;
-its ``Callback`` and ``EpochResult`` are re-exported here. Plugins add callbacks through
-the ``aezoo.callbacks`` entry-point group (``factory(out_dir)``); ``load_callback``
-builds one by name.
+its ``Callback`` and ``EpochResult`` are re-exported here. aezoo's own callbacks are
+entry points of the ``aezoo.callbacks`` group like a plugin's (``metrics``, ``images``,
+``early-stopping``, ``checkpoint``, ``tensorboard``), each a factory taking the run
+directory; ``load_callback`` builds one by name.
 """
 
 from aezoo.callbacks.early_stopping import EarlyStopping

@@ -15,6 +15,8 @@ from aezoo.rundir import (
     BEST_FILE,
     IMAGES_DIR,
     LAST_FILE,
+    METRICS_CSV,
+    METRICS_JSONL,
     STATE_FILE,
 )
 from aezoo.training.hooks import Callback, EpochResult, Outcome
@@ -55,11 +57,18 @@ class MetricsWriter(Callback):
         atomic_write(self.csv_path, buf.getvalue().encode())
 
 
+def metrics(out_dir: str | Path) -> MetricsWriter:
+    """The ``metrics`` callback: ``metrics.jsonl`` and ``metrics.csv`` in ``out_dir``."""
+    out = Path(out_dir)
+    return MetricsWriter(out / METRICS_JSONL, out / METRICS_CSV)
+
+
 class Checkpointer(Callback):
     """``last``, ``best`` (by val_loss) and ``state`` safetensors in ``out_dir``.
 
     Written at each epoch end, every ``every`` optimiser steps, and when training is
-    interrupted; never after the loss diverged (the last good files stay).
+    interrupted; never after the loss diverged (the last good files stay). Enabled as the
+    ``checkpoint`` callback, it takes ``every`` from the trainer's spec.
     """
 
     state_key = "checkpointer"
