@@ -14,23 +14,15 @@ from typing import Any
 import torch
 
 from aezoo import distributed
-from aezoo.callbacks import (
-    Checkpointer,
-    EarlyStopping,
-    EpochResult,
-    ImageWriter,
-    MetricsWriter,
-    load_callback,
-)
+from aezoo.callbacks import load_callback
 from aezoo.checkpoint import save
 from aezoo.config import resolve_model
 from aezoo.data import ArrayDataset, load_dataset
 from aezoo.errors import ShapeError, UsageError
 from aezoo.model import Autoencoder, from_spec
 from aezoo.protocols import format_shape
+from aezoo.registry import FIRST_PARTY
 from aezoo.rundir import (
-    METRICS_CSV,
-    METRICS_JSONL,
     MODEL_FILE,
     STATE_FILE,
     check_writable,
@@ -40,6 +32,9 @@ from aezoo.rundir import (
     write_run_spec,
 )
 from aezoo.specs import RunSpec, TrainSpec, validate
+from aezoo.training import EpochResult, Trainer, TrainingError, TrainingInterrupted
+from aezoo.training.precision import autocast_dtype
+from aezoo.training.state import read_info
 
 # Settings that may change on --resume: they leave the data order and model untouched.
 RESUMABLE = ("epochs", "device", "lr", "grad_clip", "patience", "min_delta", "precision",
@@ -77,15 +72,20 @@ def fit_spec(spec: RunSpec, data: ArrayDataset, follow_data: bool = True) -> Run
 
 def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list[Any]:
     """The standard callbacks of a run dir, then ``extra`` (e.g. progress), checkpointer last
-    (so the state it saves includes the other callbacks' state for this epoch)."""
-    callbacks: list[Any] = [MetricsWriter(out / METRICS_JSONL, out / METRICS_CSV)]
-    if spec.images:
-        callbacks.append(ImageWriter(out))
-    if spec.patience is not None:
-        callbacks.append(EarlyStopping(spec.patience, spec.min_delta))
+    (so the state it saves includes the other callbacks' state for this epoch).
+
+    aezoo's own come through the ``aezoo.callbacks`` entry points like a plugin's, by their
+    qualified names, so a plugin's same-named callback cannot stand in for them.
+    """
+    def own(name: str) -> Any:
+        return load_callback(f"{FIRST_PARTY}:{name}", out)
+
+    builtins = ["metrics", *(["images"] if spec.images else []),
+                *(["early-stopping"] if spec.patience is not None else [])]
+    callbacks: list[Any] = [own(name) for name in builtins]
     callbacks.extend(load_callback(name, out) for name in spec.callbacks)
     callbacks.extend(extra)
-    callbacks.append(Checkpointer(out, spec.checkpoint_every))
+    callbacks.append(own("checkpoint"))
     return callbacks
 
 
@@ -121,8 +121,6 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     ``overrides`` may change the train settings in ``RESUMABLE`` (e.g. more ``epochs``,
     a lower ``lr`` after a divergence); with none, the result equals an uninterrupted run.
     """
-    from aezoo.state import read_info
-
     run_dir = Path(run_dir)
     spec = read_run_spec(run_dir)
     overrides = dict(overrides or {})
@@ -159,15 +157,11 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
 
 def check_switches(spec: TrainSpec, device: torch.device) -> None:
     """Fail on a precision the device cannot run before any file or data is touched."""
-    from aezoo.trainer import autocast_dtype
-
     autocast_dtype(spec.precision, device)
 
 
 def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
              state: Path | None, follow_data: bool = True) -> RunResult:
-    from aezoo.trainer import Trainer, TrainingError, TrainingInterrupted
-
     data = load_dataset(spec.data)
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it

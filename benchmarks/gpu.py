@@ -25,7 +25,7 @@ from _common import machine, make_images, median, write_json  # noqa: E402
 import aezoo  # noqa: E402
 from aezoo.config import build_run_spec  # noqa: E402
 from aezoo.data import ArrayDataset  # noqa: E402
-from aezoo.trainer import Trainer  # noqa: E402
+from aezoo.training import Trainer  # noqa: E402
 
 
 def trainer_for(variant: str, data: ArrayDataset, batch: int, precision: str,

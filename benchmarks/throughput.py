@@ -39,7 +39,7 @@ from bare_loop import train_bare  # noqa: E402
 import aezoo  # noqa: E402
 from aezoo.config import build_run_spec  # noqa: E402
 from aezoo.data import ArrayDataset  # noqa: E402
-from aezoo.trainer import Trainer, flush_denormals  # noqa: E402
+from aezoo.training import Trainer, flush_denormals  # noqa: E402
 
 
 def run_aezoo(variant: str, data: ArrayDataset, epochs: int, batch: int, seed: int,

@@ -198,7 +198,7 @@ def env(tmp_path: Path, model_bytes: dict[str, bytes], readonly_mount: Path | No
     def no_training(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a bad input reached training")
 
-    from aezoo.trainer import Trainer
+    from aezoo.training import Trainer
 
     monkeypatch.setattr(Trainer, "fit", no_training)
     return Env(ws, data_dir, readonly_mount)
@@ -576,9 +576,9 @@ def _raise_sites() -> Iterator[tuple[str, str]]:
     import ast
 
     import aezoo.errors
-    import aezoo.trainer
+    import aezoo.training.loop
 
-    classes = {name for module in (aezoo.errors, aezoo.trainer) for name, obj in
+    classes = {name for module in (aezoo.errors, aezoo.training.loop) for name, obj in
                vars(module).items() if isinstance(obj, type) and issubclass(obj, AezooError)}
     root = Path(__file__).resolve().parents[1]
     for path in sorted([*(root / "aezoo").rglob("*.py"), *(root / "plugins").rglob("*.py")]):

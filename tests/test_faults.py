@@ -213,7 +213,7 @@ def test_full_disk_on_save_is_a_clear_error_and_keeps_the_previous_file(
 
 def test_full_disk_is_refused_before_training(tmp_path: Path, cli: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from aezoo.trainer import Trainer
+    from aezoo.training import Trainer
 
     def no_training(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("training started on a full disk")
@@ -348,7 +348,7 @@ def test_resume_into_a_run_dir_gone_read_only_is_refused_before_training(
         before = snapshot(out)
         remount_read_only(disk)
 
-        from aezoo.trainer import Trainer
+        from aezoo.training import Trainer
 
         def no_training(*args: Any, **kwargs: Any) -> Any:
             raise AssertionError("training started in a read-only run dir")

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from aezoo import trainer
 from aezoo.specs import TrainSpec
+from aezoo.training import Trainer, precision
 
 CPU = torch.device("cpu")
 
@@ -19,24 +19,24 @@ def test_auto_is_the_default():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_picks_bf16_only_on_cpus_with_native_bf16(monkeypatch, native):
-    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: native)
-    assert trainer.resolve_precision("auto", CPU) == ("bf16" if native else "32")
-    assert trainer.autocast_dtype("auto", CPU) == (torch.bfloat16 if native else None)
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: native)
+    assert precision.resolve_precision("auto", CPU) == ("bf16" if native else "32")
+    assert precision.autocast_dtype("auto", CPU) == (torch.bfloat16 if native else None)
 
 
 @pytest.mark.parametrize("explicit", ["32", "bf16"])
 def test_an_explicit_precision_is_kept(monkeypatch, explicit):
-    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: True)
-    assert trainer.resolve_precision(explicit, CPU) == explicit
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    assert precision.resolve_precision(explicit, CPU) == explicit
 
 
 def test_auto_never_picks_bf16_off_cpu(monkeypatch):
-    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: True)
-    assert trainer.resolve_precision("auto", torch.device("meta")) == "32"
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    assert precision.resolve_precision("auto", torch.device("meta")) == "32"
 
 
 def test_the_run_says_which_precision_it_trains_in(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer, "native_cpu_bf16", lambda: False)
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
     result = cli("train", "cae-upsample", "--limit", "256", "--epochs", "1", "--no-images",
                  "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
@@ -54,5 +54,5 @@ def test_training_flushes_denormals_to_zero():
     tiny = torch.tensor([1e-39], dtype=torch.float32)
     assert (tiny * 1.0).item() != 0.0  # a denormal survives by default
     data = load_dataset(DataSpec(limit=64))
-    trainer.Trainer(aezoo.build("cae-upsample"), data, TrainSpec(epochs=1, device="cpu"))
+    Trainer(aezoo.build("cae-upsample"), data, TrainSpec(epochs=1, device="cpu"))
     assert (tiny * 1.0).item() == 0.0

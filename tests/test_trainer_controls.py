@@ -18,10 +18,10 @@ import aezoo
 from aezoo.callbacks import Callback, Checkpointer, EarlyStopping, EpochResult
 from aezoo.data import ArrayDataset
 from aezoo.errors import SpecError, UsageError
-from aezoo.schedules import Schedule
 from aezoo.specs import TrainSpec, validate
-from aezoo.state import read_state
-from aezoo.trainer import Trainer, TrainingError
+from aezoo.training import Trainer, TrainingError
+from aezoo.training.optim import Schedule
+from aezoo.training.state import read_state
 
 
 @pytest.fixture(autouse=True)
@@ -204,7 +204,7 @@ def test_nan_guard_stops_names_the_step_and_keeps_the_last_good_checkpoint(
     rec = Recorder()
     trainer = Trainer(m, tiny_data(), tiny_spec(epochs=4, checkpoint_every=2, check_every=3),
                       [rec, Checkpointer(tmp_path)])
-    trainer._eager_guard = eager  # False: the GPU path, a device window checked at sync points
+    trainer.control.eager = eager  # False: the GPU path, a device window checked at sync points
     with pytest.raises(TrainingError) as info:
         trainer.fit()
     message = str(info.value)

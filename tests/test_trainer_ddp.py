@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aezoo.state import read_info
+from aezoo.training.state import read_info
 
 PLUGIN = '''
 import torch.distributed as dist

@@ -24,8 +24,8 @@ from aezoo import registry
 from aezoo.callbacks import Callback, Checkpointer
 from aezoo.data import ArrayDataset
 from aezoo.specs import TrainSpec
-from aezoo.state import read_info
-from aezoo.trainer import Trainer
+from aezoo.training import Trainer
+from aezoo.training.state import read_info
 
 PLUGIN = '''
 import os

@@ -16,10 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aezoo.callbacks import Callback, EpochResult
+from aezoo.training.hooks import Callback, EpochResult
 
 if TYPE_CHECKING:
-    from aezoo.trainer import Trainer
+    from aezoo.training.loop import Trainer
 
 REFRESH_SECONDS = 0.5  # reading the loss syncs with the device: only this often
 

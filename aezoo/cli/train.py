@@ -100,7 +100,7 @@ def train_command(
         "images": False if no_images else None, "callbacks": callback or None,
     }
     switches = {k: v for k, v in switches.items() if v is not None}
-    from aezoo.trainer import flush_denormals
+    from aezoo.training.precision import flush_denormals
 
     flush_denormals()  # first, before any torch op starts the CPU thread pool
     if resume is not None:
@@ -161,7 +161,7 @@ def _resume(run_dir: Path, overrides: dict[str, Any], fresh_only: dict[str, Any]
 
 def _report(run: Callable[[], Any]) -> None:
     """Run, then one line about the result; an interrupt is a warning with exit 130/143."""
-    from aezoo.trainer import TrainingInterrupted
+    from aezoo.training import TrainingInterrupted
 
     try:
         result = run()

@@ -1,4 +1,4 @@
-"""Learning-rate schedules as pure functions of the optimiser step.
+"""The optimiser a spec names, and learning-rate schedules as pure functions of the step.
 
 A schedule holds no state of its own: the learning rate of step ``k`` (0-based) depends
 only on ``k`` and the spec, so resuming needs nothing but the step count.
@@ -8,11 +8,29 @@ from __future__ import annotations
 
 import math
 
+import torch
+from torch import nn
+
 from aezoo.specs import TrainSpec
 
 ONECYCLE_DIV = 25.0  # initial lr = lr / 25, as torch's OneCycleLR
 ONECYCLE_FINAL_DIV = 1e4  # final lr = initial lr / 1e4
 ONECYCLE_PCT = 0.3  # rising part when no warm-up is given
+
+
+def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False
+                   ) -> torch.optim.Optimizer:
+    """``fused`` (CUDA): one kernel per step, and fp16's GradScaler then needs no host sync."""
+    params = model.parameters()
+    extra = {"fused": True} if fused else {}
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps,
+                                weight_decay=spec.weight_decay, **extra)
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps,
+                                 weight_decay=spec.weight_decay, **extra)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                           weight_decay=spec.weight_decay)
 
 
 class Schedule:

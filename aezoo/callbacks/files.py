@@ -1,0 +1,132 @@
+"""Callbacks that write the run directory's files: metrics, checkpoints, images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aezoo._io import atomic_write
+from aezoo.rundir import (
+    BEST_FILE,
+    IMAGES_DIR,
+    LAST_FILE,
+    METRICS_CSV,
+    METRICS_JSONL,
+    STATE_FILE,
+)
+from aezoo.training.hooks import Callback, EpochResult, Outcome
+
+if TYPE_CHECKING:
+    from aezoo.training.loop import Trainer
+
+
+def _jsonable(result: EpochResult) -> dict[str, Any]:
+    return asdict(result)
+
+
+class MetricsWriter(Callback):
+    """One row per epoch in ``metrics.jsonl`` and ``metrics.csv``.
+
+    Both files are rewritten atomically from the trainer's history (a few hundred bytes
+    per epoch), so a crash never leaves half a line, and on resume an epoch logged after
+    the last checkpoint (and trained again) never appears twice.
+    """
+
+    def __init__(self, path: str | Path, csv_path: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.csv_path = Path(csv_path) if csv_path is not None else self.path.with_suffix(".csv")
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self._rewrite(trainer.history)
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        self._rewrite(trainer.history)
+
+    def _rewrite(self, history: list[EpochResult]) -> None:
+        atomic_write(self.path, "".join(json.dumps(_jsonable(r)) + "\n"
+                                        for r in history).encode())
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([f.name for f in fields(EpochResult)])
+        writer.writerows(_jsonable(r).values() for r in history)
+        atomic_write(self.csv_path, buf.getvalue().encode())
+
+
+def metrics(out_dir: str | Path) -> MetricsWriter:
+    """The ``metrics`` callback: ``metrics.jsonl`` and ``metrics.csv`` in ``out_dir``."""
+    out = Path(out_dir)
+    return MetricsWriter(out / METRICS_JSONL, out / METRICS_CSV)
+
+
+class Checkpointer(Callback):
+    """``last``, ``best`` (by val_loss) and ``state`` safetensors in ``out_dir``.
+
+    Written at each epoch end, every ``every`` optimiser steps, and when training is
+    interrupted; never after the loss diverged (the last good files stay). Enabled as the
+    ``checkpoint`` callback, it takes ``every`` from the trainer's spec.
+    """
+
+    state_key = "checkpointer"
+
+    def __init__(self, out_dir: str | Path, every: int | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.every = every  # None: the trainer spec's checkpoint_every
+        self.best = math.inf
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.every = self.every or trainer.spec.checkpoint_every
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best if math.isfinite(self.best) else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = math.inf if state.get("best") is None else float(state["best"])
+
+    def save(self, trainer: Trainer, finite: bool | None = None) -> None:
+        from aezoo.checkpoint import save
+
+        if not (trainer.weights_finite() if finite is None else finite):
+            return  # never replace a good checkpoint with a bad one
+        save(trainer.model, self.out_dir / LAST_FILE)
+        trainer.save_state(self.out_dir / STATE_FILE)
+
+    def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
+        if self.every and trainer.global_step % self.every == 0 and step < trainer.steps_per_epoch:
+            self.save(trainer)  # the trainer checked for NaN at this step (a sync point)
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        finite = trainer.weights_finite()
+        if result.val_loss < self.best and finite:
+            from aezoo.checkpoint import save
+
+            self.best = result.val_loss
+            save(trainer.model, self.out_dir / BEST_FILE)
+        self.save(trainer, finite)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if trainer.outcome == Outcome.INTERRUPTED:
+            self.save(trainer)
+
+
+class ImageWriter(Callback):
+    """``images/epoch-NNNN.png``: validation images (top) and reconstructions (bottom)."""
+
+    def __init__(self, out_dir: str | Path, n: int = 10, scale: int = 2) -> None:
+        self.dir = Path(out_dir) / IMAGES_DIR
+        self.n = n
+        self.scale = scale
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
+        from aezoo.viz import grid, reconstruct, write_png
+
+        images = trainer.val_images[: self.n]
+        recon = reconstruct(trainer.model, images, trainer.memory_format)
+        write_png(self.dir / f"epoch-{result.epoch:04d}.png", grid(images, recon, scale=self.scale))

@@ -1,0 +1,134 @@
+"""When training stops early: SIGINT/SIGTERM, stops agreed across DDP ranks, NaN/inf.
+
+On CPU (one process) the NaN guard and the stop flag are checked every step, which is
+free there; on an accelerator or under DDP the losses of the last steps stay on the
+device in a window, looked at (and, under DDP, the ranks vote on stopping) at the next
+sync point, so a step never waits for the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+import torch
+
+from aezoo import distributed
+
+
+class Stop(str, Enum):
+    """Why the loop stops early (a str: the names read as before, e.g. ``"SIGINT"``)."""
+
+    REQUESTED = "stop"  # trainer.request_stop: after the current epoch
+    SIGINT = "SIGINT"
+    SIGTERM = "SIGTERM"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+SIGNAL_CODES = {Stop.SIGINT: 130, Stop.SIGTERM: 143}  # exit codes of an interrupted run
+# Agreed across ranks: highest wins.
+_STOP_CODES = {Stop.REQUESTED: 1, Stop.SIGINT: 2, Stop.SIGTERM: 3}
+_BY_CODE = {code: stop for stop, code in _STOP_CODES.items()}
+_NO_BAD_STEP = 2**62
+
+
+class Diverged(Exception):
+    """The loss became NaN/inf at global ``step`` (the loop turns it into a TrainingError)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+
+class Control:
+    """The stop flag, the signal received and the NaN/inf guard of one trainer."""
+
+    def __init__(self, device: torch.device, dist: distributed.Dist, check_every: int) -> None:
+        self.device = device
+        self.dist = dist
+        self.stop: Stop | None = None
+        self.signal: Stop | None = None
+        # Check NaN per step on one CPU process (free); elsewhere keep the losses of the
+        # last steps on the device and look at them at the next sync point.
+        self.eager = device.type == "cpu" and not dist.enabled
+        self.check_every = check_every
+        self.window = torch.zeros(check_every, device=device)
+        self.since_check = 0
+
+    def reset(self) -> None:
+        self.stop = self.signal = None
+
+    def request_stop(self) -> None:
+        self.stop = self.stop or Stop.REQUESTED
+
+    @property
+    def interrupted(self) -> bool:
+        """A signal stopped the loop (it breaks after the current step)."""
+        return self.stop is not None and self.stop != Stop.REQUESTED
+
+    @contextlib.contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM: finish the current step, then stop (a second SIGINT aborts)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signal = Stop(signal.Signals(signum).name)
+            if not self.dist.enabled:  # under DDP the ranks agree at the next sync point
+                self.stop = self.signal
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def check(self, loss: torch.Tensor, global_step: int) -> None:
+        """Guard the (detached) loss of step ``global_step``, before the optimiser step."""
+        if self.eager:
+            if not math.isfinite(loss.item()):  # before the step: weights stay good
+                raise Diverged(global_step)
+        else:
+            self.window[self.since_check] = loss
+            self.since_check += 1
+
+    def after_step(self, global_step: int, sync_every: int) -> None:
+        """A sync point once the window is full, and at each step checkpoint."""
+        if not self.eager and (self.since_check == self.check_every
+                               or (sync_every and global_step % sync_every == 0)):
+            self.sync_point(global_step)
+
+    def at_epoch_end(self, global_step: int) -> None:
+        """The epoch's last sync point: no step goes unchecked."""
+        if not self.eager and self.since_check:
+            self.sync_point(global_step)
+
+    def sync_point(self, global_step: int) -> None:
+        """Look at the recent losses (and, under DDP, agree on stopping). Syncs."""
+        recent = self.window[: self.since_check]
+        first = global_step - self.since_check + 1
+        self.since_check = 0
+        bad = torch.nonzero(~torch.isfinite(recent))
+        local_bad = first + int(bad[0, 0]) if len(bad) else _NO_BAD_STEP
+        if not self.dist.enabled:
+            if local_bad != _NO_BAD_STEP:
+                raise Diverged(local_bad)
+            return
+        code = _STOP_CODES.get(self.signal, 0) if self.signal is not None else 0
+        agreed = distributed.all_reduce(
+            torch.tensor([local_bad, -code], dtype=torch.int64, device=self.device), "min")
+        bad_step, code = int(agreed[0]), -int(agreed[1])
+        if bad_step != _NO_BAD_STEP:
+            raise Diverged(bad_step)
+        if code:
+            self.stop = _BY_CODE[code]

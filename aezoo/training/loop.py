@@ -1,0 +1,324 @@
+"""The generic training loop: any Autoencoder, any in-memory uint8 dataset.
+
+The whole dataset lives on the training device as uint8; each batch is gathered with a
+device-side permutation and scaled to [0, 1] there. Losses accumulate on the device.
+When the loop looks at them (the NaN/inf guard, stopping) is ``aezoo.training.control``'s
+business, so a step on an accelerator never waits for the host.
+
+Everything the loop does not need to train (progress, files, early stopping) is a
+callback (``aezoo.training.hooks``). ``save_state``/``load_state`` make resume exact
+(``aezoo.training.state``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aezoo import distributed
+from aezoo.data.base import ArrayDataset
+from aezoo.errors import AezooError, ShapeError, UsageError, summary
+from aezoo.model import Autoencoder
+from aezoo.protocols import format_shape
+from aezoo.specs import TrainSpec
+from aezoo.tensors import preferred_memory_format, to_unit
+from aezoo.training import state
+from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop
+from aezoo.training.hooks import HOOKS, EpochResult, Outcome, defines
+from aezoo.training.optim import Schedule, make_optimizer
+from aezoo.training.precision import (
+    autocast,
+    autocast_dtype,
+    flush_denormals,
+    resolve_precision,
+)
+
+
+class TrainingError(AezooError):
+    """Training cannot go on (e.g. the loss diverged)."""
+
+
+class TrainingInterrupted(AezooError):
+    """Stopped by SIGINT/SIGTERM after a step; the run directory can be resumed."""
+
+    exit_code = 130
+
+
+class _LossStep(nn.Module):
+    """``model.loss`` as a forward, so DDP and torch.compile see one module call."""
+
+    def __init__(self, model: Autoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(x)
+
+
+class Trainer:
+    """Fits ``model`` on ``data`` as ``spec`` says; callbacks observe, the loop only trains."""
+
+    def __init__(self, model: Autoencoder, data: ArrayDataset, spec: TrainSpec,
+                 callbacks: Iterable[Any] = (), *,
+                 dist: distributed.Dist | None = None) -> None:
+        if data.shape != tuple(model.input_shape):
+            raise ShapeError(
+                f"dataset {data.name} has {format_shape(data.shape)} images but the model "
+                f"expects {format_shape(model.input_shape)}",
+                "set model.input_shape to the data's shape",
+            )
+        flush_denormals()
+        self.dist = dist or distributed.Dist()
+        if len(data.train) < self.dist.world_size or len(data.val) == 0:
+            raise TrainingError(f"dataset {data.name} has an empty train or validation split",
+                                "use a larger dataset or --limit")
+        self.spec = spec
+        self.device = distributed.device_for(spec.device, self.dist)
+        self.precision = resolve_precision(spec.precision, self.device)
+        self.amp_dtype = autocast_dtype(self.precision, self.device)
+        self.memory_format = preferred_memory_format(self.device, spec.channels_last)
+        self.model = model.to(self.device)
+        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        self.data = data
+        self.train_images = self._to_device(self._shard(data.train, equal=True))
+        self.val_images = self._to_device(self._shard(data.val, equal=False))
+        self.optimizer = make_optimizer(self.model, spec, fused=self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "16")
+        self.steps_per_epoch = math.ceil(len(self.train_images) / spec.batch_size)
+        self.schedule = Schedule(spec, self.steps_per_epoch)
+        self.step_module = self._wrap(_LossStep(self.model))
+        self.callbacks = [cb for cb in callbacks
+                          if self.dist.is_main or getattr(cb, "all_ranks", False)]
+        self._hooks = {h: [getattr(cb, h) for cb in self.callbacks if defines(cb, h)]
+                       for h in HOOKS}
+        self.history: list[EpochResult] = []
+        self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
+        self._epoch_gen_state = self.generator.get_state()
+        # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
+        # the epoch is complete); ``global_step`` counts all steps of the run.
+        self.epoch, self.step, self.global_step = 1, 0, 0
+        self.outcome = Outcome.NEW
+        self.stop_reason: str | None = None
+        self.control = Control(self.device, self.dist, spec.check_every)
+        self.resumed = False
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self._loss_count = 0
+        self._epoch_seconds = 0.0
+        self._compiled = False  # set after the first step: compile errors surface there
+
+    # -- data ------------------------------------------------------------------------
+    def _shard(self, array: np.ndarray, equal: bool) -> np.ndarray:
+        """This rank's part; training shards are cut to equal length so ranks stay in step."""
+        if not self.dist.enabled:
+            return array
+        part = array[self.dist.rank::self.dist.world_size]
+        return part[: len(array) // self.dist.world_size] if equal else part
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def batch(self, images: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
+        """Gather a uint8 batch and scale it to float32 in [0, 1] on the device."""
+        return to_unit(images[index], self.memory_format)
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            module = DistributedDataParallel(module, device_ids=ids)
+        if self.spec.compile:
+            if not hasattr(torch, "compile"):
+                raise UsageError("--compile needs torch >= 2.0", "drop --compile")
+            module = torch.compile(module)  # type: ignore[assignment]
+        return module
+
+    # -- what callbacks may use ---------------------------------------------------------
+    def running_loss(self) -> float:
+        """Mean training loss of the epoch so far. Syncs with the device: call sparingly."""
+        return float(self._loss_sum.item()) / max(self._loss_count, 1)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def request_stop(self, reason: str) -> None:
+        """End training after the current epoch (e.g. early stopping)."""
+        self.stop_reason = self.stop_reason or reason
+        self.control.request_stop()
+
+    def weights_finite(self) -> bool:
+        """Whether every parameter is finite (one sync; for checkpoint writers)."""
+        flags = [torch.isfinite(p).all() for p in self.model.parameters()]
+        return bool(torch.stack(flags).all()) if flags else True
+
+    # -- the loop ----------------------------------------------------------------------
+    def _call(self, hook: str, *args: Any) -> None:
+        for fn in self._hooks[hook]:
+            fn(self, *args)
+
+    def fit(self) -> list[EpochResult]:
+        """Train to ``spec.epochs`` (from where a loaded state left off); the history."""
+        control = self.control
+        control.reset()
+        self.outcome = Outcome.RUNNING
+        outcome = Outcome.FAILED
+        try:
+            self._call("on_train_start")
+            with control.signals():
+                while self.epoch <= self.spec.epochs and control.stop is None:
+                    if self.step >= self.steps_per_epoch:
+                        self.epoch, self.step = self.epoch + 1, 0
+                        continue
+                    self._train_epoch()
+                if self.step >= self.steps_per_epoch:
+                    self.epoch, self.step = self.epoch + 1, 0
+            outcome = (Outcome.COMPLETED if control.stop is None else
+                       Outcome.STOPPED if control.stop == Stop.REQUESTED else
+                       Outcome.INTERRUPTED)
+        except Diverged as exc:
+            outcome = Outcome.DIVERGED
+            raise self._diverged_error(exc.step) from None
+        finally:
+            self.outcome = outcome
+            self._call("on_train_end")
+        if outcome == Outcome.INTERRUPTED:
+            assert control.stop is not None
+            error = TrainingInterrupted(
+                f"{control.stop}: training stopped after step {self.global_step} "
+                f"(epoch {self.epoch}, step {self.step}/{self.steps_per_epoch})",
+                "the state is saved; continue with `aezoo train --resume RUN_DIR`")
+            error.exit_code = SIGNAL_CODES.get(control.stop, 130)
+            raise error
+        return self.history
+
+    def _diverged_error(self, step: int) -> TrainingError:
+        epoch = (step - 1) // self.steps_per_epoch + 1
+        return TrainingError(
+            f"the loss became NaN/inf at step {step} (epoch {epoch}); training stopped and "
+            "the last good checkpoint is kept",
+            "lower --lr, add --grad-clip 1.0, use --precision 32 (or bf16 instead of 16), "
+            "or check the data; then --resume RUN_DIR with those flags")
+
+    def _train_epoch(self) -> None:
+        if self.step == 0:  # a fresh epoch (otherwise load_state restored the partial one)
+            self._epoch_gen_state = self.generator.get_state()
+            self._loss_sum.zero_()
+            self._loss_count = 0
+            self._epoch_seconds = 0.0
+        self._call("on_epoch_start", self.epoch)
+        perm = torch.randperm(len(self.train_images), device=self.device,
+                              generator=self.generator)
+        start = time.perf_counter()
+        try:
+            self._steps(perm)
+        except (Diverged, AezooError):
+            raise
+        except Exception as exc:  # only the first compiled step's: that is where compile runs
+            if self.spec.compile and not self._compiled:
+                raise TrainingError(f"torch.compile failed on {self.device} ({summary(exc)})",
+                                    "drop --compile (inductor on CPU needs a C++ compiler; "
+                                    "on GPU, triton)") from exc
+            raise
+        finally:
+            self._epoch_seconds += time.perf_counter() - start
+        if self.step < self.steps_per_epoch:
+            return  # interrupted: no validation for a partial epoch
+        self._end_epoch()
+
+    def _steps(self, perm: torch.Tensor) -> None:
+        """The hot loop: the epoch's remaining optimiser steps."""
+        model, opt, bs, spec = self.step_module, self.optimizer, self.spec.batch_size, self.spec
+        control, device, amp_dtype = self.control, self.device, self.amp_dtype
+        model.train()
+        params = [p for g in opt.param_groups for p in g["params"]]
+        scaled, clip = self.scaler.is_enabled(), spec.grad_clip
+        set_lr = not self.schedule.constant
+        sync_every = spec.checkpoint_every or 0
+        step_start, step_end = self._hooks["on_step_start"], self._hooks["on_step_end"]
+        for i in range(self.step, self.steps_per_epoch):
+            xb = self.batch(self.train_images, perm[i * bs:(i + 1) * bs])
+            if set_lr:
+                lr = self.schedule(self.global_step)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            for fn in step_start:
+                fn(self, i + 1)
+            with autocast(device, amp_dtype):
+                loss = model(xb)
+            opt.zero_grad(set_to_none=True)
+            if scaled:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            if clip is not None:
+                if scaled:
+                    self.scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(params, clip)
+            loss = loss.detach().float()
+            control.check(loss, self.global_step + 1)
+            if scaled:
+                self.scaler.step(opt)
+                self.scaler.update()
+            else:
+                opt.step()
+            self._loss_sum += loss * len(xb)
+            self._loss_count += len(xb)
+            self.step, self.global_step = i + 1, self.global_step + 1
+            self._compiled = True
+            control.after_step(self.global_step, sync_every)
+            for fn in step_end:
+                fn(self, i + 1, self._loss_count)
+            if control.interrupted:
+                break
+
+    def _end_epoch(self) -> None:
+        self.control.at_epoch_end(self.global_step)
+        totals = torch.stack([self._loss_sum.to(self._acc_dtype),
+                              torch.tensor(float(self._loss_count), dtype=self._acc_dtype,
+                                           device=self.device)])
+        summed: list[float] = distributed.all_reduce(totals).tolist()  # the epoch's one sync
+        train_loss, images = summed[0] / max(summed[1], 1.0), summed[1]
+        val_loss = self.evaluate()
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise Diverged(self.global_step)
+        seconds = self._epoch_seconds
+        result = EpochResult(self.epoch, train_loss, val_loss, seconds,
+                             images / max(seconds, 1e-9), self.lr)
+        self.history.append(result)
+        self._call("on_epoch_end", result)
+
+    @torch.no_grad()
+    def evaluate(self, images: torch.Tensor | None = None) -> float:
+        """Mean loss over ``images`` (default: the validation split, across all ranks)."""
+        shared = images is None
+        images = self.val_images if images is None else images
+        self.model.eval()
+        total = torch.zeros(2, dtype=self._acc_dtype, device=self.device)
+        bs = max(self.spec.batch_size, 1024)
+        for s in range(0, len(images), bs):
+            xb = self.batch(images, slice(s, s + bs))
+            loss = self.model.loss(xb)  # full precision: val_loss comparable across --precision
+            total[0] += loss.to(self._acc_dtype) * len(xb)
+            total[1] += len(xb)
+        self.model.train()
+        if shared:
+            distributed.all_reduce(total)
+        return float(total[0]) / max(float(total[1]), 1.0)
+
+    # -- state (aezoo.training.state) -------------------------------------------------
+    def save_state(self, path: str | Path) -> None:
+        """Everything needed to continue exactly where training is now (safetensors)."""
+        state.save_state(self, path)
+
+    def load_state(self, path: str | Path) -> None:
+        """Continue from a state file written by :meth:`save_state`."""
+        state.load_state(self, path)
