@@ -23,12 +23,17 @@ from aezoo.model import Autoencoder, from_spec
 from aezoo.protocols import format_shape
 from aezoo.registry import FIRST_PARTY
 from aezoo.rundir import (
+    LOCK_FILE,
     MODEL_FILE,
     STATE_FILE,
+    RunLock,
     check_writable,
+    claim_new_dir,
     default_out_dir,
+    drop_set_aside,
     prepare_out_dir,
     read_run_spec,
+    set_aside,
     write_run_spec,
 )
 from aezoo.specs import RunSpec, TrainSpec, validate
@@ -91,26 +96,48 @@ def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list
 
 def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
           callbacks: Iterable[Any] = (), follow_data: bool = True) -> RunResult:
-    """Train ``spec`` from scratch into ``out`` (see the module docstring for the files).
+    """Train ``spec`` from scratch into ``out`` (see ``aezoo.rundir`` for the files).
 
+    Without ``out``, a new ``runs/VARIANT-TIME[-N]`` directory that no other run uses. The
+    directory is locked while this process writes it. With ``force``, a previous run's
+    files are set aside only once training starts, and deleted once the new run has
+    finished: a run that fails before then leaves the old one exactly as it was.
     The model's input shape follows the data unless ``follow_data`` is False.
 
     Under torchrun every rank calls this; rank 0 alone writes files.
     """
     dist, device = distributed.setup(spec.train.device)
+    lock: RunLock | None = None
+    created: list[Path] = []
+
+    def open_dir() -> str:
+        nonlocal lock, created
+        target = out
+        if target is None:
+            target, created = claim_new_dir(default_out_dir(spec))
+        lock = RunLock(target)
+        created = prepare_out_dir(target, force, lock) + created
+        return str(target)
+
     try:
         check_switches(spec.train, device)
-        out_name = str(out) if out is not None else str(default_out_dir(spec))
-        out = Path(distributed.broadcast_text(out_name, dist, device))
-        created = distributed.on_main(lambda: prepare_out_dir(out, force), dist, device)
+        run_dir = Path(distributed.broadcast_text(
+            distributed.on_main(open_dir, dist, device) or "", dist, device))
         try:
-            return _execute(spec, out, callbacks, dist, state=None, follow_data=follow_data)
+            return _execute(spec, run_dir, callbacks, dist, state=None,
+                            follow_data=follow_data, replacing=force)
         except BaseException:
-            for p in created or ():  # a run that failed before writing anything leaves no trace
+            if lock is not None:
+                lock.release()
+            for p in created:  # a run that failed before writing anything leaves no trace
                 with contextlib.suppress(OSError):
+                    if not [f for f in p.iterdir() if f.name != LOCK_FILE]:
+                        (p / LOCK_FILE).unlink(missing_ok=True)
                     p.rmdir()  # only ever removes an empty directory
             raise
     finally:
+        if lock is not None:
+            lock.release()
         distributed.shutdown(dist)
 
 
@@ -138,20 +165,27 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         raise UsageError(f"{run_dir} has no {STATE_FILE}: the run stopped before its "
                          "first checkpoint", "start it again (with --force)")
     info = read_info(state)
-    if info["epoch"] > spec.train.epochs:
+    # A run stopped after its last step but before its final save is finished, not refused.
+    if info["epoch"] > spec.train.epochs and (run_dir / MODEL_FILE).exists():
         raise UsageError(f"{run_dir} has already finished all {spec.train.epochs} epochs",
                          f"pass --epochs N (N > {spec.train.epochs}) to train further")
     if info.get("stopped") and not {"epochs", "patience"} & set(overrides):
         raise UsageError(f"{run_dir} has finished: {info['stopped']}",
                          "pass a larger --patience (or --epochs) to train it further")
     dist, device = distributed.setup(spec.train.device)
+    lock = RunLock(run_dir)
     try:
         check_switches(spec.train, device)
-        # Probe now (before data loads); run.json is rewritten once the state has loaded,
-        # so a resume refused for a bad state leaves the run dir exactly as it was.
-        distributed.on_main(lambda: check_writable(run_dir), dist, device)
+        # Lock and probe now (before data loads); run.json is rewritten once the state has
+        # loaded, so a resume refused for a bad state leaves the run dir exactly as it was.
+        def open_dir() -> None:
+            lock.acquire()
+            check_writable(run_dir)
+
+        distributed.on_main(open_dir, dist, device)
         return _execute(spec, run_dir, callbacks, dist, state=state)
     finally:
+        lock.release()
         distributed.shutdown(dist)
 
 
@@ -161,7 +195,8 @@ def check_switches(spec: TrainSpec, device: torch.device) -> None:
 
 
 def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
-             state: Path | None, follow_data: bool = True) -> RunResult:
+             state: Path | None, follow_data: bool = True, replacing: bool = False
+             ) -> RunResult:
     data = load_dataset(spec.data)
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
@@ -171,6 +206,8 @@ def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distribut
     if state is not None:
         trainer.load_state(state)
     if dist.is_main:
+        if replacing:  # everything that can fail before training has passed: now it may go
+            set_aside(out)
         write_run_spec(spec, out)
     try:
         history = trainer.fit()
@@ -180,4 +217,5 @@ def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distribut
         raise error from None
     if dist.is_main:
         save(trainer.model, out / MODEL_FILE)
+        drop_set_aside(out)  # the replaced run's files: their replacements all exist now
     return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason)

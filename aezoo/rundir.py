@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 from datetime import datetime
 from pathlib import Path
 
-from aezoo._io import atomic_write, probe_writable
+from aezoo._io import atomic_write, fsync_dir, probe_writable
 from aezoo.errors import (
     CheckpointError,
     OutputExistsError,
@@ -35,15 +37,15 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 IMAGES_DIR = "images"
 TENSORBOARD_DIR = "tensorboard"
-LOCK_FILE = ".aezoo.lock"  # held (flock) by the process writing the run; empty otherwise
+LOCK_FILE = ".aezoo.lock"  # exists while a process writes the run (flock), holds its pid
 
 
 class RunLock:
     """An exclusive OS lock on a run directory, held while one process writes it.
 
     ``flock`` locks die with their process, so a crashed run leaves a stale lock file that
-    the next process simply takes. Where the OS has no ``flock`` (Windows), the lock is a
-    no-op.
+    the next process simply takes; a clean exit removes the file. Where the OS has no
+    ``flock`` (Windows), the lock is a no-op.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -55,29 +57,41 @@ class RunLock:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return self
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise UsageError(f"cannot lock {self.path.parent} ({exc.strerror})",
-                             "choose a writable --out") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            raise RunDirBusyError(
-                f"{self.path.parent} is in use by another aezoo process{who}",
-                "wait for it to finish, or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-        return self
+        for _ in range(5):  # the file can be unlinked by a finishing holder: retry
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise UsageError(f"output directory {self.path.parent} is not writable "
+                                 f"({exc.strerror})", "choose a writable --out with free space"
+                                 ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                os.close(fd)
+                who = f" (pid {holder})" if holder.isdigit() else ""
+                raise RunDirBusyError(
+                    f"{self.path.parent} is in use by another aezoo process{who}",
+                    "wait for it to finish, or choose another --out") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                with contextlib.suppress(OSError):  # the pid is for messages; a full disk
+                    os.ftruncate(fd, 0)            # is reported by check_writable
+                    os.pwrite(fd, str(os.getpid()).encode(), 0)
+                self._fd = fd
+                return self
+            os.close(fd)  # we locked a file its holder had just removed
+        raise RunDirBusyError(f"{self.path.parent} is in use by other aezoo processes",
+                              "wait for them to finish, or choose another --out")
 
     def release(self) -> None:
         if self._fd is not None:
+            # Unlinked while still held, so the directory is left as the run left it.
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
+                self.path.unlink()
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 
@@ -144,20 +158,18 @@ def check_writable(directory: Path) -> None:
                          "choose a writable --out with free space") from None
 
 
-def prepare_out_dir(out: Path, force: bool) -> list[Path]:
-    """Refuse to clobber a saved model, and fail now (not after training) if unwritable.
+RUN_FILES = (MODEL_FILE, BEST_FILE, LAST_FILE, STATE_FILE, RUN_FILE, METRICS_JSONL,
+             METRICS_CSV, IMAGES_DIR, TENSORBOARD_DIR)
+SET_ASIDE_PREFIX = ".replaced-"  # the previous run of a --force run, until it finishes
 
-    Returns the directories it created, deepest first.
-    """
+
+def prepare_out_dir(out: Path, force: bool, lock: RunLock | None = None) -> list[Path]:
+    """Create ``out`` (if needed), lock it, and refuse to clobber a saved run unless
+    ``force``. Nothing is deleted here: see :func:`set_aside`. Fails now, not after
+    training, if the directory is unwritable. Returns the directories it created,
+    deepest first (removed again if this fails)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a directory", "choose another --out")
-    if (out / MODEL_FILE).exists() and not force:
-        raise OutputExistsError(f"{out / MODEL_FILE} already exists",
-                                "choose another --out, or pass --force to overwrite it")
-    if (out / STATE_FILE).exists() and not force:
-        raise OutputExistsError(f"{out} holds an unfinished run ({STATE_FILE})",
-                                f"continue it with `aezoo train --resume {out}`, or pass "
-                                "--force to start over")
     created = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -165,15 +177,51 @@ def prepare_out_dir(out: Path, force: bool) -> list[Path]:
         raise UsageError(f"cannot create output directory {out} ({exc.strerror})",
                          "choose a writable --out") from None
     try:
+        if lock is not None:  # before the checks: two runs never both pass them
+            lock.acquire()
+        if (out / MODEL_FILE).exists() and not force:
+            raise OutputExistsError(f"{out / MODEL_FILE} already exists",
+                                    "choose another --out, or pass --force to overwrite it")
+        if (out / STATE_FILE).exists() and not force:
+            raise OutputExistsError(f"{out} holds an unfinished run ({STATE_FILE})",
+                                    f"continue it with `aezoo train --resume {out}`, or pass "
+                                    "--force to start over")
+        saved = [name for name in (BEST_FILE, LAST_FILE) if (out / name).exists()]
+        if saved and not force:
+            raise OutputExistsError(f"{out} holds another run's checkpoints ({saved[0]})",
+                                    "choose another --out, or pass --force to replace them")
         check_writable(out)
-    except UsageError:
+    except BaseException:
+        if lock is not None:
+            lock.release()
         for p in created:  # leave no trace of a run that never started
             with contextlib.suppress(OSError):
+                (p / LOCK_FILE).unlink(missing_ok=True)
                 p.rmdir()
         raise
-    for stale in (STATE_FILE, LAST_FILE, BEST_FILE):  # --force: a new run, not a resumable mix
-        (out / stale).unlink(missing_ok=True)
     return created
+
+
+def set_aside(out: Path) -> Path | None:
+    """Move a previous run's files into ``out/.replaced-N/`` (a ``--force`` run calls this
+    once it has started: nothing is lost if it fails before). They are deleted by
+    :func:`drop_set_aside` when the new run has finished. Returns the directory, or None
+    when there was nothing to move."""
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if not present:
+        return None
+    aside = out / f"{SET_ASIDE_PREFIX}{secrets.token_hex(4)}"
+    aside.mkdir()
+    for name in present:  # each rename is atomic; the run files are never copied
+        os.replace(out / name, aside / name)
+    fsync_dir(out)
+    return aside
+
+
+def drop_set_aside(out: Path) -> None:
+    """Delete what :func:`set_aside` kept, once the run that replaced it has finished."""
+    for aside in out.glob(f"{SET_ASIDE_PREFIX}*"):
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_run_spec(spec: RunSpec, out: Path) -> None:

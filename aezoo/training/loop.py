@@ -108,6 +108,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.control = Control(self.device, self.dist, spec.check_every)
         self.resumed = False
+        self.state_saved = False  # a state this run can --resume from exists (saved or loaded)
         self._loss_sum = torch.zeros((), device=self.device)
         self._acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self._loss_count = 0
@@ -202,11 +203,16 @@ class Trainer:
 
     def _diverged_error(self, step: int) -> TrainingError:
         epoch = (step - 1) // self.steps_per_epoch + 1
+        remedy = ("lower --lr, add --grad-clip 1.0, use --precision 32 (or bf16 instead of 16), "
+                  "or check the data")
+        if not (self.state_saved or self.resumed):  # say what is true: nothing to resume
+            return TrainingError(
+                f"the loss became NaN/inf at step {step} (epoch {epoch}), before the first "
+                "checkpoint; training stopped and nothing was saved",
+                f"{remedy}; then train again (with --force to reuse RUN_DIR)")
         return TrainingError(
             f"the loss became NaN/inf at step {step} (epoch {epoch}); training stopped and "
-            "the last good checkpoint is kept",
-            "lower --lr, add --grad-clip 1.0, use --precision 32 (or bf16 instead of 16), "
-            "or check the data; then --resume RUN_DIR with those flags")
+            "the last good checkpoint is kept", f"{remedy}; then --resume RUN_DIR with those flags")
 
     def _train_epoch(self) -> None:
         if self.step == 0:  # a fresh epoch (otherwise load_state restored the partial one)
@@ -318,6 +324,7 @@ class Trainer:
     def save_state(self, path: str | Path) -> None:
         """Everything needed to continue exactly where training is now (safetensors)."""
         state.save_state(self, path)
+        self.state_saved = True
 
     def load_state(self, path: str | Path) -> None:
         """Continue from a state file written by :meth:`save_state`."""
