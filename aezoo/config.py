@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -17,7 +15,7 @@ from aezoo.registry import COMPONENT_KINDS
 from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, validate
 
 __all__ = ["COMPONENT_KINDS", "build_model_spec", "build_run_spec", "component_params",
-           "merge", "parse_assignment", "read_config", "resolve_model", "variant_defaults"]
+           "merge", "parse_assignment", "resolve_model", "variant_defaults"]
 
 
 def variant_defaults(name: str) -> dict[str, Any]:
@@ -66,47 +64,6 @@ def parse_assignment(text: str) -> dict[str, Any]:
     for part in reversed(key.split(".")):
         value = {part: value}
     return dict(value)
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """A spec file: TOML, YAML or JSON by its suffix."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".yaml", ".yml", ".json"):
-        raise UsageError(
-            f"config file {path} has an unknown type", "use a .toml, .yaml/.yml or .json file"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(
-            f"cannot read config file {path} ({reason})", "check the path"
-        ) from None
-    try:
-        data = _parse(text, suffix)
-    except Exception as exc:  # each parser raises its own error types
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"config file {path} is not valid {suffix[1:].upper()}: {detail}",
-                         "fix the syntax") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"config file {path} does not hold a table/mapping",
-                         "write keys model, train and data at the top level")
-    return data
-
-
-def _parse(text: str, suffix: str) -> Any:
-    if suffix == ".json":
-        return json.loads(text)
-    if suffix == ".toml":
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10
-            import tomli as tomllib
-        return tomllib.loads(text)
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 def resolve_model(spec: ModelSpec) -> ModelSpec:

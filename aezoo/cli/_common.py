@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from aezoo.errors import AezooError, one_line
+
+if TYPE_CHECKING:
+    from aezoo.registry import Failure
 
 # Typer >= 0.29 vendors click; take its exception base from a public typer class.
 _CLICK_ERRORS = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
@@ -38,6 +41,15 @@ def error(message: str) -> None:
 def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(one_line(message))}", soft_wrap=True,
                       highlight=False)
+
+
+def plugin_problem(failure: Failure) -> str:
+    """A recorded plugin failure in the words the registry's PluginError uses."""
+    # Keep in step with registry._fail (TODO(lead): the registry could give this text).
+    e = failure.entry
+    if failure.reason == "import":
+        return f"plugin {e.dist} {e.version} failed to load {e.kind} '{e.name}' ({failure.message})"
+    return f"plugin {e.dist} {e.version} provides a broken {e.kind} '{e.name}': {failure.message}"
 
 
 def _one_line_usage_error(exc: Exception) -> typer.Exit:

@@ -90,8 +90,9 @@ def train_command(
         [], "--callback", metavar="NAME",
         help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
 ) -> None:
-    from aezoo.config import build_run_spec, parse_assignment, read_config
+    from aezoo.config import build_run_spec, parse_assignment
     from aezoo.run import train
+    from aezoo.specfile import read_config
 
     switches: dict[str, Any] = {
         "checkpoint_every": checkpoint_every, "scheduler": scheduler, "warmup": warmup,
