@@ -52,6 +52,17 @@ def plugin_problem(failure: Failure) -> str:
     return f"plugin {e.dist} {e.version} provides a broken {e.kind} '{e.name}': {failure.message}"
 
 
+def warn_unavailable(kind: str | None = None) -> None:
+    """One warning per plugin entry (of ``kind``, or any) that failed to load so far."""
+    from aezoo import registry
+
+    for failure in registry.failures():
+        e = failure.entry
+        if kind is None or e.kind == kind:
+            warn(f"plugin {e.dist} {e.version}: {e.kind} '{e.name}' is unavailable "
+                 f"({failure.message}); see `aezoo plugins`")
+
+
 def _one_line_usage_error(exc: Exception) -> typer.Exit:
     """A flag the framework rejected, as one line like every other error (exit code 2)."""
     ctx = getattr(exc, "ctx", None)

@@ -138,13 +138,12 @@ def train_command(
     # it follows the data: a variant's default, or the one `aezoo config` wrote to a file.
     fixed_shape = any(item.split("=", 1)[0].strip() == "model.input_shape" for item in set_)
 
+    from aezoo.cli.data import progress_bars
     from aezoo.cli.progress import ProgressCallback
-    from aezoo.device import resolve_device
+    from aezoo.doctor import preflight
 
-    resolve_device(spec.train.device)  # fail before loading anything
-    from aezoo.cli.data import prepare_data
-
-    prepare_data(spec)  # a shape the model cannot serve fails now; downloads show progress
+    with progress_bars() as progress:  # a shape the model cannot serve fails before a download
+        preflight(spec, progress)
     _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)],
                           follow_data=not fixed_shape))
 
