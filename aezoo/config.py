@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -12,10 +13,12 @@ from pydantic import BaseModel
 from aezoo import registry
 from aezoo.errors import SpecError, UsageError
 from aezoo.registry import COMPONENT_KINDS
+from aezoo.specfile import read_config
 from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, validate
 
 __all__ = ["COMPONENT_KINDS", "build_model_spec", "build_run_spec", "component_params",
-           "merge", "parse_assignment", "resolve_model", "variant_defaults"]
+           "fixes_input_shape", "layer", "merge", "parse_assignment", "resolve_model",
+           "run_spec_from", "variant_defaults"]
 
 
 def variant_defaults(name: str) -> dict[str, Any]:
@@ -64,6 +67,39 @@ def parse_assignment(text: str) -> dict[str, Any]:
     for part in reversed(key.split(".")):
         value = {part: value}
     return dict(value)
+
+
+def layer(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 0.1, "model.loss.name": "mse"}`` -> one nested layer; None values
+    (a flag not given) are left out."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        *parents, last = key.split(".")
+        table = out
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[last] = value
+    return out
+
+
+def run_spec_from(name: str | None, config_path: str | Path | None = None,
+                  flags: Mapping[str, Any] | None = None, sets: Iterable[str] = ()) -> RunSpec:
+    """What ``aezoo train`` resolves, later winning: variant ``name``'s defaults, the spec
+    file ``config_path``, the ``flags`` layer (see ``layer``), then each ``KEY=VALUE``."""
+    layers: list[Mapping[str, Any]] = []
+    if config_path is not None:
+        layers.append(read_config(config_path))
+    if flags:
+        layers.append(flags)
+    layers.extend(parse_assignment(item) for item in sets)
+    return build_run_spec(name, layers)
+
+
+def fixes_input_shape(sets: Iterable[str]) -> bool:
+    """Whether one of ``sets`` (``KEY=VALUE``) sets ``model.input_shape`` itself."""
+    return any(item.split("=", 1)[0].strip() == "model.input_shape" for item in sets)
 
 
 def resolve_model(spec: ModelSpec) -> ModelSpec:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aezoo import registry
-from aezoo.config import build_run_spec, parse_assignment
+from aezoo.config import build_run_spec, run_spec_from
 from aezoo.errors import UsageError
-from aezoo.specfile import FORMATS, parse, read_config, render
+from aezoo.specfile import FORMATS, parse, render
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -26,11 +26,7 @@ __all__ = ["resolved_spec", "schema", "spec_text", "typed_run_spec"]
 
 def resolved_spec(name: str | None, config: Path | None, sets: list[str]) -> RunSpec:
     """Variant ``name``, then spec file ``config``, then each ``KEY=VALUE`` of ``sets``."""
-    layers: list[dict[str, Any]] = []
-    if config is not None:
-        layers.append(read_config(config))
-    layers.extend(parse_assignment(item) for item in sets)
-    return build_run_spec(name, layers)
+    return run_spec_from(name, config, None, sets)
 
 
 def spec_text(spec: RunSpec, fmt: str) -> str:
