@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from aezoo.errors import AezooError, one_line
+from aezoo.errors import AezooError, one_line, summary
 
 if TYPE_CHECKING:
     from aezoo.registry import Failure
@@ -127,8 +127,7 @@ class AezooGroup(TyperGroup):
                 error(f"cannot use{where} ({exc.strerror}): check the path, its permissions "
                       "and the free disk space")
                 raise typer.Exit(1) from None
-            detail = str(exc).splitlines()[0] if str(exc) else ""
-            error(f"unexpected {type(exc).__name__}: {detail} "
+            error(f"unexpected {summary(exc)} "
                   "(rerun with AEZOO_DEBUG=1 for the traceback and please report it)")
             raise typer.Exit(1) from None
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from aezoo.data.source import Progress, Shape, Splits
-from aezoo.errors import AezooError, DataError
+from aezoo.errors import AezooError, DataError, summary
+from aezoo.protocols import format_shape
 from aezoo.specs import DataSpec
 
 
@@ -111,9 +112,8 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
     except (AezooError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a plugin's loader: say whose, keep the traceback for debug
-        detail = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(f"dataset {spec.name} ({found.entry.dist} {found.entry.version}) "
-                        f"failed to load: {type(exc).__name__}: {detail}",
+                        f"failed to load: {summary(exc)}",
                         "rerun with AEZOO_DEBUG=1 for the traceback and report it") from exc
     if not isinstance(splits, Splits):
         raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
@@ -142,8 +142,8 @@ def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
     for part, (images, _) in parts.items():
         if images.shape[1:] != train.shape[1:]:
             raise DataError(f"dataset {spec.name}: {part} images are "
-                            f"{_fmt(images.shape[1:])} but train images are "
-                            f"{_fmt(train.shape[1:])}", "pass --image-size to resize all")
+                            f"{format_shape(images.shape[1:])} but train images are "
+                            f"{format_shape(train.shape[1:])}", "pass --image-size to resize all")
     if "val" in parts:
         val, val_labels = parts["val"]
         order = np.random.default_rng(spec.split_seed).permutation(len(train))
@@ -168,7 +168,3 @@ def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
 def _owned(images: np.ndarray) -> np.ndarray:
     """Contiguous and writable (not a view of a cache, a memory map or a file buffer)."""
     return np.require(images, np.uint8, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
-
-
-def _fmt(chw: tuple[int, ...]) -> str:
-    return "x".join(map(str, chw))
