@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,12 @@ from pydantic import BaseModel
 from aezoo import registry
 from aezoo.errors import SpecError, UsageError
 from aezoo.registry import COMPONENT_KINDS
+from aezoo.specfile import read_config
 from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, validate
 
 __all__ = ["COMPONENT_KINDS", "build_model_spec", "build_run_spec", "component_params",
-           "merge", "parse_assignment", "read_config", "resolve_model", "variant_defaults"]
+           "fixes_input_shape", "layer", "merge", "parse_assignment", "resolve_model",
+           "run_spec_from", "variant_defaults"]
 
 
 def variant_defaults(name: str) -> dict[str, Any]:
@@ -68,45 +69,37 @@ def parse_assignment(text: str) -> dict[str, Any]:
     return dict(value)
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """A spec file: TOML, YAML or JSON by its suffix."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".yaml", ".yml", ".json"):
-        raise UsageError(
-            f"config file {path} has an unknown type", "use a .toml, .yaml/.yml or .json file"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(
-            f"cannot read config file {path} ({reason})", "check the path"
-        ) from None
-    try:
-        data = _parse(text, suffix)
-    except Exception as exc:  # each parser raises its own error types
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"config file {path} is not valid {suffix[1:].upper()}: {detail}",
-                         "fix the syntax") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"config file {path} does not hold a table/mapping",
-                         "write keys model, train and data at the top level")
-    return data
+def layer(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 0.1, "model.loss.name": "mse"}`` -> one nested layer; None values
+    (a flag not given) are left out."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        *parents, last = key.split(".")
+        table = out
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[last] = value
+    return out
 
 
-def _parse(text: str, suffix: str) -> Any:
-    if suffix == ".json":
-        return json.loads(text)
-    if suffix == ".toml":
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10
-            import tomli as tomllib
-        return tomllib.loads(text)
-    import yaml
+def run_spec_from(name: str | None, config_path: str | Path | None = None,
+                  flags: Mapping[str, Any] | None = None, sets: Iterable[str] = ()) -> RunSpec:
+    """What ``aezoo train`` resolves, later winning: variant ``name``'s defaults, the spec
+    file ``config_path``, the ``flags`` layer (see ``layer``), then each ``KEY=VALUE``."""
+    layers: list[Mapping[str, Any]] = []
+    if config_path is not None:
+        layers.append(read_config(config_path))
+    if flags:
+        layers.append(flags)
+    layers.extend(parse_assignment(item) for item in sets)
+    return build_run_spec(name, layers)
 
-    return yaml.safe_load(text)
+
+def fixes_input_shape(sets: Iterable[str]) -> bool:
+    """Whether one of ``sets`` (``KEY=VALUE``) sets ``model.input_shape`` itself."""
+    return any(item.split("=", 1)[0].strip() == "model.input_shape" for item in sets)
 
 
 def resolve_model(spec: ModelSpec) -> ModelSpec:

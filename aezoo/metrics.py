@@ -1,4 +1,4 @@
-"""Reconstruction metrics on image batches ``(N, C, H, W)`` in [0, 1], and model evaluation.
+"""Reconstruction metrics on image batches ``(N, C, H, W)`` in [0, 1].
 
 Each metric is computed per image, then averaged over the batch:
 
@@ -10,19 +10,16 @@ Each metric is computed per image, then averaged over the batch:
   positions (no padding) and over channels — the reference MATLAB ``ssim_index``, and
   scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=1)``.
+
+A model's mean metrics over a split: ``aezoo.evaluation.evaluate``.
 """
 
 from __future__ import annotations
-
-import time
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from aezoo.errors import ShapeError
-from aezoo.tensors import to_unit
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -89,71 +86,3 @@ def ssim(recon: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> 
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
                 / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
     return _per_image(ssim_map)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Mean metrics of a model over a split (one JSON object for ``aezoo eval --json``)."""
-
-    images: int
-    mse: float
-    bce: float
-    psnr: float
-    ssim: float
-    loss: float
-    images_per_s: float
-    params: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@torch.no_grad()
-def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
-             memory_format: torch.memory_format = torch.contiguous_format) -> Evaluation:
-    """Metrics of ``model`` on uint8 ``images`` (already on the model's device).
-
-    images/s times the model's forward pass alone (encode + decode), after one warm-up
-    batch, with a device sync before reading the clock.
-    """
-    if len(images) == 0:
-        raise ShapeError("no images to evaluate", "choose a split that has images")
-    model.eval()
-    device = images.device
-    sums = {k: torch.zeros((), dtype=torch.float64, device=device)
-            for k in ("mse", "bce", "psnr", "ssim", "loss")}
-    forward_seconds = 0.0
-    _sync(device)
-    for s in range(0, len(images), batch_size):
-        x = to_unit(images[s:s + batch_size], memory_format)
-        if s:  # the first batch warms up
-            _sync(device)
-        start = time.perf_counter()
-        logits = model.decode_logits(model.encode(x))
-        if s:
-            _sync(device)
-            forward_seconds += time.perf_counter() - start
-        recon = torch.sigmoid(logits)
-        sums["mse"] += mse(recon, x).sum()
-        sums["bce"] += bce_with_logits(logits, x).sum()
-        sums["psnr"] += psnr(recon, x).sum()
-        sums["ssim"] += ssim(recon, x).sum()
-        sums["loss"] += model.loss_fn(logits, x).double() * len(x)
-    timed = len(images) - min(batch_size, len(images))
-    if timed == 0:  # one batch only: time it again, warm
-        _sync(device)
-        start = time.perf_counter()
-        model.decode_logits(model.encode(x))
-        _sync(device)
-        forward_seconds, timed = time.perf_counter() - start, len(x)
-    means = {k: float(v) / len(images) for k, v in sums.items()}
-    speed = timed / max(forward_seconds, 1e-9)
-    return Evaluation(images=len(images), images_per_s=speed,
-                      params=sum(p.numel() for p in model.parameters()), **means)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()

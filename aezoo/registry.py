@@ -19,9 +19,7 @@ import difflib
 import fnmatch
 import os
 import re
-import signal
 import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -29,6 +27,7 @@ from importlib import metadata
 from typing import Any
 
 from aezoo import kinds
+from aezoo._interrupts import UserInterrupts
 from aezoo.errors import AezooError, PluginError, UnknownNameError, UsageError, summary
 from aezoo.kinds import COMPONENT_KINDS, FIRST_PARTY, GROUP_PREFIX
 from aezoo.protocols import (
@@ -94,6 +93,15 @@ class Failure:
     entry: Entry
     message: str
     reason: str = "import"
+
+    @property
+    def problem(self) -> str:
+        """The failure in one line, as its PluginError says it."""
+        e = self.entry
+        who = f"plugin {e.dist} {e.version}"
+        if self.reason == "import":
+            return f"{who} failed to load {e.kind} '{e.name}' ({self.message})"
+        return f"{who} provides a broken {e.kind} '{e.name}': {self.message}"
 
 
 @dataclass(frozen=True)
@@ -241,50 +249,18 @@ _failures: dict[Entry, Failure] = {}
 
 
 def _fail(entry: Entry, message: str, reason: str) -> PluginError:
-    _failures[entry] = Failure(entry, message, reason)
+    failure = _failures[entry] = Failure(entry, message, reason)
     if reason == "import":
-        return PluginError(
-            f"plugin {entry.dist} {entry.version} failed to load {entry.kind} "
-            f"'{entry.name}' ({message})",
-            f"reinstall or uninstall {entry.dist}; `aezoo plugins` lists plugin failures",
-        )
-    return PluginError(
-        f"plugin {entry.dist} {entry.version} provides a broken {entry.kind} "
-        f"'{entry.name}': {message}",
-        f"report it to the authors of {entry.dist}; `aezoo plugins` lists plugin failures",
-    )
-
-
-class _Interrupts:
-    """Notes a real SIGINT while plugin code runs, so a plugin that raises
-    KeyboardInterrupt itself is told apart from the user pressing Ctrl-C."""
-
-    def __init__(self) -> None:
-        self.seen = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.seen = True
-        if callable(self._previous):
-            self._previous(signum, frame)
-        else:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        return PluginError(failure.problem, f"reinstall or uninstall {entry.dist}; "
+                           "`aezoo plugins` lists plugin failures")
+    return PluginError(failure.problem, f"report it to the authors of {entry.dist}; "
+                       "`aezoo plugins` lists plugin failures")
 
 
 @cache
 def _load(entry: Entry) -> Any:
     ep = metadata.EntryPoint(entry.name, entry.value, entry.group)
-    user = _Interrupts()
+    user = UserInterrupts()
     try:
         # A plugin that prints on import must not corrupt machine-readable stdout.
         with contextlib.redirect_stdout(sys.stderr), user:
@@ -373,32 +349,6 @@ def variant(name: str) -> Variant:
                                for kind in COMPONENT_KINDS}
     updates = {k: ref for k, ref in updates.items() if ref != getattr(v, k)}
     return replace(v, **updates) if updates else v
-
-
-def check_all() -> list[Failure]:
-    """Load every enabled entry of every group and resolve every variant's preset.
-
-    Imports all plugin code (slow with many plugins): for ``aezoo plugins`` and tests.
-    """
-    from aezoo.config import build_run_spec
-
-    for e in _scan():
-        if not enabled(e.dist):
-            continue
-        try:
-            _load(e)
-        except PluginError:
-            continue
-        if e.kind == "variant":
-            try:
-                build_run_spec(e.qualified)
-            except PluginError:
-                pass  # a component's own failure is recorded on that component
-            except AezooError as exc:
-                _failures[e] = Failure(e, f"its preset does not resolve: {exc}", "spec")
-            except Exception as exc:  # a params validator that crashes is still a plugin bug
-                _failures[e] = Failure(e, f"its preset does not resolve: {summary(exc)}", "spec")
-    return failures()
 
 
 def record_failure(entry: Entry, message: str, reason: str) -> None:

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from aezoo import registry
-from aezoo.errors import AezooError
+from aezoo.errors import AezooError, summary
+from aezoo.protocols import format_shape
 
 if TYPE_CHECKING:
     import torch
@@ -209,10 +210,6 @@ def _shape(value: Sequence[int]) -> Shape:
     return (int(c), int(h), int(w))
 
 
-def _fmt(shape: Sequence[int]) -> str:
-    return "x".join(map(str, shape))
-
-
 def _batch(shape: Sequence[int], n: int = 2, seed: int = 0) -> torch.Tensor:
     import torch
 
@@ -242,16 +239,18 @@ def check_shapes(model: Autoencoder) -> None:
         logits = model.decode_logits(z)
         recon = model(x)
     if tuple(z.shape) != (3, *model.latent_shape):
-        raise AssertionError(f"at {_fmt(shape)} the encoder returns {_fmt(z.shape[1:])} latents "
-                             f"but declares latent_shape {_fmt(model.latent_shape)}")
+        raise AssertionError(f"at {format_shape(shape)} the encoder returns "
+                             f"{format_shape(z.shape[1:])} latents but declares latent_shape "
+                             f"{format_shape(model.latent_shape)}")
     declared = getattr(model.decoder, "output_shape", None)
     if declared is not None and tuple(declared) != shape:
-        raise AssertionError(f"at {_fmt(shape)} the decoder declares output_shape "
-                             f"{_fmt(declared)}")
+        raise AssertionError(f"at {format_shape(shape)} the decoder declares output_shape "
+                             f"{format_shape(declared)}")
     if tuple(logits.shape) != (3, *shape) or tuple(recon.shape) != (3, *shape):
-        raise AssertionError(f"{_fmt(shape)} inputs come back as {_fmt(logits.shape[1:])}")
+        raise AssertionError(f"{format_shape(shape)} inputs come back as "
+                             f"{format_shape(logits.shape[1:])}")
     if not bool(torch.isfinite(logits).all()):
-        raise AssertionError(f"at {_fmt(shape)} the decoder returns non-finite logits")
+        raise AssertionError(f"at {format_shape(shape)} the decoder returns non-finite logits")
     if float(recon.min()) < 0 or float(recon.max()) > 1:
         raise AssertionError("reconstructions leave [0, 1]")
 
@@ -266,8 +265,7 @@ def check_shape_errors(build: Callable[[Shape], Autoencoder],
             continue
         except Exception as exc:
             raise AssertionError(
-                f"building at {_fmt(shape)} raised {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}; raise "
+                f"building at {format_shape(shape)} raised {summary(exc)}; raise "
                 "aezoo.errors.ShapeError naming what the component needs instead") from None
         check_shapes(model)
 
@@ -420,7 +418,7 @@ def check_param_count(model: Autoencoder, declared: int | None) -> None:
     actual = model.num_parameters()
     if declared is not None and declared != actual:
         raise AssertionError(f"declares param_count={declared:,} but the model at "
-                             f"{_fmt(model.input_shape)} has {actual:,} parameters")
+                             f"{format_shape(model.input_shape)} has {actual:,} parameters")
 
 
 # --- everything for one variant -----------------------------------------------------
@@ -461,8 +459,7 @@ def _check_variant(name: str, shapes: Iterable[Shape], seed: int,
         except (AssertionError, AezooError) as exc:
             failed.append(f"{label}: {exc}")
         except Exception as exc:  # the plugin crashed: a failure to report, not to raise
-            detail = str(exc).splitlines()[0] if str(exc) else ""
-            failed.append(f"{label}: {type(exc).__name__}: {detail}")
+            failed.append(f"{label}: {summary(exc)}")
         return None
 
     variant = run("variant descriptor",
@@ -492,7 +489,7 @@ def _check_variant(name: str, shapes: Iterable[Shape], seed: int,
     all_shapes: dict[Shape, None] = dict.fromkeys(
         _shape(s) for s in (variant.input_shape, *variant.example_shapes, *shapes))
     for shape in all_shapes:
-        run(f"shape round trip {_fmt(shape)}",
+        run(f"shape round trip {format_shape(shape)}",
             partial(_check_shape, name, seed, shape))
     run("impossible shapes", lambda: check_shape_errors(
         lambda s: _build(name, seed, input_shape=s), probe_shapes))

@@ -201,6 +201,35 @@ def test_train_flags_and_set_reach_the_run(cli: Cli, tmp_path: Path) -> None:
     assert spec["model"]["encoder"]["params"]["channels"] == [8, 8, 8]
 
 
+def test_train_flag_table_covers_every_option_and_the_resumable_keys() -> None:
+    from aezoo.cli.train import FLAGS
+    from aezoo.run import RESUMABLE
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    options = {opt for p in command.params for opt in p.opts + p.secondary_opts}
+    assert {f for f in FLAGS if f != "NAME"} <= options
+    assert options - set(FLAGS) == {"name", "--resume", "--no-channels-last"}
+    for flag, (key, on_resume) in FLAGS.items():
+        if key is not None and key.startswith("train.") and key[6:] in RESUMABLE:
+            assert on_resume, flag  # a resumable setting is passed on with --resume
+        if on_resume:
+            assert key is not None and key.startswith("train."), flag
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seed", "1", "--data", "mnist"], "--seed, --data cannot be combined with --resume"),
+    (["--scheduler", "cosine"], "scheduler cannot change when resuming"),
+])
+def test_resume_refuses_settings_it_cannot_change(cli: Cli, tmp_path: Path, args: list[str],
+                                                  message: str) -> None:
+    from aezoo.config import build_run_spec
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(build_run_spec("cae-upsample").model_dump_json())
+    assert_one_error_line(cli("train", "--resume", str(run), *args), 2, message)
+
+
 def test_train_with_config_file(cli: Cli, tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text('[model]\nvariant = "cae-upsample"\n[train]\nepochs = 1\nlr = 0.005\n'

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import aezoo
-from aezoo import metrics
+from aezoo import evaluation, metrics
 from aezoo.errors import ShapeError
 from aezoo.viz import PAD, encode_png, grid, reconstruct, write_png
 
@@ -118,7 +118,7 @@ def test_evaluate_reports_the_metrics_of_the_model(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = aezoo.build("cae-upsample")
     data = (images(40, 1, 28, 28, seed=9) * 255).round().to(torch.uint8)
-    result = metrics.evaluate(model, data, batch_size=16)
+    result = evaluation.evaluate(model, data, batch_size=16)
     x = data.float() / 255
     with torch.no_grad():
         logits = model.decode_logits(model.encode(x))

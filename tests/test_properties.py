@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aezoo
-from aezoo import config
+from aezoo import config, specfile
 from aezoo.errors import AezooError, CheckpointError, SpecError, UsageError
 from aezoo.specs import DataSpec, ModelSpec, RunSpec, TrainSpec, validate
 
@@ -176,7 +176,7 @@ def test_read_config_gives_a_mapping_or_a_usage_error(tmp_path: Path, content: b
     path = tmp_path / f"spec{suffix}"
     path.write_bytes(content)
     try:
-        data = config.read_config(path)
+        data = specfile.read_config(path)
     except UsageError as exc:
         _assert_clean(exc)
         return

@@ -9,7 +9,7 @@ import pytest
 from plugin_fixtures import FakeSite, variant_source
 
 import aezoo
-from aezoo import registry
+from aezoo import doctor, registry
 from aezoo.config import build_run_spec
 from aezoo.errors import PluginError, UnknownNameError, UsageError
 
@@ -193,7 +193,7 @@ def test_check_all_reports_presets_that_do_not_resolve(site):
         modules={"plug_preset_a": variant_source("pool", "upsample", "bce",
                                                  encoder_params={"chanels": [4]}),
                  "plug_preset_b": variant_source("nowhere", "upsample", "bce")})
-    failures = {f.entry.name: f for f in registry.check_all()}
+    failures = {f.entry.name: f for f in doctor.check_plugins()}
     assert set(failures) == {"typo", "ghost"}
     assert failures["typo"].reason == "spec" and "chanels" in failures["typo"].message
     assert "unknown encoder 'nowhere'" in failures["ghost"].message

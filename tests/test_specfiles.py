@@ -15,8 +15,9 @@ from plugin_fixtures import FakeSite, variant_source
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from aezoo.cli.specfiles import parse, schema, to_toml, typed_run_spec
-from aezoo.config import build_run_spec, parse_assignment, read_config
+from aezoo.config import build_run_spec, parse_assignment
+from aezoo.schema import schema, typed_run_spec
+from aezoo.specfile import parse, read_config, to_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -91,6 +92,27 @@ def test_a_null_toml_cannot_express_is_refused_not_silently_changed(tmp_path, mo
         assert result.exit_code == 0
         again = build_run_spec(None, [yaml.safe_load(result.stdout)])
         assert again.train.channels_last is None
+
+
+def test_schema_leaves_out_broken_components_with_a_warning(tmp_path, monkeypatch, cli):
+    with FakeSite(tmp_path / "site", monkeypatch) as site:
+        site.add("plug-raises", version="0.3",
+                 entry_points={"aezoo.encoders": {"boom": "plug_boom_mod:encoder"}},
+                 modules={"plug_boom_mod": "raise RuntimeError('the plugin is broken')\n"})
+        site.add("plug-wrong", entry_points={"aezoo.losses": {"wrong": "plug_wrong_mod:thing"}},
+                 modules={"plug_wrong_mod": "thing = object()\n"})
+        result = cli("schema")
+        assert result.exit_code == 0, result.output
+        assert result.stderr.splitlines() == [
+            "warning: plugin plug-raises 0.3 failed to load encoder 'boom' (RuntimeError: the "
+            "plugin is broken); left out of the schema",
+            "warning: plugin plug-wrong 1.0 provides a broken loss 'wrong': "
+            "plug_wrong_mod:thing is a object, not a LossComponent; left out of the schema"]
+        encoders = json.dumps(json.loads(result.stdout)["$defs"])
+        assert "boom" not in encoders and "EncoderPool" in encoders
+        monkeypatch.setenv("AEZOO_STRICT_PLUGINS", "1")
+        strict = cli("schema")
+        assert strict.exit_code == 1 and "failed to load encoder 'boom'" in strict.stderr
 
 
 # TOML writer: anything JSON-like (the shape of specs and params) survives tomllib.

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from aezoo import registry
-from aezoo.config import build_run_spec, merge, parse_assignment, read_config
+from aezoo.config import build_run_spec, merge, parse_assignment
 from aezoo.errors import SpecError, UnknownNameError, UsageError
+from aezoo.specfile import read_config
 from aezoo.specs import ModelSpec, RunSpec, TrainSpec, validate
 
 # --- parse_assignment ------------------------------------------------------------------

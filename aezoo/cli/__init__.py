@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from aezoo._version import __version__
-from aezoo.cli._common import AezooGroup, console, warn
+from aezoo.cli._common import AezooGroup, console, warn, warn_unavailable
 
 app = typer.Typer(
     name="aezoo",
@@ -63,11 +63,7 @@ def _add_commands(app: typer.Typer) -> None:
                 continue
             warn(f"plugin {entry.dist} {entry.version}: command '{entry.name}' is unavailable "
                  f"({summary(exc)}); see `aezoo plugins`")
-    for failure in registry.failures():
-        if failure.entry.kind == "command":
-            e = failure.entry
-            warn(f"plugin {e.dist} {e.version}: command '{e.name}' is unavailable "
-                 f"({failure.message}); see `aezoo plugins`")
+    warn_unavailable("command")
 
 
 _add_commands(app)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from aezoo.errors import AezooError, one_line
+from aezoo.errors import AezooError, one_line, summary
+
+if TYPE_CHECKING:
+    from aezoo.registry import Failure
 
 # Typer >= 0.29 vendors click; take its exception base from a public typer class.
 _CLICK_ERRORS = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
@@ -38,6 +41,22 @@ def error(message: str) -> None:
 def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(one_line(message))}", soft_wrap=True,
                       highlight=False)
+
+
+def plugin_problem(failure: Failure) -> str:
+    """A recorded plugin failure in the words the registry's PluginError uses."""
+    return failure.problem
+
+
+def warn_unavailable(kind: str | None = None) -> None:
+    """One warning per plugin entry (of ``kind``, or any) that failed to load so far."""
+    from aezoo import registry
+
+    for failure in registry.failures():
+        e = failure.entry
+        if kind is None or e.kind == kind:
+            warn(f"plugin {e.dist} {e.version}: {e.kind} '{e.name}' is unavailable "
+                 f"({failure.message}); see `aezoo plugins`")
 
 
 def _one_line_usage_error(exc: Exception) -> typer.Exit:
@@ -108,8 +127,7 @@ class AezooGroup(TyperGroup):
                 error(f"cannot use{where} ({exc.strerror}): check the path, its permissions "
                       "and the free disk space")
                 raise typer.Exit(1) from None
-            detail = str(exc).splitlines()[0] if str(exc) else ""
-            error(f"unexpected {type(exc).__name__}: {detail} "
+            error(f"unexpected {summary(exc)} "
                   "(rerun with AEZOO_DEBUG=1 for the traceback and please report it)")
             raise typer.Exit(1) from None
 

@@ -13,13 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from aezoo.cli._common import console, err_console, warn
+from aezoo.cli._common import console, err_console, warn_unavailable
+from aezoo.protocols import format_shape
 
 if TYPE_CHECKING:
-    from aezoo.data.base import ArrayDataset
-    from aezoo.data.catalog import Resolved
     from aezoo.data.source import DatasetSource, Progress
-    from aezoo.specs import RunSpec
 
 data_app = typer.Typer(
     help="Datasets: list the sources, download and verify them, inspect their splits.\n\n"
@@ -62,6 +60,8 @@ def progress_bars(out: Console | None = None) -> Iterator[Progress]:
     started: dict[str, float] = {}
 
     def update(label: str, done: int, total: int | None, unit: str) -> None:
+        if not tasks:  # drawn from the first report on: nothing is shown for no work
+            bars.start()
         if done == 0:
             started[label] = time.perf_counter()
         rate = done / max(time.perf_counter() - started.get(label, 0.0), 1e-6)
@@ -74,75 +74,14 @@ def progress_bars(out: Console | None = None) -> Iterator[Progress]:
             bars.reset(tasks[label], total=total)
         bars.update(tasks[label], completed=done, total=total, amount=amount)
 
-    with bars:
+    try:
         yield update
-
-
-def prefetch(name: str) -> None:
-    """Download (and verify) what ``name`` needs, with progress bars; no-op for local data."""
-    from aezoo.data.catalog import resolve, source_dir
-    from aezoo.data.download import ensure_files
-
-    source = resolve(name).source
-    if source.files:
-        with progress_bars() as progress:
-            ensure_files(source, source_dir(source), progress=progress)
-
-
-def prepare_data(spec: RunSpec) -> None:
-    """Before training: a model that cannot serve the data's (declared) shape fails now,
-    not after a download; then download and verify what the dataset needs."""
-    from aezoo.data import declared_shape
-
-    shape = declared_shape(spec.data)
-    if shape is not None and tuple(spec.model.input_shape) != shape:
-        from aezoo.config import resolve_model
-        from aezoo.model import from_spec
-
-        from_spec(resolve_model(spec.model.model_copy(update={"input_shape": shape})))
-    prefetch(spec.data.name)
-
-
-def _sources() -> list[tuple[str, DatasetSource]]:
-    from aezoo import registry
-    from aezoo.data import catalog
-    from aezoo.errors import PluginError
-
-    found = []
-    for entry in catalog.entries():
-        try:
-            found.append((entry.name, catalog.load_entry(entry)))
-        except PluginError:
-            if registry.strict():
-                raise
-    for failure in registry.failures():
-        e = failure.entry
-        if e.kind == catalog.KIND:
-            warn(f"plugin {e.dist} {e.version}: dataset '{e.name}' is unavailable "
-                 f"({failure.message}); see `aezoo plugins`")
-    return found
-
-
-def _status(source: DatasetSource) -> tuple[str, int | None]:
-    """(cached column, bytes on disk)."""
-    from aezoo.data.catalog import cache_status
-
-    if source.embedded:
-        return "embedded", None
-    if source.takes_path:
-        return "-", None
-    if not source.files:
-        return "-", None
-    status = cache_status(source)
-    if status.complete:
-        return "yes", status.bytes
-    if status.present:
-        return f"partial {status.present}/{status.total}", status.bytes
-    return "no", status.bytes or None
+    finally:
+        bars.stop()
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
-    return "x".join(map(str, shape)) if shape else "from data"
+    return format_shape(shape) if shape else "from data"
 
 
 def _short(n: int | None) -> str:
@@ -163,16 +102,11 @@ def list_command(
 
     Reads descriptors and the cache directory only: nothing is loaded or downloaded.
     """
-    from aezoo.data.catalog import data_root, source_dir
+    from aezoo.data.catalog import KIND, data_root
+    from aezoo.data.info import source_rows
 
-    rows: list[dict[str, Any]] = []
-    for name, source in _sources():
-        cached, used = _status(source)
-        rows.append({"name": f"{name}:PATH" if source.takes_path else name,
-                     "shape": list(source.shape) if source.shape else None,
-                     "splits": dict(source.counts), "cached": cached, "bytes": used,
-                     "directory": str(source_dir(source)) if source.files else None,
-                     "license": source.license, "description": source.description})
+    rows = source_rows()
+    warn_unavailable(KIND)
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -206,22 +140,18 @@ def fetch_command(
     only once complete and verified, so an interruption never leaves a file that looks
     valid. Offline: put the files into the directory the error names, by hand.
     """
-    from aezoo.data.catalog import resolve, source_dir
-    from aezoo.data.download import ensure_files
+    from aezoo.data.info import fetch
 
     for name in names:
-        source = resolve(name).source
-        if source.embedded or source.takes_path or not source.files:
-            why = ("ships inside its package" if source.embedded
-                   else "reads your files" if source.takes_path else "declares no files")
-            console.print(f"{source.name} {why}: nothing to fetch", highlight=False)
-            continue
-        directory = source_dir(source)
         with progress_bars() as progress:
-            paths = ensure_files(source, directory, progress=progress, force=force)
-        total = sum(p.stat().st_size for p in paths.values())
-        console.print(f"{source.name}: {len(paths)} file{'s' * (len(paths) != 1)} verified "
-                      f"in {directory} ({human_bytes(total)})", highlight=False)
+            done = fetch(name, progress, force=force)
+        if done.skipped:
+            console.print(f"{done.source.name} {done.skipped}: nothing to fetch",
+                          highlight=False)
+            continue
+        n = len(done.paths)
+        console.print(f"{done.source.name}: {n} file{'s' * (n != 1)} verified "
+                      f"in {done.directory} ({human_bytes(done.bytes)})", highlight=False)
 
 
 @data_app.command("info")
@@ -239,61 +169,19 @@ def info_command(
     """Describe a dataset: source, license, files, cache; and, when it is available
     without a download, its shape and the image count of every split (train, val, test).
     """
-    from aezoo.data.catalog import cache_status, resolve, source_dir
+    from aezoo.data.info import dataset_info
     from aezoo.specs import DataSpec, validate
 
     values = {"name": name, "val_fraction": val_fraction, "image_size": image_size,
               "channels": channels, "split_seed": split_seed}
     spec: DataSpec = validate(DataSpec, {k: v for k, v in values.items() if v is not None},
                               "data")
-    found = resolve(name)
-    source = found.source
-    available = (source.embedded or source.takes_path or not source.files
-                 or cache_status(source).complete)
-    dataset = None
-    if available:
-        from aezoo.data import load_dataset
-
-        with progress_bars() as progress:
-            dataset = load_dataset(spec, progress=progress, offline=True)
-    info = _info(found, spec, dataset, source_dir(source) if source.files else None)
+    with progress_bars() as progress:
+        info, source = dataset_info(spec, progress)
     if as_json:
         console.print_json(json.dumps(info))
     else:
         _print_info(info, source)
-
-
-def _info(found: Resolved, spec: Any, dataset: ArrayDataset | None,
-          directory: Any) -> dict[str, Any]:
-    source = found.source
-    info: dict[str, Any] = {
-        "name": spec.name, "description": source.description, "license": source.license,
-        "homepage": source.homepage or None, "citation": source.citation or None,
-        "provided_by": f"{found.entry.dist} {found.entry.version}",
-        "declared_shape": list(source.shape) if source.shape else None,
-        "declared_splits": dict(source.counts),
-        "files": [{"name": f.name, "bytes": f.size, "sha256": f.sha256, "md5": f.md5}
-                  for f in source.files],
-        "mirrors": list(source.mirrors),
-        "directory": str(directory) if directory else None,
-        "loaded": dataset is not None,
-    }
-    if dataset is not None:
-        import numpy as np
-
-        arrays = {"train": (dataset.train, dataset.train_labels),
-                  "val": (dataset.val, dataset.val_labels)}
-        if dataset.test is not None:
-            arrays["test"] = (dataset.test, dataset.test_labels)
-        info["shape"] = list(dataset.shape)
-        info["dtype"] = "uint8"
-        info["val_fraction"] = spec.val_fraction
-        info["splits"] = {
-            split: {"images": len(images),
-                    "classes": None if labels is None else len(np.unique(labels)),
-                    "bytes": int(images.nbytes)}
-            for split, (images, labels) in arrays.items()}
-    return info
 
 
 def _print_info(info: dict[str, Any], source: DatasetSource) -> None:

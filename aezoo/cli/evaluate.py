@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -14,72 +12,6 @@ from aezoo.cli._common import console
 MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SPLIT_HELP = "test, val or train [default: test where the dataset has one, else val]."
-SPLITS = ("test", "val", "train")
-
-
-@dataclass
-class Loaded:
-    """A model on its device and the uint8 images of one split."""
-
-    model: Any
-    path: Path
-    data_name: str
-    split: str
-    images: Any  # torch.Tensor (N, C, H, W) uint8 on the model's device
-    labels: Any  # numpy array or None
-    memory_format: Any
-
-
-def load_split(target: Path, data: str | None, split: str | None, limit: int | None,
-               device: str) -> Loaded:
-    """The model and the images it should see, checked for a matching shape."""
-    import torch
-
-    import aezoo
-    from aezoo.data import load_dataset
-    from aezoo.device import resolve_device
-    from aezoo.errors import ShapeError, UsageError
-    from aezoo.protocols import format_shape
-    from aezoo.rundir import data_spec_beside, model_path
-    from aezoo.tensors import preferred_memory_format
-
-    if split is not None and split not in SPLITS:
-        raise UsageError(f"unknown split '{split}'", "use test, val or train")
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be positive (got {limit})", "pass --limit 1 or more")
-    dev = resolve_device(device)
-    path = model_path(target)
-    model = aezoo.load(path, device=dev)
-    data_spec = data_spec_beside(path, data)
-    dataset = load_dataset(data_spec)
-    test = getattr(dataset, "test", None)
-    split = split or ("test" if test is not None else "val")
-    if split == "test" and test is None:
-        raise UsageError(f"dataset {dataset.name} has no test split", "use --split val")
-    arrays: dict[str, tuple[Any, Any]] = {
-        "train": (dataset.train, dataset.train_labels),
-        "val": (dataset.val, dataset.val_labels),
-        "test": (test, getattr(dataset, "test_labels", None))}
-    images, labels = arrays[split]
-    if limit is not None:
-        images = images[:limit]
-        labels = None if labels is None else labels[:limit]
-    shape = tuple(images.shape[1:])
-    if shape != tuple(model.input_shape):
-        raise ShapeError(f"{path} expects {format_shape(model.input_shape)} images, "
-                         f"dataset {dataset.name} has {format_shape(shape)}",
-                         "pass the --data the model was trained on")
-    memory_format = preferred_memory_format(dev)
-    model.to(memory_format=memory_format)  # type: ignore[call-overload]
-    tensor = torch.from_numpy(images.copy()).to(dev)
-    return Loaded(model, path, dataset.name, split, tensor, labels, memory_format)
-
-
-def _refuse_overwrite(path: Path, force: bool) -> None:
-    from aezoo.errors import OutputExistsError
-
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists", "choose another --out, or pass --force")
 
 
 def eval_command(
@@ -98,7 +30,7 @@ def eval_command(
     """
     from rich.table import Table
 
-    from aezoo.metrics import evaluate
+    from aezoo.evaluation import evaluate, load_split
 
     loaded = load_split(model, data, split, limit, device)
     result = evaluate(loaded.model, loaded.images, batch_size, loaded.memory_format)
@@ -136,9 +68,10 @@ def reconstruct_command(
 
     Gray and RGB images; the PNG is N*W*scale + (N+1)*2 pixels wide and 2*H*scale + 6 high.
     """
+    from aezoo.evaluation import load_split, refuse_overwrite
     from aezoo.viz import grid, reconstruct, write_png
 
-    _refuse_overwrite(out, force)
+    refuse_overwrite(out, force)
     loaded = load_split(model, data, split, n, device)
     recon = reconstruct(loaded.model, loaded.images, loaded.memory_format)
     picture = grid(loaded.images, recon, scale=scale)
@@ -162,42 +95,25 @@ def encode_command(
 ) -> None:
     """Encode a split to latents: OUT (float32 .npy) and, when the dataset has labels,
     OUT's stem + `.labels.npy` (int64), row i labelling latent i."""
-    import numpy as np
-    import torch
+    from aezoo.evaluation import (
+        encode_split,
+        labels_path,
+        load_split,
+        refuse_overwrite,
+        write_latents,
+    )
 
-    from aezoo._io import atomic_write
-    from aezoo.tensors import to_unit
-
-    labels_out = out.with_name(out.name.removesuffix(".npy") + ".labels.npy")
-    _refuse_overwrite(out, force)
-    _refuse_overwrite(labels_out, force)
+    refuse_overwrite(out, force)
+    refuse_overwrite(labels_path(out), force)
     loaded = load_split(model, data, split, limit, device)
-    parts = []
-    with torch.no_grad():
-        loaded.model.eval()
-        for s in range(0, len(loaded.images), batch_size):
-            x = to_unit(loaded.images[s:s + batch_size], loaded.memory_format)
-            parts.append(loaded.model.encode(x).float().cpu())
-    latents = torch.cat(parts).contiguous().numpy()
-    if flatten:
-        latents = latents.reshape(len(latents), -1)
-    atomic_write(out, _npy(latents))
+    latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
+                           flatten)
+    labels_out = write_latents(out, latents, loaded.labels)
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
-    if loaded.labels is not None:
-        atomic_write(labels_out, _npy(np.asarray(loaded.labels, dtype=np.int64)))
+    if labels_out is not None:
         wrote += f" and {labels_out}"
     console.print(f"{wrote} ({loaded.data_name}/{loaded.split})", highlight=False,
                   soft_wrap=True)
-
-
-def _npy(array: Any) -> bytes:
-    import io
-
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
 
 
 def register(app: typer.Typer) -> None:

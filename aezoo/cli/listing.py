@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from aezoo import registry
-from aezoo.cli._common import console, warn
+from aezoo.cli._common import console, warn_unavailable
 from aezoo.errors import PluginError, UnknownNameError
+from aezoo.protocols import format_shape
 
 
 def _load_quietly(kind: str, entry: registry.Entry) -> Any | None:
@@ -23,13 +24,6 @@ def _load_quietly(kind: str, entry: registry.Entry) -> Any | None:
         if registry.strict():
             raise
         return None
-
-
-def _report_failures() -> None:
-    for failure in registry.failures():
-        e = failure.entry
-        warn(f"plugin {e.dist} {e.version}: {e.kind} '{e.name}' is unavailable "
-             f"({failure.message}); see `aezoo plugins`")
 
 
 def _variant_rows(pattern: str | None, count_params: bool) -> list[dict[str, Any]]:
@@ -90,12 +84,12 @@ def list_command(
         for r in rows:
             count = f"{r['params']:,}" if r["params"] is not None else "?"
             cells = (r["name"], r["encoder"], r["decoder"], r["loss"], count,
-                     "x".join(map(str, r["input_shape"])), f"{r['dist']} {r['version']}")
+                     format_shape(r["input_shape"]), f"{r['dist']} {r['version']}")
             table.add_row(*(escape(c) for c in cells))
         console.print(table)
         if not rows:
             console.print(f"no variant matches '{pattern}'" if pattern else "no variants installed")
-    _report_failures()
+    warn_unavailable()
 
 
 def _list_components(pattern: str | None, as_json: bool) -> None:
@@ -121,7 +115,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
             table.add_row(*(escape(c) for c in (r["kind"], r["name"], f"{r['dist']} {r['version']}",
                                                  r["description"])))
         console.print(table)
-    _report_failures()
+    warn_unavailable()
 
 
 def _type_name(annotation: Any) -> str:
@@ -177,11 +171,10 @@ def info_command(
     if as_json:
         console.print_json(json.dumps(data))
         return
-    shape = "x".join
     console.print(f"[bold]{entry.name}[/] ({data['plugin']}): {v.description}")
-    console.print(f"input {shape(map(str, spec.input_shape))} -> latent "
-                  f"{shape(map(str, model.latent_shape))} -> output "
-                  f"{shape(map(str, spec.input_shape))}; {model.num_parameters():,} parameters; "
+    console.print(f"input {format_shape(spec.input_shape)} -> latent "
+                  f"{format_shape(model.latent_shape)} -> output "
+                  f"{format_shape(spec.input_shape)}; {model.num_parameters():,} parameters; "
                   f"init {spec.init}", highlight=False)
     for kind in ("encoder", "decoder", "loss"):
         comp = getattr(spec, kind)

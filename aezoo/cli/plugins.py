@@ -26,38 +26,6 @@ Environment: `AEZOO_PLUGINS=a,b` loads only those distributions (plus aezoo itse
 """
 
 
-def report() -> dict[str, Any]:
-    """Everything ``aezoo plugins`` shows, as plain data (what ``--json`` prints)."""
-    import os
-
-    from aezoo import registry
-
-    failures = registry.check_all()
-    by_dist: dict[str, list[dict[str, str]]] = {}
-    for f in failures:
-        by_dist.setdefault(registry.canonical(f.entry.dist), []).append(
-            {"group": f.entry.group, "name": f.entry.name, "value": f.entry.value,
-             "reason": f.reason, "message": f.message})
-    dists: list[dict[str, Any]] = [{"name": d.name, "version": d.version, "enabled": d.enabled,
-                                    "provides": {g: list(n) for g, n in d.provides.items()},
-                                    "failures": by_dist.get(registry.canonical(d.name), [])}
-                                   for d in registry.distributions()]
-    conflicts = [{"group": registry.group_of(kind), "name": name,
-                  "providers": [e.qualified for e in es]}
-                 for group in registry.groups()
-                 for kind in [registry.kind_of(group)]
-                 for name, es in registry.conflicts(kind).items()]
-    raw = os.environ.get("AEZOO_PLUGINS")
-    return {
-        "distributions": dists,
-        "conflicts": conflicts,
-        "failures": sum(len(d["failures"]) for d in dists),
-        "strict": registry.strict(),
-        "only": None if raw is None else [d.strip() for d in raw.split(",") if d.strip()],
-        "unknown_in_only": registry.unknown_allowed(),
-    }
-
-
 def _short(group: str) -> str:
     return group.removeprefix("aezoo.")
 
@@ -95,7 +63,9 @@ def _print(data: dict[str, Any]) -> None:
 def plugins_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    data = report()
+    from aezoo.doctor import plugin_report
+
+    data = plugin_report()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:

@@ -39,6 +39,41 @@ Examples:
 """
 
 
+# Every flag that sets something: flag -> (the run spec value it sets, or None; whether it
+# is passed on with --resume, where aezoo.run.resume accepts the train keys in its
+# RESUMABLE and names the others). Flags not passed on cannot be combined with --resume
+# and are named in this order.
+FLAGS: dict[str, tuple[str | None, bool]] = {
+    "NAME": (None, False),
+    "--device": ("train.device", True),
+    "--epochs": ("train.epochs", True),
+    "--batch-size": ("train.batch_size", False),
+    "--lr": ("train.lr", True),
+    "--loss": ("model.loss.name", False),
+    "--seed": ("train.seed", False),
+    "--data": ("data.name", False),
+    "--limit": ("data.limit", False),
+    "--out": (None, False),
+    "--val-fraction": ("data.val_fraction", False),
+    "--image-size": ("data.image_size", False),
+    "--channels": ("data.channels", False),
+    "--config": (None, False),
+    "--set": (None, False),
+    "--force": (None, False),
+    "--checkpoint-every": ("train.checkpoint_every", True),
+    "--scheduler": ("train.scheduler", True),
+    "--warmup": ("train.warmup", True),
+    "--grad-clip": ("train.grad_clip", True),
+    "--patience": ("train.patience", True),
+    "--precision": ("train.precision", True),
+    "--compile": ("train.compile", True),
+    "--channels-last": ("train.channels_last", True),
+    "--no-images": ("train.images", True),
+    "--callback": ("train.callbacks", True),
+}
+_KEYS = {flag: key for flag, (key, _) in FLAGS.items() if key is not None}
+
+
 def train_command(
     name: str | None = typer.Argument(None, help="Variant to train (see `aezoo list`)."),
     device: str | None = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps."),
@@ -90,72 +125,50 @@ def train_command(
         [], "--callback", metavar="NAME",
         help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
 ) -> None:
-    from aezoo.config import build_run_spec, parse_assignment, read_config
-    from aezoo.run import train
-
-    switches: dict[str, Any] = {
-        "checkpoint_every": checkpoint_every, "scheduler": scheduler, "warmup": warmup,
-        "grad_clip": grad_clip, "patience": patience, "precision": precision,
-        "compile": True if compile_ else None, "channels_last": channels_last,
-        "images": False if no_images else None, "callbacks": callback or None,
+    given = {
+        "NAME": name, "--device": device, "--epochs": epochs, "--batch-size": batch_size,
+        "--lr": lr, "--loss": loss, "--seed": seed, "--data": data, "--limit": limit,
+        "--val-fraction": val_fraction, "--image-size": image_size, "--channels": channels,
+        "--out": out, "--config": config, "--set": set_ or None, "--force": force or None,
+        "--checkpoint-every": checkpoint_every, "--scheduler": scheduler, "--warmup": warmup,
+        "--grad-clip": grad_clip, "--patience": patience, "--precision": precision,
+        "--compile": True if compile_ else None, "--channels-last": channels_last,
+        "--no-images": False if no_images else None, "--callback": callback or None,
     }
-    switches = {k: v for k, v in switches.items() if v is not None}
+    given = {flag: value for flag, value in given.items() if value is not None}
     from aezoo.training.precision import flush_denormals
 
     flush_denormals()  # first, before any torch op starts the CPU thread pool
     if resume is not None:
-        _resume(resume, {**switches, **{k: v for k, v in (
-            ("epochs", epochs), ("device", device), ("lr", lr)) if v is not None}},
-            fresh_only={"NAME": name, "--batch-size": batch_size, "--loss": loss,
-                        "--seed": seed, "--data": data, "--limit": limit, "--out": out,
-                        "--val-fraction": val_fraction, "--image-size": image_size,
-                        "--channels": channels,
-                        "--config": config, "--set": set_ or None,
-                        "--force": force or None})
+        _resume(resume, given)
         return
 
-    layers: list[dict[str, Any]] = []
-    if config is not None:
-        layers.append(read_config(config))
-    flags: dict[str, Any] = {}
-    for key, value in (("device", device), ("epochs", epochs), ("batch_size", batch_size),
-                       ("lr", lr), ("seed", seed)):
-        if value is not None:
-            flags.setdefault("train", {})[key] = value
-    if loss is not None:
-        flags["model"] = {"loss": {"name": loss}}
-    for key, value in (("name", data), ("limit", limit), ("val_fraction", val_fraction),
-                       ("image_size", image_size), ("channels", channels)):
-        if value is not None:
-            flags.setdefault("data", {})[key] = value
-    if switches:
-        flags.setdefault("train", {}).update(switches)
-    layers.append(flags)
-    layers.extend(parse_assignment(item) for item in set_)
-    spec = build_run_spec(name, layers)
+    from aezoo.cli.data import progress_bars
+    from aezoo.cli.progress import ProgressCallback
+    from aezoo.config import fixes_input_shape, layer, run_spec_from
+    from aezoo.doctor import preflight
+    from aezoo.run import train
+
+    flags = layer({_KEYS[flag]: value for flag, value in given.items() if flag in _KEYS})
+    spec = run_spec_from(name, config, flags, set_)
+    with progress_bars() as progress:  # a shape the model cannot serve fails before a download
+        preflight(spec, progress)
     # A shape given with --set is kept (a mismatch with the data is an error). Otherwise
     # it follows the data: a variant's default, or the one `aezoo config` wrote to a file.
-    fixed_shape = any(item.split("=", 1)[0].strip() == "model.input_shape" for item in set_)
-
-    from aezoo.cli.progress import ProgressCallback
-    from aezoo.device import resolve_device
-
-    resolve_device(spec.train.device)  # fail before loading anything
-    from aezoo.cli.data import prepare_data
-
-    prepare_data(spec)  # a shape the model cannot serve fails now; downloads show progress
     _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)],
-                          follow_data=not fixed_shape))
+                          follow_data=not fixes_input_shape(set_)))
 
 
-def _resume(run_dir: Path, overrides: dict[str, Any], fresh_only: dict[str, Any]) -> None:
+def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     from aezoo.cli.progress import ProgressCallback
     from aezoo.run import resume
 
-    given = [flag for flag, value in fresh_only.items() if value is not None]
-    if given:
-        raise usage_error(f"{', '.join(given)} cannot be combined with --resume",
+    fresh = [flag for flag in FLAGS if flag in given and not FLAGS[flag][1]]
+    if fresh:
+        raise usage_error(f"{', '.join(fresh)} cannot be combined with --resume",
                           "a resumed run keeps its run.json; start a new run to change them")
+    overrides = {_KEYS[flag].removeprefix("train."): value
+                 for flag, value in given.items() if FLAGS[flag][1]}
     _report(lambda: resume(run_dir, overrides, callbacks=[ProgressCallback(console)]))
 
 

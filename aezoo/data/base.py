@@ -178,5 +178,3 @@ def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
 def _owned(images: np.ndarray) -> np.ndarray:
     """Contiguous and writable (not a view of a cache, a memory map or a file buffer)."""
     return np.require(images, np.uint8, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
-
-

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aezoo.data.source import LoadContext, Splits
-from aezoo.errors import DataError, UsageError
+from aezoo.errors import DataError, UsageError, summary
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -114,8 +114,8 @@ def _open(path: Path) -> Image.Image:
 
 
 def _unreadable(path: Path, exc: BaseException) -> DataError:
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return DataError(f"cannot read image {path} ({reason})", "remove or replace the file")
+    return DataError(f"cannot read image {path} ({summary(exc, with_type=False)})",
+                     "remove or replace the file")
 
 
 def _header(path: Path) -> _Header:

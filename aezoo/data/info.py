@@ -1,0 +1,142 @@
+"""What ``aezoo data list|fetch|info`` report, as plain data: the installed sources, their
+cache, their files and (when loadable without a download) their splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aezoo import registry
+from aezoo.data import catalog
+
+if TYPE_CHECKING:
+    from aezoo.data.base import ArrayDataset
+    from aezoo.data.catalog import Resolved
+    from aezoo.data.source import DatasetSource, Progress
+    from aezoo.specs import DataSpec
+
+__all__ = ["Fetched", "dataset_info", "fetch", "prefetch", "source_rows", "sources", "status"]
+
+
+def sources() -> list[tuple[str, DatasetSource]]:
+    """(name, source) of every usable dataset source; broken ones are left out and recorded
+    (``registry.failures()``), or raise in strict mode."""
+    return [(entry.name, source) for entry, source in registry.load_all(catalog.KIND)]
+
+
+def status(source: DatasetSource) -> tuple[str, int | None]:
+    """(cached column, bytes on disk)."""
+    if source.embedded:
+        return "embedded", None
+    if source.takes_path:
+        return "-", None
+    if not source.files:
+        return "-", None
+    cache = catalog.cache_status(source)
+    if cache.complete:
+        return "yes", cache.bytes
+    if cache.present:
+        return f"partial {cache.present}/{cache.total}", cache.bytes
+    return "no", cache.bytes or None
+
+
+def source_rows() -> list[dict[str, Any]]:
+    """One row per source (what ``aezoo data list --json`` prints); reads descriptors and
+    the cache directory only."""
+    rows: list[dict[str, Any]] = []
+    for name, source in sources():
+        cached, used = status(source)
+        rows.append({"name": f"{name}:PATH" if source.takes_path else name,
+                     "shape": list(source.shape) if source.shape else None,
+                     "splits": dict(source.counts), "cached": cached, "bytes": used,
+                     "directory": str(catalog.source_dir(source)) if source.files else None,
+                     "license": source.license, "description": source.description})
+    return rows
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What ``fetch`` did: the files it verified, or why there was nothing to fetch."""
+
+    source: DatasetSource
+    directory: Path | None
+    paths: dict[str, Path]
+    skipped: str | None = None  # e.g. "ships inside its package"
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.paths.values())
+
+
+def fetch(name: str, progress: Progress | None = None, force: bool = False) -> Fetched:
+    """Download (or, with ``force``, download again) and verify the files of ``name``."""
+    from aezoo.data.download import ensure_files
+
+    source = catalog.resolve(name).source
+    if source.embedded or source.takes_path or not source.files:
+        why = ("ships inside its package" if source.embedded
+               else "reads your files" if source.takes_path else "declares no files")
+        return Fetched(source, None, {}, why)
+    directory = catalog.source_dir(source)
+    paths = ensure_files(source, directory, progress=progress, force=force)
+    return Fetched(source, directory, paths)
+
+
+def prefetch(name: str, progress: Progress | None = None) -> None:
+    """Download (and verify) what ``name`` needs; a no-op for local data."""
+    from aezoo.data.download import ensure_files
+
+    source = catalog.resolve(name).source
+    if source.files:
+        ensure_files(source, catalog.source_dir(source), progress=progress)
+
+
+def dataset_info(spec: DataSpec, progress: Progress | None = None
+                 ) -> tuple[dict[str, Any], DatasetSource]:
+    """What ``aezoo data info --json`` prints, and the source. The dataset is loaded (with
+    ``spec``'s conversions and split) only when that needs no download."""
+    found = catalog.resolve(spec.name)
+    source = found.source
+    available = (source.embedded or source.takes_path or not source.files
+                 or catalog.cache_status(source).complete)
+    dataset = None
+    if available:
+        from aezoo.data import load_dataset
+
+        dataset = load_dataset(spec, progress=progress, offline=True)
+    directory = catalog.source_dir(source) if source.files else None
+    return _info(found, spec, dataset, directory), source
+
+
+def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | None,
+          directory: Path | None) -> dict[str, Any]:
+    source = found.source
+    info: dict[str, Any] = {
+        "name": spec.name, "description": source.description, "license": source.license,
+        "homepage": source.homepage or None, "citation": source.citation or None,
+        "provided_by": f"{found.entry.dist} {found.entry.version}",
+        "declared_shape": list(source.shape) if source.shape else None,
+        "declared_splits": dict(source.counts),
+        "files": [{"name": f.name, "bytes": f.size, "sha256": f.sha256, "md5": f.md5}
+                  for f in source.files],
+        "mirrors": list(source.mirrors),
+        "directory": str(directory) if directory else None,
+        "loaded": dataset is not None,
+    }
+    if dataset is not None:
+        import numpy as np
+
+        arrays = {"train": (dataset.train, dataset.train_labels),
+                  "val": (dataset.val, dataset.val_labels)}
+        if dataset.test is not None:
+            arrays["test"] = (dataset.test, dataset.test_labels)
+        info["shape"] = list(dataset.shape)
+        info["dtype"] = "uint8"
+        info["val_fraction"] = spec.val_fraction
+        info["splits"] = {
+            split: {"images": len(images),
+                    "classes": None if labels is None else len(np.unique(labels)),
+                    "bytes": int(images.nbytes)}
+            for split, (images, labels) in arrays.items()}
+    return info

@@ -1,0 +1,93 @@
+"""Checks that fail early with a clear message: before a training run (device, a model
+that cannot serve the data's shape) and over the installed plugins (``aezoo plugins``)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from aezoo import registry
+from aezoo.errors import AezooError, PluginError, summary
+
+if TYPE_CHECKING:
+    from aezoo.data.source import Progress
+    from aezoo.specs import RunSpec
+
+__all__ = ["check_plugins", "plugin_report", "preflight"]
+
+
+def preflight(spec: RunSpec, progress: Progress | None = None) -> None:
+    """Before training: an unknown device fails before anything loads; a model that cannot
+    serve the data's (declared) shape fails now, not after a download; then what the
+    dataset needs is downloaded and verified (reported to ``progress``)."""
+    from aezoo.data import declared_shape
+    from aezoo.data.info import prefetch
+    from aezoo.device import resolve_device
+
+    resolve_device(spec.train.device)
+    shape = declared_shape(spec.data)
+    if shape is not None and tuple(spec.model.input_shape) != shape:
+        from aezoo.config import resolve_model
+        from aezoo.model import from_spec
+
+        from_spec(resolve_model(spec.model.model_copy(update={"input_shape": shape})))
+    prefetch(spec.data.name, progress)
+
+
+def check_plugins() -> list[registry.Failure]:
+    """Load every enabled entry of every group and resolve every variant's preset; returns
+    every failure recorded so far (``registry.failures()``).
+
+    Imports all plugin code (slow with many plugins): for ``aezoo plugins`` and tests.
+    """
+    from aezoo.config import build_run_spec
+
+    for group in registry.groups():
+        for entry in registry.entries(registry.kind_of(group)):
+            try:
+                registry.load_entry(entry)
+            except PluginError:
+                continue
+            if entry.kind != "variant":
+                continue
+            try:
+                build_run_spec(entry.qualified)
+            except PluginError:
+                pass  # a component's own failure is recorded on that component
+            except AezooError as exc:
+                _record_spec_failure(entry, f"its preset does not resolve: {exc}")
+            except Exception as exc:  # a params validator that crashes is still a plugin bug
+                _record_spec_failure(entry, f"its preset does not resolve: {summary(exc)}")
+    return registry.failures()
+
+
+def _record_spec_failure(entry: registry.Entry, message: str) -> None:
+    registry.record_failure(entry, message, "spec")
+
+
+def plugin_report() -> dict[str, Any]:
+    """Everything ``aezoo plugins`` shows, as plain data (what ``--json`` prints)."""
+    failures = check_plugins()
+    by_dist: dict[str, list[dict[str, str]]] = {}
+    for f in failures:
+        by_dist.setdefault(registry.canonical(f.entry.dist), []).append(
+            {"group": f.entry.group, "name": f.entry.name, "value": f.entry.value,
+             "reason": f.reason, "message": f.message})
+    dists: list[dict[str, Any]] = [{"name": d.name, "version": d.version, "enabled": d.enabled,
+                                    "provides": {g: list(n) for g, n in d.provides.items()},
+                                    "failures": by_dist.get(registry.canonical(d.name), [])}
+                                   for d in registry.distributions()]
+    conflicts = [{"group": registry.group_of(kind), "name": name,
+                  "providers": [e.qualified for e in es]}
+                 for group in registry.groups()
+                 for kind in [registry.kind_of(group)]
+                 for name, es in registry.conflicts(kind).items()]
+    raw = os.environ.get("AEZOO_PLUGINS")
+    return {
+        "distributions": dists,
+        "conflicts": conflicts,
+        "failures": sum(len(d["failures"]) for d in dists),
+        "strict": registry.strict(),
+        "only": None if raw is None else [d.strip() for d in raw.split(",") if d.strip()],
+        "unknown_in_only": registry.unknown_allowed(),
+    }

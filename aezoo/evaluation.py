@@ -1,0 +1,197 @@
+"""Using a trained model on a dataset split: load both (``load_split``), measure it
+(``evaluate``), encode the split to latents (``encode_split``, ``write_latents``).
+
+What ``aezoo eval``, ``aezoo encode`` and ``aezoo reconstruct`` compute; pictures of
+reconstructions come from ``aezoo.viz``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aezoo._io import atomic_write
+from aezoo.errors import OutputExistsError, ShapeError, UsageError
+from aezoo.metrics import bce_with_logits, mse, psnr, ssim
+from aezoo.protocols import format_shape
+from aezoo.tensors import unit_batches
+
+__all__ = ["SPLITS", "Evaluation", "Loaded", "encode_split", "evaluate", "labels_path",
+           "load_split", "refuse_overwrite", "write_latents", "write_npy"]
+
+SPLITS = ("test", "val", "train")
+
+
+@dataclass
+class Loaded:
+    """A model on its device and the uint8 images of one split."""
+
+    model: Any
+    path: Path
+    data_name: str
+    split: str
+    images: Any  # torch.Tensor (N, C, H, W) uint8 on the model's device
+    labels: Any  # numpy array or None
+    memory_format: Any
+
+
+def load_split(target: Path, data: str | None, split: str | None, limit: int | None,
+               device: str) -> Loaded:
+    """The model (a file or a run directory) and the images it should see, checked for a
+    matching shape. ``data`` defaults to the run's dataset, ``split`` to test (else val)."""
+    from aezoo.checkpoint import load
+    from aezoo.data import load_dataset
+    from aezoo.device import resolve_device
+    from aezoo.rundir import data_spec_beside, model_path
+    from aezoo.tensors import preferred_memory_format
+
+    if split is not None and split not in SPLITS:
+        raise UsageError(f"unknown split '{split}'", "use test, val or train")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be positive (got {limit})", "pass --limit 1 or more")
+    dev = resolve_device(device)
+    path = model_path(target)
+    model = load(path, device=dev)
+    data_spec = data_spec_beside(path, data)
+    dataset = load_dataset(data_spec)
+    test = getattr(dataset, "test", None)
+    split = split or ("test" if test is not None else "val")
+    if split == "test" and test is None:
+        raise UsageError(f"dataset {dataset.name} has no test split", "use --split val")
+    arrays: dict[str, tuple[Any, Any]] = {
+        "train": (dataset.train, dataset.train_labels),
+        "val": (dataset.val, dataset.val_labels),
+        "test": (test, getattr(dataset, "test_labels", None))}
+    images, labels = arrays[split]
+    if limit is not None:
+        images = images[:limit]
+        labels = None if labels is None else labels[:limit]
+    shape = tuple(images.shape[1:])
+    if shape != tuple(model.input_shape):
+        raise ShapeError(f"{path} expects {format_shape(model.input_shape)} images, "
+                         f"dataset {dataset.name} has {format_shape(shape)}",
+                         "pass the --data the model was trained on")
+    memory_format = preferred_memory_format(dev)
+    model.to(memory_format=memory_format)  # type: ignore[call-overload]
+    tensor = torch.from_numpy(images.copy()).to(dev)
+    return Loaded(model, path, dataset.name, split, tensor, labels, memory_format)
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """An existing output is kept unless ``force``."""
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists", "choose another --out, or pass --force")
+
+
+# --- metrics ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Mean metrics of a model over a split (one JSON object for ``aezoo eval --json``)."""
+
+    images: int
+    mse: float
+    bce: float
+    psnr: float
+    ssim: float
+    loss: float
+    images_per_s: float
+    params: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
+             memory_format: torch.memory_format = torch.contiguous_format) -> Evaluation:
+    """Metrics of ``model`` on uint8 ``images`` (already on the model's device).
+
+    images/s times the model's forward pass alone (encode + decode), after one warm-up
+    batch, with a device sync before reading the clock.
+    """
+    if len(images) == 0:
+        raise ShapeError("no images to evaluate", "choose a split that has images")
+    model.eval()
+    device = images.device
+    sums = {k: torch.zeros((), dtype=torch.float64, device=device)
+            for k in ("mse", "bce", "psnr", "ssim", "loss")}
+    forward_seconds = 0.0
+    _sync(device)
+    for i, x in enumerate(unit_batches(images, batch_size, memory_format)):
+        if i:  # the first batch warms up
+            _sync(device)
+        start = time.perf_counter()
+        logits = model.decode_logits(model.encode(x))
+        if i:
+            _sync(device)
+            forward_seconds += time.perf_counter() - start
+        recon = torch.sigmoid(logits)
+        sums["mse"] += mse(recon, x).sum()
+        sums["bce"] += bce_with_logits(logits, x).sum()
+        sums["psnr"] += psnr(recon, x).sum()
+        sums["ssim"] += ssim(recon, x).sum()
+        sums["loss"] += model.loss_fn(logits, x).double() * len(x)
+    timed = len(images) - min(batch_size, len(images))
+    if timed == 0:  # one batch only: time it again, warm
+        _sync(device)
+        start = time.perf_counter()
+        model.decode_logits(model.encode(x))
+        _sync(device)
+        forward_seconds, timed = time.perf_counter() - start, len(x)
+    means = {k: float(v) / len(images) for k, v in sums.items()}
+    speed = timed / max(forward_seconds, 1e-9)
+    return Evaluation(images=len(images), images_per_s=speed,
+                      params=sum(p.numel() for p in model.parameters()), **means)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# --- latents ------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
+                 memory_format: torch.memory_format | None = None,
+                 flatten: bool = False) -> np.ndarray:
+    """The float32 latents of uint8 ``images``: ``(N, C, H, W)``, or ``(N, C*H*W)`` with
+    ``flatten``."""
+    model.eval()
+    parts = [model.encode(x).float().cpu()
+             for x in unit_batches(images, batch_size, memory_format)]
+    latents: np.ndarray = torch.cat(parts).contiguous().numpy()
+    return latents.reshape(len(latents), -1) if flatten else latents
+
+
+def labels_path(out: Path) -> Path:
+    """Where the labels of the latents in ``out`` go: ``NAME.labels.npy`` beside it."""
+    return out.with_name(out.name.removesuffix(".npy") + ".labels.npy")
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """``array`` as a .npy file (no pickles), written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write(path, buf.getvalue())
+
+
+def write_latents(out: Path, latents: np.ndarray, labels: Any = None) -> Path | None:
+    """``latents`` to ``out`` and, when given, ``labels`` (int64, row i labelling latent i)
+    to ``labels_path(out)``, which is returned (None without labels)."""
+    write_npy(out, latents)
+    if labels is None:
+        return None
+    write_npy(labels_path(out), np.asarray(labels, dtype=np.int64))
+    return labels_path(out)

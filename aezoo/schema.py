@@ -1,0 +1,154 @@
+"""Run specs as documents: the resolved spec ``aezoo config`` writes (round-trip checked)
+and the JSON Schema ``aezoo schema`` prints, with every component's params typed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from aezoo import registry
+from aezoo.config import build_run_spec, run_spec_from
+from aezoo.errors import UsageError
+from aezoo.specfile import FORMATS, parse, render
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from aezoo.registry import Failure
+    from aezoo.specs import RunSpec
+
+__all__ = ["resolved_spec", "schema", "spec_text", "typed_run_spec"]
+
+
+# --- aezoo config -------------------------------------------------------------------
+
+
+def resolved_spec(name: str | None, config: Path | None, sets: list[str]) -> RunSpec:
+    """Variant ``name``, then spec file ``config``, then each ``KEY=VALUE`` of ``sets``."""
+    return run_spec_from(name, config, None, sets)
+
+
+def spec_text(spec: RunSpec, fmt: str) -> str:
+    """The file that makes ``aezoo train --config FILE`` resolve to exactly ``spec``."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format '{fmt}'", f"use one of: {', '.join(FORMATS)}")
+    name = spec.model.variant or "custom"
+    comment = (f"aezoo run spec ({name}), complete and resolved.\n"
+               "Train it: aezoo train --config THIS_FILE\n"
+               f"Editor completion: aezoo schema {spec.model.variant or ''}".rstrip())
+    try:
+        text = render(spec.model_dump(mode="json"), fmt, comment)
+    except ValueError as exc:
+        raise UsageError(f"this spec cannot be written as {fmt.upper()} ({exc})",
+                         "use --format yaml or --format json") from None
+    # Prove the file round-trips: a null left out of TOML could let a variant default in.
+    again = build_run_spec(None, [parse(text, fmt)])
+    if again != spec:
+        raise UsageError(f"this spec cannot be written as {fmt.upper()} exactly (a null "
+                         "value TOML cannot express)", "use --format yaml or --format json")
+    return text
+
+
+# --- aezoo schema -------------------------------------------------------------------
+
+
+def _camel(text: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", text) if p)
+
+
+def _choices(kind: str, left_out: list[Failure] | None) -> list[tuple[str, str, Any]]:
+    """(name, qualified name, descriptor) of each usable ``kind``; ambiguous names qualified.
+
+    A broken entry is left out (strict mode: raises); its failure goes to ``left_out``.
+    """
+    loaded = registry.load_all(kind)
+    if left_out is not None:
+        usable = {entry for entry, _ in loaded}
+        failed = {f.entry: f for f in registry.failures()}
+        left_out.extend(failed[e] for e in registry.entries(kind)
+                        if e not in usable and e in failed)
+    return [(registry.display_name(entry), entry.qualified, desc) for entry, desc in loaded]
+
+
+def _component_model(kind: str, name: str, desc: Any, default: Any = None,
+                     qualified: str | None = None) -> type[BaseModel]:
+    from pydantic import Field, create_model
+
+    from aezoo.specs import ComponentSpec
+
+    required = any(f.is_required() for f in desc.params.model_fields.values())
+    params_field: Any
+    if default is not None:
+        params_field = Field(default=desc.params.model_validate(default))
+    elif required:
+        params_field = Field(...)
+    else:
+        params_field = Field(default_factory=desc.params)
+    spellings = tuple(dict.fromkeys([name, qualified or name]))
+    name_type: Any = Literal[spellings]  # NAME and DIST:NAME both select it
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{kind.title()}{_camel(name)}",
+        __base__=ComponentSpec,
+        __doc__=f"{kind} '{name}': {desc.description}".strip(": "),
+        name=(name_type, Field(name) if default is not None else Field(...)),
+        params=(desc.params, params_field),
+    )
+    return model
+
+
+def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = None
+                   ) -> type[RunSpec]:
+    """RunSpec with each component's params typed: every installed component (a union on
+    ``name``) or, for variant ``name``, its components with its values as defaults.
+
+    Without ``name``, components that fail to load are left out of it (in strict mode they
+    raise); their failures are appended to ``left_out`` when it is given.
+    """
+    from typing import Annotated, Union
+
+    from pydantic import Field, create_model
+
+    from aezoo.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
+
+    resolved = resolved_spec(name, None, []) if name else None
+    fields: dict[str, Any] = {}
+    for kind in registry.COMPONENT_KINDS:
+        if resolved is not None:
+            comp = getattr(resolved.model, kind)
+            desc = registry.load(kind, comp.name)
+            model = _component_model(kind, comp.name, desc, comp.params)
+            fields[kind] = (model, Field(default=model.model_validate(comp.model_dump())))
+            continue
+        models = [_component_model(kind, n, d, qualified=q)
+                  for n, q, d in _choices(kind, left_out)]
+        if not models:
+            continue
+        union: Any = models[0] if len(models) == 1 else Annotated[
+            Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
+        fields[kind] = (union, Field(...))
+    title = f"aezoo run spec for {name}" if name else "aezoo run spec"
+    model_spec: Any = create_model("ModelSpec", __base__=ModelSpec, __doc__=ModelSpec.__doc__,
+                                   **fields)
+    if resolved is not None:
+        run_fields: dict[str, Any] = {
+            "model": (model_spec, Field(default=model_spec.model_validate(
+                resolved.model.model_dump(mode="json")))),
+            "train": (TrainSpec, Field(default=resolved.train)),
+            "data": (DataSpec, Field(default=resolved.data)),
+        }
+    else:
+        run_fields = {"model": (model_spec, Field(...))}
+    run_spec: type[RunSpec] = create_model(  # type: ignore[call-overload]
+        "RunSpec", __base__=RunSpec, __doc__=title, **run_fields)
+    return run_spec
+
+
+def schema(name: str | None = None, left_out: list[Failure] | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a run spec file; ``left_out`` as in
+    ``typed_run_spec``."""
+    model = typed_run_spec(name, left_out)
+    out: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    out.update(model.model_json_schema())
+    out["title"] = f"aezoo run spec for {name}" if name else "aezoo run spec"
+    return out
