@@ -14,7 +14,7 @@ from aezoo import registry
 from aezoo.errors import SpecError, UsageError
 from aezoo.registry import COMPONENT_KINDS
 from aezoo.specfile import read_config
-from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, validate
+from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, TrainSpec, validate
 
 __all__ = ["COMPONENT_KINDS", "build_model_spec", "build_run_spec", "component_params",
            "fixes_input_shape", "layer", "merge", "parse_assignment", "resolve_model",
@@ -32,6 +32,7 @@ def variant_defaults(name: str) -> dict[str, Any]:
             "loss": {"name": v.loss, "params": dict(v.loss_params)},
             "input_shape": list(v.input_shape),
             "init": v.init,
+            "regularizers": [dict(r) for r in v.regularizers],
         },
         "train": dict(v.train),
     }
@@ -104,18 +105,39 @@ def fixes_input_shape(sets: Iterable[str]) -> bool:
 
 def resolve_model(spec: ModelSpec) -> ModelSpec:
     """Validate each component's params with its own model; fill in every default."""
-    updates = {kind: ComponentSpec(name=getattr(spec, kind).name,
-                                   params=component_params(spec, kind).model_dump(mode="json"))
-               for kind in COMPONENT_KINDS}
+    updates: dict[str, Any] = {
+        kind: ComponentSpec(name=getattr(spec, kind).name,
+                            params=component_params(spec, kind).model_dump(mode="json"))
+        for kind in COMPONENT_KINDS}
+    updates["regularizers"] = [
+        reg.model_copy(update={"params": part_params("regularizer", reg.name, reg.params,
+                                                     f"model.regularizers.{i}.params")
+                               .model_dump(mode="json")})
+        for i, reg in enumerate(spec.regularizers)]
     return spec.model_copy(update=updates)
+
+
+def resolve_train(spec: TrainSpec) -> TrainSpec:
+    """The input corruption's params validated by its transform, defaults filled in."""
+    if spec.corrupt is None:
+        return spec
+    params = part_params("transform", spec.corrupt.name, spec.corrupt.params,
+                         "train.corrupt.params")
+    corrupt = spec.corrupt.model_copy(update={"params": params.model_dump(mode="json")})
+    return spec.model_copy(update={"corrupt": corrupt})
+
+
+def part_params(kind: str, name: str, params: Mapping[str, Any], where: str) -> BaseModel:
+    """``params`` validated by the params model of the ``kind`` named ``name``."""
+    descriptor = registry.load(kind, name)
+    typed: BaseModel = validate(descriptor.params, dict(params), where)
+    return typed
 
 
 def component_params(spec: ModelSpec, kind: str) -> BaseModel:
     """The typed params object of one component of a (resolved) spec."""
     comp: ComponentSpec = getattr(spec, kind)
-    descriptor = registry.load(kind, comp.name)
-    params: BaseModel = validate(descriptor.params, comp.params, f"model.{kind}.params")
-    return params
+    return part_params(kind, comp.name, comp.params, f"model.{kind}.params")
 
 
 def build_run_spec(
@@ -141,7 +163,8 @@ def build_run_spec(
     if "model" not in data:
         raise UsageError("no model given", "name a variant (see `aezoo list`) or pass --config")
     spec: RunSpec = validate(RunSpec, data)
-    return spec.model_copy(update={"model": resolve_model(spec.model)})
+    return spec.model_copy(update={"model": resolve_model(spec.model),
+                                   "train": resolve_train(spec.train)})
 
 
 def build_model_spec(name_or_spec: str | ModelSpec | Mapping[str, Any],

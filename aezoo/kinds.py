@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aezoo.data.source import DatasetSource
-from aezoo.protocols import DecoderComponent, EncoderComponent, LossComponent, Variant
+from aezoo.protocols import (
+    DecoderComponent,
+    EncoderComponent,
+    LossComponent,
+    RegularizerComponent,
+    TransformComponent,
+    Variant,
+)
 
 GROUP_PREFIX = "aezoo."
 FIRST_PARTY = "aezoo"
@@ -75,6 +82,9 @@ def _variant_problem(v: Variant) -> str | None:
         return f"param_count must be a non-negative int or None, got {v.param_count!r}"
     if not isinstance(v.init, str) or not isinstance(v.description, str):
         return "init and description must be strings"
+    if not all(isinstance(r, Mapping) and isinstance(r.get("name"), str)
+               for r in getattr(v, "regularizers", ())):
+        return "regularizers must be mappings with a 'name'"
     return None
 
 
@@ -85,6 +95,10 @@ KINDS: tuple[Kind, ...] = (
          "maps latents to image logits", check=_component_problem),
     Kind("loss", "aezoo.losses", LossComponent, "aezoo list --components",
          "the training objective", check=_component_problem),
+    Kind("regularizer", "aezoo.regularizers", RegularizerComponent, "aezoo list --components",
+         "a weighted latent penalty (model.regularizers)", check=_component_problem),
+    Kind("transform", "aezoo.transforms", TransformComponent, "aezoo list --components",
+         "a training-time input corruption (train.corrupt)", check=_component_problem),
     Kind("variant", "aezoo.variants", Variant, "aezoo list",
          "a named preset of parts and training defaults", check=_variant_problem),
     Kind("dataset", "aezoo.datasets", DatasetSource, "aezoo data list",

@@ -12,7 +12,18 @@ from torch import nn
 from aezoo import registry
 from aezoo.config import build_model_spec, component_params
 from aezoo.errors import PluginError, ShapeError
-from aezoo.protocols import Decoder, Encoder, Loss, Shape, format_shape
+from aezoo.objective import RECON, Objective, build_loss, build_regularizers, check_needs, total
+from aezoo.protocols import (
+    LATENT,
+    LOGVAR,
+    MEAN,
+    Decoder,
+    Encoder,
+    Forward,
+    Loss,
+    Shape,
+    format_shape,
+)
 from aezoo.specs import ModelSpec
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
@@ -21,16 +32,25 @@ MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs o
 class Autoencoder(nn.Module):
     """``encode`` -> latent, ``decode`` -> reconstruction in [0, 1], ``forward`` = both.
 
+    Training goes through :meth:`forward_pass` (a :class:`Forward`: input, target, latent,
+    logits, the encoder's extras) and :meth:`terms` (the objective's named terms). An
+    encoder that returns ``{"mean", "logvar"}`` is stochastic: the model samples it with
+    the reparameterisation trick in training and uses the mean in eval.
+
     ``spec`` is the resolved ModelSpec that rebuilds this model; it travels in checkpoints.
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, loss: Loss,
-                 spec: ModelSpec) -> None:
+                 spec: ModelSpec, regularizers: list[tuple[str, float, nn.Module]] | None = None
+                 ) -> None:
         super().__init__()
         self.encoder = encoder  # nn.Modules (from_spec checks): registered as submodules
         self.decoder = decoder
         self.loss_fn = loss
+        self.objective = Objective(cast(nn.Module, loss), regularizers or [])
         self.spec = spec
+        self.stochastic = False  # set by the build-time probe
+        self.term_names: list[str] = [RECON]  # likewise
 
     @property
     def input_shape(self) -> Shape:
@@ -41,12 +61,32 @@ class Autoencoder(nn.Module):
         c, h, w = self.encoder.latent_shape
         return (c, h, w)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != self.spec.input_shape or x.dim() != 4:
             raise ShapeError(f"this model takes (N, {', '.join(map(str, self.input_shape))}) "
                              f"images, got {tuple(x.shape)}",
                              "pass a batch of the shape it was built for (model.input_shape)")
-        return self.encoder(x)
+
+    def encode_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(code, extras) of a batch: a stochastic encoder's code is its mean."""
+        self._check_input(x)
+        out: Any = self.encoder(x)
+        if isinstance(out, torch.Tensor):
+            return out, {}
+        if not isinstance(out, Mapping):
+            raise PluginError(f"encoder '{self.spec.encoder.name}' returned a "
+                              f"{type(out).__name__}", "return a tensor or a dict of tensors")
+        extras = dict(out)
+        if LATENT in extras:
+            return extras.pop(LATENT), extras
+        if MEAN in extras and LOGVAR in extras:
+            return extras[MEAN], extras
+        raise PluginError(f"encoder '{self.spec.encoder.name}' returned a dict without "
+                          f"'{LATENT}' or '{MEAN}'/'{LOGVAR}'",
+                          "return the code as 'latent', or a Gaussian as 'mean' and 'logvar'")
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_parts(x)[0]
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
@@ -57,9 +97,24 @@ class Autoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The training objective on a batch in [0, 1]: loss(decoder logits, x)."""
-        return self.loss_fn(self.decode_logits(self.encode(x)), x)
+    def forward_pass(self, x: torch.Tensor, target: torch.Tensor | None = None) -> Forward:
+        """The whole forward pass of a batch (``x`` as the encoder sees it, ``target`` the
+        clean images; default ``x``)."""
+        code, extras = self.encode_parts(x)
+        latent = code
+        if self.training and MEAN in extras and LOGVAR in extras:
+            std = torch.exp(0.5 * extras[LOGVAR])
+            latent = extras[MEAN] + std * torch.randn_like(std)  # the torch RNG: checkpointed
+        return Forward(x, x if target is None else target, latent, self.decoder(latent), extras)
+
+    def terms(self, x: torch.Tensor, target: torch.Tensor | None = None
+              ) -> dict[str, torch.Tensor]:
+        """The objective's named terms on a batch in [0, 1]."""
+        return self.objective(self.forward_pass(x, target))
+
+    def loss(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """The training objective on a batch in [0, 1]: the sum of :meth:`terms`."""
+        return total(self.terms(x, target))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -86,25 +141,27 @@ def from_spec(spec: ModelSpec, *, check: bool = True) -> Autoencoder:
     """
     enc_desc = registry.encoder(spec.encoder.name)
     dec_desc = registry.decoder(spec.decoder.name)
-    loss_desc = registry.loss(spec.loss.name)
     encoder = _builder(enc_desc)(component_params(spec, "encoder"), spec.input_shape)
     latent = tuple(getattr(encoder, "latent_shape", ()))
     if len(latent) != 3:
         raise PluginError(f"encoder '{spec.encoder.name}' has no latent_shape (C, H, W)",
                           "the plugin must set encoder.latent_shape")
     decoder = _builder(dec_desc)(component_params(spec, "decoder"), latent, spec.input_shape)
-    loss = _builder(loss_desc)(component_params(spec, "loss"))
-    if not all(isinstance(m, nn.Module) for m in (encoder, decoder, loss)):
+    loss = build_loss(spec.loss, spec.input_shape)
+    if not all(isinstance(m, nn.Module) for m in (encoder, decoder)):
         raise PluginError("a component builder did not return a torch.nn.Module",
                           "fix the plugin's builder")
-    model = Autoencoder(encoder, decoder, loss, spec)
+    model = Autoencoder(encoder, decoder, cast(Loss, loss), spec,
+                        build_regularizers(spec.regularizers))
     if spec.init == "glorot":
         glorot_init(model)
     if check:
         # One forward pass; for a huge input (a typo'd --image-size, a hostile file) it runs
         # on a meta-device twin: slower to start, but it allocates nothing.
         huge = math.prod(spec.input_shape) > MAX_CHECKED_INPUT and model_device(model) != "meta"
-        _check_shapes(_on_meta(spec) if huge else model)
+        probe = _on_meta(spec) if huge else model
+        _check_shapes(probe)
+        model.stochastic, model.term_names = probe.stochastic, probe.term_names
     return model
 
 
@@ -118,16 +175,30 @@ def _on_meta(spec: ModelSpec) -> Autoencoder:
 
 
 def _check_shapes(model: Autoencoder) -> None:
-    """One tiny forward pass: a shape bug surfaces now, not after the data has loaded."""
+    """One tiny forward pass: a shape bug surfaces now, not after the data has loaded.
+
+    In eval mode and without gradients, so it changes nothing (BatchNorm statistics
+    included); it also learns the objective's term names and whether the encoder is
+    stochastic."""
     c, h, w = model.input_shape
-    with torch.no_grad():
-        out = model.decode_logits(model.encode(torch.zeros(1, c, h, w, device=model_device(model))))
-    if tuple(out.shape[1:]) != (c, h, w):
-        raise ShapeError(
-            f"{model.spec.encoder.name}+{model.spec.decoder.name} turns {c}x{h}x{w} inputs into "
-            f"{format_shape(out.shape[1:])} outputs",
-            "the decoder plugin must return exactly the input shape",
-        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = torch.zeros(1, c, h, w, device=model_device(model))
+            fwd = model.forward_pass(x)
+            out = fwd.logits
+            if tuple(out.shape[1:]) != (c, h, w):
+                raise ShapeError(
+                    f"{model.spec.encoder.name}+{model.spec.decoder.name} turns {c}x{h}x{w} "
+                    f"inputs into {format_shape(out.shape[1:])} outputs",
+                    "the decoder plugin must return exactly the input shape",
+                )
+            check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)
+            model.stochastic = MEAN in fwd.extras and LOGVAR in fwd.extras
+            model.term_names = list(model.objective(fwd))
+    finally:
+        model.train(was_training)
 
 
 def build(name_or_spec: str | ModelSpec | Mapping[str, Any], **overrides: Any) -> Autoencoder:

@@ -103,9 +103,35 @@ class Decoder(Protocol):
 
 @runtime_checkable
 class Loss(Protocol):
-    """Scalar loss from decoder logits and the target batch in [0, 1]."""
+    """Scalar loss from decoder logits and the target batch in [0, 1].
+
+    A loss that sets ``sees_forward = True`` is called with the whole :class:`Forward`
+    instead, and may return named terms (``{"recon": ..., "kl": ...}``): the objective is
+    their sum, and each term is logged."""
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class Forward:
+    """What one training forward pass produced; losses and regularisers may read all of it.
+
+    ``input`` is what the encoder saw (corrupted, when a transform is on), ``target`` the
+    clean batch in [0, 1]. ``latent`` is the code the decoder decoded: for a stochastic
+    encoder a reparameterised sample in training, the mean in eval. ``extras`` holds what
+    the encoder returned beside its code (``mean``, ``logvar``, codebook indices, ...).
+    """
+
+    input: torch.Tensor
+    target: torch.Tensor
+    latent: torch.Tensor
+    logits: torch.Tensor
+    extras: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+
+# What an encoder may return instead of a bare latent: a mapping with "latent" (plus any
+# extras), or "mean" and "logvar" (a diagonal Gaussian: the model samples it in training).
+LATENT, MEAN, LOGVAR = "latent", "mean", "logvar"
 
 
 @dataclass(frozen=True)
@@ -139,12 +165,52 @@ class DecoderComponent:
 
 @dataclass(frozen=True)
 class LossComponent:
-    """A loss. ``build(params) -> Loss`` (or a ``"module:function"`` string)."""
+    """A loss. ``build(params) -> Loss`` (or a ``"module:function"`` string).
+
+    ``shape_aware``: the builder is called as ``build(params, input_shape)``, so a loss
+    that cannot serve small images (SSIM) refuses them at build time."""
 
     params: type[BaseModel]
-    build: Callable[[Any], Loss] | str
+    build: Callable[..., Loss] | str
     description: str = ""
+    shape_aware: bool = False
     kind: str = field(default="loss", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
+
+
+@dataclass(frozen=True)
+class RegularizerComponent:
+    """A latent regulariser: ``build(params) -> module``, ``module(forward) -> scalar``.
+
+    Used on any variant through ``model.regularizers`` (a name, a weight and params); the
+    weighted value is a named term of the objective. ``needs`` lists the ``Forward.extras``
+    keys it reads (e.g. ``("mean", "logvar")`` for KL), checked when the model is built.
+    """
+
+    params: type[BaseModel]
+    build: Callable[[Any], Any] | str
+    description: str = ""
+    needs: tuple[str, ...] = ()
+    kind: str = field(default="regularizer", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
+
+
+@dataclass(frozen=True)
+class TransformComponent:
+    """A training-time input corruption: ``build(params) -> t``, ``t(x, generator) -> x'``.
+
+    ``x`` is a float batch in [0, 1]; every random draw must come from ``generator`` (the
+    trainer checkpoints it, so resume stays bit-exact). The target stays the clean batch.
+    """
+
+    params: type[BaseModel]
+    build: Callable[[Any], Any] | str
+    description: str = ""
+    kind: str = field(default="transform", init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "build", lazy(self.build))
@@ -173,6 +239,8 @@ class Variant:
     loss_params: Mapping[str, Any] = field(default_factory=dict)
     input_shape: Shape = (1, 28, 28)
     init: str = "default"
+    # Latent regularisers, each {"name": ..., "weight": ..., "params": {...}}.
+    regularizers: tuple[Mapping[str, Any], ...] = ()
     train: Mapping[str, Any] = field(default_factory=dict)
     param_count: int | None = None
     description: str = ""

@@ -39,6 +39,16 @@ class ComponentSpec(Strict):
     )
 
 
+class RegularizerSpec(Strict):
+    """A latent regulariser by name, its weight in the objective, and its params."""
+
+    name: str = Field(min_length=1, description="registered name (`aezoo list --components`)")
+    weight: float = Field(1.0, ge=0, description="the term added to the objective is "
+                          "weight * penalty")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="hyperparameters, validated by the regulariser")
+
+
 class ModelSpec(Strict):
     """Which encoder, decoder and loss, their params, and the input shape (C, H, W)."""
 
@@ -52,6 +62,9 @@ class ModelSpec(Strict):
     init: Literal["default", "glorot"] = Field(
         "default", description="weight init: PyTorch's default, or Keras' Glorot-uniform"
     )
+    regularizers: list[RegularizerSpec] = Field(
+        default_factory=list, description="latent regularisers: each a named, weighted term "
+        "of the objective (e.g. l1 for a sparse code, kl for a VAE)")
 
 
 class TrainSpec(Strict):
@@ -82,6 +95,12 @@ class TrainSpec(Strict):
     patience: PositiveInt | None = Field(
         None, description="early stopping: epochs without a better val_loss")
     min_delta: float = Field(0.0, ge=0, description="early stopping: smallest improvement")
+    # Input corruption (denoising): the encoder sees corrupt(x), the target stays x
+    corrupt: ComponentSpec | None = Field(
+        None, description="a transform (`aezoo list --components`) applied to training inputs")
+    corrupt_val: bool = Field(
+        True, description="corrupt validation inputs too (the same draw every epoch), so "
+        "val_loss measures the task trained")
     # Speed switches
     precision: Literal["auto", "32", "bf16", "16"] = Field(
         "auto", description="auto, 32, bf16 or 16 (autocast; fp16 uses a GradScaler); auto: "

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
      "aezoo.distributed", "aezoo.inference"),
-    ("aezoo.model", "aezoo.schema", "aezoo.doctor"),
+    ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
     ("aezoo.checkpoint", "aezoo.evaluation"),
     ("aezoo",),  # the public facade: build, save, load, list_variants
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 
 def _jsonable(result: EpochResult) -> dict[str, Any]:
-    return asdict(result)
+    """One flat row: the standard columns, then each named term (train_kl, val_kl, ...)."""
+    row = asdict(result)
+    return {**row, **row.pop("terms")}
 
 
 class MetricsWriter(Callback):
@@ -52,8 +54,10 @@ class MetricsWriter(Callback):
                                         for r in history).encode())
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([f.name for f in fields(EpochResult)])
-        writer.writerows(_jsonable(r).values() for r in history)
+        columns = [f.name for f in fields(EpochResult) if f.name != "terms"]
+        columns += list(history[-1].terms) if history else []
+        writer.writerow(columns)
+        writer.writerows([_jsonable(r).get(c, "") for c in columns] for r in history)
         atomic_write(self.csv_path, buf.getvalue().encode())
 
 

@@ -36,6 +36,8 @@ class TensorBoardLogger(Callback):
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
         for key in ("train_loss", "val_loss", "lr", "images_per_s"):
             self.writer.add_scalar(key, getattr(result, key), result.epoch)
+        for key, value in result.terms.items():
+            self.writer.add_scalar(key, value, result.epoch)
         self.writer.flush()
 
     def on_train_end(self, trainer: Trainer) -> None:

@@ -25,8 +25,10 @@ REFRESH_SECONDS = 0.5  # reading the loss syncs with the device: only this often
 
 
 def line(result: EpochResult, epochs: int) -> str:
+    terms = "".join(f"  {name} {value:.5f}" for name, value in result.terms.items()
+                    if name.startswith("val_"))  # the terms of val_loss
     return (f"epoch {result.epoch}/{epochs}  train_loss {result.train_loss:.5f}  "
-            f"val_loss {result.val_loss:.5f}  {result.seconds:.1f}s  "
+            f"val_loss {result.val_loss:.5f}{terms}  {result.seconds:.1f}s  "
             f"{result.images_per_s:,.0f} img/s")
 
 

@@ -25,7 +25,7 @@ enables it (see docs/training.md). aezoo's own callbacks come through it too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,8 @@ class EpochResult:
     seconds: float
     images_per_s: float
     lr: float = 0.0
+    # The objective's named terms when it has several: train_<name>, val_<name>.
+    terms: dict[str, float] = field(default_factory=dict)
 
 
 class Callback:

@@ -26,6 +26,7 @@ from aezoo import distributed
 from aezoo.data.base import ArrayDataset
 from aezoo.errors import AezooError, ShapeError, UsageError, summary
 from aezoo.model import Autoencoder
+from aezoo.objective import build_transform, total
 from aezoo.protocols import format_shape
 from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
@@ -51,15 +52,25 @@ class TrainingInterrupted(AezooError):
     exit_code = 130
 
 
+VAL_NOISE_SEED = 0x5EED  # validation corruption: one fixed draw, the same every epoch
+
+
 class _LossStep(nn.Module):
-    """``model.loss`` as a forward, so DDP and torch.compile see one module call."""
+    """The objective as one forward, so DDP and torch.compile see one module call.
+
+    Returns ``[total]``, or ``[total, term, ...]`` when the objective has several terms:
+    one device tensor, so accumulating the terms costs no sync."""
 
     def __init__(self, model: Autoencoder) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(x)
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        terms = self.model.terms(x, target)
+        values = list(terms.values())
+        if len(values) == 1:
+            return values[0].float().reshape(1)
+        return torch.stack([total(terms).float(), *(v.float() for v in values)])
 
 
 class Trainer:
@@ -101,6 +112,11 @@ class Trainer:
         self.history: list[EpochResult] = []
         self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
         self._epoch_gen_state = self.generator.get_state()
+        # Input corruption draws from its own generator, saved as it is at each checkpoint.
+        self.corrupt = build_transform(spec.corrupt) if spec.corrupt is not None else None
+        self.noise = torch.Generator(device=self.device).manual_seed(spec.seed + 1)
+        names = list(model.term_names)
+        self.term_names = names if len(names) > 1 else []
         # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
         # the epoch is complete); ``global_step`` counts all steps of the run.
         self.epoch, self.step, self.global_step = 1, 0, 0
@@ -109,7 +125,7 @@ class Trainer:
         self.control = Control(self.device, self.dist, spec.check_every)
         self.resumed = False
         self.state_saved = False  # a state this run can --resume from exists (saved or loaded)
-        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_sum = torch.zeros(1 + len(self.term_names), device=self.device)
         self._acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self._loss_count = 0
         self._epoch_seconds = 0.0
@@ -145,7 +161,7 @@ class Trainer:
     # -- what callbacks may use ---------------------------------------------------------
     def running_loss(self) -> float:
         """Mean training loss of the epoch so far. Syncs with the device: call sparingly."""
-        return float(self._loss_sum.item()) / max(self._loss_count, 1)
+        return float(self._loss_sum[0].item()) / max(self._loss_count, 1)
 
     @property
     def lr(self) -> float:
@@ -252,6 +268,7 @@ class Trainer:
         step_start, step_end = self._hooks["on_step_start"], self._hooks["on_step_end"]
         for i in range(self.step, self.steps_per_epoch):
             xb = self.batch(self.train_images, perm[i * bs:(i + 1) * bs])
+            x_in = self.corrupt(xb, self.noise) if self.corrupt is not None else xb
             if set_lr:
                 lr = self.schedule(self.global_step)
                 for group in opt.param_groups:
@@ -259,7 +276,8 @@ class Trainer:
             for fn in step_start:
                 fn(self, i + 1)
             with autocast(device, amp_dtype):
-                loss = model(xb)
+                values = model(x_in, xb)
+            loss = values[0]
             opt.zero_grad(set_to_none=True)
             if scaled:
                 self.scaler.scale(loss).backward()
@@ -269,14 +287,15 @@ class Trainer:
                 if scaled:
                     self.scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(params, clip)
-            loss = loss.detach().float()
+            values = values.detach()
+            loss = values[0]
             control.check(loss, self.global_step + 1)
             if scaled:
                 self.scaler.step(opt)
                 self.scaler.update()
             else:
                 opt.step()
-            self._loss_sum += loss * len(xb)
+            self._loss_sum += values * len(xb)
             self._loss_count += len(xb)
             self.step, self.global_step = i + 1, self.global_step + 1
             self._compiled = True
@@ -288,37 +307,53 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         self.control.at_epoch_end(self.global_step)
-        totals = torch.stack([self._loss_sum.to(self._acc_dtype),
-                              torch.tensor(float(self._loss_count), dtype=self._acc_dtype,
-                                           device=self.device)])
+        totals = torch.cat([self._loss_sum.to(self._acc_dtype),
+                            torch.tensor([float(self._loss_count)], dtype=self._acc_dtype,
+                                         device=self.device)])
         summed: list[float] = distributed.all_reduce(totals).tolist()  # the epoch's one sync
-        train_loss, images = summed[0] / max(summed[1], 1.0), summed[1]
-        val_loss = self.evaluate()
+        images = summed[-1]
+        train = [v / max(images, 1.0) for v in summed[:-1]]
+        val = self.evaluate_terms()
+        train_loss, val_loss = train[0], val["loss"]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise Diverged(self.global_step)
         seconds = self._epoch_seconds
+        terms = {**{f"train_{n}": v for n, v in zip(self.term_names, train[1:], strict=True)},
+                 **{f"val_{n}": val[n] for n in self.term_names}}
         result = EpochResult(self.epoch, train_loss, val_loss, seconds,
-                             images / max(seconds, 1e-9), self.lr)
+                             images / max(seconds, 1e-9), self.lr, terms)
         self.history.append(result)
         self._call("on_epoch_end", result)
 
-    @torch.no_grad()
     def evaluate(self, images: torch.Tensor | None = None) -> float:
         """Mean loss over ``images`` (default: the validation split, across all ranks)."""
+        return self.evaluate_terms(images)["loss"]
+
+    @torch.no_grad()
+    def evaluate_terms(self, images: torch.Tensor | None = None) -> dict[str, float]:
+        """Mean total (``loss``) and terms over ``images`` (default: the validation split,
+        across all ranks), in full precision, so val_loss is comparable across
+        --precision. A corrupting run corrupts them too (``corrupt_val``), with one fixed
+        draw, so epochs are compared on the same noisy images."""
         shared = images is None
         images = self.val_images if images is None else images
+        corrupt = self.corrupt if self.spec.corrupt_val else None
+        noise = torch.Generator(device=self.device).manual_seed(self.spec.seed + VAL_NOISE_SEED)
         self.model.eval()
-        total = torch.zeros(2, dtype=self._acc_dtype, device=self.device)
+        sums = torch.zeros(2 + len(self.term_names), dtype=self._acc_dtype, device=self.device)
         bs = max(self.spec.batch_size, 1024)
         for s in range(0, len(images), bs):
             xb = self.batch(images, slice(s, s + bs))
-            loss = self.model.loss(xb)  # full precision: val_loss comparable across --precision
-            total[0] += loss.to(self._acc_dtype) * len(xb)
-            total[1] += len(xb)
+            terms = self.model.terms(corrupt(xb, noise) if corrupt is not None else xb, xb)
+            values = [total(terms), *(terms[n] for n in self.term_names)]
+            sums[:-1] += torch.stack([v.to(self._acc_dtype) for v in values]) * len(xb)
+            sums[-1] += len(xb)
         self.model.train()
         if shared:
-            distributed.all_reduce(total)
-        return float(total[0]) / max(float(total[1]), 1.0)
+            distributed.all_reduce(sums)
+        count = max(float(sums[-1]), 1.0)
+        means = [float(v) / count for v in sums[:-1].tolist()]
+        return {"loss": means[0], **dict(zip(self.term_names, means[1:], strict=True))}
 
     # -- state (aezoo.training.state) -------------------------------------------------
     def save_state(self, path: str | Path) -> None:

@@ -1,0 +1,115 @@
+"""The objective as a value: the loss and the weighted latent regularisers as named terms.
+
+A plain loss ``loss(logits, target) -> scalar`` is the term ``recon``. A loss that sets
+``sees_forward = True`` gets the whole :class:`aezoo.protocols.Forward` and may return
+named terms itself. Each regulariser adds ``weight * penalty(forward)`` under its name.
+The total, what is minimised, checkpointed on and guarded, is the sum of the terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from aezoo import registry
+from aezoo.config import part_params
+from aezoo.errors import PluginError, SpecError
+from aezoo.protocols import Forward, Shape
+from aezoo.specs import ComponentSpec, RegularizerSpec
+
+RECON = "recon"  # the term a plain (logits, target) loss produces
+
+
+class Objective(nn.Module):
+    """``objective(forward) -> {term: scalar}``; ``total(terms)`` is what is minimised."""
+
+    def __init__(self, loss: nn.Module, regularizers: list[tuple[str, float, nn.Module]]
+                 ) -> None:
+        super().__init__()
+        self.loss = loss
+        self.sees_forward = bool(getattr(loss, "sees_forward", False))
+        self.regularizers = nn.ModuleList([module for _, _, module in regularizers])
+        self.reg_names = [name for name, _, _ in regularizers]
+        self.reg_weights = [weight for _, weight, _ in regularizers]
+
+    def forward(self, fwd: Forward) -> dict[str, torch.Tensor]:
+        out = self.loss(fwd) if self.sees_forward else self.loss(fwd.logits, fwd.target)
+        if isinstance(out, Mapping):
+            terms = {str(k): v for k, v in out.items()}
+            if not terms:
+                raise PluginError("the loss returned no terms", "return a scalar or a dict of them")
+        else:
+            terms = {RECON: out}
+        for name, weight, module in zip(self.reg_names, self.reg_weights, self.regularizers,
+                                        strict=True):
+            key = name if name not in terms else f"{name}_{len(terms)}"
+            terms[key] = module(fwd) * weight
+        return terms
+
+
+def total(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The sum of the terms (the objective's value)."""
+    values = list(terms.values())
+    out = values[0]
+    for value in values[1:]:
+        out = out + value
+    return out
+
+
+def _builder(descriptor: Any) -> Callable[..., Any]:
+    # A "module:function" string was made a LazyRef when the descriptor was defined.
+    return cast(Callable[..., Any], descriptor.build)
+
+
+def build_loss(spec: ComponentSpec, input_shape: Shape) -> nn.Module:
+    """The loss a (resolved) spec names; shape-aware losses get the input shape."""
+    descriptor = registry.loss(spec.name)
+    params = part_params("loss", spec.name, spec.params, "model.loss.params")
+    built = (_builder(descriptor)(params, input_shape) if descriptor.shape_aware
+             else _builder(descriptor)(params))
+    if not isinstance(built, nn.Module):
+        raise PluginError(f"loss '{spec.name}' builder did not return a torch.nn.Module",
+                          "fix the plugin's builder")
+    return built
+
+
+def build_regularizers(specs: list[RegularizerSpec]) -> list[tuple[str, float, nn.Module]]:
+    """(name, weight, module) for each regulariser of a spec."""
+    out = []
+    for i, reg in enumerate(specs):
+        descriptor = registry.load("regularizer", reg.name)
+        params = part_params("regularizer", reg.name, reg.params,
+                             f"model.regularizers.{i}.params")
+        module = _builder(descriptor)(params)
+        if not isinstance(module, nn.Module):
+            raise PluginError(f"regularizer '{reg.name}' builder did not return a "
+                              "torch.nn.Module", "fix the plugin's builder")
+        out.append((reg.name.rpartition(":")[2], reg.weight, module))
+    return out
+
+
+def check_needs(specs: list[RegularizerSpec], extras: Mapping[str, Any], encoder: str) -> None:
+    """Every regulariser finds the encoder outputs it reads (e.g. KL: mean and logvar)."""
+    for reg in specs:
+        needs = registry.load("regularizer", reg.name).needs
+        missing = [key for key in needs if key not in extras]
+        if missing:
+            raise SpecError(f"regularizer '{reg.name}' needs the encoder to return "
+                            f"{' and '.join(needs)}, which encoder '{encoder}' does not",
+                            "use a stochastic encoder (e.g. the 'gaussian-pool' of cae-vae) "
+                            "or drop the regularizer")
+
+
+def build_transform(spec: ComponentSpec) -> Callable[[torch.Tensor, torch.Generator],
+                                                      torch.Tensor]:
+    """The input corruption ``t(x, generator) -> x'`` a (resolved) ``train.corrupt`` names."""
+    descriptor = registry.load("transform", spec.name)
+    params = part_params("transform", spec.name, spec.params, "train.corrupt.params")
+    built = _builder(descriptor)(params)
+    if not callable(built):
+        raise PluginError(f"transform '{spec.name}' builder did not return a callable",
+                          "fix the plugin's builder")
+    return cast(Callable[[torch.Tensor, torch.Generator], torch.Tensor], built)
