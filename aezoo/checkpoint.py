@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aezoo import registry
 from aezoo._safetensors import (
@@ -25,7 +26,14 @@ from aezoo._safetensors import (
 )
 from aezoo._version import __version__
 from aezoo.config import COMPONENT_KINDS
-from aezoo.errors import AezooError, CheckpointError, ShapeError, SpecError, UnknownNameError
+from aezoo.errors import (
+    AezooError,
+    AezooWarning,
+    CheckpointError,
+    ShapeError,
+    SpecError,
+    UnknownNameError,
+)
 from aezoo.rundir import model_path
 from aezoo.specs import ModelSpec, validate
 
@@ -147,7 +155,8 @@ def _missing_component(path: Path, kind: str, name: str, meta: dict[str, str]) -
                            fix)
 
 
-def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True) -> Autoencoder:
+def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True,
+           training_parts: bool = True) -> Autoencoder:
     """``from_spec``, with a spec the file got wrong reported as a bad file."""
     import torch
 
@@ -155,10 +164,29 @@ def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True) -> Au
 
     try:
         with torch.device("meta") if on_meta else contextlib.nullcontext():
-            return from_spec(spec, check=check)
+            return from_spec(spec, check=check, training_parts=training_parts)
     except (ShapeError, SpecError) as exc:
         raise CheckpointError(f"{path} holds a spec that cannot be built ({exc.problem})",
                               "the file is corrupt or was edited; save the model again") from None
+
+
+_OBJECTIVE_KEYS = ("loss_fn.", "objective.")  # the tensors of training-only parts
+
+
+def _absent_training_parts(spec: ModelSpec) -> list[str]:
+    """The loss and regularisers of ``spec`` that no installed plugin provides."""
+    wanted = [("loss", spec.loss.name), *(("regularizer", r.name) for r in spec.regularizers)]
+    absent = []
+    for kind, name in wanted:
+        try:
+            registry.find(kind, name)
+        except UnknownNameError:
+            absent.append(f"{kind} '{name}'")
+    return absent
+
+
+def _without_objective(header: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in header.items() if not k.startswith(_OBJECTIVE_KEYS)}
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
@@ -180,25 +208,35 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     header = read_header(path, ("aezoo.spec", _not_a_model(path)))  # parsed once
     meta = metadata_of(path, header)
     spec = _own_components(_spec_of(path, meta), meta)
-    for kind in COMPONENT_KINDS:
+    for kind in ("encoder", "decoder"):
         name = getattr(spec, kind).name
         try:
             registry.find(kind, name)
         except UnknownNameError:
             raise _missing_component(path, kind, name, meta) from None
+    absent = _absent_training_parts(spec)
+    if absent:  # encode, reconstruct and sample still work; training and loss values don't
+        warnings.warn(AezooWarning(
+            f"{path}: {', '.join(absent)} not installed; the model loads for inference only "
+            "(encode, reconstruct, sample), without its objective"), stacklevel=2)
+    parts = not absent
     size = data_bytes(path)
     try:  # the tensors first, on the meta device: a hostile spec allocates nothing
-        skeleton: Autoencoder | None = _build(path, spec, on_meta=True, check=False)
+        skeleton: Autoencoder | None = _build(path, spec, on_meta=True, check=False,
+                                              training_parts=parts)
     except AezooError:
         raise
     except _META_FAILURES:  # a plugin that cannot build on meta: check after the real build
         skeleton = None
+    header = header if parts else _without_objective(header)
     if skeleton is not None:
-        check_tensors(path, header, skeleton.state_dict(), size)
-    model = _build(path, spec, on_meta=False)  # a huge input's shape check runs on meta
+        check_tensors(path, header, skeleton.state_dict(), size, exact=parts)
+    model = _build(path, spec, on_meta=False, training_parts=parts)  # huge inputs: on meta
     if skeleton is None:
-        check_tensors(path, header, model.state_dict(), size)
+        check_tensors(path, header, model.state_dict(), size, exact=parts)
     state = load_tensors(path, "save the model again")
+    if not parts:
+        state = {k: v for k, v in state.items() if not k.startswith(_OBJECTIVE_KEYS)}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aezoo import registry
-from aezoo.errors import SpecError, UsageError
+from aezoo.errors import SpecError, UnknownNameError, UsageError
 from aezoo.registry import COMPONENT_KINDS
 from aezoo.specfile import read_config
 from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, TrainSpec, validate
@@ -118,13 +118,23 @@ def resolve_model(spec: ModelSpec) -> ModelSpec:
 
 
 def resolve_train(spec: TrainSpec) -> TrainSpec:
-    """The input corruption's params validated by its transform, defaults filled in."""
-    if spec.corrupt is None:
-        return spec
-    params = part_params("transform", spec.corrupt.name, spec.corrupt.params,
-                         "train.corrupt.params")
-    corrupt = spec.corrupt.model_copy(update={"params": params.model_dump(mode="json")})
-    return spec.model_copy(update={"corrupt": corrupt})
+    """The optimiser, schedule and input corruption resolved: names known, their params
+    validated by their own models, defaults filled in."""
+    updates: dict[str, Any] = {}
+    for kind, key in (("optimizer", "optimizer"), ("schedule", "scheduler")):
+        name = getattr(spec, key)
+        try:
+            params = part_params(kind, name, getattr(spec, f"{key}_params"),
+                                 f"train.{key}_params")
+        except UnknownNameError as exc:  # say which key: the name alone is not enough
+            raise SpecError(f"invalid train.{key}: {exc.problem}", exc.fix) from None
+        updates[f"{key}_params"] = params.model_dump(mode="json")
+    if spec.corrupt is not None:
+        params = part_params("transform", spec.corrupt.name, spec.corrupt.params,
+                             "train.corrupt.params")
+        updates["corrupt"] = spec.corrupt.model_copy(
+            update={"params": params.model_dump(mode="json")})
+    return spec.model_copy(update=updates)
 
 
 def part_params(kind: str, name: str, params: Mapping[str, Any], where: str) -> BaseModel:

@@ -80,6 +80,10 @@ class WriteError(AezooError):
     not a usage error, so exit code 1."""
 
 
+class AezooWarning(UserWarning):
+    """Something the user should know that does not stop the command (one line)."""
+
+
 def summary(exc: BaseException, *, with_type: bool = True, limit: int = 300) -> str:
     """One line about ``exc``: ``TypeName: first line of its message`` (or just the first
     line), at most ``limit`` characters. The only way aezoo quotes a foreign exception."""

@@ -12,7 +12,15 @@ from torch import nn
 from aezoo import registry
 from aezoo.config import build_model_spec, component_params
 from aezoo.errors import PluginError, ShapeError
-from aezoo.objective import RECON, Objective, build_loss, build_regularizers, check_needs, total
+from aezoo.objective import (
+    RECON,
+    Objective,
+    UnavailableLoss,
+    build_loss,
+    build_regularizers,
+    check_needs,
+    total,
+)
 from aezoo.protocols import (
     LATENT,
     LOGVAR,
@@ -47,7 +55,7 @@ class Autoencoder(nn.Module):
         self.encoder = encoder  # nn.Modules (from_spec checks): registered as submodules
         self.decoder = decoder
         self.loss_fn = loss
-        self.objective = Objective(cast(nn.Module, loss), regularizers or [])
+        self.objective = Objective(regularizers or [])
         self.spec = spec
         self.stochastic = False  # set by the build-time probe
         self.term_names: list[str] = [RECON]  # likewise
@@ -110,7 +118,7 @@ class Autoencoder(nn.Module):
     def terms(self, x: torch.Tensor, target: torch.Tensor | None = None
               ) -> dict[str, torch.Tensor]:
         """The objective's named terms on a batch in [0, 1]."""
-        return self.objective(self.forward_pass(x, target))
+        return self.objective(self.forward_pass(x, target), self.loss_fn)
 
     def loss(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """The training objective on a batch in [0, 1]: the sum of :meth:`terms`."""
@@ -134,10 +142,13 @@ def _builder(descriptor: Any) -> Callable[..., Any]:
     return cast(Callable[..., Any], descriptor.build)
 
 
-def from_spec(spec: ModelSpec, *, check: bool = True) -> Autoencoder:
+def from_spec(spec: ModelSpec, *, check: bool = True, training_parts: bool = True
+              ) -> Autoencoder:
     """Build the modules a resolved spec describes; shapes are checked here, at build time.
 
     ``check=False`` skips the shape check (``load`` runs it on the meta device first).
+    ``training_parts=False`` leaves out the loss and regularisers (their plugins may be
+    uninstalled): the model encodes and decodes, but has no objective.
     """
     enc_desc = registry.encoder(spec.encoder.name)
     dec_desc = registry.decoder(spec.decoder.name)
@@ -147,12 +158,13 @@ def from_spec(spec: ModelSpec, *, check: bool = True) -> Autoencoder:
         raise PluginError(f"encoder '{spec.encoder.name}' has no latent_shape (C, H, W)",
                           "the plugin must set encoder.latent_shape")
     decoder = _builder(dec_desc)(component_params(spec, "decoder"), latent, spec.input_shape)
-    loss = build_loss(spec.loss, spec.input_shape)
+    loss = (build_loss(spec.loss, spec.input_shape) if training_parts
+            else UnavailableLoss(spec.loss.name))
     if not all(isinstance(m, nn.Module) for m in (encoder, decoder)):
         raise PluginError("a component builder did not return a torch.nn.Module",
                           "fix the plugin's builder")
     model = Autoencoder(encoder, decoder, cast(Loss, loss), spec,
-                        build_regularizers(spec.regularizers))
+                        build_regularizers(spec.regularizers) if training_parts else [])
     if spec.init == "glorot":
         glorot_init(model)
     if check:
@@ -194,9 +206,10 @@ def _check_shapes(model: Autoencoder) -> None:
                     f"inputs into {format_shape(out.shape[1:])} outputs",
                     "the decoder plugin must return exactly the input shape",
                 )
-            check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)
             model.stochastic = MEAN in fwd.extras and LOGVAR in fwd.extras
-            model.term_names = list(model.objective(fwd))
+            if not isinstance(model.loss_fn, UnavailableLoss):
+                check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)
+                model.term_names = list(model.objective(fwd, model.loss_fn))
     finally:
         model.train(was_training)
 

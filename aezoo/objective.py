@@ -24,19 +24,20 @@ RECON = "recon"  # the term a plain (logits, target) loss produces
 
 
 class Objective(nn.Module):
-    """``objective(forward) -> {term: scalar}``; ``total(terms)`` is what is minimised."""
+    """``objective(forward, loss) -> {term: scalar}``; ``total(terms)`` is minimised.
 
-    def __init__(self, loss: nn.Module, regularizers: list[tuple[str, float, nn.Module]]
-                 ) -> None:
+    The loss module stays the model's own attribute (``model.loss_fn``: checkpoint keys
+    unchanged, and it may be replaced); the regularisers live here."""
+
+    def __init__(self, regularizers: list[tuple[str, float, nn.Module]]) -> None:
         super().__init__()
-        self.loss = loss
-        self.sees_forward = bool(getattr(loss, "sees_forward", False))
         self.regularizers = nn.ModuleList([module for _, _, module in regularizers])
         self.reg_names = [name for name, _, _ in regularizers]
         self.reg_weights = [weight for _, weight, _ in regularizers]
 
-    def forward(self, fwd: Forward) -> dict[str, torch.Tensor]:
-        out = self.loss(fwd) if self.sees_forward else self.loss(fwd.logits, fwd.target)
+    def forward(self, fwd: Forward, loss: nn.Module) -> dict[str, torch.Tensor]:
+        sees_forward = bool(getattr(loss, "sees_forward", False))
+        out = loss(fwd) if sees_forward else loss(fwd.logits, fwd.target)
         if isinstance(out, Mapping):
             terms = {str(k): v for k, v in out.items()}
             if not terms:
@@ -48,6 +49,20 @@ class Objective(nn.Module):
             key = name if name not in terms else f"{name}_{len(terms)}"
             terms[key] = module(fwd) * weight
         return terms
+
+
+class UnavailableLoss(nn.Module):
+    """Stands in for a loss whose plugin is not installed: the model still encodes and
+    decodes; asking it for its objective is a clear error."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, *args: Any) -> torch.Tensor:
+        raise PluginError(f"loss '{self.name}' is not installed: this model was loaded for "
+                          "inference only", "install the plugin that provides it to train "
+                          "or evaluate the loss")
 
 
 def total(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -216,6 +216,39 @@ class TransformComponent:
         object.__setattr__(self, "build", lazy(self.build))
 
 
+@dataclass(frozen=True)
+class OptimizerComponent:
+    """An optimiser: ``build(params, parameters, train_spec, fused) -> torch.optim.Optimizer``.
+
+    ``params`` validates ``train.optimizer_params``; the common hyperparameters (``lr``,
+    ``weight_decay``, ``betas``, ``eps``, ``momentum``) are read from the train spec.
+    ``fused`` is True on CUDA, where a fused kernel avoids host syncs."""
+
+    params: type[BaseModel]
+    build: Callable[..., Any] | str
+    description: str = ""
+    kind: str = field(default="optimizer", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
+
+
+@dataclass(frozen=True)
+class ScheduleComponent:
+    """A learning-rate schedule: ``build(params, train_spec, steps_per_epoch) -> lr(step)``.
+
+    ``lr(step)`` (0-based optimiser step) must be a pure function of the step, so resume
+    needs nothing but the step count. ``params`` validates ``train.scheduler_params``."""
+
+    params: type[BaseModel]
+    build: Callable[..., Any] | str
+    description: str = ""
+    kind: str = field(default="schedule", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
+
+
 Component = EncoderComponent | DecoderComponent | LossComponent
 
 

@@ -216,6 +216,7 @@ def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distribut
         error.exit_code = exc.exit_code
         raise error from None
     if dist.is_main:
-        save(trainer.model, out / MODEL_FILE)
+        with trainer.averaged():  # with train.ema, the final model is the average
+            save(trainer.model, out / MODEL_FILE)
         drop_set_aside(out)  # the replaced run's files: their replacements all exist now
     return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason)

@@ -70,7 +70,10 @@ class ModelSpec(Strict):
 class TrainSpec(Strict):
     """Optimisation and execution settings."""
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: str = Field("adam", min_length=1, description="adam, adamw, sgd, or a plugin's "
+                           "(`aezoo list --components`)")
+    optimizer_params: dict[str, Any] = Field(
+        default_factory=dict, description="the optimiser's own hyperparameters, if any")
     lr: float = Field(1e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
@@ -84,8 +87,10 @@ class TrainSpec(Strict):
         None, description="NHWC memory layout; None picks the faster one for the device"
     )
     # Schedules and controls (docs/training.md)
-    scheduler: Literal["none", "cosine", "step", "onecycle"] = Field(
-        "none", description="learning-rate schedule, stepped every optimiser step")
+    scheduler: str = Field("none", min_length=1, description="learning-rate schedule, stepped "
+                           "every optimiser step: none, cosine, step, onecycle, or a plugin's")
+    scheduler_params: dict[str, Any] = Field(
+        default_factory=dict, description="the schedule's own hyperparameters, if any")
     warmup: int = Field(0, ge=0, le=MAX_COUNT,
                         description="linear warm-up steps (onecycle: its rise)")
     min_lr: float = Field(0.0, ge=0, description="cosine: the final learning rate")
@@ -95,6 +100,12 @@ class TrainSpec(Strict):
     patience: PositiveInt | None = Field(
         None, description="early stopping: epochs without a better val_loss")
     min_delta: float = Field(0.0, ge=0, description="early stopping: smallest improvement")
+    accumulate: PositiveInt = Field(
+        1, description="optimiser steps take the gradients of this many batches (an effective "
+        "batch of batch_size * accumulate)")
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="decay of an exponential moving average of the weights "
+        "(e.g. 0.999); when set it is validated, checkpointed and saved as the model")
     # Input corruption (denoising): the encoder sees corrupt(x), the target stays x
     corrupt: ComponentSpec | None = Field(
         None, description="a transform (`aezoo list --components`) applied to training inputs")

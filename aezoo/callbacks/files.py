@@ -96,7 +96,8 @@ class Checkpointer(Callback):
 
         if not (trainer.weights_finite() if finite is None else finite):
             return  # never replace a good checkpoint with a bad one
-        save(trainer.model, self.out_dir / LAST_FILE)
+        with trainer.averaged():  # with train.ema, the model files hold the average
+            save(trainer.model, self.out_dir / LAST_FILE)
         trainer.save_state(self.out_dir / STATE_FILE)
 
     def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
@@ -109,7 +110,8 @@ class Checkpointer(Callback):
             from aezoo.checkpoint import save
 
             self.best = result.val_loss
-            save(trainer.model, self.out_dir / BEST_FILE)
+            with trainer.averaged():
+                save(trainer.model, self.out_dir / BEST_FILE)
         self.save(trainer, finite)
 
     def on_train_end(self, trainer: Trainer) -> None:
@@ -132,5 +134,6 @@ class ImageWriter(Callback):
         from aezoo.viz import grid, reconstruct, write_png
 
         images = trainer.val_images[: self.n]
-        recon = reconstruct(trainer.model, images, trainer.memory_format)
+        with trainer.averaged():
+            recon = reconstruct(trainer.model, images, trainer.memory_format)
         write_png(self.dir / f"epoch-{result.epoch:04d}.png", grid(images, recon, scale=self.scale))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from aezoo._version import __version__
@@ -67,6 +69,21 @@ def _add_commands(app: typer.Typer) -> None:
 
 
 _add_commands(app)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """aezoo's own warnings as one yellow line; others as Python shows them."""
+    from aezoo.errors import AezooWarning
+
+    if issubclass(category, AezooWarning):
+        warn(str(message))
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+_python_showwarning = warnings.showwarning
+warnings.showwarning = _show_warning
 
 
 def main() -> None:

@@ -11,6 +11,14 @@ The protocol (every hook optional; a plain object with some of these methods wor
   the run, ``images`` are this process's images so far this epoch. These run in the hot
   loop: keep them cheap and never read a device tensor there (it syncs; see
   ``trainer.running_loss()`` for the deliberate exception).
+- ``on_before_optimizer_step(trainer, optimizer)`` — gradients are complete (accumulated,
+  unscaled under fp16, clipped); the step has not happened: inspect or edit gradients.
+- ``on_validation_start(trainer)`` / ``on_validation_end(trainer, metrics)`` — around
+  each epoch's validation; ``metrics`` holds ``loss`` and each term.
+
+``trainer.log(name, value)`` (a number or a device tensor, no sync) adds a value to the
+epoch's log: the mean over the epoch's calls, across ranks, appears as ``name`` in
+``metrics.jsonl``/``metrics.csv`` and the epoch result's ``terms``.
 
 Attributes a callback may set: ``all_ranks = True`` to run on every process of a
 distributed run (default: rank 0 only, which also owns all files), and ``state_key``
@@ -32,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
 
-HOOKS = ("on_train_start", "on_epoch_start", "on_step_start", "on_step_end",
-         "on_epoch_end", "on_train_end")
+HOOKS = ("on_train_start", "on_epoch_start", "on_step_start", "on_before_optimizer_step",
+         "on_step_end", "on_validation_start", "on_validation_end", "on_epoch_end",
+         "on_train_end")
 
 
 class Outcome(str, Enum):
@@ -77,8 +86,15 @@ class Callback:
 
     def on_step_start(self, trainer: Trainer, step: int) -> None: ...
 
+    def on_before_optimizer_step(self, trainer: Trainer, optimizer: Any) -> None:
+        """Gradients are final; the optimiser has not stepped. Must not sync."""
+
     def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
         """After each optimiser step; ``images`` seen so far this epoch. Must not sync."""
+
+    def on_validation_start(self, trainer: Trainer) -> None: ...
+
+    def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None: ...
 

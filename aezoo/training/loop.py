@@ -12,6 +12,7 @@ callback (``aezoo.training.hooks``). ``save_state``/``load_state`` make resume e
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -30,10 +31,11 @@ from aezoo.objective import build_transform, total
 from aezoo.protocols import format_shape
 from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
-from aezoo.training import state
+from aezoo.training import state, validation
 from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop
+from aezoo.training.ema import WeightAverage
 from aezoo.training.hooks import HOOKS, EpochResult, Outcome, defines
-from aezoo.training.optim import Schedule, make_optimizer
+from aezoo.training.optim import make_optimizer, make_schedule
 from aezoo.training.precision import (
     autocast,
     autocast_dtype,
@@ -50,9 +52,6 @@ class TrainingInterrupted(AezooError):
     """Stopped by SIGINT/SIGTERM after a step; the run directory can be resumed."""
 
     exit_code = 130
-
-
-VAL_NOISE_SEED = 0x5EED  # validation corruption: one fixed draw, the same every epoch
 
 
 class _LossStep(nn.Module):
@@ -102,8 +101,9 @@ class Trainer:
         self.val_images = self._to_device(self._shard(data.val, equal=False))
         self.optimizer = make_optimizer(self.model, spec, fused=self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "16")
-        self.steps_per_epoch = math.ceil(len(self.train_images) / spec.batch_size)
-        self.schedule = Schedule(spec, self.steps_per_epoch)
+        self.step_images = spec.batch_size * spec.accumulate  # images per optimiser step
+        self.steps_per_epoch = math.ceil(len(self.train_images) / self.step_images)
+        self.schedule = make_schedule(spec, self.steps_per_epoch)
         self.step_module = self._wrap(_LossStep(self.model))
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
@@ -130,6 +130,8 @@ class Trainer:
         self._loss_count = 0
         self._epoch_seconds = 0.0
         self._compiled = False  # set after the first step: compile errors surface there
+        self._logged: dict[str, list[torch.Tensor]] = {}  # trainer.log: per-epoch values
+        self.ema = WeightAverage(self.model, spec.ema) if spec.ema is not None else None
 
     # -- data ------------------------------------------------------------------------
     def _shard(self, array: np.ndarray, equal: bool) -> np.ndarray:
@@ -166,6 +168,15 @@ class Trainer:
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def log(self, name: str, value: float | torch.Tensor) -> None:
+        """Add ``value`` to this epoch's ``name`` (mean over calls, across ranks; no sync)."""
+        tensor = torch.as_tensor(value, device=self.device).detach().float().reshape(())
+        self._logged.setdefault(name, []).append(tensor)
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        """The model holds its EMA weights inside this block (a no-op without ``ema``)."""
+        return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
     def request_stop(self, reason: str) -> None:
         """End training after the current epoch (e.g. early stopping)."""
@@ -263,40 +274,37 @@ class Trainer:
         model.train()
         params = [p for g in opt.param_groups for p in g["params"]]
         scaled, clip = self.scaler.is_enabled(), spec.grad_clip
-        set_lr = not self.schedule.constant
+        set_lr = not getattr(self.schedule, "constant", False)
         sync_every = spec.checkpoint_every or 0
         step_start, step_end = self._hooks["on_step_start"], self._hooks["on_step_end"]
+        before_step = self._hooks["on_before_optimizer_step"]
+        big = self.step_images
         for i in range(self.step, self.steps_per_epoch):
-            xb = self.batch(self.train_images, perm[i * bs:(i + 1) * bs])
-            x_in = self.corrupt(xb, self.noise) if self.corrupt is not None else xb
+            index = perm[i * big:(i + 1) * big]
             if set_lr:
                 lr = self.schedule(self.global_step)
                 for group in opt.param_groups:
                     group["lr"] = lr
             for fn in step_start:
                 fn(self, i + 1)
-            with autocast(device, amp_dtype):
-                values = model(x_in, xb)
-            loss = values[0]
             opt.zero_grad(set_to_none=True)
-            if scaled:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            values = self._accumulate(model, index, bs, scaled, device, amp_dtype)
             if clip is not None:
                 if scaled:
                     self.scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(params, clip)
-            values = values.detach()
-            loss = values[0]
-            control.check(loss, self.global_step + 1)
+            control.check(values[0] / len(index), self.global_step + 1)
+            for fn in before_step:
+                fn(self, opt)
             if scaled:
                 self.scaler.step(opt)
                 self.scaler.update()
             else:
                 opt.step()
-            self._loss_sum += values * len(xb)
-            self._loss_count += len(xb)
+            if self.ema is not None:
+                self.ema.update()
+            self._loss_sum += values
+            self._loss_count += len(index)
             self.step, self.global_step = i + 1, self.global_step + 1
             self._compiled = True
             control.after_step(self.global_step, sync_every)
@@ -304,6 +312,29 @@ class Trainer:
                 fn(self, i + 1, self._loss_count)
             if control.interrupted:
                 break
+
+    def _accumulate(self, model: nn.Module, index: torch.Tensor, bs: int, scaled: bool,
+                    device: torch.device, amp_dtype: torch.dtype | None) -> torch.Tensor:
+        """Forward and backward over the step's batches (one, unless ``accumulate``); the
+        summed ``[total, terms...] * images``. Each batch's loss is weighted by its share
+        of the step's images, so k batches of n give the gradient of one batch of k*n."""
+        chunks = list(index.split(bs))
+        summed: torch.Tensor | None = None
+        for j, chunk in enumerate(chunks):
+            xb = self.batch(self.train_images, chunk)
+            x_in = self.corrupt(xb, self.noise) if self.corrupt is not None else xb
+            last = j == len(chunks) - 1
+            sync = (model.no_sync() if self.dist.enabled and not last  # type: ignore[operator]
+                    else contextlib.nullcontext())
+            with sync:
+                with autocast(device, amp_dtype):
+                    values = model(x_in, xb)
+                loss = values[0] if len(chunks) == 1 else values[0] * (len(chunk) / len(index))
+                (self.scaler.scale(loss) if scaled else loss).backward()
+            part = values.detach() * len(chunk)
+            summed = part if summed is None else summed + part
+        assert summed is not None
+        return summed
 
     def _end_epoch(self) -> None:
         self.control.at_epoch_end(self.global_step)
@@ -313,13 +344,17 @@ class Trainer:
         summed: list[float] = distributed.all_reduce(totals).tolist()  # the epoch's one sync
         images = summed[-1]
         train = [v / max(images, 1.0) for v in summed[:-1]]
-        val = self.evaluate_terms()
+        logged = validation.reduce_logged(self)
+        self._call("on_validation_start")
+        with self.averaged():
+            val = self.evaluate_terms()
+        self._call("on_validation_end", val)
         train_loss, val_loss = train[0], val["loss"]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise Diverged(self.global_step)
         seconds = self._epoch_seconds
         terms = {**{f"train_{n}": v for n, v in zip(self.term_names, train[1:], strict=True)},
-                 **{f"val_{n}": val[n] for n in self.term_names}}
+                 **{f"val_{n}": val[n] for n in self.term_names}, **logged}
         result = EpochResult(self.epoch, train_loss, val_loss, seconds,
                              images / max(seconds, 1e-9), self.lr, terms)
         self.history.append(result)
@@ -329,31 +364,10 @@ class Trainer:
         """Mean loss over ``images`` (default: the validation split, across all ranks)."""
         return self.evaluate_terms(images)["loss"]
 
-    @torch.no_grad()
     def evaluate_terms(self, images: torch.Tensor | None = None) -> dict[str, float]:
         """Mean total (``loss``) and terms over ``images`` (default: the validation split,
-        across all ranks), in full precision, so val_loss is comparable across
-        --precision. A corrupting run corrupts them too (``corrupt_val``), with one fixed
-        draw, so epochs are compared on the same noisy images."""
-        shared = images is None
-        images = self.val_images if images is None else images
-        corrupt = self.corrupt if self.spec.corrupt_val else None
-        noise = torch.Generator(device=self.device).manual_seed(self.spec.seed + VAL_NOISE_SEED)
-        self.model.eval()
-        sums = torch.zeros(2 + len(self.term_names), dtype=self._acc_dtype, device=self.device)
-        bs = max(self.spec.batch_size, 1024)
-        for s in range(0, len(images), bs):
-            xb = self.batch(images, slice(s, s + bs))
-            terms = self.model.terms(corrupt(xb, noise) if corrupt is not None else xb, xb)
-            values = [total(terms), *(terms[n] for n in self.term_names)]
-            sums[:-1] += torch.stack([v.to(self._acc_dtype) for v in values]) * len(xb)
-            sums[-1] += len(xb)
-        self.model.train()
-        if shared:
-            distributed.all_reduce(sums)
-        count = max(float(sums[-1]), 1.0)
-        means = [float(v) / count for v in sums[:-1].tolist()]
-        return {"loss": means[0], **dict(zip(self.term_names, means[1:], strict=True))}
+        across all ranks); see ``aezoo.training.validation``."""
+        return validation.evaluate_terms(self, images)
 
     # -- state (aezoo.training.state) -------------------------------------------------
     def save_state(self, path: str | Path) -> None:

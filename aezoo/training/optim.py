@@ -1,4 +1,5 @@
-"""The optimiser a spec names, and learning-rate schedules as pure functions of the step.
+"""The optimiser and schedule a spec names (through the registry: aezoo's own and plugins'
+alike), and aezoo's schedules as pure functions of the step.
 
 A schedule holds no state of its own: the learning rate of step ``k`` (0-based) depends
 only on ``k`` and the spec, so resuming needs nothing but the step count.
@@ -7,10 +8,15 @@ only on ``k`` and the spec, so resuming needs nothing but the step count.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from aezoo import registry
+from aezoo.config import part_params
+from aezoo.errors import PluginError
 from aezoo.specs import TrainSpec
 
 ONECYCLE_DIV = 25.0  # initial lr = lr / 25, as torch's OneCycleLR
@@ -20,17 +26,53 @@ ONECYCLE_PCT = 0.3  # rising part when no warm-up is given
 
 def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False
                    ) -> torch.optim.Optimizer:
-    """``fused`` (CUDA): one kernel per step, and fp16's GradScaler then needs no host sync."""
-    params = model.parameters()
-    extra = {"fused": True} if fused else {}
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, eps=spec.eps,
-                                weight_decay=spec.weight_decay, **extra)
-    if spec.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps,
-                                 weight_decay=spec.weight_decay, **extra)
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+    """The optimiser ``spec.optimizer`` names (``aezoo.optimizers``: aezoo's or a plugin's).
+
+    ``fused`` (CUDA): one kernel per step, and fp16's GradScaler then needs no host sync."""
+    descriptor = registry.load("optimizer", spec.optimizer)
+    params = part_params("optimizer", spec.optimizer, spec.optimizer_params,
+                         "train.optimizer_params")
+    optimizer = cast(Callable[..., Any], descriptor.build)(params, model.parameters(), spec,
+                                                           fused)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise PluginError(f"optimizer '{spec.optimizer}' did not build a torch.optim.Optimizer",
+                          "fix the plugin's builder")
+    return optimizer
+
+
+def make_schedule(spec: TrainSpec, steps_per_epoch: int) -> Callable[[int], float]:
+    """The schedule ``spec.scheduler`` names (``aezoo.schedules``): ``lr(step)``."""
+    descriptor = registry.load("schedule", spec.scheduler)
+    params = part_params("schedule", spec.scheduler, spec.scheduler_params,
+                         "train.scheduler_params")
+    schedule = cast(Callable[..., Any], descriptor.build)(params, spec, steps_per_epoch)
+    if not callable(schedule):
+        raise PluginError(f"schedule '{spec.scheduler}' did not build a callable",
+                          "fix the plugin's builder")
+    return cast(Callable[[int], float], schedule)
+
+
+def build_adam(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
+               fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.Adam(parameters, lr=spec.lr, betas=spec.betas, eps=spec.eps,
+                            weight_decay=spec.weight_decay, **({"fused": True} if fused else {}))
+
+
+def build_adamw(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
+                fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(parameters, lr=spec.lr, betas=spec.betas, eps=spec.eps,
+                             weight_decay=spec.weight_decay, **({"fused": True} if fused else {}))
+
+
+def build_sgd(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
+              fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum,
                            weight_decay=spec.weight_decay)
+
+
+def build_schedule(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
+    """aezoo's schedules (none, cosine, step, onecycle): one class, chosen by name."""
+    return Schedule(spec, steps_per_epoch)
 
 
 class Schedule:
@@ -49,21 +91,22 @@ class Schedule:
         self.spec = spec
         self.steps_per_epoch = max(steps_per_epoch, 1)
         self.total = self.steps_per_epoch * spec.epochs
+        self.name = spec.scheduler.rpartition(":")[2]  # aezoo:cosine is cosine
 
     @property
     def constant(self) -> bool:
-        return self.spec.scheduler == "none" and self.spec.warmup == 0
+        return self.name == "none" and self.spec.warmup == 0
 
     def __call__(self, step: int) -> float:
         s = self.spec
-        if s.scheduler == "onecycle":
+        if self.name == "onecycle":
             return self._onecycle(step)
         warm = min(1.0, (step + 1) / s.warmup) if s.warmup else 1.0
-        if s.scheduler == "cosine":
+        if self.name == "cosine":
             span = max(self.total - s.warmup, 1)
             progress = min(max(step - s.warmup, 0) / span, 1.0)
             return warm * (s.min_lr + (s.lr - s.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
-        if s.scheduler == "step":
+        if self.name == "step":
             epoch = step // self.steps_per_epoch
             return warm * s.lr * s.gamma ** (epoch // s.step_size)
         return warm * s.lr

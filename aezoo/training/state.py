@@ -118,6 +118,8 @@ def save_state(trainer: Trainer, path: str | Path) -> None:
     tensors["rng.generator"] = (trainer._epoch_gen_state if step
                                 else trainer.generator.get_state())
     tensors["rng.noise"] = trainer.noise.get_state()  # input corruption: as it is now
+    if trainer.ema is not None:
+        tensors.update(trainer.ema.tensors())
     tensors["acc.loss_sum"] = trainer._loss_sum
     info = {
         "epoch": epoch, "step": step, "global_step": trainer.global_step,
@@ -190,6 +192,8 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
     trainer._epoch_gen_state = tensors["rng.generator"]
     if "rng.noise" in tensors:  # absent in states saved before input corruptions existed
         trainer.noise.set_state(tensors["rng.noise"])
+    if trainer.ema is not None:
+        trainer.ema.load(tensors)
     trainer.epoch, trainer.step = int(info["epoch"]), int(info["step"])
     trainer.global_step = int(info["global_step"])
     trainer._loss_sum.copy_(tensors["acc.loss_sum"])

@@ -1,0 +1,55 @@
+"""An exponential moving average of a model's weights (``train.ema``).
+
+The average covers every floating-point parameter and buffer (BatchNorm statistics too),
+lives on the training device, and is updated after each optimiser step with one
+``lerp_`` per tensor. ``swapped_in()`` puts it into the model for validation, checkpoints
+and the final save; the raw weights stay what the optimiser trains (and what resume needs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+
+class WeightAverage:
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.sources = [t for t in (*model.parameters(), *model.buffers())
+                        if t.is_floating_point()]
+        self.averages = [t.detach().clone() for t in self.sources]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        weight = 1.0 - self.decay
+        for average, value in zip(self.averages, self.sources, strict=True):
+            average.lerp_(value, weight)
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The model holds the averaged weights inside this block, its own after it."""
+        with torch.no_grad():
+            raw = [t.detach().clone() for t in self.sources]
+            for target, value in zip(self.sources, self.averages, strict=True):
+                target.copy_(value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for target, value in zip(self.sources, raw, strict=True):
+                    target.copy_(value)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """For the training state: ``ema.<i>`` in the order of the model's tensors."""
+        return {f"ema.{i}": t for i, t in enumerate(self.averages)}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore from :meth:`tensors`; a state without them starts from the weights."""
+        with torch.no_grad():
+            for i, average in enumerate(self.averages):
+                saved = tensors.get(f"ema.{i}")
+                if saved is not None:
+                    average.copy_(saved)
