@@ -273,3 +273,19 @@ def test_unreadable_files_raise_checkpoint_error(tmp_path: Path, make: Callable[
         aezoo.load(path)
     assert words in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["cae-upsample-0.1.0", "cae-strided-bce-0.1.0"])
+def test_checkpoints_saved_by_the_first_release_still_load(name: str) -> None:
+    """Saved by aezoo 0.1.0 before the house and family changes (no regularizers in the
+    spec, the loss built from (logits, target)): they load bit for bit and still run."""
+    from safetensors.torch import load_file
+
+    path = Path(__file__).parent / "fixtures" / "checkpoints" / f"{name}.safetensors"
+    model = aezoo.load(path)
+    stored = load_file(str(path))
+    assert set(model.state_dict()) == set(stored)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in stored.items())
+    assert model.spec.regularizers == [] and model.term_names == ["recon"]
+    x = torch.rand(2, *model.input_shape)
+    assert model(x).shape == x.shape and torch.isfinite(model.loss(x))

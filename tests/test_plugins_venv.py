@@ -222,3 +222,25 @@ def test_a_generated_plugin_installs_and_passes_its_own_tests(venv, tmp_path):
     assert (row["dist"], row["version"]) == ("aezoo-resnet", "0.1.0")
     result = venv.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
     assert "2 passed" in result.stdout, result.stdout
+
+
+def test_a_plugin_written_against_the_first_api_still_works(venv, tmp_path):
+    """tests/fixtures/aezoo-legacy is what `aezoo new-plugin` generated before the house and
+    family changes (trampoline builders, (logits, target) loss): it installs, lists,
+    trains, saves and loads unchanged, and passes its own conformance tests."""
+    import shutil
+
+    project = tmp_path / "aezoo-legacy"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "aezoo-legacy", project)
+    venv.pip_install("-e", f"{project}[test]")
+    row = next(r for r in json.loads(venv.run("aezoo", "list", "--json").stdout)
+               if r["name"] == "legacy")
+    assert (row["dist"], row["encoder"]) == ("aezoo-legacy", "legacy-encoder")
+    run = tmp_path / "run"
+    result = venv.run("aezoo", "train", "legacy", "--epochs", "1", "--limit", "256",
+                      "--device", "cpu", "--out", run, cwd=tmp_path)
+    assert "saved" in result.stdout
+    loaded = json.loads(venv.run("python", "-c", LOAD, run / "model.safetensors").stdout)
+    assert loaded["variant"] == "legacy" and loaded["shape"] == [2, 1, 28, 28]
+    tests = venv.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert "2 passed" in tests.stdout, tests.stdout
