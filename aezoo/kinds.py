@@ -20,6 +20,7 @@ from aezoo.protocols import (
     DecoderComponent,
     EncoderComponent,
     LossComponent,
+    MetricComponent,
     OptimizerComponent,
     RegularizerComponent,
     ScheduleComponent,
@@ -57,6 +58,14 @@ def _component_problem(obj: Any) -> str | None:
         return f"params is {obj.params!r}, not a pydantic BaseModel subclass"
     if not callable(obj.build):
         return f"build is {obj.build!r}, not callable"
+    if not isinstance(obj.description, str):
+        return "description is not a string"
+    return None
+
+
+def _metric_problem(obj: Any) -> str | None:
+    if not callable(obj.compute):
+        return f"compute is {obj.compute!r}, not callable"
     if not isinstance(obj.description, str):
         return "description is not a string"
     return None
@@ -107,6 +116,8 @@ KINDS: tuple[Kind, ...] = (
          "an optimiser (train.optimizer)", check=_component_problem),
     Kind("schedule", "aezoo.schedules", ScheduleComponent, "aezoo list --components",
          "a learning-rate schedule (train.scheduler)", check=_component_problem),
+    Kind("metric", "aezoo.metrics", MetricComponent, "aezoo list --components",
+         "a reconstruction metric (aezoo eval; train.metrics)", check=_metric_problem),
     Kind("dataset", "aezoo.datasets", DatasetSource, "aezoo data list",
          "a dataset source (--data NAME)"),
     Kind("callback", "aezoo.callbacks", None, "aezoo plugins",

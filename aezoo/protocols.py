@@ -249,6 +249,21 @@ class ScheduleComponent:
         object.__setattr__(self, "build", lazy(self.build))
 
 
+@dataclass(frozen=True)
+class MetricComponent:
+    """A reconstruction metric: ``compute(recon, target) -> per-image values (N,)``, both
+    batches in [0, 1]. ``aezoo eval`` reports the mean of every installed metric;
+    ``train.metrics`` adds chosen ones to each epoch's validation log."""
+
+    compute: Callable[[Any, Any], Any] | str
+    description: str = ""
+    higher_is_better: bool = False
+    kind: str = field(default="metric", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compute", lazy(self.compute))
+
+
 Component = EncoderComponent | DecoderComponent | LossComponent
 
 

@@ -106,6 +106,9 @@ class TrainSpec(Strict):
     ema: float | None = Field(
         None, gt=0, lt=1, description="decay of an exponential moving average of the weights "
         "(e.g. 0.999); when set it is validated, checkpointed and saved as the model")
+    metrics: list[str] = Field(
+        default_factory=list, description="plugin metrics (aezoo.metrics) to add to each "
+        "epoch's validation log, as val_NAME")
     # Input corruption (denoising): the encoder sees corrupt(x), the target stays x
     corrupt: ComponentSpec | None = Field(
         None, description="a transform (`aezoo list --components`) applied to training inputs")

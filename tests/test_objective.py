@@ -21,8 +21,8 @@ from aezoo.generation import interpolate, sample
 
 FAMILY = '''
 from pydantic import BaseModel, ConfigDict, Field
-from aezoo.protocols import (EncoderComponent, LossComponent, RegularizerComponent,
-                             TransformComponent, Variant)
+from aezoo.protocols import (EncoderComponent, LossComponent, MetricComponent,
+                             RegularizerComponent, TransformComponent, Variant)
 
 class P(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +35,7 @@ encoder = EncoderComponent(P, "MODULE_impl:gaussian_encoder", "a Gaussian over a
 loss = LossComponent(P, "MODULE_impl:elbo", "BCE plus a KL term, from the whole forward")
 shrink = RegularizerComponent(P, "MODULE_impl:shrink", "mean squared code", needs=("mean",))
 noise = TransformComponent(Noise, "MODULE_impl:noise", "Gaussian noise from the generator")
+mae = MetricComponent("MODULE_impl:mae", "mean absolute error per image")
 vae = Variant(encoder="gauss", decoder="upsample", loss="elbo",
               decoder_params={"channels": [8, 8, 16]}, param_count=None,
               train={"epochs": 1, "batch_size": 64, "images": False, "device": "cpu"})
@@ -80,6 +81,9 @@ class Shrink(nn.Module):
 def shrink(params):
     return Shrink()
 
+def mae(recon, target):
+    return (recon - target).abs().flatten(1).mean(1)
+
 def noise(params):
     def corrupt(x, generator):
         draw = torch.randn(x.shape, generator=generator, device=x.device)
@@ -96,6 +100,7 @@ def family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             "aezoo.losses": {"elbo": "fam:loss"},
             "aezoo.regularizers": {"shrink": "fam:shrink"},
             "aezoo.transforms": {"noise": "fam:noise"},
+            "aezoo.metrics": {"mae": "fam:mae"},
             "aezoo.variants": {"fam-vae": "fam:vae"}},
             modules={"fam": FAMILY.replace("MODULE", "fam"), "fam_impl": IMPL})
         yield site
@@ -122,6 +127,14 @@ def test_named_terms_are_logged_and_sum_to_the_total(family: Any, tmp_path: Path
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header[-6:] == ["train_recon", "train_kl", "train_shrink", "val_recon", "val_kl",
                            "val_shrink"]
+
+
+def test_a_plugin_metric_asked_for_is_logged_each_epoch(family: Any, tmp_path: Path) -> None:
+    _train(tmp_path, {"train": {"metrics": ["mae"], "epochs": 2}})
+    rows = [json.loads(line) for line in
+            (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [0 < r["val_mae"] < 1 for r in rows] == [True, True]
+    assert rows[1]["val_mae"] < rows[0]["val_mae"] * 1.5
 
 
 def test_the_reparameterisation_samples_in_training_and_uses_the_mean_in_eval(

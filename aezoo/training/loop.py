@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aezoo import distributed
+from aezoo import distributed, registry
 from aezoo.data.base import ArrayDataset
 from aezoo.errors import AezooError, ShapeError, UsageError, summary
 from aezoo.model import Autoencoder
@@ -117,6 +117,8 @@ class Trainer:
         self.noise = torch.Generator(device=self.device).manual_seed(spec.seed + 1)
         names = list(model.term_names)
         self.term_names = names if len(names) > 1 else []
+        self.metrics = [(name.rpartition(":")[2], registry.load("metric", name).compute)
+                        for name in spec.metrics]  # train.metrics: logged as val_NAME
         # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
         # the epoch is complete); ``global_step`` counts all steps of the run.
         self.epoch, self.step, self.global_step = 1, 0, 0
@@ -354,7 +356,8 @@ class Trainer:
             raise Diverged(self.global_step)
         seconds = self._epoch_seconds
         terms = {**{f"train_{n}": v for n, v in zip(self.term_names, train[1:], strict=True)},
-                 **{f"val_{n}": val[n] for n in self.term_names}, **logged}
+                 **{f"val_{n}": val[n] for n in self.term_names},
+                 **{f"val_{n}": val[f"val_{n}"] for n, _ in self.metrics}, **logged}
         result = EpochResult(self.epoch, train_loss, val_loss, seconds,
                              images / max(seconds, 1e-9), self.lr, terms)
         self.history.append(result)

@@ -26,20 +26,26 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
     corrupt = trainer.corrupt if trainer.spec.corrupt_val else None
     noise = torch.Generator(device=trainer.device).manual_seed(trainer.spec.seed + VAL_NOISE_SEED)
     trainer.model.eval()
-    sums = torch.zeros(2 + len(trainer.term_names), dtype=trainer._acc_dtype, device=trainer.device)
+    model, metrics = trainer.model, trainer.metrics
+    names = [*trainer.term_names, *(f"val_{n}" for n, _ in metrics)]
+    sums = torch.zeros(2 + len(names), dtype=trainer._acc_dtype, device=trainer.device)
     bs = max(trainer.spec.batch_size, 1024)
     for s in range(0, len(images), bs):
         xb = trainer.batch(images, slice(s, s + bs))
-        terms = trainer.model.terms(corrupt(xb, noise) if corrupt is not None else xb, xb)
+        fwd = model.forward_pass(corrupt(xb, noise) if corrupt is not None else xb, xb)
+        terms = model.objective(fwd, model.loss_fn)
         values = [total(terms), *(terms[n] for n in trainer.term_names)]
+        if metrics:
+            recon = torch.sigmoid(fwd.logits.float())
+            values += [compute(recon, xb).float().mean() for _, compute in metrics]
         sums[:-1] += torch.stack([v.to(trainer._acc_dtype) for v in values]) * len(xb)
         sums[-1] += len(xb)
-    trainer.model.train()
+    model.train()
     if shared:
         distributed.all_reduce(sums)
     count = max(float(sums[-1]), 1.0)
     means = [float(v) / count for v in sums[:-1].tolist()]
-    return {"loss": means[0], **dict(zip(trainer.term_names, means[1:], strict=True))}
+    return {"loss": means[0], **dict(zip(names, means[1:], strict=True))}
 
 
 def reduce_logged(trainer: Trainer) -> dict[str, float]:
