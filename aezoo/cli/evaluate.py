@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
+from aezoo.cli._tables import ID, NUMBER
 
 MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
@@ -28,8 +30,6 @@ def eval_command(
     Metrics are per-image means over the split; SSIM uses an 11x11 Gaussian window with
     sigma 1.5 (Wang et al. 2004). See docs/training.md for the exact definitions.
     """
-    from rich.table import Table
-
     from aezoo.evaluation import evaluate, load_split
 
     loaded = load_split(model, data, split, limit, device)
@@ -42,16 +42,14 @@ def eval_command(
     console.print(f"{loaded.path} on {loaded.data_name}/{loaded.split} "
                   f"({result.images:,} images, {report['device']})", highlight=False,
                   soft_wrap=True)
-    table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table = tables.table([("metric", ID), ("value", NUMBER)])
     for label, value in (("MSE", f"{result.mse:.6f}"), ("BCE", f"{result.bce:.6f}"),
                          ("PSNR (dB)", f"{result.psnr:.3f}"), ("SSIM", f"{result.ssim:.4f}"),
                          (f"loss ({loaded.model.spec.loss.name})", f"{result.loss:.6f}"),
                          ("images/s", f"{result.images_per_s:,.0f}"),
                          ("parameters", f"{result.params:,}")):
         table.add_row(label, value)
-    console.print(table)
+    tables.show(table, console)
 
 
 def reconstruct_command(
