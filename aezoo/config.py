@@ -61,12 +61,25 @@ def parse_assignment(text: str) -> dict[str, Any]:
             f"invalid --set '{shown}'", "write KEY=VALUE with a dotted key, e.g. train.lr=0.01"
         )
     try:
-        value: Any = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+        value: Any = json.loads(raw, parse_int=_parse_int)
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError is one
         value = raw
     for part in reversed(key.split(".")):
         value = {part: value}
     return dict(value)
+
+
+_MAX_DIGITS = 4000  # below Python's int <-> str limit (4300 digits by default)
+
+
+def _parse_int(digits: str) -> int:
+    """A JSON integer; one too long to convert (``train.seed=1000...0``) becomes a number of
+    the same magnitude, so the spec's bound names the key and the range instead of
+    Python's digit limit raising."""
+    body = digits.lstrip("-")
+    if len(body) <= _MAX_DIGITS:
+        return int(digits)
+    return (-1 if digits.startswith("-") else 1) * 10 ** (len(body) - 1)
 
 
 def layer(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +107,29 @@ def run_spec_from(name: str | None, config_path: str | Path | None = None,
     if flags:
         layers.append(flags)
     layers.extend(parse_assignment(item) for item in sets)
-    return build_run_spec(name, layers)
+    try:
+        return build_run_spec(name, layers)
+    except SpecError as exc:
+        if config_path is None or not exc.key or not _sets(layers[0], exc.key) \
+                or any(_sets(later, exc.key) for later in layers[1:]):
+            raise
+        # The invalid value (or unknown key) came from the file: say which file.
+        problem = exc.problem.replace(f"invalid {exc.key}:",
+                                      f"invalid {exc.key} in {config_path}:", 1)
+        raise SpecError(problem, exc.fix, key=exc.key) from None
+
+
+def _sets(data: Mapping[str, Any], key: str) -> bool:
+    """Whether the nested ``data`` holds dotted ``key`` (or a value above it: a list
+    holding ``model.input_shape.0``)."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, Mapping):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def fixes_input_shape(sets: Iterable[str]) -> bool:

@@ -346,7 +346,7 @@ CASES: list[Bad] = [
     cli("config-unknown-suffix", 2, r"unknown type", *T, "--config", "conf.txt"),
     cli("config-not-utf8", 2, r"cannot read config file binary\.toml", *T,
         "--config", "binary.toml"),
-    cli("config-unknown-key", 2, r"train\.learning_rate: unknown key", *T,
+    cli("config-unknown-key", 2, r"train\.learning_rate in unknown-key\.toml: unknown key", *T,
         "--config", "unknown-key.toml"),
     cli("config-wrong-type", 2, r"train\.epochs", *T, "--config", "wrong-type.yaml"),
     cli("config-unknown-component", 2, r"unknown encoder 'resnet'", "train",

@@ -14,8 +14,6 @@ import typer
 from plugin_fixtures import FakeSite, variant_source
 from typer.testing import CliRunner
 
-from aezoo import registry
-
 Cli = Callable[..., Any]
 
 LONG = {"encoder": "an-encoder-with-a-really-quite-long-public-name",
@@ -164,3 +162,114 @@ def test_train_refuses_both_channels_last_switches(cli: Cli) -> None:
     assert "contradict each other" in result.stderr
 
 
+
+
+# --- 3. "$schema" in a spec file ----------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_spec_file_may_point_at_its_schema(cli: Cli, tmp_path: Path, suffix: str) -> None:
+    from aezoo.config import run_spec_from
+
+    spec = {"$schema": "./aezoo-schema.json", "model": {"variant": "cae-upsample"},
+            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "images": False},
+            "data": {"limit": 128}}
+    path = tmp_path / f"run{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(spec))
+    else:
+        import yaml
+
+        path.write_text(yaml.safe_dump(spec))
+    assert run_spec_from(None, path).train.epochs == 1
+    assert cli("config", "--config", str(path)).exit_code == 0
+    if suffix == ".json":
+        result = cli("train", "--config", str(path), "--out", "run")
+        assert result.exit_code == 0, result.output
+        assert "$schema" not in (tmp_path / "run" / "run.json").read_text()
+    schema = json.loads(cli("schema").stdout)
+    assert schema["properties"]["$schema"]["type"] == "string"  # editors accept the key
+
+
+# --- 4. `aezoo config` (TOML) shows every key ---------------------------------------
+
+
+def test_toml_config_shows_every_null_key_as_a_comment(cli: Cli, tmp_path: Path) -> None:
+    result = cli("config", "cae-upsample")
+    assert result.exit_code == 0, result.output
+    for key in ("patience", "grad_clip", "checkpoint_every", "limit", "image_size",
+                "channels_last", "channels"):
+        assert f"# {key} = null  (unset)" in result.stdout, key
+    (tmp_path / "run.toml").write_text(result.stdout)
+    again = cli("config", "--config", "run.toml")
+    assert again.exit_code == 0 and again.stdout == result.stdout  # the round trip holds
+    from aezoo.config import build_run_spec
+    from aezoo.schema import spec_text
+
+    spec = build_run_spec("cae-upsample", [{"train": {"patience": 3}}])
+    assert "patience = 3" in spec_text(spec, "toml")
+
+
+# --- 8. config files: line and column, and which file -------------------------------
+
+
+@pytest.mark.parametrize(("name", "text", "where"), [
+    ("run.yaml", "model:\n  variant: cae-upsample\ntrain:\n  lr: [1, 2\n  epochs: 3\n",
+     "(line 5, column 9)"),
+    ("run.json", '{"model": {"variant": "cae-upsample"},\n "train": {"lr": 1,}}',
+     "(line 2, column 20)"),
+    ("run.toml", "[train\n", "(at line 1, column 7)"),
+])
+def test_syntax_errors_give_line_and_column(cli: Cli, tmp_path: Path, name: str, text: str,
+                                            where: str) -> None:
+    from test_cli import assert_one_error_line
+
+    (tmp_path / name).write_text(text)
+    assert_one_error_line(cli("train", "--config", name), 2, f"config file {name} is not "
+                          "valid", where)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[model]\nvariant = "cae-upsample"\n[train]\nlrr = 1\n',
+     ["invalid train.lrr in run.toml: unknown key (did you mean 'lr'?)"]),
+    ('[model]\nvariant = "cae-upsample"\n[training]\nlr = 1\n',
+     ["invalid training in run.toml: unknown key (did you mean 'train'?)"]),
+    ('[model]\nvariant = "cae-upsample"\n[train]\nlr = -1\n',
+     ["invalid train.lr in run.toml: Input should be greater than 0"]),
+    ('[model]\nvariant = "cae-upsample"\n[model.encoder.params]\nchanels = [1]\n',
+     ["invalid model.encoder.params.chanels in run.toml: unknown key"]),
+])
+def test_invalid_config_content_names_the_file(cli: Cli, tmp_path: Path, text: str,
+                                               words: list[str]) -> None:
+    from test_cli import assert_one_error_line
+
+    (tmp_path / "run.toml").write_text(text)
+    line = assert_one_error_line(cli("train", "--config", "run.toml"), 2, *words)
+    assert "Value error" not in line
+
+
+def test_a_bad_value_from_a_flag_does_not_blame_the_file(cli: Cli, tmp_path: Path) -> None:
+    from test_cli import assert_one_error_line
+
+    (tmp_path / "run.toml").write_text('[model]\nvariant = "cae-upsample"\n[train]\nlr = 1\n')
+    line = assert_one_error_line(cli("train", "--config", "run.toml", "--set",
+                                     "train.lr=-1"), 2, "invalid train.lr:")
+    assert "run.toml" not in line
+
+
+# --- 9. `--set` with a 5,000-digit integer ------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "bound"), [("train.seed", "18446744073709551615"),
+                                            ("train.epochs", str(2**62)),
+                                            ("data.image_size", str(2**20))])
+def test_set_with_a_huge_integer_is_a_spec_error(cli: Cli, key: str, bound: str) -> None:
+    from test_cli import assert_one_error_line
+
+    line = assert_one_error_line(cli("train", "cae-upsample", "--set", f"{key}=1{'0' * 5000}"),
+                                 2, f"invalid {key}", bound, "about 5000 digits")
+    assert "unexpected" not in line
+    from aezoo.config import parse_assignment
+
+    assert parse_assignment("train.seed=-1" + "0" * 5000)["train"]["seed"] < -10**4990
+    assert parse_assignment("train.seed=12")["train"]["seed"] == 12
