@@ -11,14 +11,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from aezoo import registry
-from aezoo.errors import SpecError, UsageError
+from aezoo.errors import AezooError, SpecError, UsageError
 from aezoo.registry import COMPONENT_KINDS
 from aezoo.specfile import read_config
 from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, validate
 
-__all__ = ["COMPONENT_KINDS", "build_model_spec", "build_run_spec", "component_params",
-           "fixes_input_shape", "layer", "merge", "parse_assignment", "resolve_model",
-           "run_spec_from", "variant_defaults"]
+__all__ = ["COMPONENT_KINDS", "absolute_data_name", "build_model_spec", "build_run_spec",
+           "component_params", "fixes_input_shape", "layer", "merge", "parse_assignment",
+           "resolve_model", "run_spec_from", "variant_defaults"]
 
 
 def variant_defaults(name: str) -> dict[str, Any]:
@@ -103,12 +103,12 @@ def run_spec_from(name: str | None, config_path: str | Path | None = None,
     file ``config_path``, the ``flags`` layer (see ``layer``), then each ``KEY=VALUE``."""
     layers: list[Mapping[str, Any]] = []
     if config_path is not None:
-        layers.append(read_config(config_path))
+        layers.append(_data_paths_from(read_config(config_path), Path(config_path).parent))
     if flags:
         layers.append(flags)
     layers.extend(parse_assignment(item) for item in sets)
     try:
-        return build_run_spec(name, layers)
+        spec = build_run_spec(name, layers)
     except SpecError as exc:
         if config_path is None or not exc.key or not _sets(layers[0], exc.key) \
                 or any(_sets(later, exc.key) for later in layers[1:]):
@@ -117,6 +117,40 @@ def run_spec_from(name: str | None, config_path: str | Path | None = None,
         problem = exc.problem.replace(f"invalid {exc.key}:",
                                       f"invalid {exc.key} in {config_path}:", 1)
         raise SpecError(problem, exc.fix, key=exc.key) from None
+    # Stored absolute (run.json), so --resume, eval, reconstruct and encode work from any
+    # directory; a path from the command line is relative to the current one.
+    name_now = absolute_data_name(spec.data.name, Path.cwd())
+    if name_now == spec.data.name:
+        return spec
+    return spec.model_copy(update={"data": spec.data.model_copy(update={"name": name_now})})
+
+
+def absolute_data_name(name: str, base: Path) -> str:
+    """``npz:data.npz`` -> ``npz:BASE/data.npz`` (absolute) for a dataset source that takes
+    a path (folder:, npz:, npy:, a plugin's); other names, and absolute paths, as given."""
+    from aezoo.data.catalog import resolve
+
+    try:
+        resolved = resolve(name)
+    except AezooError:  # reported where the data is loaded, with its own message
+        return name
+    argument = resolved.argument
+    if not resolved.source.takes_path or not argument:
+        return name
+    path = Path(argument).expanduser()
+    if path.is_absolute():
+        return name
+    head = name.strip()[: len(name.strip()) - len(argument)]
+    return head + str(Path(base).absolute() / path)
+
+
+def _data_paths_from(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A spec file's layer with its data path made relative to the file's directory."""
+    section = data.get("data")
+    if isinstance(section, Mapping) and isinstance(section.get("name"), str):
+        data = {**data, "data": {**section, "name": absolute_data_name(section["name"],
+                                                                        base)}}
+    return data
 
 
 def _sets(data: Mapping[str, Any], key: str) -> bool:

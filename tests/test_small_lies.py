@@ -273,3 +273,115 @@ def test_set_with_a_huge_integer_is_a_spec_error(cli: Cli, key: str, bound: str)
 
     assert parse_assignment("train.seed=-1" + "0" * 5000)["train"]["seed"] < -10**4990
     assert parse_assignment("train.seed=12")["train"]["seed"] == 12
+
+
+# --- 5. encode / reconstruct honour --out's extension -------------------------------
+# --- 6. a missing path on the command line is a usage error (2) ---------------------
+# --- 10. relative data paths work from any directory --------------------------------
+
+
+@pytest.fixture(scope="module")
+def npz_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run trained from ``first/`` on ``npz:data.npz`` (relative), with labels."""
+    import os
+
+    import numpy as np
+
+    from aezoo.cli import app
+
+    root = tmp_path_factory.mktemp("rel")
+    first = root / "first"
+    first.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(first / "data.npz", images=rng.integers(0, 256, (40, 1, 28, 28), dtype=np.uint8),
+             labels=np.arange(40) % 4)
+    cwd = os.getcwd()
+    os.chdir(first)
+    try:
+        result = CliRunner().invoke(app, ["train", "cae-upsample", "--data", "npz:data.npz",
+                                          "--epochs", "1", "--batch-size", "16", "--device",
+                                          "cpu", "--no-images", "--out", "run"])
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, result.output
+    return first / "run"
+
+
+def test_relative_data_paths_are_stored_absolute(npz_run: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo.cli import app
+
+    stored = json.loads((npz_run / "run.json").read_text())["data"]["name"]
+    assert stored == f"npz:{npz_run.parent / 'data.npz'}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = CliRunner().invoke
+    report = run(app, ["eval", str(npz_run), "--device", "cpu", "--json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["images"] == 4  # the val split of data.npz
+    assert run(app, ["encode", str(npz_run), "--out", "z.npz"]).exit_code == 0
+    assert run(app, ["reconstruct", str(npz_run), "--n", "2", "--out", "r.png"]).exit_code == 0
+    resumed = run(app, ["train", "--resume", str(npz_run), "--epochs", "2"])
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_data_paths_in_a_config_file_are_relative_to_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo.config import run_spec_from
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "run.toml").write_text(
+        '[model]\nvariant = "cae-upsample"\n[data]\nname = "folder:imgs"\n')
+    monkeypatch.chdir(tmp_path)
+    spec = run_spec_from(None, "conf/run.toml")
+    assert spec.data.name == f"folder:{tmp_path / 'conf' / 'imgs'}"
+    flag = run_spec_from("cae-upsample", None, {"data": {"name": "npy:x.npy"}})
+    assert flag.data.name == f"npy:{tmp_path / 'x.npy'}"
+    assert run_spec_from("cae-upsample", None, {"data": {"name": "npz:/abs/d.npz"}}
+                         ).data.name == "npz:/abs/d.npz"
+    assert run_spec_from("cae-upsample").data.name == "mnist5k"
+
+
+def test_encode_writes_the_format_its_name_says(npz_run: Path, cli: Cli, tmp_path: Path) -> None:
+    import numpy as np
+    from test_cli import assert_one_error_line
+
+    result = cli("encode", str(npz_run), "--out", "z.npz", "--split", "val")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "z.npz", allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["labels", "latents"]
+        assert archive["latents"].shape[0] == archive["labels"].shape[0] == 4
+    assert not (tmp_path / "z.npz.labels.npy").exists()
+    assert cli("encode", str(npz_run), "--out", "z.npy").exit_code == 0
+    assert np.load(tmp_path / "z.npy").dtype == np.float32
+    assert (tmp_path / "z.labels.npy").exists()
+    for bad in ("z.txt", "z", "z.npy.gz"):
+        assert_one_error_line(cli("encode", str(npz_run), "--out", bad), 2,
+                              f"cannot write latents to {bad}", ".npy", ".npz")
+        assert not (tmp_path / bad).exists()
+
+
+def test_reconstruct_writes_png_only(npz_run: Path, cli: Cli, tmp_path: Path) -> None:
+    from test_cli import assert_one_error_line
+
+    for bad in ("r.jpg", "r.JPEG", "r"):
+        assert_one_error_line(cli("reconstruct", str(npz_run), "--out", bad), 2,
+                              f"cannot write a reconstruction grid to {bad}", "NAME.png")
+        assert not (tmp_path / bad).exists()
+    assert cli("reconstruct", str(npz_run), "--n", "2", "--out", "r.PNG").exit_code == 0
+    assert (tmp_path / "r.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("command", [["eval"], ["reconstruct"], ["encode"],
+                                     ["train", "--resume"]])
+def test_a_missing_path_on_the_command_line_exits_2(cli: Cli, tmp_path: Path,
+                                                    command: list[str]) -> None:
+    from test_cli import assert_one_error_line
+
+    assert_one_error_line(cli(*command, "runs/nothere"), 2, "runs/nothere")
+    (tmp_path / "empty").mkdir()
+    assert_one_error_line(cli(*command, "empty"), 2, "empty")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    if command[0] != "train":  # a file that is there but broken: a runtime problem (1)
+        assert_one_error_line(cli(*command, "junk.safetensors"), 1, "junk.safetensors")
