@@ -385,3 +385,30 @@ def test_a_missing_path_on_the_command_line_exits_2(cli: Cli, tmp_path: Path,
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     if command[0] != "train":  # a file that is there but broken: a runtime problem (1)
         assert_one_error_line(cli(*command, "junk.safetensors"), 1, "junk.safetensors")
+
+
+# --- 11. `aezoo new-plugin` refuses names that collide ------------------------------
+
+
+@pytest.mark.parametrize(("name", "collision"), [
+    ("aezoo-cae", "package aezoo_cae, which aezoo itself ships"),
+    ("torch", "'torch' is already an installed distribution (torch "),
+    ("json", "package json, which is a Python standard-library module"),
+    ("site", "package site, which is a Python standard-library module"),
+    ("typing-extensions", "already an installed distribution"),
+    ("yaml", "package yaml, which is already importable"),  # PyYAML's module, not its name
+])
+def test_new_plugin_refuses_names_that_collide(cli: Cli, tmp_path: Path, name: str,
+                                               collision: str) -> None:
+    from test_cli import assert_one_error_line
+
+    assert_one_error_line(cli("new-plugin", name, "--dir", str(tmp_path / "out")), 2,
+                          collision)
+    assert not (tmp_path / "out").exists()
+
+
+def test_new_plugin_names_live_in_the_core() -> None:
+    from aezoo.scaffold import first_party_packages, names_for
+
+    assert {"aezoo", "aezoo_cae"} <= first_party_packages()
+    assert names_for("aezoo-resnet")["package"] == "aezoo_resnet"
