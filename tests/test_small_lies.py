@@ -412,3 +412,34 @@ def test_new_plugin_names_live_in_the_core() -> None:
 
     assert {"aezoo", "aezoo_cae"} <= first_party_packages()
     assert names_for("aezoo-resnet")["package"] == "aezoo_resnet"
+
+
+# --- 12. warnings for a batch larger than the data, a warm-up longer than the run ---
+
+
+def test_training_warnings_from_the_core() -> None:
+    from aezoo.doctor import training_warnings
+    from aezoo.specs import TrainSpec
+
+    assert training_warnings(TrainSpec(batch_size=64, warmup=10), 1000, 16) == []
+    big, = training_warnings(TrainSpec(batch_size=512), 100, 1)
+    assert big == ("--batch-size 512 is larger than the training split (100 images): each "
+                   "epoch is one step of 100 images")
+    long, = training_warnings(TrainSpec(epochs=2, warmup=1000), 1000, 4)
+    assert long == ("--warmup 1,000 steps is longer than the whole run (8 steps: 2 epochs "
+                    "of 4): the learning rate never reaches --lr")
+    assert training_warnings(TrainSpec(epochs=2, warmup=8), 1000, 4) == []  # exactly the run
+
+
+def test_train_prints_both_warnings(cli: Cli, tmp_path: Path) -> None:
+    result = cli("train", "cae-upsample", "--limit", "64", "--batch-size", "512", "--epochs",
+                 "1", "--warmup", "1000", "--device", "cpu", "--no-images", "--out", "run")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, result.stderr
+    assert "--batch-size 512 is larger than the training split" in warnings[0]
+    assert "--warmup 1,000 steps is longer than the whole run (1 step: 1 epoch of 1)" \
+        in warnings[1]
+    quiet = cli("train", "cae-upsample", "--limit", "64", "--batch-size", "16", "--epochs", "1",
+                "--device", "cpu", "--no-images", "--out", "quiet")
+    assert quiet.exit_code == 0 and "warning:" not in quiet.stderr

@@ -181,7 +181,8 @@ def train_command(
         preflight(spec, progress)
     # A shape given with --set is kept (a mismatch with the data is an error). Otherwise
     # it follows the data: a variant's default, or the one `aezoo config` wrote to a file.
-    _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)],
+    _report(lambda: train(spec, out, force=force,
+                          callbacks=[_warnings_callback(), ProgressCallback(console)],
                           follow_data=not fixes_input_shape(set_)))
 
 
@@ -195,7 +196,23 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {_KEYS[flag].removeprefix("train."): value
                  for flag, value in given.items() if FLAGS[flag][1]}
-    _report(lambda: resume(run_dir, overrides, callbacks=[ProgressCallback(console)]))
+    _report(lambda: resume(run_dir, overrides,
+                           callbacks=[_warnings_callback(), ProgressCallback(console)]))
+
+
+def _warnings_callback() -> Any:
+    """Warns (once, on the main process) about settings aezoo.doctor.training_warnings
+    finds questionable, when the data has loaded and the split sizes are known."""
+    from aezoo.doctor import training_warnings
+    from aezoo.training.hooks import Callback
+
+    class Warnings(Callback):
+        def on_train_start(self, trainer: Any) -> None:
+            for line in training_warnings(trainer.spec, len(trainer.train_images),
+                                          trainer.steps_per_epoch):
+                warn(line)
+
+    return Warnings()
 
 
 def _report(run: Callable[[], Any]) -> None:
