@@ -11,14 +11,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from aezoo import registry
-from aezoo.errors import SpecError, UnknownNameError, UsageError
+from aezoo.errors import AezooError, SpecError, UnknownNameError, UsageError
 from aezoo.registry import COMPONENT_KINDS
 from aezoo.specfile import read_config
 from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, TrainSpec, validate
 
-__all__ = ["COMPONENT_KINDS", "build_model_spec", "build_run_spec", "component_params",
-           "fixes_input_shape", "layer", "merge", "parse_assignment", "resolve_model",
-           "run_spec_from", "variant_defaults"]
+__all__ = ["COMPONENT_KINDS", "absolute_data_name", "build_model_spec", "build_run_spec",
+           "component_params", "fixes_input_shape", "layer", "merge", "parse_assignment",
+           "resolve_model", "run_spec_from", "variant_defaults"]
 
 
 def variant_defaults(name: str) -> dict[str, Any]:
@@ -62,12 +62,25 @@ def parse_assignment(text: str) -> dict[str, Any]:
             f"invalid --set '{shown}'", "write KEY=VALUE with a dotted key, e.g. train.lr=0.01"
         )
     try:
-        value: Any = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+        value: Any = json.loads(raw, parse_int=_parse_int)
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError is one
         value = raw
     for part in reversed(key.split(".")):
         value = {part: value}
     return dict(value)
+
+
+_MAX_DIGITS = 4000  # below Python's int <-> str limit (4300 digits by default)
+
+
+def _parse_int(digits: str) -> int:
+    """A JSON integer; one too long to convert (``train.seed=1000...0``) becomes a number of
+    the same magnitude, so the spec's bound names the key and the range instead of
+    Python's digit limit raising."""
+    body = digits.lstrip("-")
+    if len(body) <= _MAX_DIGITS:
+        return int(digits)
+    return (-1 if digits.startswith("-") else 1) * 10 ** (len(body) - 1)
 
 
 def layer(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,11 +104,67 @@ def run_spec_from(name: str | None, config_path: str | Path | None = None,
     file ``config_path``, the ``flags`` layer (see ``layer``), then each ``KEY=VALUE``."""
     layers: list[Mapping[str, Any]] = []
     if config_path is not None:
-        layers.append(read_config(config_path))
+        layers.append(_data_paths_from(read_config(config_path), Path(config_path).parent))
     if flags:
         layers.append(flags)
     layers.extend(parse_assignment(item) for item in sets)
-    return build_run_spec(name, layers)
+    try:
+        spec = build_run_spec(name, layers)
+    except SpecError as exc:
+        if config_path is None or not exc.key or not _sets(layers[0], exc.key) \
+                or any(_sets(later, exc.key) for later in layers[1:]):
+            raise
+        # The invalid value (or unknown key) came from the file: say which file.
+        problem = exc.problem.replace(f"invalid {exc.key}:",
+                                      f"invalid {exc.key} in {config_path}:", 1)
+        raise SpecError(problem, exc.fix, key=exc.key) from None
+    # Stored absolute (run.json), so --resume, eval, reconstruct and encode work from any
+    # directory; a path from the command line is relative to the current one.
+    name_now = absolute_data_name(spec.data.name, Path.cwd())
+    if name_now == spec.data.name:
+        return spec
+    return spec.model_copy(update={"data": spec.data.model_copy(update={"name": name_now})})
+
+
+def absolute_data_name(name: str, base: Path) -> str:
+    """``npz:data.npz`` -> ``npz:BASE/data.npz`` (absolute) for a dataset source that takes
+    a path (folder:, npz:, npy:, a plugin's); other names, and absolute paths, as given."""
+    from aezoo.data.catalog import resolve
+
+    try:
+        resolved = resolve(name)
+    except AezooError:  # reported where the data is loaded, with its own message
+        return name
+    argument = resolved.argument
+    if not resolved.source.takes_path or not argument:
+        return name
+    path = Path(argument).expanduser()
+    if path.is_absolute():
+        return name
+    head = name.strip()[: len(name.strip()) - len(argument)]
+    return head + str(Path(base).absolute() / path)
+
+
+def _data_paths_from(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A spec file's layer with its data path made relative to the file's directory."""
+    section = data.get("data")
+    if isinstance(section, Mapping) and isinstance(section.get("name"), str):
+        data = {**data, "data": {**section, "name": absolute_data_name(section["name"],
+                                                                        base)}}
+    return data
+
+
+def _sets(data: Mapping[str, Any], key: str) -> bool:
+    """Whether the nested ``data`` holds dotted ``key`` (or a value above it: a list
+    holding ``model.input_shape.0``)."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, Mapping):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def fixes_input_shape(sets: Iterable[str]) -> bool:

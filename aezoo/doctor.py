@@ -11,9 +11,9 @@ from aezoo.errors import AezooError, PluginError, summary
 
 if TYPE_CHECKING:
     from aezoo.data.source import Progress
-    from aezoo.specs import RunSpec
+    from aezoo.specs import RunSpec, TrainSpec
 
-__all__ = ["check_plugins", "plugin_report", "preflight"]
+__all__ = ["check_plugins", "plugin_report", "preflight", "training_warnings"]
 
 
 def preflight(spec: RunSpec, progress: Progress | None = None) -> None:
@@ -32,6 +32,25 @@ def preflight(spec: RunSpec, progress: Progress | None = None) -> None:
 
         from_spec(resolve_model(spec.model.model_copy(update={"input_shape": shape})))
     prefetch(spec.data.name, progress)
+
+
+def training_warnings(train: TrainSpec, train_images: int, steps_per_epoch: int) -> list[str]:
+    """Settings that train, but not as the user likely meant: one line each.
+
+    ``train_images`` is the training split this process sees, ``steps_per_epoch`` the
+    optimiser steps it takes per epoch (both known once the data has loaded)."""
+    out = []
+    if train.batch_size > train_images:
+        out.append(f"--batch-size {train.batch_size} is larger than the training split "
+                   f"({train_images:,} images): each epoch is one step of {train_images:,} "
+                   "images")
+    total = steps_per_epoch * train.epochs
+    if train.warmup > total:
+        out.append(f"--warmup {train.warmup:,} steps is longer than the whole run "
+                   f"({total:,} step{'s' * (total != 1)}: {train.epochs:,} epoch"
+                   f"{'s' * (train.epochs != 1)} of {steps_per_epoch:,}): the learning rate "
+                   "never reaches --lr")
+    return out
 
 
 def check_plugins() -> list[registry.Failure]:

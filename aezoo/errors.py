@@ -40,7 +40,12 @@ class UsageError(AezooError):
 
 
 class SpecError(UsageError):
-    """A spec value or override that does not validate."""
+    """A spec value or override that does not validate; ``key`` is the dotted path of the
+    first invalid value, when known."""
+
+    def __init__(self, problem: str, fix: str | None = None, key: str | None = None) -> None:
+        super().__init__(problem, fix)
+        self.key = key
 
 
 class UnknownNameError(UsageError):

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from aezoo._io import atomic_write
-from aezoo.errors import OutputExistsError, ShapeError, UsageError
+from aezoo.errors import CheckpointError, OutputExistsError, ShapeError, UsageError
 from aezoo.metrics import bce_with_logits, mse, psnr, ssim
 from aezoo.protocols import format_shape
 from aezoo.tensors import unit_batches
 
-__all__ = ["SPLITS", "Evaluation", "Loaded", "encode_split", "evaluate", "labels_path",
-           "load_split", "refuse_overwrite", "write_latents", "write_npy"]
+__all__ = ["LATENT_SUFFIXES", "SPLITS", "Evaluation", "Loaded", "check_picture_path",
+           "encode_split", "evaluate", "labels_path", "latents_format", "load_split",
+           "refuse_overwrite", "write_latents", "write_npy"]
 
 SPLITS = ("test", "val", "train")
 
@@ -55,8 +56,16 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
         raise UsageError(f"unknown split '{split}'", "use test, val or train")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be positive (got {limit})", "pass --limit 1 or more")
+    # A path given on the command line that is not there is a usage error (exit code 2),
+    # as for `train --resume`; a file that is there but broken stays a CheckpointError.
+    if not target.exists():
+        raise UsageError(f"model file {target} does not exist",
+                         "check the path: give a model file or the directory of a training run")
     dev = resolve_device(device)
-    path = model_path(target)
+    try:
+        path = model_path(target)
+    except CheckpointError as exc:  # a directory without a model: the wrong directory
+        raise UsageError(exc.problem, exc.fix) from None
     model = load(path, device=dev)
     data_spec = data_spec_beside(path, data)
     dataset = load_dataset(data_spec)
@@ -175,9 +184,34 @@ def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
     return latents.reshape(len(latents), -1) if flatten else latents
 
 
-def labels_path(out: Path) -> Path:
-    """Where the labels of the latents in ``out`` go: ``NAME.labels.npy`` beside it."""
-    return out.with_name(out.name.removesuffix(".npy") + ".labels.npy")
+LATENT_SUFFIXES = (".npy", ".npz")
+
+
+def latents_format(out: Path) -> str:
+    """``npy`` or ``npz``, from ``out``'s extension; any other is refused (before anything
+    loads), so a file's bytes always match its name."""
+    suffix = out.suffix.lower()
+    if suffix not in LATENT_SUFFIXES:
+        raise UsageError(f"cannot write latents to {out} (unknown extension "
+                         f"'{suffix or out.name}')",
+                         "use --out NAME.npy (latents, labels beside it) or NAME.npz (both "
+                         "in one file)")
+    return suffix[1:]
+
+
+def check_picture_path(out: Path) -> None:
+    """``reconstruct`` writes PNG: any other extension is refused, never written as PNG."""
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"cannot write a reconstruction grid to {out} (PNG only, not "
+                         f"'{out.suffix or out.name}')", "use --out NAME.png")
+
+
+def labels_path(out: Path) -> Path | None:
+    """Where the labels of the latents in ``out`` go: ``NAME.labels.npy`` beside a .npy
+    file; None for a .npz file (they go inside it, as ``labels``)."""
+    if latents_format(out) == "npz":
+        return None
+    return out.with_name(out.name.removesuffix(out.suffix) + ".labels.npy")
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
@@ -188,10 +222,21 @@ def write_npy(path: Path, array: np.ndarray) -> None:
 
 
 def write_latents(out: Path, latents: np.ndarray, labels: Any = None) -> Path | None:
-    """``latents`` to ``out`` and, when given, ``labels`` (int64, row i labelling latent i)
-    to ``labels_path(out)``, which is returned (None without labels)."""
-    write_npy(out, latents)
-    if labels is None:
+    """``latents`` to ``out`` and, when given, ``labels`` (int64, row i labelling latent i).
+
+    ``.npy``: the labels go to ``labels_path(out)``, which is returned (None without
+    labels). ``.npz``: one file with arrays ``latents`` and (when given) ``labels``;
+    returns None."""
+    labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+    if latents_format(out) == "npz":
+        buf = io.BytesIO()
+        arrays = {"latents": latents, **({"labels": labels} if labels is not None else {})}
+        np.savez(buf, allow_pickle=False, **arrays)
+        atomic_write(out, buf.getvalue())
         return None
-    write_npy(labels_path(out), np.asarray(labels, dtype=np.int64))
-    return labels_path(out)
+    write_npy(out, latents)
+    where = labels_path(out)
+    if labels is None or where is None:
+        return None
+    write_npy(where, labels)
+    return where

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aezoo import registry
 from aezoo.config import build_run_spec, run_spec_from
 from aezoo.errors import UsageError
-from aezoo.specfile import FORMATS, parse, render
+from aezoo.specfile import FORMATS, SCHEMA_KEY, parse, render
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -151,4 +151,8 @@ def schema(name: str | None = None, left_out: list[Failure] | None = None) -> di
     out: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     out.update(model.model_json_schema())
     out["title"] = f"aezoo run spec for {name}" if name else "aezoo run spec"
+    # A spec file may point at this schema; aezoo ignores the key when it reads the file.
+    out["properties"] = {SCHEMA_KEY: {"type": "string", "description": "the JSON Schema "
+                                      "this file follows (ignored by aezoo)"},
+                         **out.get("properties", {})}
     return out

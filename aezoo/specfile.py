@@ -13,12 +13,15 @@ from typing import Any
 
 from aezoo.errors import UsageError, summary
 
-__all__ = ["FORMATS", "SUFFIXES", "loads", "parse", "read_config", "render", "to_toml"]
+__all__ = ["FORMATS", "SCHEMA_KEY", "SUFFIXES", "loads", "parse", "read_config", "render",
+           "syntax_error", "to_toml"]
 
 FORMATS = ("toml", "yaml", "json")
 # File suffix -> format.
 SUFFIXES = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# A top-level key spec files may hold for editors (JSON Schema's own); ignored when read.
+SCHEMA_KEY = "$schema"
 
 
 def loads(text: str, fmt: str) -> Any:
@@ -61,11 +64,26 @@ def read_config(path: str | Path) -> dict[str, Any]:
         data = loads(text, SUFFIXES[suffix])
     except Exception as exc:  # each parser raises its own error types
         raise UsageError(f"config file {path} is not valid {suffix[1:].upper()}: "
-                         f"{summary(exc, with_type=False)}", "fix the syntax") from None
+                         f"{syntax_error(exc)}", "fix the syntax") from None
     if not isinstance(data, dict):
         raise UsageError(f"config file {path} does not hold a table/mapping",
                          "write keys model, train and data at the top level")
+    # An editor's pointer to the JSON Schema (`aezoo schema`), not a setting.
+    if isinstance(data.get(SCHEMA_KEY), str):
+        del data[SCHEMA_KEY]
     return data
+
+
+def syntax_error(exc: BaseException) -> str:
+    """A parser's error in one line, with its line and column where the parser knows them
+    (JSON and TOML say them in their first line; YAML's come from its marks)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:  # yaml.MarkedYAMLError
+        return f"{' '.join(str(problem).split())} (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    return summary(exc, with_type=False)
 
 
 def render(data: Mapping[str, Any], fmt: str, comment: str = "") -> str:
@@ -94,19 +112,21 @@ def render(data: Mapping[str, Any], fmt: str, comment: str = "") -> str:
 
 
 def to_toml(data: Mapping[str, Any]) -> str:
-    """``data`` as a TOML document. None values are left out (TOML has no null); a None
-    inside an array is a ValueError."""
+    """``data`` as a TOML document. TOML has no null: a None value is written as a comment
+    (``# patience = null  (unset)``), so the file still shows the key; a None inside an
+    array is a ValueError."""
     lines: list[str] = []
     _toml_table(lines, data, ())
     return "\n".join(lines).strip("\n") + "\n"
 
 
 def _toml_table(lines: list[str], table: Mapping[str, Any], path: tuple[str, ...]) -> None:
-    scalars = [(k, v) for k, v in table.items() if not isinstance(v, Mapping) and v is not None]
+    scalars = [(k, v) for k, v in table.items() if not isinstance(v, Mapping)]
     tables = [(k, v) for k, v in table.items() if isinstance(v, Mapping)]
     if path and (scalars or not tables):
         lines += ["", f"[{'.'.join(_toml_key(p) for p in path)}]"]
-    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars]
+    lines += [f"# {_toml_key(k)} = null  (unset)" if v is None
+              else f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars]
     for key, sub in tables:
         _toml_table(lines, sub, (*path, str(key)))
 

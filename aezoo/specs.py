@@ -218,11 +218,16 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def error_key(error: ValidationError, prefix: str = "") -> str:
+    """The dotted path of the first invalid value (``train.lr``), or ""."""
+    return ".".join(str(p) for p in (prefix, *error.errors()[0]["loc"]) if p != "")
+
+
 def describe_validation_error(error: ValidationError, prefix: str = "",
                               model: type[BaseModel] | None = None) -> str:
     """One line naming the first invalid value and why (bounded in size and time)."""
     first = error.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    loc = error_key(error, prefix)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
@@ -243,5 +248,5 @@ def validate(model: type[Strict], data: Any, prefix: str = "") -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise SpecError(
-            describe_validation_error(exc, prefix, model), "fix the value or see `aezoo info`"
-        ) from None
+            describe_validation_error(exc, prefix, model), "fix the value or see `aezoo info`",
+            key=error_key(exc, prefix) or None) from None

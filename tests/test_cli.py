@@ -327,8 +327,9 @@ ERRORS: list[tuple[str, list[Any], int, list[str]]] = [
     ("unknown-dataset", ["train", "cae-upsample", "--data", "mnist5kk", "--out", "out"], 2,
      ["unknown dataset 'mnist5kk'", "did you mean 'mnist5k'"]),
     ("bad-device-name", ["train", "cae-upsample", "--device", "gpu"], 2, ["train.device"]),
-    ("diverged", ["train", "cae-upsample", "--limit", "64", "--epochs", "1", "--device", "cpu",
-                  "--lr", "1e30", "--set", "train.optimizer=sgd", "--out", "diverged"], 1,
+    ("diverged", ["train", "cae-upsample", "--limit", "64", "--batch-size", "32", "--epochs",
+                  "1", "--device", "cpu", "--lr", "1e30", "--set", "train.optimizer=sgd",
+                  "--out", "diverged"], 1,
      ["the loss became", "--lr"]),
 ]
 

@@ -84,7 +84,7 @@ def test_eval_table_and_errors(run: Any, run_dir: Path, tmp_path: Path) -> None:
     assert bad_split.exit_code == 2 and "unknown split" in bad_split.output
     (tmp_path / "empty").mkdir()
     empty = run("eval", "empty")
-    assert empty.exit_code == 1 and "holds no model.safetensors" in empty.output
+    assert empty.exit_code == 2 and "holds no model.safetensors" in empty.output
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     assert run("eval", "junk.safetensors").exit_code == 1
     missing = run("eval", str(run_dir), "--data", "npz:nowhere.npz")

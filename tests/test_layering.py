@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "aezoo.kinds"),
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
-     "aezoo.distributed", "aezoo.inference", "aezoo.generation"),
+     "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
     ("aezoo.checkpoint", "aezoo.evaluation"),
     ("aezoo",),  # the public facade: build, save, load, list_variants

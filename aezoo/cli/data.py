@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aezoo.cli import _tables as tables
 from aezoo.cli._common import console, err_console, warn_unavailable
+from aezoo.cli._tables import ID, NUMBER, TEXT
 from aezoo.protocols import format_shape
 
 if TYPE_CHECKING:
@@ -111,10 +113,10 @@ def list_command(
         console.print_json(json.dumps(rows))
         return
     wide = console.width >= 120
-    table = Table(title="aezoo datasets", title_justify="left")
-    for col in ("name", "shape", "train/test", "cached", "on disk", "license",
-                *(("description",) if wide else ())):
-        table.add_column(col, justify="right" if col == "on disk" else "left")
+    table = tables.table([("name", ID), ("shape", ID), ("train/test", ID), ("cached", ID),
+                          ("on disk", NUMBER), ("license", TEXT),
+                          *((("description", TEXT),) if wide else ())],
+                         title="aezoo datasets", title_justify="left")
     for r in rows:
         style = {"yes": "green", "no": "dim"}.get(r["cached"], "")
         splits = r["splits"]
@@ -124,7 +126,7 @@ def list_command(
                       f"[{style}]{r['cached']}[/]" if style else r["cached"],
                       human_bytes(r["bytes"]) if r["bytes"] else "-",
                       r["license"].split(" (")[0], *((r["description"],) if wide else ()))
-    console.print(table)
+    tables.show(table, console)
     console.print(f"cache: {data_root()} (set AEZOO_DATA to move it)", highlight=False)
 
 
@@ -186,7 +188,7 @@ def info_command(
 
 def _print_info(info: dict[str, Any], source: DatasetSource) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     # Plugin-provided text and paths are shown as they are, never read as rich markup.
     table.add_row("dataset", escape(info["name"]))
@@ -200,12 +202,11 @@ def _print_info(info: dict[str, Any], source: DatasetSource) -> None:
         table.add_row("cache", escape(str(info["directory"])))
     console.print(table)
     if info["files"]:
-        files = Table(title="files (SHA-256 verified)", title_justify="left")
-        for col in ("file", "size", "sha256"):
-            files.add_column(col, overflow="fold")
+        files = tables.table([("file", ID), ("size", NUMBER), ("sha256", ID)],
+                             title="files (SHA-256 verified)", title_justify="left")
         for f in info["files"]:
-            files.add_row(f["name"], human_bytes(f["bytes"]), f["sha256"])
-        console.print(files)
+            files.add_row(escape(f["name"]), human_bytes(f["bytes"]), f["sha256"])
+        tables.show(files, console)
     if not info["loaded"]:
         console.print(f"shape {_shape(info['declared_shape'])}; splits "
                       f"{_counts(info['declared_splits'])}; not downloaded yet: run "
@@ -214,11 +215,11 @@ def _print_info(info: dict[str, Any], source: DatasetSource) -> None:
     splits = Table(title=f"shape {_shape(info['shape'])}, uint8 (scaled to [0, 1] per batch)",
                    title_justify="left")
     for col in ("split", "images", "classes", "memory"):
-        splits.add_column(col, justify="left" if col == "split" else "right")
+        splits.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
     for split, s in info["splits"].items():
         splits.add_row(split, f"{s['images']:,}", "-" if s["classes"] is None
                        else str(s["classes"]), human_bytes(s["bytes"]))
-    console.print(splits)
+    tables.show(splits, console)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
+from aezoo.cli._tables import ID, NUMBER
 
 MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
@@ -28,8 +30,6 @@ def eval_command(
     Metrics are per-image means over the split; SSIM uses an 11x11 Gaussian window with
     sigma 1.5 (Wang et al. 2004). See docs/training.md for the exact definitions.
     """
-    from rich.table import Table
-
     from aezoo.evaluation import evaluate, load_split
 
     loaded = load_split(model, data, split, limit, device)
@@ -42,16 +42,14 @@ def eval_command(
     console.print(f"{loaded.path} on {loaded.data_name}/{loaded.split} "
                   f"({result.images:,} images, {report['device']})", highlight=False,
                   soft_wrap=True)
-    table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table = tables.table([("metric", ID), ("value", NUMBER)])
     for label, value in (("MSE", f"{result.mse:.6f}"), ("BCE", f"{result.bce:.6f}"),
                          ("PSNR (dB)", f"{result.psnr:.3f}"), ("SSIM", f"{result.ssim:.4f}"),
                          (f"loss ({loaded.model.spec.loss.name})", f"{result.loss:.6f}"),
                          ("images/s", f"{result.images_per_s:,.0f}"),
                          ("parameters", f"{result.params:,}")):
         table.add_row(label, value)
-    console.print(table)
+    tables.show(table, console)
 
 
 def reconstruct_command(
@@ -59,7 +57,7 @@ def reconstruct_command(
     n: int = typer.Option(10, "--n", min=1, max=1000, help="Number of images."),
     data: str | None = typer.Option(None, help=DATA_HELP),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
-    out: Path = typer.Option(Path("recon.png"), help="PNG file to write."),
+    out: Path = typer.Option(Path("recon.png"), help="PNG file to write (.png)."),
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
@@ -68,9 +66,10 @@ def reconstruct_command(
 
     Gray and RGB images; the PNG is N*W*scale + (N+1)*2 pixels wide and 2*H*scale + 6 high.
     """
-    from aezoo.evaluation import load_split, refuse_overwrite
+    from aezoo.evaluation import check_picture_path, load_split, refuse_overwrite
     from aezoo.viz import grid, reconstruct, write_png
 
+    check_picture_path(out)
     refuse_overwrite(out, force)
     loaded = load_split(model, data, split, n, device)
     recon = reconstruct(loaded.model, loaded.images, loaded.memory_format)
@@ -85,7 +84,8 @@ def encode_command(
     model: Path = typer.Argument(..., help=MODEL_HELP),
     data: str | None = typer.Option(None, help=DATA_HELP),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
-    out: Path = typer.Option(Path("latents.npy"), help=".npy file for the latents."),
+    out: Path = typer.Option(Path("latents.npy"), help="NAME.npy (the latents; labels in "
+                             "NAME.labels.npy) or NAME.npz (arrays latents and labels)."),
     flatten: bool = typer.Option(False, "--flatten", help="Write (N, C*H*W) instead of "
                                  "(N, C, H, W)."),
     limit: int | None = typer.Option(None, help="Encode at most N images."),
@@ -93,8 +93,9 @@ def encode_command(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
-    """Encode a split to latents: OUT (float32 .npy) and, when the dataset has labels,
-    OUT's stem + `.labels.npy` (int64), row i labelling latent i."""
+    """Encode a split to latents (float32) and, when the dataset has labels, their labels
+    (int64, row i labelling latent i): OUT.npy plus OUT's stem + `.labels.npy`, or one
+    OUT.npz holding arrays `latents` and `labels`."""
     from aezoo.evaluation import (
         encode_split,
         labels_path,
@@ -103,8 +104,10 @@ def encode_command(
         write_latents,
     )
 
+    labels_file = labels_path(out)  # refuses an extension other than .npy and .npz
     refuse_overwrite(out, force)
-    refuse_overwrite(labels_path(out), force)
+    if labels_file is not None:
+        refuse_overwrite(labels_file, force)
     loaded = load_split(model, data, split, limit, device)
     latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
                            flatten)
@@ -112,6 +115,8 @@ def encode_command(
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:
         wrote += f" and {labels_out}"
+    elif loaded.labels is not None:
+        wrote += " with its labels"
     console.print(f"{wrote} ({loaded.data_name}/{loaded.split})", highlight=False,
                   soft_wrap=True)
 

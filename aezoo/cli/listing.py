@@ -12,6 +12,7 @@ from rich.table import Table
 
 from aezoo import registry
 from aezoo.cli._common import console, warn_unavailable
+from aezoo.cli._tables import ID, NUMBER, TEXT, show, table
 from aezoo.errors import PluginError, UnknownNameError
 from aezoo.protocols import format_shape
 
@@ -75,28 +76,45 @@ def list_command(
     if as_json:
         console.print_json(json.dumps(rows))
     else:
-        table = Table(title="aezoo variants", title_justify="left", box=box.SIMPLE_HEAD,
-                      show_edge=False, pad_edge=False)
-        for col in ("name", "encoder", "decoder", "loss", "params", "input", "plugin"):
-            # Names are what users type: never cut or fold them.
-            table.add_column(col, justify="right" if col == "params" else "left",
-                             no_wrap=True)
+        # Names are what users type: never cut or fold them (aezoo.cli._tables).
+        variants = table([("name", ID), ("encoder", ID), ("decoder", ID), ("loss", ID),
+                          ("params", NUMBER), ("input", ID), ("plugin", ID)],
+                         title="aezoo variants", title_justify="left", box=box.SIMPLE_HEAD,
+                         show_edge=False, pad_edge=False)
         for r in rows:
             count = f"{r['params']:,}" if r["params"] is not None else "?"
             cells = (r["name"], r["encoder"], r["decoder"], r["loss"], count,
                      format_shape(r["input_shape"]), f"{r['dist']} {r['version']}")
-            table.add_row(*(escape(c) for c in cells))
-        console.print(table)
+            variants.add_row(*(escape(c) for c in cells))
+        show(variants, console)
         if not rows:
             console.print(f"no variant matches '{pattern}'" if pattern else "no variants installed")
     warn_unavailable()
 
 
+def _used_by(pattern: str) -> dict[str, set[str]]:
+    """kind -> the component names (bare and qualified) that variants matching
+    ``pattern`` use."""
+    used: dict[str, set[str]] = {"encoder": set(), "decoder": set(), "loss": set()}
+    for entry in registry.entries("variant"):
+        if not registry.fnmatch.fnmatchcase(entry.name, pattern):
+            continue
+        v = _load_quietly("variant", entry)
+        if v is not None:
+            for kind in used:
+                used[kind].add(getattr(v, kind))
+    return used
+
+
 def _list_components(pattern: str | None, as_json: bool) -> None:
+    """Components whose name matches ``pattern``, and those the variants matching it use
+    (so `aezoo list 'cae-*' --components` shows the parts of the cae-* variants)."""
     rows = []
+    used = _used_by(pattern) if pattern else {}
     for kind in ("encoder", "decoder", "loss"):
         for entry in registry.entries(kind):
-            if pattern and not registry.fnmatch.fnmatchcase(entry.name, pattern):
+            if pattern and not (registry.fnmatch.fnmatchcase(entry.name, pattern)
+                                or {entry.name, entry.qualified} & used[kind]):
                 continue
             desc = _load_quietly(kind, entry)
             if desc is not None:
@@ -108,13 +126,16 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(rows))
     else:
-        table = Table(title="aezoo components", title_justify="left")
-        for col in ("kind", "name", "plugin", "description"):
-            table.add_column(col, no_wrap=col in ("kind", "name"))
+        components = table([("kind", ID), ("name", ID), ("plugin", ID), ("description", TEXT)],
+                           title="aezoo components", title_justify="left")
         for r in rows:
-            table.add_row(*(escape(c) for c in (r["kind"], r["name"], f"{r['dist']} {r['version']}",
-                                                 r["description"])))
-        console.print(table)
+            components.add_row(*(escape(c) for c in (r["kind"], r["name"],
+                                                      f"{r['dist']} {r['version']}",
+                                                      r["description"])))
+        show(components, console)
+        if not rows:
+            console.print(f"no component matches '{pattern}'" if pattern
+                          else "no components installed")
     warn_unavailable()
 
 
@@ -128,15 +149,21 @@ def _type_name(annotation: Any) -> str:
 def _params_table(title: str, model: Any, values: dict[str, Any]) -> Table | str:
     if not model.model_fields:
         return f"{title} (no hyperparameters)"
-    table = Table(title=title, title_justify="left")
-    for col in ("param", "value", "default", "type", "description"):
-        table.add_column(col)
+    params = table([("param", ID), ("value", ID), ("default", ID), ("type", ID),
+                    ("description", TEXT)], title=title, title_justify="left")
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default())
         cells = (name, repr(values.get(name)), default, _type_name(field.annotation),
                  field.description or "")
-        table.add_row(*(escape(c) for c in cells))  # list[int] is not rich markup
-    return table
+        params.add_row(*(escape(c) for c in cells))  # list[int] is not rich markup
+    return params
+
+
+def _print_params(params: Table | str) -> None:
+    if isinstance(params, Table):
+        show(params, console)
+    else:
+        console.print(params)
 
 
 def info_command(
@@ -179,7 +206,7 @@ def info_command(
     for kind in ("encoder", "decoder", "loss"):
         comp = getattr(spec, kind)
         desc = registry.load(kind, comp.name)
-        console.print(_params_table(f"{kind}: {comp.name} — {desc.description}",
+        _print_params(_params_table(f"{kind}: {comp.name} — {desc.description}",
                                     desc.params, comp.params))
     console.print(f"training defaults: {json.dumps(dict(v.train))}", highlight=False)
 
@@ -194,7 +221,7 @@ def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:
         return
     defaults = {k: f.get_default() for k, f in desc.params.model_fields.items()
                 if not f.is_required()}
-    console.print(_params_table(f"{kind}: {entry.name} ({entry.dist} {entry.version}) — "
+    _print_params(_params_table(f"{kind}: {entry.name} ({entry.dist} {entry.version}) — "
                                 f"{desc.description}", desc.params, defaults))
 
 

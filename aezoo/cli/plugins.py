@@ -7,9 +7,10 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from aezoo.cli import _tables as tables
 from aezoo.cli._common import console, error, warn
+from aezoo.cli._tables import ID, TEXT
 
 HELP = """List every installed distribution that provides aezoo entry points.
 
@@ -31,9 +32,8 @@ def _short(group: str) -> str:
 
 
 def _print(data: dict[str, Any]) -> None:
-    table = Table(title="aezoo plugins", title_justify="left")
-    for col in ("distribution", "version", "provides", "status"):
-        table.add_column(col)
+    table = tables.table([("distribution", ID), ("version", ID), ("provides", TEXT),
+                          ("status", ID)], title="aezoo plugins", title_justify="left")
     for d in data["distributions"]:
         provides = "\n".join(f"{_short(g)}: {', '.join(names)}"
                              for g, names in d["provides"].items())
@@ -41,16 +41,15 @@ def _print(data: dict[str, Any]) -> None:
         status = ("[dim]off (AEZOO_PLUGINS)[/]" if not d["enabled"]
                   else f"[red]{n} failure{'s' if n != 1 else ''}[/]" if n else "[green]ok[/]")
         table.add_row(escape(d["name"]), escape(d["version"]), escape(provides), status)
-    console.print(table)
+    tables.show(table, console)
     failed = [(d, f) for d in data["distributions"] for f in d["failures"]]
     if failed:
-        ftable = Table(title="failures", title_justify="left")
-        for col in ("distribution", "entry", "problem"):
-            ftable.add_column(col)
+        ftable = tables.table([("distribution", ID), ("entry", ID), ("problem", TEXT)],
+                              title="failures", title_justify="left")
         for d, f in failed:
             ftable.add_row(escape(d["name"]), escape(f"{_short(f['group'])}: {f['name']}"),
                            escape(f"{f['reason']}: {f['message']}"))
-        console.print(ftable)
+        tables.show(ftable, console)
     for c in data["conflicts"]:
         console.print(f"conflict: {_short(c['group'])} '{escape(c['name'])}' is provided by "
                       f"{len(c['providers'])} distributions; use one of "

@@ -16,6 +16,8 @@ from aezoo.specfile import FORMATS
 
 CONFIG_HELP = """Print a variant's complete, resolved run spec: every model, train and data value.
 
+TOML has no null: an unset value is written as a comment (`# patience = null  (unset)`).
+
 Edit the file and train from it; the run is the same as training NAME with the same
 overrides:
 
@@ -54,7 +56,8 @@ components and uses its values as defaults.
 
 Then point your editor at it: `#:schema ./aezoo-schema.json` as the first line of a
 TOML file (Taplo / Even Better TOML), `# yaml-language-server: $schema=./aezoo-schema.json`
-in YAML, or `"$schema"` in JSON settings.
+in YAML, or a top-level `"$schema": "./aezoo-schema.json"` key in a JSON (or YAML) spec
+file, which aezoo ignores when it reads the file.
 """
 
 

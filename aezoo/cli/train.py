@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from aezoo.cli._common import console, usage_error, warn
+from aezoo.cli._help import ManualCommand
 
 HELP = """Train a variant and save it as DIR/model.safetensors.
 
@@ -74,28 +75,42 @@ FLAGS: dict[str, tuple[str | None, bool]] = {
 _KEYS = {flag: key for flag, (key, _) in FLAGS.items() if key is not None}
 
 
+V = "[default: the variant's]"
+
+
 def train_command(
-    name: str | None = typer.Argument(None, help="Variant to train (see `aezoo list`)."),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps."),
-    epochs: int | None = typer.Option(None, help="Number of epochs."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
-    lr: float | None = typer.Option(None, help="Learning rate."),
-    loss: str | None = typer.Option(None, help="Loss component, e.g. bce or mse."),
-    seed: int | None = typer.Option(None, help="Random seed (init, shuffling)."),
+    name: str | None = typer.Argument(None, metavar="NAME",
+                                      help="Variant to train (see `aezoo list`)."),
+    device: str | None = typer.Option(
+        None, metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
+    epochs: int | None = typer.Option(None, metavar="N", help=f"Number of epochs {V}."),
+    batch_size: int | None = typer.Option(None, "--batch-size", metavar="N",
+                                          help=f"Images per step {V}."),
+    lr: float | None = typer.Option(None, metavar="LR", help=f"Learning rate {V}."),
+    loss: str | None = typer.Option(None, metavar="NAME",
+                                    help=f"Loss component, e.g. bce or mse {V}."),
+    seed: int | None = typer.Option(None, metavar="N",
+                                    help="Random seed (init, shuffling) [default: 0]."),
     data: str | None = typer.Option(
-        None, help="Dataset: mnist5k (embedded, default), mnist, fashion-mnist, kmnist, "
-        "cifar10, folder:PATH, npz:PATH or npy:PATH (see `aezoo data list`)."),
-    limit: int | None = typer.Option(None, help="Use at most N training images."),
+        None, metavar="NAME", help="Dataset: mnist5k (embedded), mnist, fashion-mnist, "
+        "kmnist, cifar10, folder:PATH, npz:PATH or npy:PATH (see `aezoo data list`); a "
+        "relative PATH is stored absolute [default: mnist5k]."),
+    limit: int | None = typer.Option(None, metavar="N",
+                                     help="Use at most N training images [default: all]."),
     val_fraction: float | None = typer.Option(
-        None, "--val-fraction", help="Share of train held out for validation, stratified by "
-        "label [default: 0.1]."),
+        None, "--val-fraction", metavar="F", help="Share of train held out for validation, "
+        "stratified by label [default: 0.1]."),
     image_size: str | None = typer.Option(
         None, "--image-size", metavar="N|HxW", help="Resize every image (needed when a "
-        "folder's images differ in size)."),
+        "folder's images differ in size) [default: as stored]."),
     channels: int | None = typer.Option(
-        None, "--channels", metavar="1|3", help="Convert images to grey (1) or RGB (3)."),
-    out: Path | None = typer.Option(None, help="Output directory [default: runs/NAME-TIME]."),
-    config: Path | None = typer.Option(None, help="Run spec file: .toml, .yaml or .json."),
+        None, "--channels", metavar="1|3",
+        help="Convert images to grey (1) or RGB (3) [default: as stored]."),
+    out: Path | None = typer.Option(
+        None, metavar="DIR", help="Output directory [default: runs/NAME-TIME, with -2, -3... "
+        "added if taken]."),
+    config: Path | None = typer.Option(None, metavar="FILE",
+                                       help="Run spec file: .toml, .yaml or .json."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="Override any spec value, e.g. train.lr=0.01."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing model file."),
@@ -105,26 +120,37 @@ def train_command(
         "run.json; --epochs, --device, --lr and the switches below may change)."),
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", metavar="N",
-        help="Also checkpoint every N optimiser steps (always at each epoch end)."),
+        help="Also checkpoint every N optimiser steps [default: at each epoch end only]."),
     scheduler: str | None = typer.Option(
-        None, help="Learning-rate schedule: none, cosine, step or onecycle."),
-    warmup: int | None = typer.Option(None, metavar="STEPS", help="Linear warm-up steps."),
+        None, metavar="NAME",
+        help="Learning-rate schedule: none, cosine, step or onecycle [default: none]."),
+    warmup: int | None = typer.Option(None, metavar="STEPS",
+                                      help="Linear warm-up steps [default: 0]."),
     grad_clip: float | None = typer.Option(
-        None, "--grad-clip", metavar="NORM", help="Clip the global gradient norm to NORM."),
+        None, "--grad-clip", metavar="NORM",
+        help="Clip the global gradient norm to NORM [default: off]."),
     patience: int | None = typer.Option(
-        None, metavar="EPOCHS", help="Early stopping: epochs without a better val_loss."),
+        None, metavar="EPOCHS",
+        help="Early stopping: epochs without a better val_loss [default: off]."),
     precision: str | None = typer.Option(
-        None, metavar="32|bf16|16", help="Autocast precision (16 uses a GradScaler; GPU only)."),
+        None, metavar="auto|32|bf16|16", help="Autocast precision; auto: bf16 on CPUs with "
+        "native bf16, else 32; 16 uses a GradScaler (GPU only) [default: auto]."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the training step."),
-    channels_last: bool | None = typer.Option(
-        None, "--channels-last/--no-channels-last",
+    channels_last_on: bool = typer.Option(
+        False, "--channels-last",
         help="NHWC memory layout [default: on for CPU, off elsewhere]."),
+    channels_last_off: bool = typer.Option(
+        False, "--no-channels-last", help="Keep the NCHW memory layout."),
     no_images: bool = typer.Option(
         False, "--no-images", help="Do not write a reconstruction grid each epoch."),
     callback: list[str] = typer.Option(
         [], "--callback", metavar="NAME",
         help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
 ) -> None:
+    if channels_last_on and channels_last_off:
+        raise usage_error("--channels-last and --no-channels-last contradict each other",
+                          "pass one of them")
+    channels_last = True if channels_last_on else False if channels_last_off else None
     given = {
         "NAME": name, "--device": device, "--epochs": epochs, "--batch-size": batch_size,
         "--lr": lr, "--loss": loss, "--seed": seed, "--data": data, "--limit": limit,
@@ -155,7 +181,8 @@ def train_command(
         preflight(spec, progress)
     # A shape given with --set is kept (a mismatch with the data is an error). Otherwise
     # it follows the data: a variant's default, or the one `aezoo config` wrote to a file.
-    _report(lambda: train(spec, out, force=force, callbacks=[ProgressCallback(console)],
+    _report(lambda: train(spec, out, force=force,
+                          callbacks=[_warnings_callback(), ProgressCallback(console)],
                           follow_data=not fixes_input_shape(set_)))
 
 
@@ -169,7 +196,23 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {_KEYS[flag].removeprefix("train."): value
                  for flag, value in given.items() if FLAGS[flag][1]}
-    _report(lambda: resume(run_dir, overrides, callbacks=[ProgressCallback(console)]))
+    _report(lambda: resume(run_dir, overrides,
+                           callbacks=[_warnings_callback(), ProgressCallback(console)]))
+
+
+def _warnings_callback() -> Any:
+    """Warns (once, on the main process) about settings aezoo.doctor.training_warnings
+    finds questionable, when the data has loaded and the split sizes are known."""
+    from aezoo.doctor import training_warnings
+    from aezoo.training.hooks import Callback
+
+    class Warnings(Callback):
+        def on_train_start(self, trainer: Any) -> None:
+            for line in training_warnings(trainer.spec, len(trainer.train_images),
+                                          trainer.steps_per_epoch):
+                warn(line)
+
+    return Warnings()
 
 
 def _report(run: Callable[[], Any]) -> None:
@@ -194,4 +237,4 @@ def _report(run: Callable[[], Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", help=HELP)(train_command)
+    app.command("train", help=HELP, cls=ManualCommand)(train_command)
