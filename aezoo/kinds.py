@@ -126,6 +126,8 @@ KINDS: tuple[Kind, ...] = (
          "CLI commands, register(app) adds them to `aezoo`", factory=True),
 )
 COMPONENT_KINDS = ("encoder", "decoder", "loss")  # the parts a model is built from
+# What `aezoo list --components` and `aezoo info NAME` show: every interchangeable part.
+PART_KINDS = (*COMPONENT_KINDS, "regularizer", "transform", "optimizer", "schedule", "metric")
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 BY_GROUP: dict[str, Kind] = {k.group: k for k in KINDS}
 

@@ -14,6 +14,7 @@ from aezoo import registry
 from aezoo.cli._common import console, warn_unavailable
 from aezoo.cli._tables import ID, NUMBER, TEXT, show, table
 from aezoo.errors import PluginError, UnknownNameError
+from aezoo.kinds import COMPONENT_KINDS, PART_KINDS
 from aezoo.protocols import format_shape
 
 
@@ -95,14 +96,21 @@ def list_command(
 def _used_by(pattern: str) -> dict[str, set[str]]:
     """kind -> the component names (bare and qualified) that variants matching
     ``pattern`` use."""
-    used: dict[str, set[str]] = {"encoder": set(), "decoder": set(), "loss": set()}
+    used: dict[str, set[str]] = {kind: set() for kind in PART_KINDS}
     for entry in registry.entries("variant"):
         if not registry.fnmatch.fnmatchcase(entry.name, pattern):
             continue
         v = _load_quietly("variant", entry)
         if v is not None:
-            for kind in used:
+            for kind in COMPONENT_KINDS:
                 used[kind].add(getattr(v, kind))
+            used["regularizer"].update(str(r.get("name")) for r in v.regularizers)
+            for key, kind in (("corrupt", "transform"), ("optimizer", "optimizer"),
+                              ("scheduler", "schedule")):
+                value = v.train.get(key)
+                name = value.get("name") if isinstance(value, dict) else value
+                if isinstance(name, str):
+                    used[kind].add(name)
     return used
 
 
@@ -111,7 +119,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
     (so `aezoo list 'cae-*' --components` shows the parts of the cae-* variants)."""
     rows = []
     used = _used_by(pattern) if pattern else {}
-    for kind in ("encoder", "decoder", "loss"):
+    for kind in PART_KINDS:
         for entry in registry.entries(kind):
             if pattern and not (registry.fnmatch.fnmatchcase(entry.name, pattern)
                                 or {entry.name, entry.qualified} & used[kind]):
@@ -174,7 +182,7 @@ def info_command(
     try:
         registry.find("variant", name)
     except UnknownNameError:
-        for kind in ("encoder", "decoder", "loss"):
+        for kind in PART_KINDS:
             try:
                 entry = registry.find(kind, name)
             except UnknownNameError:
@@ -212,17 +220,20 @@ def info_command(
 
 
 def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:
+    from pydantic import BaseModel
+
     desc = registry.load(kind, entry.qualified)
+    params = getattr(desc, "params", BaseModel)  # a metric has no hyperparameters
     if as_json:
         console.print_json(json.dumps({"kind": kind, "name": entry.name,
                                        "plugin": f"{entry.dist} {entry.version}",
                                        "description": desc.description,
-                                       "params": desc.params.model_json_schema()}))
+                                       "params": params.model_json_schema()}))
         return
-    defaults = {k: f.get_default() for k, f in desc.params.model_fields.items()
+    defaults = {k: f.get_default() for k, f in params.model_fields.items()
                 if not f.is_required()}
     _print_params(_params_table(f"{kind}: {entry.name} ({entry.dist} {entry.version}) — "
-                                f"{desc.description}", desc.params, defaults))
+                                f"{desc.description}", params, defaults))
 
 
 def register(app: typer.Typer) -> None:
