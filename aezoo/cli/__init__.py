@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-import typer
+import sys
+from pathlib import Path
 
-from aezoo._version import __version__
-from aezoo.cli._common import AezooGroup, console, warn, warn_unavailable
+from aezoo import _interrupts
+
+
+def _is_program() -> bool:
+    """Whether this process is the ``aezoo`` program (console script or ``python -m``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return (getattr(spec, "name", None) == "aezoo.__main__"
+            or Path(sys.argv[0] if sys.argv else "").name == "aezoo")
+
+
+if _is_program():  # first, before the imports below: a Ctrl-C now exits 130, one line
+    _interrupts.guard_program()
+
+import typer  # noqa: E402
+
+from aezoo._version import __version__  # noqa: E402
+from aezoo.cli._common import AezooGroup, console, flush_stdout, warn, warn_unavailable  # noqa: E402
 
 app = typer.Typer(
     name="aezoo",
@@ -70,4 +86,7 @@ _add_commands(app)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        flush_stdout()
