@@ -478,7 +478,25 @@ def _state(edit_tensors: Callable[[dict[str, torch.Tensor]], None] | None = None
 
 
 def _drop(key: str) -> Callable[[dict[str, Any]], None]:
-    return lambda d: d.pop(key)
+    """An edit that removes ``key`` (and returns nothing: the edited dict stays the info)."""
+    def edit(d: dict[str, Any]) -> None:
+        d.pop(key)
+    return edit
+
+
+def _group(edit: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:
+    """An edit of the first optimiser param group."""
+    def apply(info: dict[str, Any]) -> None:
+        edit(info["optimizer"]["param_groups"][0])
+    return apply
+
+
+def _shift(**changes: int) -> Callable[[dict[str, Any]], None]:
+    """Add to the info's integers (position edits)."""
+    def apply(info: dict[str, Any]) -> None:
+        for key, delta in changes.items():
+            info[key] += delta
+    return apply
 
 
 STATE_CASES: list[tuple[str, Callable[[Path], bytes], str]] = [
@@ -508,6 +526,39 @@ STATE_CASES: list[tuple[str, Callable[[Path], bytes], str]] = [
         {"model.encoder.net.0.weight": torch.zeros(3)})), "does not match this model"),
     ("optimizer-state-garbage", _state(edit_tensors=lambda t: t.update(
         {"optim.0.exp_avg": torch.zeros(7)})), "corrupt|does not match"),
+    # Values the loop would use wrongly or crash on later ("unexpected" mid-training).
+    ("info-lr-a-string", _state(edit_info=_group(lambda g: g.update(lr="0.001"))),
+     r"optimizer.param_groups\[0\].lr is '0.001'"),
+    ("info-betas-strings", _state(edit_info=_group(lambda g: g.update(betas=["a", "b"]))),
+     r"optimizer.param_groups\[0\].betas"),
+    ("info-eps-null", _state(edit_info=_group(lambda g: g.update(eps=None))),
+     r"optimizer.param_groups\[0\].eps is None"),
+    ("info-optimizer-key-missing", _state(edit_info=_group(lambda g: g.pop("betas"))),
+     r"optimizer.param_groups\[0\].betas is missing"),
+    ("info-params-edited", _state(edit_info=_group(lambda g: g.update(params=[0, 0]))),
+     r"optimizer.param_groups\[0\].params"),
+    ("info-param-groups-not-list", _state(edit_info=lambda i: i["optimizer"].update(
+        param_groups={})), "optimizer.param_groups is not a list"),
+    ("info-step-beyond-epoch", _state(edit_info=_shift(step=5, global_step=5)),
+     "step is 5, not a whole number from 0 to the epoch's 2 steps"),
+    ("info-negative-step", _state(edit_info=_shift(step=-1, global_step=-1)), "step is -1"),
+    ("info-negative-epoch", _state(edit_info=lambda i: i.update(epoch=-1)),
+     "epoch is -1, not a whole number from 1"),
+    ("info-epoch-true", _state(edit_info=lambda i: i.update(epoch=True)), "epoch is True"),
+    ("info-global-step-inconsistent", _state(edit_info=_shift(global_step=7)),
+     "global_step is 9, but epoch 2, step 0 of 2 per epoch is step 2"),
+    ("info-loss-count-negative", _state(edit_info=lambda i: i.update(loss_count=-3)),
+     "loss_count is -3"),
+    ("info-history-loss-a-string", _state(edit_info=lambda i: i["history"][0].update(
+        train_loss="low")), r"history\[0\] is not an epoch's numbers"),
+    ("int64-weights", _state(edit_tensors=lambda t: t.update(
+        {k: v.long() for k, v in t.items() if k.startswith("model.")})),
+     "is torch.int64, the model expects torch.float32"),
+    ("optimizer-state-int64", _state(edit_tensors=lambda t: t.update(
+        {"optim.0.exp_avg": t["optim.0.exp_avg"].long()})),
+     "optim.0.exp_avg is torch.int64, the parameter torch.float32"),
+    ("loss-sum-not-a-scalar", _state(edit_tensors=lambda t: t.update(
+        {"acc.loss_sum": torch.zeros(3, dtype=torch.float64)})), "acc.loss_sum is"),
 ]
 
 
