@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class RunResult:
     history: list[EpochResult]
     rank: int = 0
     stop_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a resume that may not be exact
 
     @property
     def model_path(self) -> Path:
@@ -249,4 +250,5 @@ def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.D
         with _interrupts.Deferred():  # one Ctrl-C now waits for the save: the run is done
             save(trainer.model, out / MODEL_FILE)
             drop_set_aside(out)  # the replaced run's files: their replacements all exist now
-    return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason)
+    return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason,
+                     list(trainer.resume_warnings))

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aezoo.cli._common import PipeSafeConsole, drop_output
+from aezoo.cli._common import PipeSafeConsole, drop_output, warn
 from aezoo.training.hooks import Callback, EpochResult
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class ProgressCallback(Callback):
             f"{'es' if trainer.dist.world_size > 1 else ''}): {len(trainer.data.train):,} "
             f"images, batch {spec.batch_size}, precision {trainer.precision}{auto}, {layout}",
             highlight=False, soft_wrap=True)
+        for warning in trainer.resume_warnings:  # the core's; said here, on stderr
+            warn(warning)
         if trainer.resumed:
             self.say(f"resuming at epoch {trainer.epoch}, step {trainer.step}/"
                      f"{trainer.steps_per_epoch} (step {trainer.global_step} of the run)",
