@@ -601,3 +601,27 @@ def test_a_hostile_run_json_beside_a_model_does_not_break_eval(
     result = cli("eval", str(run), "--device", "cpu", "--limit", "8", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"] == "mnist5k"
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda s: s["train"].update(epochs="x"), "run.json is not a valid run spec"),
+    (lambda s: s["train"].update(lr="fast"), "run.json is not a valid run spec"),
+    (lambda s: s["train"].update(batch_size=32), "state.safetensors was saved with "
+     "steps_per_epoch=2, this run has 4"),
+    (lambda s: s["model"]["encoder"]["params"].update(channels=[8, 8, 8]),
+     "state.safetensors does not match this model"),
+], ids=["epochs-a-string", "lr-a-string", "batch-size-changed", "model-changed"])
+def test_an_edited_run_json_is_refused_by_resume(edit: Callable[[dict[str, Any]], Any],
+                                                 says: str, finished_run: Path, tmp_path: Path,
+                                                 cli: Any) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    spec = json.loads((run / "run.json").read_text())
+    edit(spec)
+    (run / "run.json").write_text(json.dumps(spec))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = cli("train", "--resume", str(run), "--epochs", "2")
+    assert result.exit_code in (1, 2), result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "unexpected" not in lines[0], result.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
