@@ -18,7 +18,7 @@ import torch
 
 from aezoo._io import atomic_write
 from aezoo.errors import CheckpointError, OutputExistsError, ShapeError, UsageError
-from aezoo.metrics import bce_with_logits, mse, psnr, ssim
+from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, psnr, ssim
 from aezoo.protocols import format_shape
 from aezoo.tensors import unit_batches
 
@@ -109,13 +109,20 @@ class Evaluation:
     mse: float
     bce: float
     psnr: float
-    ssim: float
+    ssim: float | None  # None: the images are smaller than SSIM's window (see ``notes``)
     loss: float
     images_per_s: float
     params: int
+    notes: tuple[str, ...] = ()  # why a metric is missing
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The metrics (and ``notes`` only when there are any)."""
+        out = asdict(self)
+        if not self.notes:
+            del out["notes"]
+        else:
+            out["notes"] = list(self.notes)
+        return out
 
 
 @torch.no_grad()
@@ -132,6 +139,8 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
     device = images.device
     sums = {k: torch.zeros((), dtype=torch.float64, device=device)
             for k in ("mse", "bce", "psnr", "ssim", "loss")}
+    # SSIM's 11x11 window does not fit smaller images: no SSIM then, the rest as usual.
+    with_ssim = min(images.shape[-2:]) >= SSIM_WINDOW
     forward_seconds = 0.0
     _sync(device)
     for i, x in enumerate(unit_batches(images, batch_size, memory_format)):
@@ -146,7 +155,8 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
         sums["mse"] += mse(recon, x).sum()
         sums["bce"] += bce_with_logits(logits, x).sum()
         sums["psnr"] += psnr(recon, x).sum()
-        sums["ssim"] += ssim(recon, x).sum()
+        if with_ssim:
+            sums["ssim"] += ssim(recon, x).sum()
         sums["loss"] += model.loss_fn(logits, x).double() * len(x)
     timed = len(images) - min(batch_size, len(images))
     if timed == 0:  # one batch only: time it again, warm
@@ -155,10 +165,16 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
         model.decode_logits(model.encode(x))
         _sync(device)
         forward_seconds, timed = time.perf_counter() - start, len(x)
-    means = {k: float(v) / len(images) for k, v in sums.items()}
+    means: dict[str, Any] = {k: float(v) / len(images) for k, v in sums.items()}
+    notes: tuple[str, ...] = ()
+    if not with_ssim:
+        h, w = images.shape[-2:]
+        means["ssim"] = None
+        notes = (f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} (its window), "
+                 f"these are {h}x{w}",)
     speed = timed / max(forward_seconds, 1e-9)
     return Evaluation(images=len(images), images_per_s=speed,
-                      params=sum(p.numel() for p in model.parameters()), **means)
+                      params=sum(p.numel() for p in model.parameters()), notes=notes, **means)
 
 
 def _sync(device: torch.device) -> None:

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from aezoo import distributed
+from aezoo import _interrupts, distributed
 from aezoo.callbacks import load_callback
 from aezoo.checkpoint import save
 from aezoo.config import resolve_model
 from aezoo.data import ArrayDataset, load_dataset
-from aezoo.errors import ShapeError, UsageError
+from aezoo.errors import AezooError, ShapeError, UsageError
 from aezoo.model import Autoencoder, from_spec
 from aezoo.protocols import format_shape
 from aezoo.registry import FIRST_PARTY
@@ -55,6 +55,7 @@ class RunResult:
     history: list[EpochResult]
     rank: int = 0
     stop_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a resume that may not be exact
 
     @property
     def model_path(self) -> Path:
@@ -197,6 +198,36 @@ def check_switches(spec: TrainSpec, device: torch.device) -> None:
 def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
              state: Path | None, follow_data: bool = True, replacing: bool = False
              ) -> RunResult:
+    try:
+        return _run(spec, out, callbacks, dist, state, follow_data, replacing)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop: say what is kept
+        raise aborted(out, spec.train.epochs) from None
+
+
+def aborted(out: Path, epochs: int) -> TrainingInterrupted:
+    """What a run directory holds after a KeyboardInterrupt, and how to go on from it."""
+    info: dict[str, Any] | None = None
+    with contextlib.suppress(AezooError, OSError):
+        info = read_info(out / STATE_FILE) if (out / STATE_FILE).exists() else None
+    if info is None:
+        return TrainingInterrupted("SIGINT: training aborted before its first checkpoint; "
+                                   "nothing to resume was saved",
+                                   f"train again (with --force to reuse {out})")
+    epoch, step = info.get("epoch"), info.get("step")
+    if isinstance(epoch, int) and epoch > epochs and not (out / MODEL_FILE).exists():
+        return TrainingInterrupted(
+            f"SIGINT: training aborted after its last epoch, before the final save; the "
+            f"last checkpoint ({out / STATE_FILE}, all {epochs} epochs) is kept",
+            f"finish it with `aezoo train --resume {out}`")
+    where = (f"after epoch {epoch - 1}" if step == 0 and isinstance(epoch, int)
+             else f"epoch {epoch}, step {step}")
+    return TrainingInterrupted(f"SIGINT: training aborted; the last checkpoint "
+                               f"({out / STATE_FILE}, {where}) is kept",
+                               f"continue with `aezoo train --resume {out}`")
+
+
+def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
+         state: Path | None, follow_data: bool, replacing: bool) -> RunResult:
     data = load_dataset(spec.data)
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
@@ -216,7 +247,9 @@ def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distribut
         error.exit_code = exc.exit_code
         raise error from None
     if dist.is_main:
-        with trainer.averaged():  # with train.ema, the final model is the average
-            save(trainer.model, out / MODEL_FILE)
-        drop_set_aside(out)  # the replaced run's files: their replacements all exist now
-    return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason)
+        with _interrupts.Deferred():  # one Ctrl-C now waits for the save: the run is done
+            with trainer.averaged():  # with train.ema, the final model is the average
+                save(trainer.model, out / MODEL_FILE)
+            drop_set_aside(out)  # the replaced run's files: their replacements all exist now
+    return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason,
+                     list(trainer.resume_warnings))

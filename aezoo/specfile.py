@@ -48,6 +48,9 @@ def parse(text: str, fmt: str) -> dict[str, Any]:
 def read_config(path: str | Path) -> dict[str, Any]:
     """A spec file: TOML, YAML or JSON by its suffix."""
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO would block forever
+        raise UsageError(f"config file {path} is not a regular file",
+                         "give a .toml, .yaml/.yml or .json file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise UsageError(

@@ -191,3 +191,88 @@ def test_wrong_source_for_the_file(tmp_path: Path) -> None:
         load_dataset(DataSpec(name=f"npz:{tmp_path / 'missing.npz'}"))
     with pytest.raises(UsageError, match="use folder:PATH"):
         load_dataset(DataSpec(name=f"npy:{tmp_path}"))
+
+
+# --- npz/npy headers that lie: refused from the header, before any allocation ---------------
+
+HUGE = (10**12, 28, 28)
+
+
+def _npy_bytes(shape: tuple[int, ...], dtype: str = "|u1", data: bytes = b"\0" * 64) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue() + data
+
+
+def _refused(path: Path, prefix: str) -> str:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as info:
+            load_dataset(DataSpec(name=f"{prefix}:{path}"))
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MB allocated while refusing"
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_npz_member_declaring_10_to_the_12_images_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("images.npy", _npy_bytes(HUGE))
+    message = _refused(path, "npz")
+    assert f"declares shape {HUGE} uint8" in message and "64 bytes the member holds" in message
+
+
+def test_npy_declaring_10_to_the_12_images_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.npy"
+    path.write_bytes(_npy_bytes(HUGE))
+    message = _refused(path, "npy")
+    assert f"declares shape {HUGE} uint8" in message and "its 64 bytes of data" in message
+
+
+def test_npz_compression_bomb_is_refused(tmp_path: Path) -> None:
+    """bzip2 makes 200 MB of zeros a few hundred bytes: far beyond any sane ratio."""
+    import zipfile
+
+    path = tmp_path / "bomb.npz"
+    shape = (200_000, 1000)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as zf, \
+            zf.open("images.npy", "w", force_zip64=True) as f:
+        f.write(_npy_bytes(shape, data=b""))
+        chunk = b"\0" * (1 << 20)
+        for _ in range(200_000_000 // len(chunk)):
+            f.write(chunk)
+        f.write(b"\0" * (200_000_000 % len(chunk)))
+    assert path.stat().st_size < 100_000
+    message = _refused(path, "npz")
+    assert "beyond the limit of 1100x" in message, message
+
+
+def test_npz_member_that_decompresses_beyond_its_declared_size_is_bounded(
+        tmp_path: Path) -> None:
+    """A member whose zip entry declares a small size but holds 50 MB of (deflated) zeros:
+    never more than the declared size is read."""
+    import struct
+    import zipfile
+
+    path = tmp_path / "liar.npz"
+    shape = (50_000, 1000)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("images.npy", _npy_bytes(shape, data=b"\0" * 50_000_000))
+    raw = bytearray(path.read_bytes())
+    real = 50_000_000 + len(_npy_bytes(shape, data=b""))
+    for at in (i for i in range(len(raw) - 4) if raw[i:i + 4] == struct.pack("<I", real)):
+        raw[at:at + 4] = struct.pack("<I", 4096)  # local and central headers
+    path.write_bytes(bytes(raw))
+    message = _refused(path, "npz")
+    assert f"declares shape {shape} uint8" in message or "cannot read" in message, message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,50 @@ def test_progress_reports_decoding(tmp_path: Path) -> None:
                  progress=lambda *a: seen.append(a))
     assert seen[0] == ("decoding images", 0, 5, "images")
     assert seen[-1] == ("decoding images", 5, 5, "images")
+
+
+# --- links and special files: each real image once, nothing that is not a file opened -----
+
+_COUNT = """
+import sys
+from aezoo.data import load_dataset
+from aezoo.specs import DataSpec
+ds = load_dataset(DataSpec(name=f"folder:{sys.argv[1]}"))
+print(sum(ds.splits().values()))
+"""
+
+
+def _count_in_subprocess(root: Path) -> int:
+    """Load ``root`` in a child (the timeout only guards against a hang)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _COUNT, str(root)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_symlink_cycle_counts_each_image_once(tmp_path: Path) -> None:
+    arrays = [write(tmp_path / f"{i}.png", grey()) for i in range(2)]
+    os.symlink(".", tmp_path / "loop")  # ln -s . imgs/loop: 2 images loaded as 82 before
+    ds = load(tmp_path, val_fraction=0.5)
+    assert ds.splits() == {"train": 1, "val": 1}
+    assert all_images(ds) == sorted(bytes(a[None]) for a in arrays)  # no copies in val
+
+
+def test_two_symlink_cycles_finish_with_each_image_once(tmp_path: Path) -> None:
+    for i in range(3):
+        write(tmp_path / "sub" / f"{i}.png", grey())
+    os.symlink(".", tmp_path / "loop")
+    os.symlink("..", tmp_path / "sub" / "up")
+    os.symlink(str(tmp_path / "sub"), tmp_path / "again")  # the same directory twice
+    os.symlink(str(tmp_path / "sub" / "0.png"), tmp_path / "link.png")  # the same file
+    assert _count_in_subprocess(tmp_path) == 3
+
+
+def test_a_fifo_in_an_image_folder_is_skipped_not_opened(tmp_path: Path) -> None:
+    for i in range(3):
+        write(tmp_path / f"{i}.png", grey())
+    os.mkfifo(tmp_path / "fifo.png")  # opening it would block forever
+    assert _count_in_subprocess(tmp_path) == 3

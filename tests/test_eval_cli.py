@@ -151,3 +151,39 @@ def test_shape_mismatch_is_a_clear_error(run: Any, run_dir: Path, rgb: tuple[Pat
     result = run("eval", str(run_dir), "--data", f"npz:{data}")
     assert result.exit_code == 2
     assert "expects 1x28x28 images" in result.output and "3x32x32" in result.output
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_eval_json_of_a_nan_model_is_valid_json(run: Any, tmp_path: Path) -> None:
+    """NaN weights make NaN metrics: null in --json (strict JSON parses it), nan in the table."""
+    model = aezoo.build("cae-upsample")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    path = tmp_path / "nan.safetensors"
+    aezoo.save(model, path)
+    result = run("eval", str(path), "--limit", "16", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout, parse_constant=_refuse_constant)
+    assert report["mse"] is None and report["loss"] is None and report["params"] == 4385
+    table = run("eval", str(path), "--limit", "16", "--device", "cpu")
+    assert table.exit_code == 0, table.output
+    assert "nan" in table.stdout
+
+
+def test_eval_of_8x8_images_reports_ssim_as_not_applicable(run: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, images=rng.integers(0, 256, (40, 1, 8, 8), dtype=np.uint8))
+    model = tmp_path / "tiny.safetensors"
+    aezoo.save(aezoo.build("cae-upsample", input_shape=(1, 8, 8)), model)
+    result = run("eval", str(model), "--data", f"npz:{data}", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout, parse_constant=_refuse_constant)
+    assert report["ssim"] is None and "at least 11x11" in report["notes"][0]
+    assert 0 < report["psnr"] < 100 and report["mse"] > 0
+    table = run("eval", str(model), "--data", f"npz:{data}", "--device", "cpu")
+    assert table.exit_code == 0, table.output
+    assert "n/a" in table.stdout and "note: ssim needs images of at least 11x11" in table.stdout

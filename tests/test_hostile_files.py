@@ -478,7 +478,25 @@ def _state(edit_tensors: Callable[[dict[str, torch.Tensor]], None] | None = None
 
 
 def _drop(key: str) -> Callable[[dict[str, Any]], None]:
-    return lambda d: d.pop(key)
+    """An edit that removes ``key`` (and returns nothing: the edited dict stays the info)."""
+    def edit(d: dict[str, Any]) -> None:
+        d.pop(key)
+    return edit
+
+
+def _group(edit: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:
+    """An edit of the first optimiser param group."""
+    def apply(info: dict[str, Any]) -> None:
+        edit(info["optimizer"]["param_groups"][0])
+    return apply
+
+
+def _shift(**changes: int) -> Callable[[dict[str, Any]], None]:
+    """Add to the info's integers (position edits)."""
+    def apply(info: dict[str, Any]) -> None:
+        for key, delta in changes.items():
+            info[key] += delta
+    return apply
 
 
 STATE_CASES: list[tuple[str, Callable[[Path], bytes], str]] = [
@@ -508,6 +526,39 @@ STATE_CASES: list[tuple[str, Callable[[Path], bytes], str]] = [
         {"model.encoder.net.0.weight": torch.zeros(3)})), "does not match this model"),
     ("optimizer-state-garbage", _state(edit_tensors=lambda t: t.update(
         {"optim.0.exp_avg": torch.zeros(7)})), "corrupt|does not match"),
+    # Values the loop would use wrongly or crash on later ("unexpected" mid-training).
+    ("info-lr-a-string", _state(edit_info=_group(lambda g: g.update(lr="0.001"))),
+     r"optimizer.param_groups\[0\].lr is '0.001'"),
+    ("info-betas-strings", _state(edit_info=_group(lambda g: g.update(betas=["a", "b"]))),
+     r"optimizer.param_groups\[0\].betas"),
+    ("info-eps-null", _state(edit_info=_group(lambda g: g.update(eps=None))),
+     r"optimizer.param_groups\[0\].eps is None"),
+    ("info-optimizer-key-missing", _state(edit_info=_group(lambda g: g.pop("betas"))),
+     r"optimizer.param_groups\[0\].betas is missing"),
+    ("info-params-edited", _state(edit_info=_group(lambda g: g.update(params=[0, 0]))),
+     r"optimizer.param_groups\[0\].params"),
+    ("info-param-groups-not-list", _state(edit_info=lambda i: i["optimizer"].update(
+        param_groups={})), "optimizer.param_groups is not a list"),
+    ("info-step-beyond-epoch", _state(edit_info=_shift(step=5, global_step=5)),
+     "step is 5, not a whole number from 0 to the epoch's 2 steps"),
+    ("info-negative-step", _state(edit_info=_shift(step=-1, global_step=-1)), "step is -1"),
+    ("info-negative-epoch", _state(edit_info=lambda i: i.update(epoch=-1)),
+     "epoch is -1, not a whole number from 1"),
+    ("info-epoch-true", _state(edit_info=lambda i: i.update(epoch=True)), "epoch is True"),
+    ("info-global-step-inconsistent", _state(edit_info=_shift(global_step=7)),
+     "global_step is 9, but epoch 2, step 0 of 2 per epoch is step 2"),
+    ("info-loss-count-negative", _state(edit_info=lambda i: i.update(loss_count=-3)),
+     "loss_count is -3"),
+    ("info-history-loss-a-string", _state(edit_info=lambda i: i["history"][0].update(
+        train_loss="low")), r"history\[0\] is not an epoch's numbers"),
+    ("int64-weights", _state(edit_tensors=lambda t: t.update(
+        {k: v.long() for k, v in t.items() if k.startswith("model.")})),
+     "is torch.int64, the model expects torch.float32"),
+    ("optimizer-state-int64", _state(edit_tensors=lambda t: t.update(
+        {"optim.0.exp_avg": t["optim.0.exp_avg"].long()})),
+     "optim.0.exp_avg is torch.int64, the parameter torch.float32"),
+    ("loss-sum-not-a-scalar", _state(edit_tensors=lambda t: t.update(
+        {"acc.loss_sum": torch.zeros(3, dtype=torch.float64)})), "acc.loss_sum is"),
 ]
 
 
@@ -550,3 +601,27 @@ def test_a_hostile_run_json_beside_a_model_does_not_break_eval(
     result = cli("eval", str(run), "--device", "cpu", "--limit", "8", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"] == "mnist5k"
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda s: s["train"].update(epochs="x"), "run.json is not a valid run spec"),
+    (lambda s: s["train"].update(lr="fast"), "run.json is not a valid run spec"),
+    (lambda s: s["train"].update(batch_size=32), "state.safetensors was saved with "
+     "steps_per_epoch=2, this run has 4"),
+    (lambda s: s["model"]["encoder"]["params"].update(channels=[8, 8, 8]),
+     "state.safetensors does not match this model"),
+], ids=["epochs-a-string", "lr-a-string", "batch-size-changed", "model-changed"])
+def test_an_edited_run_json_is_refused_by_resume(edit: Callable[[dict[str, Any]], Any],
+                                                 says: str, finished_run: Path, tmp_path: Path,
+                                                 cli: Any) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    spec = json.loads((run / "run.json").read_text())
+    edit(spec)
+    (run / "run.json").write_text(json.dumps(spec))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = cli("train", "--resume", str(run), "--epochs", "2")
+    assert result.exit_code in (1, 2), result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "unexpected" not in lines[0], result.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

@@ -189,3 +189,21 @@ def test_schema_for_a_variant_has_its_values_as_defaults(cli):
     assert schema("cae-upsample") == doc
     result = cli("schema", "nope")
     assert result.exit_code == 2 and "unknown variant 'nope'" in result.stderr
+
+
+def test_a_fifo_as_config_is_refused_not_read(tmp_path):
+    """`aezoo train --config fifo.toml` blocked forever reading it (the timeout only
+    guards against that hang)."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in os.environ.items() if k != "AEZOO_DEBUG"}
+    done = subprocess.run([sys.executable, "-m", "aezoo", "train", "--config", str(fifo)],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"error: config file {fifo} is not a regular file: give a .toml, "
+                     ".yaml/.yml or .json file"], done.stderr

@@ -248,3 +248,51 @@ def test_unfinished_runs_are_not_overwritten_and_resume_errors_are_clear(
     assert missing.exit_code == 2 and "not a run directory" in missing.output
     mixed = cli("train", "cae-upsample", "--resume", "run")
     assert mixed.exit_code == 2 and "NAME cannot be combined with --resume" in mixed.output
+
+
+# --- what exactness depends on ------------------------------------------------------------
+
+
+def _stopped_after_epoch_1(tmp_path: Path) -> Path:
+    from aezoo.config import build_run_spec
+    from aezoo.run import train
+
+    spec = build_run_spec("cae-upsample", [{"train": {"epochs": 1, "batch_size": 64,
+                                                      "images": False, "device": "cpu"},
+                                            "data": {"limit": 128}}])
+    out = tmp_path / "run"
+    train(spec, out)
+    (out / "model.safetensors").unlink()
+    return out
+
+
+def test_state_records_what_exactness_depends_on(tmp_path: Path) -> None:
+    out = _stopped_after_epoch_1(tmp_path)
+    recorded = read_info(out / "state.safetensors")["exactness"]
+    assert recorded["threads"] == torch.get_num_threads()
+    assert recorded["torch"] == torch.__version__ and recorded["device"] == "cpu"
+    assert {"precision", "memory_format", "compile", "deterministic"} <= set(recorded)
+
+
+def test_resume_on_another_thread_count_warns_once_naming_it(tmp_path: Path,
+                                                             cli: Any) -> None:
+    out = _stopped_after_epoch_1(tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        result = cli("train", "--resume", str(out), "--epochs", "2")
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.stderr
+    assert f"threads {before} -> {before + 1}" in warnings[0], warnings[0]
+    assert "bit-exact" in warnings[0]
+
+
+def test_resume_in_the_same_setting_warns_nothing(tmp_path: Path) -> None:
+    from aezoo.run import resume
+
+    out = _stopped_after_epoch_1(tmp_path)
+    result = resume(out, {"epochs": 2})
+    assert result.warnings == []

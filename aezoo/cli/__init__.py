@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
-import typer
+from aezoo import _interrupts
 
-from aezoo._version import __version__
-from aezoo.cli._common import AezooGroup, console, warn, warn_unavailable
+
+def _is_program() -> bool:
+    """Whether this process is the ``aezoo`` program (console script or ``python -m``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return (getattr(spec, "name", None) == "aezoo.__main__"
+            or Path(sys.argv[0] if sys.argv else "").name == "aezoo")
+
+
+if _is_program():  # first, before the imports below: a Ctrl-C now exits 130, one line
+    _interrupts.guard_program()
+
+import typer  # noqa: E402
+
+from aezoo._version import __version__  # noqa: E402
+from aezoo.cli._common import AezooGroup, console, flush_stdout, warn, warn_unavailable  # noqa: E402
 
 app = typer.Typer(
     name="aezoo",
@@ -87,4 +102,7 @@ warnings.showwarning = _show_warning
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        flush_stdout()

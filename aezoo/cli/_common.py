@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, cast
+import sys
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from aezoo import _interrupts
 from aezoo.errors import AezooError, one_line, summary
 
 if TYPE_CHECKING:
@@ -24,8 +26,52 @@ _PASS_THROUGH = cast(tuple[type[BaseException], ...],
 _USAGE_ERRORS = cast(tuple[type[Exception], ...],
                      tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"))
 
-console = Console()
-err_console = Console(stderr=True)
+
+def drop_output(stream: IO[str] | None) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: once its reader has gone (``| head``,
+    quitting ``less``), later writes and Python's flush at exit go nowhere instead of
+    raising BrokenPipeError (which would print a traceback and change the exit code)."""
+    try:
+        fd = stream.fileno() if stream is not None else -1
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. a test's buffer)
+        return
+    if fd < 0:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class PipeSafeConsole(Console):
+    """A console whose closed output never stops the command: it falls quiet instead.
+
+    rich's default on a broken pipe is ``SystemExit(1)`` from inside whatever printed (a
+    training callback, say), which would end a run silently before its checkpoint.
+    ``closed_notice``, when set, is said once on stderr when this happens.
+    """
+
+    closed_notice: str | None = None
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        drop_output(self.file)
+        notice, self.closed_notice = self.closed_notice, None
+        if notice is not None and self is not err_console:
+            warn(notice)
+
+
+console = PipeSafeConsole()
+err_console = PipeSafeConsole(stderr=True)
+
+
+def flush_stdout() -> None:
+    """Python's shutdown flush of a stdout whose reader has gone: silent, exit code kept."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        drop_output(sys.__stdout__)
 
 
 def debug() -> bool:
@@ -98,8 +144,11 @@ class AezooGroup(TyperGroup):
             raise _one_line_usage_error(exc) from None
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        _interrupts.command_started()  # from now a Ctrl-C is a KeyboardInterrupt (below)
         try:
-            return super().invoke(ctx)
+            value = super().invoke(ctx)
+            _interrupts.command_finished()
+            return value
         except _USAGE_ERRORS as exc:
             if _shows_help(exc):
                 raise
@@ -114,6 +163,9 @@ class AezooGroup(TyperGroup):
             raise typer.Exit(130) from None
         except _PASS_THROUGH:
             raise
+        except BrokenPipeError:  # stdout's reader has gone (`| head`): nothing to tell it
+            drop_output(sys.stdout)
+            raise typer.Exit(0) from None
         except Exception as exc:  # a bug: say so in one line, keep the traceback for debug
             if debug():
                 raise

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
 from aezoo.cli._tables import ID, NUMBER
+
+
+def finite_or_null(value: Any) -> Any:
+    """JSON has no NaN or infinity: such numbers (a model with NaN weights) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
 
 MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
@@ -28,7 +42,8 @@ def eval_command(
     """Evaluate a model: MSE, BCE, PSNR (dB), SSIM, loss, images/s and parameter count.
 
     Metrics are per-image means over the split; SSIM uses an 11x11 Gaussian window with
-    sigma 1.5 (Wang et al. 2004). See docs/training.md for the exact definitions.
+    sigma 1.5 (Wang et al. 2004), so it is n/a (null in JSON) for smaller images. Numbers
+    that are not finite (NaN weights) are null in JSON. See docs/training.md.
     """
     from aezoo.evaluation import evaluate, load_split
 
@@ -37,19 +52,22 @@ def eval_command(
     report = {"model": str(loaded.path), "data": loaded.data_name, "split": loaded.split,
               "device": str(loaded.images.device), **result.as_dict()}
     if as_json:
-        typer.echo(json.dumps(report))
+        typer.echo(json.dumps(finite_or_null(report), allow_nan=False))
         return
     console.print(f"{loaded.path} on {loaded.data_name}/{loaded.split} "
                   f"({result.images:,} images, {report['device']})", highlight=False,
                   soft_wrap=True)
     table = tables.table([("metric", ID), ("value", NUMBER)])
     for label, value in (("MSE", f"{result.mse:.6f}"), ("BCE", f"{result.bce:.6f}"),
-                         ("PSNR (dB)", f"{result.psnr:.3f}"), ("SSIM", f"{result.ssim:.4f}"),
+                         ("PSNR (dB)", f"{result.psnr:.3f}"),
+                         ("SSIM", "n/a" if result.ssim is None else f"{result.ssim:.4f}"),
                          (f"loss ({loaded.model.spec.loss.name})", f"{result.loss:.6f}"),
                          ("images/s", f"{result.images_per_s:,.0f}"),
                          ("parameters", f"{result.params:,}")):
         table.add_row(label, value)
     tables.show(table, console)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def reconstruct_command(

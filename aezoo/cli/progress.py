@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
@@ -16,12 +17,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from aezoo.cli._common import PipeSafeConsole, drop_output, warn
 from aezoo.training.hooks import Callback, EpochResult
 
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
 
 REFRESH_SECONDS = 0.5  # reading the loss syncs with the device: only this often
+CLOSED_NOTICE = ("stdout was closed; training goes on without progress lines (each epoch "
+                 "is in the run directory's metrics.jsonl)")
 
 
 def line(result: EpochResult, epochs: int) -> str:
@@ -40,20 +44,35 @@ class ProgressCallback(Callback):
         self._last = 0.0
         self._start = 0.0
         self._done_before = 0  # images of a resumed epoch trained before the resume
+        if isinstance(console, PipeSafeConsole):  # a closed stdout is said once, on stderr
+            console.closed_notice = CLOSED_NOTICE
+
+    def say(self, text: str, **kwargs: Any) -> None:
+        """Print a progress line; a closed output (``| head``) never stops training."""
+        try:
+            self.console.print(text, **kwargs)
+        except OSError as exc:  # rich passes BrokenPipeError to on_broken_pipe (the
+            # PipeSafeConsole falls quiet); an EPIPE surfacing otherwise ends up here
+            if not (isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE):
+                raise
+            self.console.quiet = True
+            drop_output(self.console.file)
 
     def on_train_start(self, trainer: Trainer) -> None:
         spec = trainer.spec
         auto = " (auto)" if spec.precision == "auto" else ""
         layout = "channels_last" if trainer.memory_format == torch.channels_last else "NCHW"
-        self.console.print(
+        self.say(
             f"training on {trainer.device} ({trainer.dist.world_size} process"
             f"{'es' if trainer.dist.world_size > 1 else ''}): {len(trainer.data.train):,} "
             f"images, batch {spec.batch_size}, precision {trainer.precision}{auto}, {layout}",
             highlight=False, soft_wrap=True)
+        for warning in trainer.resume_warnings:  # the core's; said here, on stderr
+            warn(warning)
         if trainer.resumed:
-            self.console.print(f"resuming at epoch {trainer.epoch}, step {trainer.step}/"
-                               f"{trainer.steps_per_epoch} (step {trainer.global_step} of the "
-                               "run)", highlight=False)
+            self.say(f"resuming at epoch {trainer.epoch}, step {trainer.step}/"
+                     f"{trainer.steps_per_epoch} (step {trainer.global_step} of the run)",
+                     highlight=False)
         if self.live:
             self.progress = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
@@ -84,7 +103,7 @@ class ProgressCallback(Callback):
                              loss=f"{trainer.running_loss():.4f}", speed=f"{speed:,.0f} img/s")
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        self.console.print(line(result, trainer.spec.epochs), highlight=False, soft_wrap=True)
+        self.say(line(result, trainer.spec.epochs), highlight=False, soft_wrap=True)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.progress is not None:

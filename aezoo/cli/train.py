@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from aezoo import _interrupts
 from aezoo.cli._common import console, usage_error, warn
 from aezoo.cli._help import ManualCommand
 
@@ -221,6 +222,7 @@ def _report(run: Callable[[], Any]) -> None:
 
     try:
         result = run()
+        _interrupts.command_finished()  # model.safetensors is written: a Ctrl-C now is moot
     except TrainingInterrupted as exc:
         from aezoo.distributed import from_env
 

@@ -12,7 +12,11 @@ Accepted arrays: rank 3 ``(N, H, W)`` or rank 4 ``(N, C, H, W)`` / ``(N, H, W, C
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -179,9 +183,81 @@ def _path(ctx: LoadContext, suffix: str) -> Path:
     return path
 
 
+# An .npz member may hold at most this many times its compressed size (deflate cannot
+# exceed ~1032:1; a larger claim is a bomb or a lie), and never more than it declares.
+MAX_NPZ_RATIO = 1100
+
+
+def _declared(header: tuple[Any, ...]) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    shape, _, dtype = header
+    return tuple(shape), dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def _read_header(f: IO[bytes]) -> tuple[Any, ...]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+def _bytes(n: int) -> str:
+    return f"{n:,} bytes"
+
+
+def check_npy_header(path: Path) -> None:
+    """Refuse an .npy whose header declares more data than the file holds (before numpy
+    maps or allocates it)."""
+    try:
+        with path.open("rb") as f:
+            header = _read_header(f)
+            offset = f.tell()
+    except (OSError, ValueError, EOFError):
+        return  # np.load says what is wrong
+    shape, dtype, nbytes = _declared(header)
+    holds = path.stat().st_size - offset
+    if nbytes > holds:
+        raise DataError(f"{path} declares shape {shape} {dtype} ({_bytes(nbytes)}), more than "
+                        f"its {_bytes(holds)} of data", "the file is truncated or crafted; "
+                        "save it again with numpy.save")
+
+
+def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
+    """Refuse an .npz member whose header declares more than the member holds, or that
+    claims to decompress to more than MAX_NPZ_RATIO times its compressed size: before
+    anything is decompressed beyond the header (numpy would allocate the declared shape)."""
+    zf = archive.zip
+    for key in keys:
+        name = key if key in zf.namelist() else f"{key}.npy"
+        try:
+            zinfo = zf.getinfo(name)
+        except KeyError:
+            continue
+        what = f"{path}:{key}"
+        limit = max(zinfo.compress_size, 1) * MAX_NPZ_RATIO
+        if zinfo.compress_type != zipfile.ZIP_STORED and zinfo.file_size > limit:
+            raise DataError(f"{what} claims {_bytes(zinfo.file_size)} from "
+                            f"{_bytes(zinfo.compress_size)} compressed, beyond the limit of "
+                            f"{MAX_NPZ_RATIO}x ({_bytes(limit)})",
+                            "the archive is a compression bomb or damaged; do not use it")
+        try:
+            with zf.open(zinfo) as f:
+                header = _read_header(f)
+                offset = f.tell()
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+            continue  # reading the array says what is wrong
+        shape, dtype, nbytes = _declared(header)
+        holds = zinfo.file_size - offset
+        if nbytes > holds:
+            raise DataError(f"{what} declares shape {shape} {dtype} ({_bytes(nbytes)}), "
+                            f"more than the {_bytes(holds)} the member holds",
+                            "the archive is truncated or crafted; save it again with "
+                            "numpy.savez")
+
+
 def load_npy(ctx: LoadContext) -> Splits:
     """``npy:PATH``: one array of images, memory-mapped while it is converted."""
     path = _path(ctx, ".npy")
+    check_npy_header(path)
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
@@ -211,7 +287,7 @@ def load_npz(ctx: LoadContext) -> Splits:
     path = _path(ctx, ".npz")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path} is not a readable .npz file ({exc})",
                         "save it with numpy.savez") from None
     if isinstance(archive, np.ndarray):
@@ -224,9 +300,10 @@ def load_npz(ctx: LoadContext) -> Splits:
                 f"{path} has no image array under a known key (found: {', '.join(keys) or 'none'})",
                 "store the images as 'images' (and 'labels'), or as 'train'/'val'/'test' "
                 "(and 'train_labels', ...): numpy.savez(path, images=x, labels=y)")
+        check_npz_members(path, archive, parts.values())
         try:
             arrays = {part: archive[key] for part, key in parts.items()}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise DataError(f"{path}: cannot read an array ({exc})",
                             "save numeric arrays with numpy.savez (no object arrays)") from None
     out: dict[str, np.ndarray | None] = {}

@@ -10,6 +10,7 @@ skipped. Images are decoded with Pillow in threads; EXIF orientation is applied.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ def load_folder(ctx: LoadContext) -> Splits:
         raise UsageError(f"{root} is not a folder",
                          f"use npz:{ctx.argument} or npy:{ctx.argument} for array files")
     split_roots = _split_roots(root)
-    files = {split: _image_files(path) for split, path in split_roots.items()}
+    seen: set[tuple[int, int]] = set()  # a file linked into two splits counts once
+    files = {split: _image_files(path, seen) for split, path in split_roots.items()}
     if not any(files.values()):
         raise DataError(f"folder {root} holds no images ({', '.join(sorted(EXTENSIONS))})",
                         "point folder: at a directory with image files (searched recursively)")
@@ -82,13 +84,47 @@ def _split_roots(root: Path) -> dict[str, Path]:
     return {"train": root}
 
 
-def _image_files(root: Path) -> list[Path]:
+def _identity(path: str | Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of what ``path`` points to; None if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _image_files(root: Path, seen: set[tuple[int, int]] | None = None) -> list[Path]:
+    """Image files under ``root``, each real file once (first in sorted walk order).
+
+    Symlinks are followed, but never into a directory already visited (``ln -s . loop``
+    would otherwise repeat the tree forever), and a file reached twice (two links, a
+    linked directory) counts once. FIFOs, devices and sockets are skipped, never opened.
+    ``seen`` (file identities) is shared across the splits of one folder.
+    """
+    seen = set() if seen is None else seen
+    visited = {_identity(root)}
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            ident = _identity(os.path.join(dirpath, d))
+            if ident is not None and ident not in visited:
+                visited.add(ident)
+                keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in EXTENSIONS:
-                found.append(Path(dirpath) / name)
+            if name.startswith(".") or Path(name).suffix.lower() not in EXTENSIONS:
+                continue
+            path = Path(dirpath) / name
+            try:
+                st = os.stat(path)
+            except OSError:  # a broken link: reading it says so
+                found.append(path)
+                continue
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            found.append(path)
     return found
 
 

@@ -126,6 +126,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.control = Control(self.device, self.dist, spec.check_every)
         self.resumed = False
+        self.resume_warnings: list[str] = []  # what may keep a resume from being bit-exact
         self.state_saved = False  # a state this run can --resume from exists (saved or loaded)
         self._loss_sum = torch.zeros(1 + len(self.term_names), device=self.device)
         self._acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64

@@ -13,7 +13,8 @@ callback states. One file, written atomically, so it is always self-consistent.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,8 +132,40 @@ def save_state(trainer: Trainer, path: str | Path) -> None:
         "history": [asdict(r) for r in trainer.history],
         "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks
                       if getattr(cb, "state_key", None)},
+        "exactness": exactness(trainer),
     }
     write_state(path, tensors, info)
+
+
+def exactness(trainer: Trainer) -> dict[str, Any]:
+    """What a bit-exact resume depends on besides the state itself: kernels and their
+    reduction order change with these (the CPU thread count splits sums differently)."""
+    cpu = trainer.device.type == "cpu"
+    return {
+        "torch": torch.__version__,
+        "device": trainer.device.type,
+        **({"threads": torch.get_num_threads()} if cpu else {}),
+        "precision": trainer.precision,
+        "memory_format": "channels_last" if trainer.memory_format == torch.channels_last
+        else "NCHW",
+        "compile": bool(trainer.spec.compile),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        **({} if cpu else {"cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+                           "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}),
+    }
+
+
+def exactness_warnings(saved: Any, now: dict[str, Any]) -> list[str]:
+    """One line naming every difference between the state's ``exactness`` and this run's
+    (none for a state that did not record it)."""
+    if not isinstance(saved, dict):
+        return []
+    changed = [f"{key} {saved[key]} -> {value}" for key, value in now.items()
+               if key in saved and saved[key] != value]
+    if not changed:
+        return []
+    return [f"resuming with {', '.join(changed)} (the state was saved with the former): "
+            "training goes on, but no longer bit-exact with an uninterrupted run"]
 
 
 def load_state(trainer: Trainer, path: str | Path) -> None:
@@ -153,6 +186,100 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _corrupt(path: str | Path, detail: str) -> CheckpointError:
+    return CheckpointError(f"{path} holds a corrupt training state ({detail})",
+                           "resume from an earlier copy or start the run again")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _same_kind(fresh: Any, saved: Any) -> bool:
+    """Whether ``saved`` (from JSON) can stand where the optimiser has ``fresh``."""
+    if isinstance(fresh, bool):
+        return isinstance(saved, bool)
+    if isinstance(fresh, (int, float)):
+        return _is_number(saved)
+    if isinstance(fresh, (tuple, list)):
+        return (isinstance(saved, (tuple, list)) and len(saved) == len(fresh)
+                and all(_same_kind(a, b) for a, b in zip(fresh, saved, strict=True)))
+    if fresh is None:  # e.g. foreach/fused: unset here, chosen where the state was saved
+        return saved is None or isinstance(saved, bool)
+    if isinstance(fresh, str):
+        return isinstance(saved, str)
+    return True
+
+
+def check_info(trainer: Trainer, path: str | Path, info: dict[str, Any]) -> None:
+    """Refuse a state whose JSON was edited into values the loop cannot use: the position,
+    the optimiser's settings, the history. Before anything is restored."""
+    spe = trainer.steps_per_epoch
+    epoch: Any = info.get("epoch")
+    step: Any = info.get("step")
+    global_step: Any = info.get("global_step")
+    if not (_is_int(epoch) and epoch >= 1):
+        raise _corrupt(path, f"epoch is {epoch!r}, not a whole number from 1")
+    if not (_is_int(step) and 0 <= step <= spe):
+        raise _corrupt(path, f"step is {step!r}, not a whole number from 0 to the epoch's "
+                       f"{spe} steps")
+    if not (_is_int(global_step) and global_step == (epoch - 1) * spe + step):
+        raise _corrupt(path, f"global_step is {global_step!r}, but epoch {epoch}, step "
+                       f"{step} of {spe} per epoch is step {(epoch - 1) * spe + step}")
+    if not (_is_int(info.get("loss_count")) and info["loss_count"] >= 0):
+        raise _corrupt(path, f"loss_count is {info.get('loss_count')!r}")
+    if not (_is_number(info.get("epoch_seconds")) and info["epoch_seconds"] >= 0):
+        raise _corrupt(path, f"epoch_seconds is {info.get('epoch_seconds')!r}")
+    if not (info.get("stopped") is None or isinstance(info["stopped"], str)):
+        raise _corrupt(path, f"stopped is {info['stopped']!r}")
+    if "optimizer" not in info:
+        raise _corrupt(path, "no optimizer key")
+    opt = _mapping(info["optimizer"], "optimizer")
+    groups, fresh_groups = opt.get("param_groups"), trainer.optimizer.state_dict()["param_groups"]
+    if not (isinstance(groups, list) and len(groups) == len(fresh_groups)):
+        raise _corrupt(path, f"optimizer.param_groups is not a list of {len(fresh_groups)}")
+    for i, (group, fresh) in enumerate(zip(groups, fresh_groups, strict=True)):
+        group = _mapping(group, f"optimizer.param_groups[{i}]")
+        for key, value in fresh.items():
+            where = f"optimizer.param_groups[{i}].{key}"
+            if key not in group:
+                raise _corrupt(path, f"{where} is missing")
+            if key == "params" and group[key] != value:
+                raise _corrupt(path, f"{where} is {group[key]!r}, this model's are {value!r}")
+            if not _same_kind(value, group[key]):
+                raise _corrupt(path, f"{where} is {group[key]!r}, not like {value!r}")
+    history = info.get("history")
+    if not isinstance(history, list):
+        raise _corrupt(path, f"history is a {type(history).__name__}, not a list")
+    names = [f.name for f in fields(EpochResult)]
+    for i, row in enumerate(history):
+        if not (isinstance(row, dict) and set(row) <= set(names)
+                and all(_is_number(row.get(n, 0.0)) for n in names)
+                and _is_int(row.get("epoch"))):
+            raise _corrupt(path, f"history[{i}] is not an epoch's numbers ({', '.join(names)})")
+
+
+def check_tensors(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Tensors of the wrong dtype would be cast silently by ``load_state_dict``: refuse them,
+    as ``aezoo.load`` refuses them in a model file."""
+    mine = trainer.model.state_dict()
+    for key, value in tensors.items():
+        name = key[len("model."):]
+        if key.startswith("model.") and name in mine and value.dtype != mine[name].dtype:
+            raise CheckpointError(
+                f"{path} does not match this model ({key} is {value.dtype}, the model "
+                f"expects {mine[name].dtype})", f"resume with the run directory's own {RUN_FILE}")
+    loss_sum = tensors.get("acc.loss_sum")
+    if loss_sum is not None and (loss_sum.dim() != 0 or not loss_sum.is_floating_point()):
+        raise _corrupt(path, f"acc.loss_sum is {loss_sum.dtype} {list(loss_sum.shape)}, not a "
+                       "float scalar")
+
+
 def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor],
              info: dict[str, Any]) -> None:
     for key, mine in (("world_size", trainer.dist.world_size),
@@ -161,17 +288,23 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
             raise CheckpointError(
                 f"{path} was saved with {key}={info.get(key)}, this run has {mine}",
                 "resume with the same data, batch size and number of processes")
+    check_info(trainer, path, info)
+    check_tensors(trainer, path, tensors)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer = trainer.optimizer
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for key, value in tensors.items():  # load_state_dict checks no shapes: the step would
         if key.startswith("optim.") and value.dim() > 0:
-            shape = params[int(key.split(".")[1])].shape
-            if value.shape != shape:
+            param = params[int(key.split(".")[1])]
+            if value.shape != param.shape:
                 raise CheckpointError(
                     f"{path} does not match this model ({key} has shape "
-                    f"{list(value.shape)}, the parameter {list(shape)})",
+                    f"{list(value.shape)}, the parameter {list(param.shape)})",
                     f"resume with the run directory's own {RUN_FILE}")
+            if value.dtype != param.dtype:
+                raise CheckpointError(
+                    f"{path} does not match this model ({key} is {value.dtype}, the "
+                    f"parameter {param.dtype})", f"resume with the run directory's own {RUN_FILE}")
     opt_meta = _mapping(info["optimizer"], "optimizer")
     _mapping(opt_meta.get("scalars", {}), "optimizer.scalars")
     try:
@@ -208,4 +341,5 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
     for group in optimizer.param_groups:  # flags given on resume win
         group.update(lr=trainer.schedule(trainer.global_step),
                      weight_decay=trainer.spec.weight_decay)
+    trainer.resume_warnings = exactness_warnings(info.get("exactness"), exactness(trainer))
     trainer.resumed = True
