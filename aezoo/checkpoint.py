@@ -216,9 +216,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
             raise _missing_component(path, kind, name, meta) from None
     absent = _absent_training_parts(spec)
     if absent:  # encode, reconstruct and sample still work; training and loss values don't
+        hint = _missing_component(path, "loss", spec.loss.name, meta).fix
         warnings.warn(AezooWarning(
             f"{path}: {', '.join(absent)} not installed; the model loads for inference only "
-            "(encode, reconstruct, sample), without its objective"), stacklevel=2)
+            f"(encode, reconstruct, sample), without its objective ({hint})"), stacklevel=2)
     parts = not absent
     size = data_bytes(path)
     try:  # the tensors first, on the meta device: a hostile spec allocates nothing

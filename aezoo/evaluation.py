@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from aezoo._io import atomic_write
 from aezoo.errors import CheckpointError, OutputExistsError, ShapeError, UsageError
 from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, psnr, ssim
 from aezoo.protocols import format_shape
+from aezoo.specs import ComponentSpec
 from aezoo.tensors import unit_batches
 
 __all__ = ["LATENT_SUFFIXES", "SPLITS", "Evaluation", "Loaded", "check_picture_path",
@@ -103,78 +105,124 @@ def refuse_overwrite(path: Path, force: bool) -> None:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Mean metrics of a model over a split (one JSON object for ``aezoo eval --json``)."""
+    """Mean metrics of a model over a split (one JSON object for ``aezoo eval --json``).
+
+    Reconstructions are compared with the clean images. With ``corrupt`` the encoder saw
+    corrupted ones, and ``input_psnr`` is the PSNR of those against the clean images: the
+    gain ``psnr - input_psnr`` is what denoising achieved. ``loss`` is the objective's
+    total (None when its loss plugin is not installed), ``terms`` its named terms when it
+    has several, ``metrics`` every installed plugin metric (``aezoo.metrics``)."""
 
     images: int
     mse: float
     bce: float
     psnr: float
     ssim: float | None  # None: the images are smaller than SSIM's window (see ``notes``)
-    loss: float
+    loss: float | None
     images_per_s: float
     params: int
     notes: tuple[str, ...] = ()  # why a metric is missing
+    terms: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    corrupt: str | None = None
+    input_psnr: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The metrics (and ``notes`` only when there are any)."""
+        """The metrics (optional parts only when present)."""
         out = asdict(self)
-        if not self.notes:
-            del out["notes"]
-        else:
-            out["notes"] = list(self.notes)
+        out["notes"] = list(self.notes)
+        for key in ("notes", "terms", "metrics", "corrupt", "input_psnr"):
+            if not out[key] and out[key] != 0.0:
+                del out[key]
         return out
+
+
+def _plugin_metrics() -> list[tuple[str, Callable[..., torch.Tensor]]]:
+    from aezoo import registry
+
+    return [(registry.display_name(entry), cast(Callable[..., torch.Tensor], desc.compute))
+            for entry, desc in registry.load_all("metric")]
 
 
 @torch.no_grad()
 def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
-             memory_format: torch.memory_format = torch.contiguous_format) -> Evaluation:
+             memory_format: torch.memory_format = torch.contiguous_format,
+             corrupt: ComponentSpec | None = None, seed: int = 0) -> Evaluation:
     """Metrics of ``model`` on uint8 ``images`` (already on the model's device).
 
-    images/s times the model's forward pass alone (encode + decode), after one warm-up
-    batch, with a device sync before reading the clock.
+    ``corrupt``: a transform applied to the inputs (drawn from a generator seeded with
+    ``seed``: the same numbers each time). images/s times the model's forward pass alone
+    (encode + decode), after one warm-up batch, with a device sync before reading the clock.
     """
+    from aezoo.objective import UnavailableLoss, build_transform, total
+
     if len(images) == 0:
         raise ShapeError("no images to evaluate", "choose a split that has images")
     model.eval()
     device = images.device
-    sums = {k: torch.zeros((), dtype=torch.float64, device=device)
-            for k in ("mse", "bce", "psnr", "ssim", "loss")}
+    transform = build_transform(corrupt) if corrupt is not None else None
+    generator = torch.Generator(device=device).manual_seed(seed)
+    plugin_metrics = _plugin_metrics()
+    with_loss = not isinstance(model.loss_fn, UnavailableLoss)
+    names = list(model.term_names) if len(model.term_names) > 1 else []
+    keys = ["mse", "bce", "psnr", "ssim", "loss", "input_psnr", *(f"term:{n}" for n in names),
+            *(f"metric:{n}" for n, _ in plugin_metrics)]
+    sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in keys}
     # SSIM's 11x11 window does not fit smaller images: no SSIM then, the rest as usual.
     with_ssim = min(images.shape[-2:]) >= SSIM_WINDOW
     forward_seconds = 0.0
     _sync(device)
     for i, x in enumerate(unit_batches(images, batch_size, memory_format)):
+        x_in = transform(x, generator) if transform is not None else x
         if i:  # the first batch warms up
             _sync(device)
         start = time.perf_counter()
-        logits = model.decode_logits(model.encode(x))
+        fwd = model.forward_pass(x_in, x)
         if i:
             _sync(device)
             forward_seconds += time.perf_counter() - start
+        logits = fwd.logits
         recon = torch.sigmoid(logits)
         sums["mse"] += mse(recon, x).sum()
         sums["bce"] += bce_with_logits(logits, x).sum()
         sums["psnr"] += psnr(recon, x).sum()
+        if transform is not None:
+            sums["input_psnr"] += psnr(x_in, x).sum()
         if with_ssim:
             sums["ssim"] += ssim(recon, x).sum()
-        sums["loss"] += model.loss_fn(logits, x).double() * len(x)
+        if with_loss:
+            terms = model.objective(fwd, model.loss_fn)
+            sums["loss"] += total(terms).double() * len(x)
+            for n in names:
+                sums[f"term:{n}"] += terms[n].double() * len(x)
+        for n, compute in plugin_metrics:
+            sums[f"metric:{n}"] += compute(recon, x).double().sum()
     timed = len(images) - min(batch_size, len(images))
     if timed == 0:  # one batch only: time it again, warm
         _sync(device)
         start = time.perf_counter()
-        model.decode_logits(model.encode(x))
+        model.forward_pass(x_in, x)
         _sync(device)
         forward_seconds, timed = time.perf_counter() - start, len(x)
     means: dict[str, Any] = {k: float(v) / len(images) for k, v in sums.items()}
-    notes: tuple[str, ...] = ()
+    notes: list[str] = []
     if not with_ssim:
         h, w = images.shape[-2:]
         means["ssim"] = None
-        notes = (f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} (its window), "
-                 f"these are {h}x{w}",)
+        notes.append(f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} (its window), "
+                     f"these are {h}x{w}")
+    if not with_loss:
+        means["loss"] = None
+        notes.append(f"loss '{model.spec.loss.name}' is not installed: no loss value")
     speed = timed / max(forward_seconds, 1e-9)
-    return Evaluation(images=len(images), images_per_s=speed,
-                      params=sum(p.numel() for p in model.parameters()), notes=notes, **means)
+    return Evaluation(
+        images=len(images), mse=means["mse"], bce=means["bce"], psnr=means["psnr"],
+        ssim=means["ssim"], loss=means["loss"], images_per_s=speed,
+        params=sum(p.numel() for p in model.parameters()), notes=tuple(notes),
+        terms={n: means[f"term:{n}"] for n in names},
+        metrics={n: means[f"metric:{n}"] for n, _ in plugin_metrics},
+        corrupt=corrupt.name if corrupt is not None else None,
+        input_psnr=means["input_psnr"] if transform is not None else None)
 
 
 def _sync(device: torch.device) -> None:
@@ -187,17 +235,73 @@ def _sync(device: torch.device) -> None:
 # --- latents ------------------------------------------------------------------------
 
 
+ENCODE_OUTPUTS = ("mean", "logvar", "sample")
+
+
 @torch.no_grad()
 def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
                  memory_format: torch.memory_format | None = None,
-                 flatten: bool = False) -> np.ndarray:
+                 flatten: bool = False, output: str = "mean", seed: int = 0) -> np.ndarray:
     """The float32 latents of uint8 ``images``: ``(N, C, H, W)``, or ``(N, C*H*W)`` with
-    ``flatten``."""
+    ``flatten``. ``output``: the code (``mean``: a stochastic encoder's mean), its
+    ``logvar``, or a ``sample`` drawn with the reparameterisation trick (from ``seed``)."""
+    from aezoo.protocols import LOGVAR, MEAN
+
+    if output not in ENCODE_OUTPUTS:
+        raise UsageError(f"unknown --output '{output}'", "use mean, logvar or sample")
+    if output != "mean" and not getattr(model, "stochastic", False):
+        raise UsageError(f"--output {output} needs a stochastic encoder (a VAE's); "
+                         f"{model.spec.encoder.name} returns a plain code",
+                         "use --output mean (the default)")
     model.eval()
-    parts = [model.encode(x).float().cpu()
-             for x in unit_batches(images, batch_size, memory_format)]
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    parts = []
+    for x in unit_batches(images, batch_size, memory_format):
+        code, extras = model.encode_parts(x)
+        if output == "logvar":
+            code = extras[LOGVAR]
+        elif output == "sample":
+            noise = torch.randn(code.shape, generator=generator).to(code.device)
+            code = extras[MEAN] + torch.exp(0.5 * extras[LOGVAR]) * noise
+        parts.append(code.float().cpu())
     latents: np.ndarray = torch.cat(parts).contiguous().numpy()
     return latents.reshape(len(latents), -1) if flatten else latents
+
+
+def corruption(name: str, model_file: Path) -> ComponentSpec:
+    """The transform ``name`` with the params the run beside ``model_file`` trained with
+    (when it trained with that transform), else its defaults; resolved and validated."""
+    from aezoo.config import part_params
+    from aezoo.rundir import RUN_FILE, read_run_spec
+
+    params: dict[str, Any] = {}
+    if (model_file.parent / RUN_FILE).exists():
+        try:
+            trained = read_run_spec(model_file.parent).train.corrupt
+        except UsageError:
+            trained = None
+        if trained is not None and trained.name == name:
+            params = dict(trained.params)
+    typed = part_params("transform", name, params, "--corrupt")
+    return ComponentSpec(name=name, params=typed.model_dump(mode="json"))
+
+
+def corrupted_reconstructions(model: Any, images: torch.Tensor, spec: ComponentSpec,
+                              memory_format: torch.memory_format | None = None, seed: int = 0
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(corrupted inputs, their reconstructions) of uint8 ``images``, both uint8."""
+    from aezoo.objective import build_transform
+    from aezoo.tensors import to_uint8, to_unit
+
+    transform = build_transform(spec)
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        noisy = transform(to_unit(images, memory_format), generator)
+        recon = model(noisy)
+    model.train(was_training)
+    return to_uint8(noisy), to_uint8(recon)
 
 
 LATENT_SUFFIXES = (".npy", ".npz")

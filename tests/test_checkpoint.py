@@ -111,13 +111,20 @@ def test_missing_component_names_it_and_the_distribution(tmp_path: Path, kind: s
                for k in ("encoder", "decoder", "loss")}
     plugins[kind] = {"name": "warp-drive", "dist": "aezoo-warp", "version": "1.2.0"}
     path = _crafted(tmp_path / "warp.safetensors", spec, plugins)
-    with pytest.raises(CheckpointError) as info:
-        aezoo.load(path)
-    message = str(info.value)
+    if kind == "loss":  # a training-only part: the model loads for inference, with a warning
+        from aezoo.errors import AezooWarning
+
+        with pytest.warns(AezooWarning) as caught, pytest.raises(CheckpointError):
+            aezoo.load(path)  # (this crafted file's tensors do not match the model)
+        message = str(caught[0].message)
+    else:
+        with pytest.raises(CheckpointError) as info:
+            aezoo.load(path)
+        message = str(info.value)
+        assert info.value.exit_code == 1
     assert f"{kind} 'warp-drive'" in message
     assert "pip install aezoo-warp" in message
     assert "\n" not in message
-    assert info.value.exit_code == 1
 
 
 def test_missing_component_without_provenance(tmp_path: Path) -> None:

@@ -177,8 +177,10 @@ CASES: list[tuple[str, Any, str]] = [
      "invalid spec"),
     ("spec-unknown-encoder", lambda g: spec_file(g, edit_spec(g, encoder__name="nope")),
      "encoder 'nope'"),
-    ("spec-unknown-loss-bad-plugins", lambda g: spec_file(
-        g, edit_spec(g, loss__name="nope"), **{"aezoo.plugins": "{oops"}), "loss 'nope'"),
+    # A missing loss only costs the objective (the model loads for inference, with a
+    # warning: tests/test_objective.py); a missing decoder is still refused.
+    ("spec-unknown-decoder-bad-plugins", lambda g: spec_file(
+        g, edit_spec(g, decoder__name="nope"), **{"aezoo.plugins": "{oops"}), "decoder 'nope'"),
     ("spec-invalid-params", lambda g: spec_file(
         g, edit_spec(g, encoder__params={"channels": [-1]})), "cannot be built"),
     ("spec-impossible-shape", lambda g: spec_file(g, edit_spec(g, input_shape=[1, 3, 3])),

@@ -231,3 +231,48 @@ def test_a_model_loads_for_inference_when_its_loss_plugin_is_gone(
             loaded.loss(x)
         assert loaded.spec.loss.name == "elbo"  # the spec still says what it was trained with
     registry.clear_cache()
+
+
+def test_eval_and_reconstruct_with_corrupt_measure_denoising(family: Any, tmp_path: Path,
+                                                             cli: Any) -> None:
+    _train(tmp_path, {"train": {"corrupt": {"name": "noise", "params": {"sigma": 0.4}}}})
+    run = str(tmp_path / "run")
+    report = json.loads(cli("eval", run, "--corrupt", "noise", "--json", "--split", "val",
+                            "--device", "cpu").stdout)
+    assert report["corrupt"] == "noise" and report["input_psnr"] < report["psnr"] + 50
+    assert set(report["terms"]) == {"recon", "kl"}
+    assert report["loss"] == pytest.approx(sum(report["terms"].values()), rel=1e-6)
+    again = json.loads(cli("eval", run, "--corrupt", "noise", "--json", "--split", "val",
+                           "--device", "cpu").stdout)
+    assert again["input_psnr"] == report["input_psnr"]  # the same seed, the same draw
+    clean = json.loads(cli("eval", run, "--json", "--split", "val", "--device", "cpu").stdout)
+    assert "input_psnr" not in clean and clean["psnr"] > report["psnr"]
+    picture = tmp_path / "three.png"
+    result = cli("reconstruct", run, "--corrupt", "noise", "--n", "4", "--out", str(picture),
+                 "--split", "val", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    with Image.open(picture) as image:
+        assert image.size[1] == 3 * 28 * 2 + 4 * 2  # three rows
+    bad = cli("eval", run, "--corrupt", "nope", "--device", "cpu", "--split", "val")
+    assert bad.exit_code == 2 and "unknown transform 'nope'" in bad.output
+
+
+def test_encode_outputs_of_a_stochastic_encoder(family: Any, tmp_path: Path, cli: Any) -> None:
+    import numpy as np
+
+    aezoo.save(aezoo.build("fam-vae"), tmp_path / "vae.safetensors")
+    arrays = {}
+    for output in ("mean", "logvar", "sample"):
+        out = tmp_path / f"{output}.npy"
+        result = cli("encode", str(tmp_path / "vae.safetensors"), "--output", output,
+                     "--out", str(out), "--limit", "8", "--device", "cpu", "--split", "val")
+        assert result.exit_code == 0, result.output
+        arrays[output] = np.load(out)
+    assert arrays["mean"].shape == arrays["logvar"].shape == arrays["sample"].shape
+    assert not np.array_equal(arrays["mean"], arrays["sample"])
+    aezoo.save(aezoo.build("cae-upsample"), tmp_path / "plain.safetensors")
+    refused = cli("encode", str(tmp_path / "plain.safetensors"), "--output", "sample",
+                  "--out", str(tmp_path / "x.npy"), "--device", "cpu", "--split", "val")
+    assert refused.exit_code == 2 and "needs a stochastic encoder" in refused.output

@@ -54,12 +54,12 @@ _HARNESS = textwrap.dedent("""
 
         last = int(os.environ.get("AEZOO_TEST_STEP", "0"))
         if mode == "final-validation":
-            evaluate = Trainer.evaluate
+            evaluate = Trainer.evaluate_terms  # what each epoch's validation calls
             def patched(self, images=None):
                 if images is None and self.epoch == self.spec.epochs:
                     sigint()
                 return evaluate(self, images)
-            Trainer.evaluate = patched
+            Trainer.evaluate_terms = patched
         elif mode in ("last-step", "twice"):
             after_step = Control.after_step
             def patched(self, global_step, sync_every):

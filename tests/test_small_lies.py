@@ -63,11 +63,12 @@ def test_list_components_with_a_variant_pattern_shows_those_variants_parts(cli: 
     result = cli("list", "cae-*", "--components", "--json")
     assert result.exit_code == 0, result.output
     rows = {(r["kind"], r["name"]) for r in json.loads(result.stdout)}
-    # cae-upsample: pool/upsample/bce; cae-strided: strided/convtranspose/mse
+    # cae-upsample: pool/upsample/bce; cae-strided: strided/convtranspose/mse; both adam
     assert rows == {("encoder", "pool"), ("encoder", "strided"), ("decoder", "upsample"),
-                    ("decoder", "convtranspose"), ("loss", "bce"), ("loss", "mse")}
+                    ("decoder", "convtranspose"), ("loss", "bce"), ("loss", "mse"),
+                    ("optimizer", "adam")}
     only = json.loads(cli("list", "cae-upsample", "-c", "--json").stdout)
-    assert {r["name"] for r in only} == {"pool", "upsample", "bce"}
+    assert {r["name"] for r in only} == {"pool", "upsample", "bce", "adam"}
     by_name = json.loads(cli("list", "m*", "-c", "--json").stdout)
     assert {r["name"] for r in by_name} == {"mse"}  # a component's own name matches too
     table = cli("list", "cae-*", "--components")

@@ -38,6 +38,10 @@ def eval_command(
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    corrupt: str | None = typer.Option(
+        None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
+        "params if it trained with it) and measure against the clean images: denoising."),
+    seed: int = typer.Option(0, help="Seed of --corrupt's draws."),
 ) -> None:
     """Evaluate a model: MSE, BCE, PSNR (dB), SSIM, loss, images/s and parameter count.
 
@@ -45,10 +49,11 @@ def eval_command(
     sigma 1.5 (Wang et al. 2004), so it is n/a (null in JSON) for smaller images. Numbers
     that are not finite (NaN weights) are null in JSON. See docs/training.md.
     """
-    from aezoo.evaluation import evaluate, load_split
+    from aezoo.evaluation import corruption, evaluate, load_split
 
     loaded = load_split(model, data, split, limit, device)
-    result = evaluate(loaded.model, loaded.images, batch_size, loaded.memory_format)
+    spec = corruption(corrupt, loaded.path) if corrupt else None
+    result = evaluate(loaded.model, loaded.images, batch_size, loaded.memory_format, spec, seed)
     report = {"model": str(loaded.path), "data": loaded.data_name, "split": loaded.split,
               "device": str(loaded.images.device), **result.as_dict()}
     if as_json:
@@ -58,12 +63,18 @@ def eval_command(
                   f"({result.images:,} images, {report['device']})", highlight=False,
                   soft_wrap=True)
     table = tables.table([("metric", ID), ("value", NUMBER)])
-    for label, value in (("MSE", f"{result.mse:.6f}"), ("BCE", f"{result.bce:.6f}"),
-                         ("PSNR (dB)", f"{result.psnr:.3f}"),
-                         ("SSIM", "n/a" if result.ssim is None else f"{result.ssim:.4f}"),
-                         (f"loss ({loaded.model.spec.loss.name})", f"{result.loss:.6f}"),
-                         ("images/s", f"{result.images_per_s:,.0f}"),
-                         ("parameters", f"{result.params:,}")):
+    rows = [("MSE", f"{result.mse:.6f}"), ("BCE", f"{result.bce:.6f}"),
+            ("PSNR (dB)", f"{result.psnr:.3f}")]
+    if result.input_psnr is not None:
+        rows += [(f"PSNR of the {result.corrupt} input (dB)", f"{result.input_psnr:.3f}"),
+                 ("PSNR gain (dB)", f"{result.psnr - result.input_psnr:+.3f}")]
+    rows += [("SSIM", "n/a" if result.ssim is None else f"{result.ssim:.4f}"),
+             (f"loss ({loaded.model.spec.loss.name})",
+              "n/a" if result.loss is None else f"{result.loss:.6f}"),
+             *((f"  {name}", f"{value:.6f}") for name, value in result.terms.items()),
+             *((name, f"{value:.6f}") for name, value in result.metrics.items()),
+             ("images/s", f"{result.images_per_s:,.0f}"), ("parameters", f"{result.params:,}")]
+    for label, value in rows:
         table.add_row(label, value)
     tables.show(table, console)
     for note in result.notes:
@@ -79,23 +90,42 @@ def reconstruct_command(
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    corrupt: str | None = typer.Option(
+        None, metavar="TRANSFORM", help="Three rows: the corrupted inputs, their "
+        "reconstructions, the clean images (e.g. gaussian)."),
+    seed: int = typer.Option(0, help="Seed of --corrupt's draws."),
 ) -> None:
     """Draw the first N images of a split (top row) over their reconstructions (bottom row).
 
-    Gray and RGB images; the PNG is N*W*scale + (N+1)*2 pixels wide and 2*H*scale + 6 high.
+    Gray and RGB images; the PNG is N*W*scale + (N+1)*2 pixels wide and 2*H*scale + 6 high
+    (3*H*scale + 8 with --corrupt).
     """
-    from aezoo.evaluation import check_picture_path, load_split, refuse_overwrite
+    from aezoo.evaluation import (
+        check_picture_path,
+        corrupted_reconstructions,
+        corruption,
+        load_split,
+        refuse_overwrite,
+    )
     from aezoo.viz import grid, reconstruct, write_png
 
     check_picture_path(out)
     refuse_overwrite(out, force)
     loaded = load_split(model, data, split, n, device)
-    recon = reconstruct(loaded.model, loaded.images, loaded.memory_format)
-    picture = grid(loaded.images, recon, scale=scale)
+    if corrupt:
+        noisy, recon = corrupted_reconstructions(
+            loaded.model, loaded.images, corruption(corrupt, loaded.path),
+            loaded.memory_format, seed)
+        picture = grid(noisy, recon, loaded.images, scale=scale)
+        what = f"{corrupt}-corrupted images over their reconstructions over the clean ones"
+    else:
+        recon = reconstruct(loaded.model, loaded.images, loaded.memory_format)
+        picture = grid(loaded.images, recon, scale=scale)
+        what = "images over their reconstructions"
     write_png(out, picture)
     console.print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px: "
-                  f"{len(loaded.images)} {loaded.data_name}/{loaded.split} images over their "
-                  "reconstructions)", highlight=False, soft_wrap=True)
+                  f"{len(loaded.images)} {loaded.data_name}/{loaded.split} {what})",
+                  highlight=False, soft_wrap=True)
 
 
 def encode_command(
@@ -110,6 +140,9 @@ def encode_command(
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    output: str = typer.Option("mean", metavar="mean|logvar|sample", help="The code (a "
+                               "VAE's mean), or a VAE's log-variance, or a sample."),
+    seed: int = typer.Option(0, help="Seed of --output sample."),
 ) -> None:
     """Encode a split to latents (float32) and, when the dataset has labels, their labels
     (int64, row i labelling latent i): OUT.npy plus OUT's stem + `.labels.npy`, or one
@@ -128,7 +161,7 @@ def encode_command(
         refuse_overwrite(labels_file, force)
     loaded = load_split(model, data, split, limit, device)
     latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
-                           flatten)
+                           flatten, output, seed)
     labels_out = write_latents(out, latents, loaded.labels)
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:

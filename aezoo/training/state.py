@@ -257,9 +257,13 @@ def check_info(trainer: Trainer, path: str | Path, info: dict[str, Any]) -> None
     if not isinstance(history, list):
         raise _corrupt(path, f"history is a {type(history).__name__}, not a list")
     names = [f.name for f in fields(EpochResult)]
+    numbers = [n for n in names if n != "terms"]
     for i, row in enumerate(history):
+        terms = row.get("terms", {}) if isinstance(row, dict) else None
         if not (isinstance(row, dict) and set(row) <= set(names)
-                and all(_is_number(row.get(n, 0.0)) for n in names)
+                and all(_is_number(row.get(n, 0.0)) for n in numbers)
+                and isinstance(terms, dict)
+                and all(isinstance(k, str) and _is_number(v) for k, v in terms.items())
                 and _is_int(row.get("epoch"))):
             raise _corrupt(path, f"history[{i}] is not an epoch's numbers ({', '.join(names)})")
 
@@ -275,9 +279,11 @@ def check_tensors(trainer: Trainer, path: str | Path, tensors: dict[str, torch.T
                 f"{path} does not match this model ({key} is {value.dtype}, the model "
                 f"expects {mine[name].dtype})", f"resume with the run directory's own {RUN_FILE}")
     loss_sum = tensors.get("acc.loss_sum")
-    if loss_sum is not None and (loss_sum.dim() != 0 or not loss_sum.is_floating_point()):
-        raise _corrupt(path, f"acc.loss_sum is {loss_sum.dtype} {list(loss_sum.shape)}, not a "
-                       "float scalar")
+    want = list(trainer._loss_sum.shape)  # [total, terms...]; a scalar: saved before terms
+    if loss_sum is not None and (list(loss_sum.shape) not in (want, [] if want == [1] else want)
+                                 or not loss_sum.is_floating_point()):
+        raise _corrupt(path, f"acc.loss_sum is {loss_sum.dtype} {list(loss_sum.shape)}, not "
+                       f"float {want}")
 
 
 def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor],
