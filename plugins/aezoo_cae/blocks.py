@@ -30,7 +30,7 @@ class GaussianPoolEncoder(nn.Module):
     """Conv+ReLU+MaxPool('same') stages, then conv heads for the mean and log-variance."""
 
     def __init__(self, input_shape: Shape, channels: Sequence[int], kernel: int,
-                 latent_channels: int) -> None:
+                 latent_channels: int, dense: bool) -> None:
         super().__init__()
         c, h, w = input_shape
         layers: list[nn.Module] = []
@@ -41,15 +41,26 @@ class GaussianPoolEncoder(nn.Module):
                        nn.MaxPool2d(2, ceil_mode=True)]
             c, h, w = out, _halve(h), _halve(w)
         self.net = nn.Sequential(*layers)
-        self.mean = nn.Conv2d(c, latent_channels, kernel, padding=kernel // 2)
-        self.logvar = nn.Conv2d(c, latent_channels, kernel, padding=kernel // 2)
+        self.dense = dense
+        self.mean: nn.Module
+        self.logvar: nn.Module
+        if dense:  # linear heads over the whole feature map: a global code
+            self.mean = nn.Linear(c * h * w, latent_channels)
+            self.logvar = nn.Linear(c * h * w, latent_channels)
+            h = w = 1
+        else:
+            self.mean = nn.Conv2d(c, latent_channels, kernel, padding=kernel // 2)
+            self.logvar = nn.Conv2d(c, latent_channels, kernel, padding=kernel // 2)
         self.input_shape: Shape = tuple(input_shape)  # type: ignore[assignment]
         self.latent_shape: Shape = (latent_channels, h, w)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.net(x)
-        return {MEAN: self.mean(features),
-                LOGVAR: self.logvar(features).clamp(*LOGVAR_RANGE)}
+        if self.dense:
+            features = features.flatten(1)
+        mean, logvar = self.mean(features), self.logvar(features)
+        shape = (len(x), *self.latent_shape)
+        return {MEAN: mean.reshape(shape), LOGVAR: logvar.clamp(*LOGVAR_RANGE).reshape(shape)}
 
 
 def _norm(kind: str, channels: int, groups: int) -> nn.Module:
@@ -156,7 +167,7 @@ class ResNetDecoder(nn.Module):
 
 def gaussian_pool_encoder(params: Any, input_shape: Shape) -> GaussianPoolEncoder:
     return GaussianPoolEncoder(input_shape, params.channels, params.kernel_size,
-                               params.latent_channels)
+                               params.latent_channels, params.dense)
 
 
 def resnet_encoder(params: Any, input_shape: Shape) -> ResNetEncoder:

@@ -89,9 +89,13 @@ class GaussianPoolParams(StageParams):
     channels: list[int] = Field(
         [32, 64, 64], min_length=1, description="output channels of each Conv+ReLU+MaxPool stage"
     )
-    latent_channels: int = Field(4, ge=1, le=4096,
-                                 description="channels of the latent (its size is "
-                                 "latent_channels x H/2^stages x W/2^stages)")
+    latent_channels: int = Field(16, ge=1, le=4096,
+                                 description="channels of the latent: its size with dense "
+                                 "heads (latent_channels x 1 x 1), else latent_channels x "
+                                 "H/2^stages x W/2^stages")
+    dense: bool = Field(True, description="linear heads over the whole feature map (a "
+                        "global latent_channels x 1 x 1 code, as in the classic VAE); false: "
+                        "conv heads, a spatial code")
 
 
 class ResNetEncoderParams(StageParams):
@@ -119,8 +123,8 @@ class ResNetDecoderParams(StageParams):
 
 gaussian_pool_encoder = EncoderComponent(
     params=GaussianPoolParams, build="aezoo_cae.blocks:gaussian_pool_encoder",
-    description="Stochastic: Conv+ReLU+MaxPool stages (as `pool`), then two conv heads "
-    "giving the mean and log-variance of a latent_channels-channel Gaussian latent "
+    description="Stochastic: Conv+ReLU+MaxPool stages (as `pool`), then two heads (linear, "
+    "or conv with dense=false) giving the mean and log-variance of a Gaussian latent "
     "(sampled in training, the mean in eval).",
 )
 resnet_encoder = EncoderComponent(

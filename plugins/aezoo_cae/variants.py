@@ -64,18 +64,18 @@ cae_sparse = Variant(
 )
 
 cae_vae = Variant(
-    description="Convolutional VAE: a Gaussian latent (4x4x4 at 28x28), BCE + KL "
-    "(weighted 1/784: the negative ELBO per pixel at 28x28).",
+    description="Convolutional VAE: a 16-d Gaussian latent (dense heads), ConvTranspose "
+    "decoder, BCE + KL (weighted 1/784: the negative ELBO per pixel at 28x28).",
     encoder="gaussian-pool",
     decoder="convtranspose",
     loss="bce",
-    encoder_params={"channels": [16, 32, 32], "latent_channels": 4},
-    decoder_params={"channels": [32, 32, 16]},
+    encoder_params={"channels": [32, 32, 64], "latent_channels": 16, "dense": True},
+    decoder_params={"channels": [64, 64, 32, 32, 16]},
     input_shape=(1, 28, 28),
     regularizers=({"name": "kl", "weight": 1 / 784},),
-    train={"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 30},
-    param_count=31561,
-    example_shapes=((3, 32, 32), (1, 27, 33)),
+    train={"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 20},
+    param_count=139553,
+    example_shapes=((3, 32, 32), (1, 20, 30)),
 )
 
 cae_resnet = Variant(
