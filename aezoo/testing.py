@@ -323,15 +323,20 @@ def _same_tensors(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) 
 
 
 def check_determinism(build: Callable[[int], Autoencoder], seed: int = 0) -> None:
-    """Two builds with ``seed`` have identical weights, and stay identical after a step."""
+    """Two builds with ``seed`` have identical weights, and stay identical after a step
+    (each step from the same torch RNG state, so a stochastic encoder samples alike)."""
+    import torch
+
     a, b = build(seed), build(seed)
     why = _same_tensors(a.state_dict(), b.state_dict())
     if why:
         raise AssertionError(f"two builds with seed {seed} differ ({why}); draw all random "
                              "numbers from torch's global generator")
     x = _batch(a.input_shape, n=2, seed=seed)
-    _one_step(a, x)
-    _one_step(b, x)
+    for model in (a, b):  # a stochastic encoder samples from torch's RNG: the same draw
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _one_step(model, x)
     why = _same_tensors(a.state_dict(), b.state_dict())
     if why:
         raise AssertionError(f"the same training step on two identical models differs ({why})")

@@ -132,7 +132,7 @@ def test_list_json(cli: Cli) -> None:
     assert up["input_shape"] == [1, 28, 28]
     assert up["dist"] == registry.find("variant", "cae-upsample").dist
     assert rows["cae-strided"]["params"] == aezoo.build("cae-strided").num_parameters()
-    filtered = json.loads(cli("list", "cae-s*", "--json").stdout)
+    filtered = json.loads(cli("list", "cae-st*", "--json").stdout)
     assert [row["name"] for row in filtered] == ["cae-strided"]
 
 

@@ -27,7 +27,8 @@ def test_first_party_plugins_come_from_entry_points_with_their_version():
     assert (entry.dist, entry.version) == ("aezoo", metadata.version("aezoo"))
     assert entry.value == "aezoo_cae.variants:cae_upsample"
     assert {"pool", "strided"} <= set(registry.names("encoder"))
-    assert registry.names("variant", "cae-*") == ["cae-strided", "cae-upsample"]
+    assert registry.names("variant", "cae-*") == ["cae-denoising", "cae-resnet", "cae-sparse",
+                                                  "cae-strided", "cae-upsample", "cae-vae"]
 
 
 def test_listing_reads_metadata_only(site):
@@ -162,8 +163,9 @@ def test_groups_include_every_aezoo_prefixed_group(site):
     site.add("plug-extra", entry_points={"aezoo.exporters": {"onnx": "x:y"},
                                          "other.group": {"skip": "x:y"}})
     assert "aezoo.exporters" in registry.groups()
-    assert registry.groups()[:4] == ["aezoo.encoders", "aezoo.decoders", "aezoo.losses",
-                                     "aezoo.variants"]
+    assert registry.groups()[:6] == ["aezoo.encoders", "aezoo.decoders", "aezoo.losses",
+                                     "aezoo.regularizers", "aezoo.transforms",
+                                     "aezoo.variants"]  # the order of aezoo/kinds.py
     [dist] = [d for d in registry.distributions() if d.name == "plug-extra"]
     assert dist.provides == {"aezoo.exporters": ("onnx",)}
 
