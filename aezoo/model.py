@@ -35,6 +35,8 @@ from aezoo.protocols import (
 from aezoo.specs import ModelSpec
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
+# Term names that would overwrite metrics columns (train_<term>, val_<term>, loss).
+RESERVED_TERMS = ("loss", "epoch", "seconds", "images_per_s", "lr", "terms")
 
 
 class Autoencoder(nn.Module):
@@ -171,9 +173,9 @@ def from_spec(spec: ModelSpec, *, check: bool = True, training_parts: bool = Tru
         # One forward pass; for a huge input (a typo'd --image-size, a hostile file) it runs
         # on a meta-device twin: slower to start, but it allocates nothing.
         huge = math.prod(spec.input_shape) > MAX_CHECKED_INPUT and model_device(model) != "meta"
-        probe = _on_meta(spec) if huge else model
-        _check_shapes(probe)
-        model.stochastic, model.term_names = probe.stochastic, probe.term_names
+        twin = _on_meta(spec, training_parts) if huge else model
+        probe(twin)
+        model.stochastic, model.term_names = twin.stochastic, twin.term_names
     return model
 
 
@@ -181,12 +183,12 @@ def model_device(model: nn.Module) -> str:
     return next((p.device.type for p in model.parameters()), "cpu")
 
 
-def _on_meta(spec: ModelSpec) -> Autoencoder:
+def _on_meta(spec: ModelSpec, training_parts: bool = True) -> Autoencoder:
     with torch.device("meta"):
-        return from_spec(spec, check=False)
+        return from_spec(spec, check=False, training_parts=training_parts)
 
 
-def _check_shapes(model: Autoencoder) -> None:
+def probe(model: Autoencoder) -> None:
     """One tiny forward pass: a shape bug surfaces now, not after the data has loaded.
 
     In eval mode and without gradients, so it changes nothing (BatchNorm statistics
@@ -210,6 +212,11 @@ def _check_shapes(model: Autoencoder) -> None:
             if not isinstance(model.loss_fn, UnavailableLoss):
                 check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)
                 model.term_names = list(model.objective(fwd, model.loss_fn))
+                taken = [n for n in model.term_names if n in RESERVED_TERMS]
+                if taken and len(model.term_names) > 1:
+                    raise PluginError(f"the objective has a term named '{taken[0]}', which would "
+                                      "overwrite a standard column",
+                                      f"name terms otherwise (not {', '.join(RESERVED_TERMS)})")
     finally:
         model.train(was_training)
 

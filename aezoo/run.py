@@ -23,7 +23,6 @@ from aezoo.model import Autoencoder, from_spec
 from aezoo.protocols import format_shape
 from aezoo.registry import FIRST_PARTY
 from aezoo.rundir import (
-    LOCK_FILE,
     MODEL_FILE,
     STATE_FILE,
     RunLock,
@@ -131,10 +130,8 @@ def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
             if lock is not None:
                 lock.release()
             for p in created:  # a run that failed before writing anything leaves no trace
-                with contextlib.suppress(OSError):
-                    if not [f for f in p.iterdir() if f.name != LOCK_FILE]:
-                        (p / LOCK_FILE).unlink(missing_ok=True)
-                    p.rmdir()  # only ever removes an empty directory
+                with contextlib.suppress(OSError):  # release() removed our lock file; one
+                    p.rmdir()  # there now is another process's: rmdir fails, as it should
             raise
     finally:
         if lock is not None:

@@ -102,25 +102,6 @@ class RunLock:
         self.release()
 
 
-def is_locked(run_dir: Path) -> bool:
-    """Whether a live process holds ``run_dir``'s lock (a run in progress)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        return False
-    try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def claim_new_dir(base: Path) -> tuple[Path, list[Path]]:
     """Create a directory named ``base`` or, if that exists, ``base-2``, ``base-3``...:
     two runs started in the same second never share one. Returns it and the directories
@@ -207,7 +188,10 @@ def set_aside(out: Path) -> Path | None:
     once it has started: nothing is lost if it fails before). They are deleted by
     :func:`drop_set_aside` when the new run has finished. Returns the directory, or None
     when there was nothing to move."""
-    present = [name for name in RUN_FILES if (out / name).exists()]
+    # images/ and tensorboard/ are only ours in a directory an aezoo run wrote (run.json).
+    ours = RUN_FILES if (out / RUN_FILE).exists() else tuple(
+        n for n in RUN_FILES if n not in (IMAGES_DIR, TENSORBOARD_DIR))
+    present = [name for name in ours if (out / name).exists()]
     if not present:
         return None
     aside = out / f"{SET_ASIDE_PREFIX}{secrets.token_hex(4)}"

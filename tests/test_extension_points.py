@@ -92,8 +92,11 @@ def test_ema_weights_differ_from_the_raw_ones_and_are_the_saved_model(tmp_path: 
     raw = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     differs = [k for k in saved if not torch.equal(saved[k], raw[k])]
     assert differs, "EMA weights should differ from the raw weights after training"
-    ema = [tensors[f"ema.{i}"] for i in range(len(saved))]
-    for average, key in zip(ema, [k for k, _ in result.model.named_parameters()], strict=False):
+    floats = [k for k, t in (*result.model.named_parameters(), *result.model.named_buffers())
+              if t.is_floating_point()]  # the EMA's tensors, in its order
+    ema = [tensors[f"ema.{i}"] for i in range(len(floats))]
+    assert f"ema.{len(floats)}" not in tensors
+    for average, key in zip(ema, floats, strict=True):
         torch.testing.assert_close(saved[key], average)  # model.safetensors holds the average
 
 

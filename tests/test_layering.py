@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import re
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,9 @@ def layer_of(module: str) -> int:
                          "docs/architecture.md)")
 
 
+_LAZY_REF = re.compile(r"^aezoo(\.\w+)+:\w+(\.\w+)*$")
+
+
 def _type_checking_only(node: ast.If) -> bool:
     test = node.test
     return ((isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
@@ -82,6 +86,11 @@ def imports_of(module: str) -> set[str]:
             for child in node.orelse:
                 visit(child)
             return
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                _LAZY_REF.match(node.value):  # "aezoo.x:attr": imported when called
+            target = _target(node.value.partition(":")[0])
+            if target:
+                found.add(target)
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "aezoo":

@@ -63,10 +63,13 @@ def test_list_components_with_a_variant_pattern_shows_those_variants_parts(cli: 
     result = cli("list", "cae-*", "--components", "--json")
     assert result.exit_code == 0, result.output
     rows = {(r["kind"], r["name"]) for r in json.loads(result.stdout)}
-    # cae-upsample: pool/upsample/bce; cae-strided: strided/convtranspose/mse; both adam
+    # cae-upsample: pool/upsample/bce; cae-strided: strided/convtranspose/mse; all adam;
+    # the family adds its encoders, decoder, regularisers and the denoiser's transform.
     assert rows == {("encoder", "pool"), ("encoder", "strided"), ("decoder", "upsample"),
                     ("decoder", "convtranspose"), ("loss", "bce"), ("loss", "mse"),
-                    ("optimizer", "adam")}
+                    ("optimizer", "adam"), ("encoder", "gaussian-pool"), ("encoder", "resnet"),
+                    ("decoder", "resnet"), ("regularizer", "kl"), ("regularizer", "l1"),
+                    ("transform", "gaussian")}
     only = json.loads(cli("list", "cae-upsample", "-c", "--json").stdout)
     assert {r["name"] for r in only} == {"pool", "upsample", "bce", "adam"}
     by_name = json.loads(cli("list", "m*", "-c", "--json").stdout)

@@ -55,7 +55,7 @@ class MetricsWriter(Callback):
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         columns = [f.name for f in fields(EpochResult) if f.name != "terms"]
-        columns += list(history[-1].terms) if history else []
+        columns += list(dict.fromkeys(name for r in history for name in r.terms))
         writer.writerow(columns)
         writer.writerows([_jsonable(r).get(c, "") for c in columns] for r in history)
         atomic_write(self.csv_path, buf.getvalue().encode())

@@ -41,7 +41,7 @@ def eval_command(
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
         "params if it trained with it) and measure against the clean images: denoising."),
-    seed: int = typer.Option(0, help="Seed of --corrupt's draws."),
+    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
 ) -> None:
     """Evaluate a model: MSE, BCE, PSNR (dB), SSIM, loss, images/s and parameter count.
 
@@ -93,7 +93,7 @@ def reconstruct_command(
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Three rows: the corrupted inputs, their "
         "reconstructions, the clean images (e.g. gaussian)."),
-    seed: int = typer.Option(0, help="Seed of --corrupt's draws."),
+    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
 ) -> None:
     """Draw the first N images of a split (top row) over their reconstructions (bottom row).
 
@@ -142,7 +142,7 @@ def encode_command(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     output: str = typer.Option("mean", metavar="mean|logvar|sample", help="The code (a "
                                "VAE's mean), or a VAE's log-variance, or a sample."),
-    seed: int = typer.Option(0, help="Seed of --output sample."),
+    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --output sample."),
 ) -> None:
     """Encode a split to latents (float32) and, when the dataset has labels, their labels
     (int64, row i labelling latent i): OUT.npy plus OUT's stem + `.labels.npy`, or one

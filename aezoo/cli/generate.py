@@ -14,7 +14,8 @@ MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last
 def sample_command(
     model: Path = typer.Argument(..., help=MODEL_HELP),
     n: int = typer.Option(64, "--n", help="Number of draws."),
-    seed: int = typer.Option(0, help="Seed of the draws (the same seed, the same picture)."),
+    seed: int = typer.Option(0, min=0, max=2**64 - 1,
+                             help="Seed of the draws (the same seed, the same picture)."),
     out: Path = typer.Option(Path("samples.png"), help="PNG file to write."),
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),

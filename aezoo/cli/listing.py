@@ -81,7 +81,7 @@ def list_command(
         variants = table([("name", ID), ("encoder", ID), ("decoder", ID), ("loss", ID),
                           ("params", NUMBER), ("input", ID), ("plugin", ID)],
                          title="aezoo variants", title_justify="left", box=box.SIMPLE_HEAD,
-                         show_edge=False, pad_edge=False)
+                         show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
         for r in rows:
             count = f"{r['params']:,}" if r["params"] is not None else "?"
             cells = (r["name"], r["encoder"], r["decoder"], r["loss"], count,

@@ -24,9 +24,7 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self) -> None:
-        weight = 1.0 - self.decay
-        for average, value in zip(self.averages, self.sources, strict=True):
-            average.lerp_(value, weight)
+        torch._foreach_lerp_(self.averages, self.sources, 1.0 - self.decay)
 
     @contextlib.contextmanager
     def swapped_in(self) -> Iterator[None]:
@@ -47,9 +45,20 @@ class WeightAverage:
         return {f"ema.{i}": t for i, t in enumerate(self.averages)}
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore from :meth:`tensors`; a state without them starts from the weights."""
+        """Restore from :meth:`tensors` (exact shapes and dtypes); a state without them
+        (saved without ``ema``) starts the average from the weights it restored."""
+        from aezoo.errors import CheckpointError
+
         with torch.no_grad():
-            for i, average in enumerate(self.averages):
+            for i, (average, source) in enumerate(zip(self.averages, self.sources,
+                                                      strict=True)):
                 saved = tensors.get(f"ema.{i}")
-                if saved is not None:
+                if saved is None:
+                    average.copy_(source)
+                elif saved.shape != average.shape or saved.dtype != average.dtype:
+                    raise CheckpointError(
+                        f"the training state's ema.{i} is {saved.dtype} {list(saved.shape)}, "
+                        f"the model's {average.dtype} {list(average.shape)}",
+                        "resume from an earlier copy or start the run again")
+                else:
                     average.copy_(saved)

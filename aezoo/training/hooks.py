@@ -74,6 +74,11 @@ class EpochResult:
     terms: dict[str, float] = field(default_factory=dict)
 
 
+# Columns of metrics.jsonl/csv that a term or a trainer.log name must not take.
+RESERVED_NAMES = ("epoch", "train_loss", "val_loss", "seconds", "images_per_s", "lr", "terms",
+                  "loss")
+
+
 class Callback:
     """Base class with no-op hooks; override the ones you need."""
 

@@ -25,16 +25,16 @@ from torch import nn
 
 from aezoo import distributed, registry
 from aezoo.data.base import ArrayDataset
-from aezoo.errors import AezooError, ShapeError, UsageError, summary
-from aezoo.model import Autoencoder
-from aezoo.objective import build_transform, total
+from aezoo.errors import AezooError, PluginError, ShapeError, UsageError, summary
+from aezoo.model import Autoencoder, probe
+from aezoo.objective import RECON, build_transform, total
 from aezoo.protocols import format_shape
 from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
 from aezoo.training import state, validation
 from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop
 from aezoo.training.ema import WeightAverage
-from aezoo.training.hooks import HOOKS, EpochResult, Outcome, defines
+from aezoo.training.hooks import HOOKS, RESERVED_NAMES, EpochResult, Outcome, defines
 from aezoo.training.optim import make_optimizer, make_schedule
 from aezoo.training.precision import (
     autocast,
@@ -57,19 +57,22 @@ class TrainingInterrupted(AezooError):
 class _LossStep(nn.Module):
     """The objective as one forward, so DDP and torch.compile see one module call.
 
-    Returns ``[total]``, or ``[total, term, ...]`` when the objective has several terms:
-    one device tensor, so accumulating the terms costs no sync."""
+    Returns the total (0-d) when the objective has one term, else ``[total, term, ...]``
+    in ``names`` order: one device tensor, so accumulating the terms costs no sync."""
 
-    def __init__(self, model: Autoencoder) -> None:
+    def __init__(self, model: Autoencoder, names: list[str]) -> None:
         super().__init__()
         self.model = model
+        self.names = names
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         terms = self.model.terms(x, target)
-        values = list(terms.values())
-        if len(values) == 1:
-            return values[0].float().reshape(1)
-        return torch.stack([total(terms).float(), *(v.float() for v in values)])
+        if not self.names:
+            return total(terms).float()
+        if len(terms) != len(self.names) or any(n not in terms for n in self.names):
+            raise PluginError(f"the objective's terms changed from {self.names} to "
+                              f"{list(terms)}", "return the same named terms every step")
+        return torch.stack([total(terms).float(), *(terms[n].float() for n in self.names)])
 
 
 class Trainer:
@@ -104,7 +107,12 @@ class Trainer:
         self.step_images = spec.batch_size * spec.accumulate  # images per optimiser step
         self.steps_per_epoch = math.ceil(len(self.train_images) / self.step_images)
         self.schedule = make_schedule(spec, self.steps_per_epoch)
-        self.step_module = self._wrap(_LossStep(self.model))
+        if model.term_names == [RECON] and (model.spec.regularizers or getattr(
+                model.loss_fn, "sees_forward", False)):  # built without the shape probe
+            probe(model)
+        names = list(model.term_names)
+        self.term_names = names if len(names) > 1 else []
+        self.step_module = self._wrap(_LossStep(self.model, self.term_names))
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
         self._hooks = {h: [getattr(cb, h) for cb in self.callbacks if defines(cb, h)]
@@ -114,9 +122,7 @@ class Trainer:
         self._epoch_gen_state = self.generator.get_state()
         # Input corruption draws from its own generator, saved as it is at each checkpoint.
         self.corrupt = build_transform(spec.corrupt) if spec.corrupt is not None else None
-        self.noise = torch.Generator(device=self.device).manual_seed(spec.seed + 1)
-        names = list(model.term_names)
-        self.term_names = names if len(names) > 1 else []
+        self.noise = torch.Generator(device=self.device).manual_seed((spec.seed + 1) % 2**64)
         self.metrics = [(name.rpartition(":")[2], registry.load("metric", name).compute)
                         for name in spec.metrics]  # train.metrics: logged as val_NAME
         # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
@@ -133,7 +139,7 @@ class Trainer:
         self._loss_count = 0
         self._epoch_seconds = 0.0
         self._compiled = False  # set after the first step: compile errors surface there
-        self._logged: dict[str, list[torch.Tensor]] = {}  # trainer.log: per-epoch values
+        self._logged: dict[str, list[Any]] = {}  # trainer.log: per-epoch values
         self.ema = WeightAverage(self.model, spec.ema) if spec.ema is not None else None
 
     # -- data ------------------------------------------------------------------------
@@ -173,9 +179,14 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def log(self, name: str, value: float | torch.Tensor) -> None:
-        """Add ``value`` to this epoch's ``name`` (mean over calls, across ranks; no sync)."""
-        tensor = torch.as_tensor(value, device=self.device).detach().float().reshape(())
-        self._logged.setdefault(name, []).append(tensor)
+        """Add ``value`` to this epoch's ``name`` (mean over calls, across ranks; no sync:
+        a number stays on the host, a tensor on its device until the epoch's end)."""
+        if name in RESERVED_NAMES:
+            raise UsageError(f"trainer.log('{name}', ...) would overwrite a standard column",
+                             f"log under another name (not {', '.join(RESERVED_NAMES)})")
+        value = value.detach().float().reshape(()) if isinstance(value, torch.Tensor) \
+            else float(value)
+        self._logged.setdefault(name, []).append(value)
 
     def averaged(self) -> contextlib.AbstractContextManager[None]:
         """The model holds its EMA weights inside this block (a no-op without ``ema``)."""
@@ -292,11 +303,11 @@ class Trainer:
                 fn(self, i + 1)
             opt.zero_grad(set_to_none=True)
             values = self._accumulate(model, index, bs, scaled, device, amp_dtype)
+            if scaled and (clip is not None or before_step):  # hooks see true gradients
+                self.scaler.unscale_(opt)
             if clip is not None:
-                if scaled:
-                    self.scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(params, clip)
-            control.check(values[0] / len(index), self.global_step + 1)
+            control.check(values if values.dim() == 0 else values[0], self.global_step + 1)
             for fn in before_step:
                 fn(self, opt)
             if scaled:
@@ -319,8 +330,9 @@ class Trainer:
     def _accumulate(self, model: nn.Module, index: torch.Tensor, bs: int, scaled: bool,
                     device: torch.device, amp_dtype: torch.dtype | None) -> torch.Tensor:
         """Forward and backward over the step's batches (one, unless ``accumulate``); the
-        summed ``[total, terms...] * images``. Each batch's loss is weighted by its share
-        of the step's images, so k batches of n give the gradient of one batch of k*n."""
+        summed total (or ``[total, terms...]``) times images. Each batch's loss is weighted
+        by its share of the step's images, so k batches of n give the gradient of one batch
+        of k*n."""
         chunks = list(index.split(bs))
         summed: torch.Tensor | None = None
         for j, chunk in enumerate(chunks):
@@ -332,9 +344,11 @@ class Trainer:
             with sync:
                 with autocast(device, amp_dtype):
                     values = model(x_in, xb)
-                loss = values[0] if len(chunks) == 1 else values[0] * (len(chunk) / len(index))
+                loss = values if values.dim() == 0 else values[0]
+                if len(chunks) > 1:
+                    loss = loss * (len(chunk) / len(index))
                 (self.scaler.scale(loss) if scaled else loss).backward()
-            part = values.detach() * len(chunk)
+            part = values.detach() * len(chunk)  # a sum (its finiteness is the mean's)
             summed = part if summed is None else summed + part
         assert summed is not None
         return summed

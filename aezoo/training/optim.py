@@ -70,9 +70,20 @@ def build_sgd(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
                            weight_decay=spec.weight_decay)
 
 
-def build_schedule(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
-    """aezoo's schedules (none, cosine, step, onecycle): one class, chosen by name."""
-    return Schedule(spec, steps_per_epoch)
+def build_none(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
+    return Schedule(spec, steps_per_epoch, "none")
+
+
+def build_cosine(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
+    return Schedule(spec, steps_per_epoch, "cosine")
+
+
+def build_step(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
+    return Schedule(spec, steps_per_epoch, "step")
+
+
+def build_onecycle(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
+    return Schedule(spec, steps_per_epoch, "onecycle")
 
 
 class Schedule:
@@ -87,11 +98,14 @@ class Schedule:
     ``warmup`` (not onecycle) scales the first steps linearly: step k gets ``(k+1)/warmup``.
     """
 
-    def __init__(self, spec: TrainSpec, steps_per_epoch: int) -> None:
+    def __init__(self, spec: TrainSpec, steps_per_epoch: int, name: str | None = None) -> None:
         self.spec = spec
         self.steps_per_epoch = max(steps_per_epoch, 1)
         self.total = self.steps_per_epoch * spec.epochs
-        self.name = spec.scheduler.rpartition(":")[2]  # aezoo:cosine is cosine
+        # The descriptor's builder says which schedule; the spec's name is the fallback.
+        self.name = name or spec.scheduler.rpartition(":")[2]
+        if self.name not in ("none", "cosine", "step", "onecycle"):
+            raise ValueError(f"aezoo has no schedule '{self.name}'")
 
     @property
     def constant(self) -> bool:

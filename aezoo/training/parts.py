@@ -27,12 +27,12 @@ adamw = OptimizerComponent(NoParams, f"{OPTIM}:build_adamw",
 sgd = OptimizerComponent(NoParams, f"{OPTIM}:build_sgd",
                          "SGD with momentum (lr, momentum, weight_decay)")
 
-none = ScheduleComponent(NoParams, f"{OPTIM}:build_schedule",
+none = ScheduleComponent(NoParams, f"{OPTIM}:build_none",
                          "constant lr (after the linear warm-up, if any)")
-cosine = ScheduleComponent(NoParams, f"{OPTIM}:build_schedule",
+cosine = ScheduleComponent(NoParams, f"{OPTIM}:build_cosine",
                            "cosine decay from lr to min_lr over the run, after the warm-up")
-step = ScheduleComponent(NoParams, f"{OPTIM}:build_schedule",
+step = ScheduleComponent(NoParams, f"{OPTIM}:build_step",
                          "lr * gamma ** (epoch // step_size), after the warm-up")
-onecycle = ScheduleComponent(NoParams, f"{OPTIM}:build_schedule",
+onecycle = ScheduleComponent(NoParams, f"{OPTIM}:build_onecycle",
                              "cosine rise from lr/25 to lr over warmup steps (default 30% of "
                              "the run), then cosine decay to lr/25e4")

@@ -24,7 +24,8 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
     shared = images is None
     images = trainer.val_images if images is None else images
     corrupt = trainer.corrupt if trainer.spec.corrupt_val else None
-    noise = torch.Generator(device=trainer.device).manual_seed(trainer.spec.seed + VAL_NOISE_SEED)
+    noise = torch.Generator(device=trainer.device).manual_seed(
+        (trainer.spec.seed + VAL_NOISE_SEED) % 2**64)
     trainer.model.eval()
     model, metrics = trainer.model, trainer.metrics
     names = [*trainer.term_names, *(f"val_{n}" for n, _ in metrics)]
@@ -49,13 +50,24 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
 
 
 def reduce_logged(trainer: Trainer) -> dict[str, float]:
-    """The epoch's ``trainer.log`` means, across ranks (names in one order on all)."""
-    if not trainer._logged:
+    """The epoch's ``trainer.log`` means, across ranks. Under DDP every rank takes part
+    (callbacks log on rank 0 only, unless ``all_ranks``): the names are rank 0's, a rank
+    that logged none of one contributes nothing to its mean."""
+    logged, trainer._logged = trainer._logged, {}
+    names = sorted(logged)
+    if trainer.dist.enabled:
+        text = distributed.broadcast_text("\n".join(names), trainer.dist, trainer.device)
+        names = [n for n in text.split("\n") if n]
+    if not names:
         return {}
-    names = sorted(trainer._logged)
-    stats = torch.stack([torch.stack([torch.stack(trainer._logged[n]).sum(),
-                                      torch.tensor(float(len(trainer._logged[n])),
-                                                   device=trainer.device)]) for n in names])
-    trainer._logged = {}
-    reduced = distributed.all_reduce(stats.double()).tolist()
-    return {n: s / max(c, 1.0) for n, (s, c) in zip(names, reduced, strict=True)}
+    rows = []
+    for n in names:
+        values = logged.get(n, [])
+        device_sum = sum((v for v in values if isinstance(v, torch.Tensor)),
+                         torch.zeros((), device=trainer.device))
+        host_sum = sum(v for v in values if not isinstance(v, torch.Tensor))
+        rows.append(torch.stack([device_sum.double() + host_sum,
+                                 torch.tensor(float(len(values)), dtype=torch.float64,
+                                              device=trainer.device)]))
+    reduced = distributed.all_reduce(torch.stack(rows)).tolist()
+    return {n: s / c for n, (s, c) in zip(names, reduced, strict=True) if c}
