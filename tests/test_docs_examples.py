@@ -108,9 +108,14 @@ def parse(path: Path) -> list[Block]:
     while i < len(lines):
         m = FENCE.match(lines[i])
         if not m:
-            if "docs-test" in lines[i] and not MARKER.match(lines[i]):
-                raise AssertionError(f"{path.name}:{i + 1}: malformed docs-test marker: write "
-                                     "<!-- docs-test: skip (REASON) --> or ... file NAME -->")
+            text = lines[i].strip()
+            if text.startswith("<!--") and "docs-test" in text:
+                assert MARKER.match(text), (
+                    f"{path.name}:{i + 1}: malformed docs-test marker: write "
+                    "<!-- docs-test: skip (REASON) --> or <!-- docs-test: file NAME -->")
+                assert i + 1 < len(lines) and FENCE.match(lines[i + 1]), (
+                    f"{path.name}:{i + 1}: a docs-test marker must be the line directly "
+                    "above a fence")
             i += 1
             continue
         indent, fence = m["indent"], m["fence"]
@@ -387,14 +392,14 @@ def test_docs_example(block: Block, harness: dict[str, str],
             pytest.fail(failure, pytrace=False)
 
 
-def test_every_marker_is_directly_above_a_block() -> None:
-    for path in DOC_FILES:
-        lines = path.read_text().splitlines()
-        for i, text in enumerate(lines):
-            if MARKER.match(text):
-                assert i + 1 < len(lines) and FENCE.match(lines[i + 1]), (
-                    f"{path.relative_to(ROOT)}:{i + 1}: a docs-test marker must be the line "
-                    "directly above a fence")
+def test_markers_are_checked(tmp_path: Path) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- docs-test: skip (no fence below) -->\n\ntext\n")
+    with pytest.raises(AssertionError, match="directly above a fence"):
+        parse(doc)
+    doc.write_text("<!-- docs-test: skipp (typo) -->\n```console\n$ aezoo list\n```\n")
+    with pytest.raises(AssertionError, match="malformed"):
+        parse(doc)
 
 
 def test_the_parser_reads_prompts_continuations_and_markers(tmp_path: Path) -> None:
