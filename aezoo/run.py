@@ -6,6 +6,7 @@ The files of a run directory are described (and named) in ``aezoo.rundir``.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list
     return callbacks
 
 
-def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
+def train(spec: RunSpec, out: str | os.PathLike[str] | None = None, *, force: bool = False,
           callbacks: Iterable[Any] = (), follow_data: bool = True) -> RunResult:
     """Train ``spec`` from scratch into ``out`` (see ``aezoo.rundir`` for the files).
 
@@ -112,7 +113,7 @@ def train(spec: RunSpec, out: Path | None = None, *, force: bool = False,
 
     def open_dir() -> str:
         nonlocal lock, created
-        target = out
+        target = Path(out) if out is not None else None
         if target is None:
             target, created = claim_new_dir(default_out_dir(spec))
         lock = RunLock(target)

@@ -174,6 +174,15 @@ def test_run_writes_model_metrics_and_run_json(tmp_path: Path, one_thread: None)
     assert all(torch.equal(v.cpu(), state[k].cpu()) for k, v in loaded.state_dict().items())
 
 
+def test_run_takes_a_string_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 one_thread: None) -> None:
+    """`train(spec, out="runs/api")`, as docs/guide.md writes it."""
+    monkeypatch.chdir(tmp_path)
+    result = train(tiny_spec(epochs=1), "runs/api")
+    assert result.model_path.resolve() == (tmp_path / "runs/api/model.safetensors").resolve()
+    assert result.model_path.is_file()
+
+
 def test_run_refuses_to_overwrite_a_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
