@@ -13,7 +13,7 @@ from torch import nn
 
 from aezoo.errors import ShapeError
 from aezoo.protocols import LOGVAR, MEAN, Shape
-from aezoo_cae.layers import _halve, _output_paddings
+from aezoo_cae.layers import _halve, stride2_paddings
 
 LOGVAR_RANGE = (-30.0, 20.0)  # exp() of it stays finite in float32 and bf16
 
@@ -135,16 +135,7 @@ class ResNetDecoder(nn.Module):
                  kernel: int, norm: str, groups: int) -> None:
         super().__init__()
         c, lh, lw = latent_shape
-        n = len(channels)
-        pads_h = _output_paddings(lh, output_shape[1], n)
-        pads_w = _output_paddings(lw, output_shape[2], n)
-        if pads_h is None or pads_w is None:
-            raise ShapeError(
-                f"decoder 'resnet' with {n} stages cannot turn a {lh}x{lw} latent into "
-                f"{output_shape[1]}x{output_shape[2]} images",
-                "give the decoder as many stages as the encoder "
-                "(model.decoder.params.channels)",
-            )
+        pads_h, pads_w = stride2_paddings("resnet", latent_shape, output_shape, len(channels))
         pad = kernel // 2
         layers: list[nn.Module] = [nn.Conv2d(c, channels[0], kernel, padding=pad),
                                    _norm(norm, channels[0], groups), nn.ReLU(inplace=True)]

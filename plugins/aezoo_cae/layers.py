@@ -117,23 +117,31 @@ def _output_paddings(latent: int, target: int, stages: int) -> list[int] | None:
     return [sizes[i + 1] - (2 * sizes[i] - 1) for i in range(stages)]
 
 
+def stride2_paddings(decoder: str, latent_shape: Shape, output_shape: Shape, stages: int
+                     ) -> tuple[list[int], list[int]]:
+    """Per-stage output_padding (height, width) for ``stages`` stride-2 up-samplings from
+    the latent to exactly the output size, or a ShapeError naming the decoder."""
+    _, lh, lw = latent_shape
+    pads_h = _output_paddings(lh, output_shape[1], stages)
+    pads_w = _output_paddings(lw, output_shape[2], stages)
+    if pads_h is None or pads_w is None:
+        raise ShapeError(
+            f"decoder '{decoder}' with {stages} stages cannot turn a {lh}x{lw} latent into "
+            f"{output_shape[1]}x{output_shape[2]} images",
+            "give the decoder as many stages as the encoder (model.decoder.params.channels)",
+        )
+    return pads_h, pads_w
+
+
 class ConvTransposeDecoder(nn.Module):
     """Stride-2 ConvTranspose+ReLU stages, then a Conv to the image channels (logits)."""
 
     def __init__(self, latent_shape: Shape, output_shape: Shape, channels: Sequence[int],
                  kernel: int):
         super().__init__()
-        c, lh, lw = latent_shape
-        n = len(channels)
-        pads_h = _output_paddings(lh, output_shape[1], n)
-        pads_w = _output_paddings(lw, output_shape[2], n)
-        if pads_h is None or pads_w is None:
-            raise ShapeError(
-                f"decoder 'convtranspose' with {n} stages cannot turn a {lh}x{lw} latent into "
-                f"{output_shape[1]}x{output_shape[2]} images",
-                "give the decoder as many stages as the encoder "
-                "(model.decoder.params.channels)",
-            )
+        c = latent_shape[0]
+        pads_h, pads_w = stride2_paddings("convtranspose", latent_shape, output_shape,
+                                          len(channels))
         layers: list[nn.Module] = []
         for out, ph, pw in zip(channels, pads_h, pads_w, strict=True):
             layers += [nn.ConvTranspose2d(c, out, kernel, stride=2, padding=kernel // 2,
