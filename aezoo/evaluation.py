@@ -245,7 +245,8 @@ def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
     """The float32 latents of uint8 ``images``: ``(N, C, H, W)``, or ``(N, C*H*W)`` with
     ``flatten``. ``output``: the code (``mean``: a stochastic encoder's mean), its
     ``logvar``, or a ``sample`` drawn with the reparameterisation trick (from ``seed``)."""
-    from aezoo.protocols import LOGVAR, MEAN
+    from aezoo.model import sample_latent
+    from aezoo.protocols import LOGVAR
 
     if output not in ENCODE_OUTPUTS:
         raise UsageError(f"unknown --output '{output}'", "use mean, logvar or sample")
@@ -262,7 +263,7 @@ def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
             code = extras[LOGVAR]
         elif output == "sample":
             noise = torch.randn(code.shape, generator=generator).to(code.device)
-            code = extras[MEAN] + torch.exp(0.5 * extras[LOGVAR]) * noise
+            code = sample_latent(extras, noise)
         parts.append(code.float().cpu())
     latents: np.ndarray = torch.cat(parts).contiguous().numpy()
     return latents.reshape(len(latents), -1) if flatten else latents

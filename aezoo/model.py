@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 import torch
@@ -30,6 +30,7 @@ from aezoo.protocols import (
     Forward,
     Loss,
     Shape,
+    builder,
     format_shape,
 )
 from aezoo.specs import ModelSpec
@@ -113,8 +114,7 @@ class Autoencoder(nn.Module):
         code, extras = self.encode_parts(x)
         latent = code
         if self.training and MEAN in extras and LOGVAR in extras:
-            std = torch.exp(0.5 * extras[LOGVAR])
-            latent = extras[MEAN] + std * torch.randn_like(std)  # the torch RNG: checkpointed
+            latent = sample_latent(extras)  # the torch RNG: checkpointed
         return Forward(x, x if target is None else target, latent, self.decoder(latent), extras)
 
     def terms(self, x: torch.Tensor, target: torch.Tensor | None = None
@@ -130,6 +130,14 @@ class Autoencoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def sample_latent(extras: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """The reparameterisation trick: ``mean + exp(logvar / 2) * noise`` (noise: a standard
+    normal draw of the mean's shape; default from torch's global RNG)."""
+    std = torch.exp(0.5 * extras[LOGVAR])
+    return extras[MEAN] + std * (torch.randn_like(std) if noise is None else noise)
+
+
 def glorot_init(module: nn.Module) -> None:
     """Keras defaults: Glorot-uniform weights, zero biases, for every conv and linear layer."""
     for m in module.modules():
@@ -137,11 +145,6 @@ def glorot_init(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-
-def _builder(descriptor: Any) -> Callable[..., Any]:
-    # A "module:function" string was made a LazyRef when the descriptor was defined.
-    return cast(Callable[..., Any], descriptor.build)
 
 
 def from_spec(spec: ModelSpec, *, check: bool = True, training_parts: bool = True
@@ -154,12 +157,12 @@ def from_spec(spec: ModelSpec, *, check: bool = True, training_parts: bool = Tru
     """
     enc_desc = registry.encoder(spec.encoder.name)
     dec_desc = registry.decoder(spec.decoder.name)
-    encoder = _builder(enc_desc)(component_params(spec, "encoder"), spec.input_shape)
+    encoder = builder(enc_desc)(component_params(spec, "encoder"), spec.input_shape)
     latent = tuple(getattr(encoder, "latent_shape", ()))
     if len(latent) != 3:
         raise PluginError(f"encoder '{spec.encoder.name}' has no latent_shape (C, H, W)",
                           "the plugin must set encoder.latent_shape")
-    decoder = _builder(dec_desc)(component_params(spec, "decoder"), latent, spec.input_shape)
+    decoder = builder(dec_desc)(component_params(spec, "decoder"), latent, spec.input_shape)
     loss = (build_loss(spec.loss, spec.input_shape) if training_parts
             else UnavailableLoss(spec.loss.name))
     if not all(isinstance(m, nn.Module) for m in (encoder, decoder)):

@@ -17,7 +17,7 @@ from torch import nn
 from aezoo import registry
 from aezoo.config import part_params
 from aezoo.errors import PluginError, SpecError
-from aezoo.protocols import Forward, Shape
+from aezoo.protocols import Forward, Shape, builder
 from aezoo.specs import ComponentSpec, RegularizerSpec
 
 RECON = "recon"  # the term a plain (logits, target) loss produces
@@ -74,17 +74,12 @@ def total(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def _builder(descriptor: Any) -> Callable[..., Any]:
-    # A "module:function" string was made a LazyRef when the descriptor was defined.
-    return cast(Callable[..., Any], descriptor.build)
-
-
 def build_loss(spec: ComponentSpec, input_shape: Shape) -> nn.Module:
     """The loss a (resolved) spec names; shape-aware losses get the input shape."""
     descriptor = registry.loss(spec.name)
     params = part_params("loss", spec.name, spec.params, "model.loss.params")
-    built = (_builder(descriptor)(params, input_shape) if descriptor.shape_aware
-             else _builder(descriptor)(params))
+    built = (builder(descriptor)(params, input_shape) if descriptor.shape_aware
+             else builder(descriptor)(params))
     if not isinstance(built, nn.Module):
         raise PluginError(f"loss '{spec.name}' builder did not return a torch.nn.Module",
                           "fix the plugin's builder")
@@ -98,7 +93,7 @@ def build_regularizers(specs: list[RegularizerSpec]) -> list[tuple[str, float, n
         descriptor = registry.load("regularizer", reg.name)
         params = part_params("regularizer", reg.name, reg.params,
                              f"model.regularizers.{i}.params")
-        module = _builder(descriptor)(params)
+        module = builder(descriptor)(params)
         if not isinstance(module, nn.Module):
             raise PluginError(f"regularizer '{reg.name}' builder did not return a "
                               "torch.nn.Module", "fix the plugin's builder")
@@ -123,7 +118,7 @@ def build_transform(spec: ComponentSpec) -> Callable[[torch.Tensor, torch.Genera
     """The input corruption ``t(x, generator) -> x'`` a (resolved) ``train.corrupt`` names."""
     descriptor = registry.load("transform", spec.name)
     params = part_params("transform", spec.name, spec.params, "train.corrupt.params")
-    built = _builder(descriptor)(params)
+    built = builder(descriptor)(params)
     if not callable(built):
         raise PluginError(f"transform '{spec.name}' builder did not return a callable",
                           "fix the plugin's builder")

@@ -71,6 +71,13 @@ class LazyRef:
         return hash(self.ref)
 
 
+def builder(descriptor: Any) -> Callable[..., Any]:
+    """A descriptor's ``build`` as the callable it is (a ``"module:attr"`` string was made a
+    :class:`LazyRef` when the descriptor was defined)."""
+    build: Callable[..., Any] = descriptor.build
+    return build
+
+
 def lazy(value: Any) -> Any:
     """``value``, with a ``"module:attr"`` string turned into a :class:`LazyRef`."""
     return LazyRef(value) if isinstance(value, str) else value

@@ -12,10 +12,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, cast
 
-from aezoo.protocols import Forward
+from aezoo.protocols import Forward, builder
 from aezoo.testing.descriptors import check_descriptor, check_params_model, check_torch_free
 from aezoo.testing.models import Shape, _batch, check_loss
 
@@ -33,7 +31,7 @@ def check_loss_component(name: str, shape: Shape = (1, 28, 28), torch_free: bool
     if torch_free:
         check_torch_free([("loss", name)])
     params = descriptor.params()
-    build = cast(Callable[..., Any], descriptor.build)
+    build = builder(descriptor)
     loss = build(params, shape) if descriptor.shape_aware else build(params)
     if not getattr(loss, "sees_forward", False):
         check_loss(loss, shape)
@@ -64,7 +62,7 @@ def check_transform(name: str, shape: Shape = (1, 28, 28), torch_free: bool = Tr
     check_params_model(descriptor.params)
     if torch_free:
         check_torch_free([("transform", name)])
-    transform = cast(Callable[..., Any], descriptor.build)(descriptor.params())
+    transform = builder(descriptor)(descriptor.params())
     x = _batch(shape, n=8)
     before, rng = x.clone(), torch.get_rng_state()
     outs = [transform(x, torch.Generator().manual_seed(seed)) for seed in (1, 1, 2)]

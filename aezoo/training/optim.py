@@ -17,6 +17,7 @@ from torch import nn
 from aezoo import registry
 from aezoo.config import part_params
 from aezoo.errors import PluginError
+from aezoo.protocols import builder
 from aezoo.specs import TrainSpec
 
 ONECYCLE_DIV = 25.0  # initial lr = lr / 25, as torch's OneCycleLR
@@ -32,7 +33,7 @@ def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False
     descriptor = registry.load("optimizer", spec.optimizer)
     params = part_params("optimizer", spec.optimizer, spec.optimizer_params,
                          "train.optimizer_params")
-    optimizer = cast(Callable[..., Any], descriptor.build)(params, model.parameters(), spec,
+    optimizer = builder(descriptor)(params, model.parameters(), spec,
                                                            fused)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise PluginError(f"optimizer '{spec.optimizer}' did not build a torch.optim.Optimizer",
@@ -45,7 +46,7 @@ def make_schedule(spec: TrainSpec, steps_per_epoch: int) -> Callable[[int], floa
     descriptor = registry.load("schedule", spec.scheduler)
     params = part_params("schedule", spec.scheduler, spec.scheduler_params,
                          "train.scheduler_params")
-    schedule = cast(Callable[..., Any], descriptor.build)(params, spec, steps_per_epoch)
+    schedule = builder(descriptor)(params, spec, steps_per_epoch)
     if not callable(schedule):
         raise PluginError(f"schedule '{spec.scheduler}' did not build a callable",
                           "fix the plugin's builder")
