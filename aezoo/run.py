@@ -86,7 +86,7 @@ def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list
     def own(name: str) -> Any:
         return load_callback(f"{FIRST_PARTY}:{name}", out)
 
-    builtins = ["metrics", *(["images"] if spec.images else []),
+    builtins = ["metrics", "status", *(["images", "curves"] if spec.images else []),
                 *(["early-stopping"] if spec.patience is not None else [])]
     callbacks: list[Any] = [own(name) for name in builtins]
     callbacks.extend(load_callback(name, out) for name in spec.callbacks)

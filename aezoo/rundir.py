@@ -2,8 +2,9 @@
 
 A run directory holds ``run.json`` (the resolved RunSpec), ``metrics.jsonl`` and
 ``metrics.csv`` (one row per epoch), ``last.safetensors``, ``best.safetensors`` (lowest
-val_loss), ``state.safetensors`` (everything ``--resume`` needs), ``images/`` (a
-reconstruction grid per epoch) and, once training has finished, ``model.safetensors``.
+val_loss), ``state.safetensors`` (everything ``--resume`` needs), ``status.json`` (how
+training ended), ``images/`` (a reconstruction grid per epoch and ``curves.png``) and,
+once training has finished, ``model.safetensors``.
 No other module spells these names.
 """
 
@@ -36,6 +37,8 @@ RUN_FILE = "run.json"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 IMAGES_DIR = "images"
+CURVES_FILE = "curves.png"  # in IMAGES_DIR: the loss curves, rewritten each epoch
+STATUS_FILE = "status.json"  # how the last training process ended (aezoo runs reads it)
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".aezoo.lock"  # exists while a process writes the run (flock), holds its pid
 
@@ -140,7 +143,7 @@ def check_writable(directory: Path) -> None:
 
 
 RUN_FILES = (MODEL_FILE, BEST_FILE, LAST_FILE, STATE_FILE, RUN_FILE, METRICS_JSONL,
-             METRICS_CSV, IMAGES_DIR, TENSORBOARD_DIR)
+             METRICS_CSV, STATUS_FILE, IMAGES_DIR, TENSORBOARD_DIR)
 SET_ASIDE_PREFIX = ".replaced-"  # the previous run of a --force run, until it finishes
 
 

@@ -83,9 +83,14 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     """Atomically write ``image`` as a PNG file."""
+    return write_bytes(path, encode_png(image))
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically write a picture's bytes; a full disk or an unwritable path is one line."""
     path = Path(path)
     try:
-        atomic_write(path, encode_png(image))
+        atomic_write(path, data)
     except OSError as exc:
         if exc.errno in _NO_SPACE:  # the machine's state, not the user's flag: exit code 1
             raise WriteError(f"cannot write {path} ({exc.strerror or exc})",

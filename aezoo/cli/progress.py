@@ -28,12 +28,19 @@ CLOSED_NOTICE = ("stdout was closed; training goes on without progress lines (ea
                  "is in the run directory's metrics.jsonl)")
 
 
-def line(result: EpochResult, epochs: int) -> str:
+def line(result: EpochResult, epochs: int, show_lr: bool = False) -> str:
+    """The epoch line; ``show_lr`` adds the rate the epoch ended at (when it changes)."""
     terms = "".join(f"  {name} {value:.5f}" for name, value in result.terms.items()
                     if name.startswith("val_"))  # the terms of val_loss
+    lr = f"  lr {result.lr:.3g}" if show_lr else ""
     return (f"epoch {result.epoch}/{epochs}  train_loss {result.train_loss:.5f}  "
-            f"val_loss {result.val_loss:.5f}{terms}  {result.seconds:.1f}s  "
+            f"val_loss {result.val_loss:.5f}{terms}{lr}  {result.seconds:.1f}s  "
             f"{result.images_per_s:,.0f} img/s")
+
+
+def scheduled(spec: Any) -> bool:
+    """Whether the learning rate changes during the run (a schedule or a warm-up)."""
+    return spec.scheduler != "none" or bool(spec.warmup)
 
 
 class ProgressCallback(Callback):
@@ -103,7 +110,8 @@ class ProgressCallback(Callback):
                              loss=f"{trainer.running_loss():.4f}", speed=f"{speed:,.0f} img/s")
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        self.say(line(result, trainer.spec.epochs), highlight=False, soft_wrap=True)
+        self.say(line(result, trainer.spec.epochs, scheduled(trainer.spec)), highlight=False,
+                 soft_wrap=True)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.progress is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -220,6 +222,7 @@ def _report(run: Callable[[], Any]) -> None:
     """Run, then one line about the result; an interrupt is a warning with exit 130/143."""
     from aezoo.training import TrainingInterrupted
 
+    started = time.perf_counter()
     try:
         result = run()
         _interrupts.command_finished()  # model.safetensors is written: a Ctrl-C now is moot
@@ -236,6 +239,38 @@ def _report(run: Callable[[], Any]) -> None:
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
     console.print(f"saved {result.model_path}{stop} ({loss}metrics in "
                   f"{result.out_dir / 'metrics.jsonl'})", highlight=False, soft_wrap=True)
+    for text in summary(result, time.perf_counter() - started):
+        console.print(text, highlight=False, soft_wrap=True)
+
+
+def summary(result: Any, wall: float) -> list[str]:
+    """What a user needs next: the time, the best epoch, where the files are, what to run."""
+    from aezoo.rundir import BEST_FILE, CURVES_FILE, IMAGES_DIR
+
+    out, history = result.out_dir, result.history
+    trained = sum(r.seconds for r in history)
+    lines = [f"took {_duration(wall)} ({len(history)} epochs, {_duration(trained)} of "
+             "training and validation)"]
+    finite = [r for r in history if math.isfinite(r.val_loss)]
+    if finite:
+        best = min(finite, key=lambda r: r.val_loss)
+        lines.append(f"best epoch {best.epoch}: val_loss {best.val_loss:.5f} "
+                     f"({out / BEST_FILE})")
+    images = out / IMAGES_DIR
+    files = [("model", result.model_path), ("curves", images / CURVES_FILE)]
+    if history and (images / f"epoch-{history[-1].epoch:04d}.png").exists():
+        files.append(("reconstructions", images / f"epoch-{history[-1].epoch:04d}.png"))
+    lines += [f"  {name:<16}{path}" for name, path in files if path.exists()]
+    lines += ["next:", f"  aezoo eval {out}",
+              f"  aezoo reconstruct {out} --out {out / 'recon.png'}"]
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
 
 
 def register(app: typer.Typer) -> None:
