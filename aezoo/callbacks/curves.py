@@ -55,12 +55,14 @@ class StatusWriter(Callback):
     def __init__(self, out_dir: str | Path) -> None:
         self.path = Path(out_dir) / STATUS_FILE
         self._start = time.time()
+        self._params = 0
 
     def _write(self, trainer: Trainer, outcome: str) -> None:
         done = trainer.history[-1].epoch if trainer.history else 0
         status = {"outcome": outcome, "epochs_done": done, "epochs": trainer.spec.epochs,
                   "global_step": trainer.global_step, "started": self._start,
-                  "updated": time.time(), "stop_reason": trainer.stop_reason}
+                  "updated": time.time(), "stop_reason": trainer.stop_reason,
+                  "params": self._params}
         try:
             atomic_write(self.path, (json.dumps(status) + "\n").encode())
         except OSError:  # a status line is not worth failing (or masking) a run for
@@ -68,6 +70,7 @@ class StatusWriter(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         self._start = time.time()
+        self._params = sum(p.numel() for p in trainer.model.parameters())
         self._write(trainer, "running")
 
     def on_train_end(self, trainer: Trainer) -> None:

@@ -245,6 +245,7 @@ def _report(run: Callable[[], Any]) -> None:
 
 def summary(result: Any, wall: float) -> list[str]:
     """What a user needs next: the time, the best epoch, where the files are, what to run."""
+    from aezoo.cli.runs import duration as _duration
     from aezoo.rundir import BEST_FILE, CURVES_FILE, IMAGES_DIR
 
     out, history = result.out_dir, result.history
@@ -264,13 +265,6 @@ def summary(result: Any, wall: float) -> list[str]:
     lines += ["next:", f"  aezoo eval {out}",
               f"  aezoo reconstruct {out} --out {out / 'recon.png'}"]
     return lines
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,129 @@
+"""``aezoo runs`` and ``aezoo compare``: the run directories as a table, and side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from aezoo.cli import _tables as tables
+from aezoo.cli._common import console
+from aezoo.cli._tables import ID, NUMBER
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def _num(value: float | None, fmt: str = ".5f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def runs_command(
+    directory: Path = typer.Argument(Path("runs"), metavar="[DIR]",
+                                     help="Where to look for runs [default: runs]."),
+    pattern: str | None = typer.Option(
+        None, "--filter", "-f", metavar="PATTERN",
+        help="Only runs whose name or variant matches (fnmatch, e.g. 'cae-v*'; a plain "
+        "word matches anywhere)."),
+    sort: str = typer.Option("name", metavar="KEY", help="name, variant, data, epochs, "
+                             "status, val_loss, best_epoch, time, params or modified "
+                             "(newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list."),
+) -> None:
+    """List the training runs under DIR: variant, data, epochs done / planned, status
+    (running, completed, stopped, interrupted, diverged, failed), best val_loss and its
+    epoch, training time, parameters.
+
+    Reads each run's run.json, metrics.jsonl and status.json only; "running" means a
+    process holds the run's lock now.
+    """
+    from aezoo.runs import list_runs
+
+    runs = list_runs(directory, pattern, sort)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in runs]))
+        return
+    if not runs:
+        console.print(f"no runs under {directory}" + (f" matching '{pattern}'" if pattern
+                                                       else ""), highlight=False)
+        return
+    table = tables.table([("run", ID), ("variant", ID), ("data", ID), ("epochs", NUMBER),
+                          ("status", ID), ("best val_loss", NUMBER), ("at epoch", NUMBER),
+                          ("time", NUMBER), ("params", NUMBER)])
+    for r in runs:
+        planned = "?" if r.epochs is None else str(r.epochs)
+        table.add_row(r.name, r.variant or "?", r.data or "?", f"{r.epochs_done}/{planned}",
+                      r.status, _num(r.val_loss), _num(r.best_epoch, "d"),
+                      duration(r.seconds), _num(r.params, ","))
+    tables.show(table, console)
+
+
+def _value(v: Any) -> str:
+    from aezoo.runs import MISSING
+
+    if v is MISSING:
+        return "—"
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def compare_command(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN RUN...",
+                                          help="Two or more run directories."),
+    out: Path = typer.Option(Path("compare.png"), help="PNG of their val_loss curves."),
+    no_picture: bool = typer.Option(False, "--no-picture", help="Write no PNG."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Put runs side by side: the spec keys that differ between them (only those), their
+    final and best metrics, and one PNG of their val_loss curves overlaid."""
+    from aezoo.runs import MISSING, compare_runs
+
+    result = compare_runs(run_dirs, None if no_picture else out, force)
+    names = [r.name for r in result.runs]
+    if as_json:
+        typer.echo(json.dumps({
+            "runs": [r.as_dict() for r in result.runs],
+            "differences": {k: [None if v is MISSING else v for v in vs]
+                            for k, vs in result.diff},
+            "picture": None if result.picture is None else str(result.picture)}))
+        return
+    if result.diff:
+        diff = tables.table([("spec key", ID), *((n, ID) for n in names)])
+        for key, values in result.diff:
+            diff.add_row(key, *(_value(v) for v in values))
+        tables.show(diff, console)
+    else:
+        console.print("the runs' specs are identical", highlight=False)
+    metrics = tables.table([("metric", ID), *((n, NUMBER) for n in names)])
+    last = [r.rows[-1] if r.rows else {} for r in result.runs]
+    terms = list(dict.fromkeys(k for row in last for k in row
+                               if k.startswith("val_") and k != "val_loss"))
+    lines: list[tuple[str, list[str]]] = [
+        ("status", [r.status for r in result.runs]),
+        ("epochs", [f"{r.epochs_done}/{'?' if r.epochs is None else r.epochs}"
+                    for r in result.runs]),
+        ("best val_loss", [_num(r.val_loss) for r in result.runs]),
+        ("best epoch", [_num(r.best_epoch, "d") for r in result.runs]),
+        ("final train_loss", [_num(row.get("train_loss")) for row in last]),
+        ("final val_loss", [_num(r.last_val_loss) for r in result.runs]),
+        *((f"final {t}", [_num(row.get(t)) for row in last]) for t in terms),
+        ("time", [duration(r.seconds) for r in result.runs]),
+        ("params", [_num(r.params, ",") for r in result.runs]),
+    ]
+    for label, values in lines:
+        metrics.add_row(label, *values)
+    tables.show(metrics, console)
+    if result.picture is not None:
+        console.print(f"wrote {result.picture} (val_loss of {len(names)} runs)",
+                      highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runs")(runs_command)
+    app.command("compare")(compare_command)

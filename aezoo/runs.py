@@ -1,0 +1,330 @@
+"""Run directories as records: find them, read what state they are in, compare them.
+
+Reads small files only (``run.json``, ``metrics.jsonl``, ``status.json``, a safetensors
+header at most) and never imports torch or pydantic validation: listing 1,000 runs takes
+a fraction of a second. "Running" means another process holds the run's lock
+(``aezoo.rundir.RunLock``), looked up without touching the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aezoo.errors import CheckpointError, OutputExistsError, UsageError, summary
+from aezoo.rundir import (
+    BEST_FILE,
+    LAST_FILE,
+    LOCK_FILE,
+    METRICS_JSONL,
+    MODEL_FILE,
+    RUN_FILE,
+    SET_ASIDE_PREFIX,
+    STATE_FILE,
+    STATUS_FILE,
+)
+
+STATUSES = ("running", "completed", "stopped", "interrupted", "diverged", "failed",
+            "not started", "unreadable")
+SORT_KEYS = ("name", "variant", "data", "epochs", "status", "val_loss", "best_epoch",
+             "time", "params", "modified")
+_SKIP = {"images", "tensorboard", "__pycache__", "node_modules"}
+
+
+@dataclass
+class RunInfo:
+    """One run directory as ``aezoo runs`` shows it (``None``: not known)."""
+
+    name: str  # the path below the listed directory (or as given)
+    path: str
+    variant: str | None = None
+    data: str | None = None
+    epochs_done: int = 0
+    epochs: int | None = None
+    status: str = "not started"
+    val_loss: float | None = None  # the best (lowest) val_loss, and its epoch
+    best_epoch: int | None = None
+    last_val_loss: float | None = None
+    seconds: float = 0.0  # training and validation time, summed over the epochs
+    params: int | None = None
+    modified: float = 0.0
+    problem: str | None = None  # why a file could not be read
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    spec: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["rows"], out["spec"]
+        return out
+
+
+def find_runs(root: Path) -> Iterator[Path]:
+    """Every directory under ``root`` (``root`` included) holding a ``run.json``, in name
+    order; a run directory's own subdirectories and hidden ones are not searched."""
+    if (root / RUN_FILE).is_file():
+        yield root
+        return
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name in _SKIP:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                yield from find_runs(Path(entry.path))
+
+
+def held_locks() -> set[tuple[int, int]] | None:
+    """(device, inode) of every file some process holds a flock on, from /proc/locks, or
+    None where the OS has no such table."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    held: set[tuple[int, int]] = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK" or parts[0].endswith("->"):
+            continue
+        with contextlib.suppress(ValueError):
+            major, minor, inode = parts[5].split(":")
+            held.add((os.makedev(int(major, 16), int(minor, 16)), int(inode)))
+    return held
+
+
+def is_running(run_dir: Path, held: set[tuple[int, int]] | None) -> bool:
+    """Whether another process holds ``run_dir``'s lock (the run is training now)."""
+    lock = run_dir / LOCK_FILE
+    try:
+        st = lock.stat()
+    except OSError:
+        return False
+    if held is not None:
+        return (st.st_dev, st.st_ino) in held
+    try:  # no lock table: try a shared lock and let it go at once
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # drops our lock, if we got it
+    return False
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_bytes())
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl (a line that does not parse is skipped)."""
+    rows = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_bytes().splitlines():
+            with contextlib.suppress(ValueError):
+                row = json.loads(line)
+                if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+                    rows.append(row)
+    return rows
+
+
+def header_params(path: Path) -> int | None:
+    """Parameter count from a model file's header: the float tensors' sizes, less the
+    buffers aezoo's parts keep (BatchNorm statistics)."""
+    from aezoo._safetensors import read_header
+
+    try:
+        header = read_header(path)
+    except CheckpointError:
+        return None
+    total = 0
+    for name, entry in header.items():
+        if name == "__metadata__" or not isinstance(entry, dict):
+            continue
+        if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue
+        shape = entry.get("shape")
+        if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
+            total += math.prod(shape)
+    return total
+
+
+def read_run(run_dir: Path, name: str | None = None,
+             held: set[tuple[int, int]] | None = None) -> RunInfo:
+    """What ``run_dir`` holds and what state it is in; unreadable files are noted, not
+    raised (one bad run must not hide the others)."""
+    info = RunInfo(name=name or str(run_dir), path=str(run_dir))
+    try:
+        info.modified = (run_dir / RUN_FILE).stat().st_mtime
+        spec = _json(run_dir / RUN_FILE)
+        if not isinstance(spec, dict):
+            raise ValueError("not an object")
+        info.spec = spec
+        model = spec.get("model") or {}
+        info.variant = model.get("variant") or (model.get("encoder") or {}).get("name")
+        info.data = (spec.get("data") or {}).get("name")
+        epochs = (spec.get("train") or {}).get("epochs")
+        info.epochs = epochs if isinstance(epochs, int) else None
+    except (OSError, ValueError, AttributeError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else summary(
+            exc, with_type=False, limit=200)
+        info.status, info.problem = "unreadable", reason
+        return info
+    rows = read_rows(run_dir / METRICS_JSONL)
+    latest: dict[int, dict[str, Any]] = {}
+    for row in rows:  # an epoch trained again after a resume: its last row counts
+        latest[row["epoch"]] = row
+    info.rows = [latest[e] for e in sorted(latest)]
+    if info.rows:
+        info.epochs_done = info.rows[-1]["epoch"]
+        info.seconds = sum(r["seconds"] for r in info.rows if _finite(r.get("seconds")))
+        finite = [r for r in info.rows if _finite(r.get("val_loss"))]
+        if finite:
+            best = min(finite, key=lambda r: r["val_loss"])
+            info.val_loss, info.best_epoch = float(best["val_loss"]), best["epoch"]
+        last = info.rows[-1].get("val_loss")
+        info.last_val_loss = float(last) if _finite(last) else None
+    status: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        loaded = _json(run_dir / STATUS_FILE)
+        status = loaded if isinstance(loaded, dict) else {}
+    params = status.get("params")
+    info.params = params if isinstance(params, int) else None
+    if info.params is None:
+        for file in (MODEL_FILE, BEST_FILE, LAST_FILE):
+            if (run_dir / file).is_file():
+                info.params = header_params(run_dir / file)
+                break
+    info.status = _status(run_dir, status.get("outcome"), held)
+    return info
+
+
+def _status(run_dir: Path, outcome: Any, held: set[tuple[int, int]] | None) -> str:
+    if is_running(run_dir, held):
+        return "running"
+    if outcome in ("completed", "stopped", "interrupted", "diverged", "failed"):
+        if outcome in ("completed", "stopped") and not (run_dir / MODEL_FILE).exists():
+            return "interrupted"  # finished once, then resumed for more epochs and stopped
+        return str(outcome)
+    # No status.json (a run from before it existed), or "running" with nobody holding the
+    # lock (the process was killed): what the files say.
+    if (run_dir / MODEL_FILE).exists():
+        return "completed"
+    if (run_dir / STATE_FILE).exists():
+        return "interrupted"
+    return "failed" if outcome == "running" else "not started"
+
+
+def list_runs(root: str | os.PathLike[str] = "runs", pattern: str | None = None,
+              sort: str = "name") -> list[RunInfo]:
+    """Every run under ``root``, those whose name or variant matches ``pattern`` (fnmatch;
+    a plain word matches anywhere), sorted by ``sort`` (one of ``SORT_KEYS``; unknown
+    values last)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", "give the directory your runs are in "
+                         "(default: runs)")
+    if sort not in SORT_KEYS:
+        raise UsageError(f"cannot sort by '{sort}'", f"use one of {', '.join(SORT_KEYS)}")
+    glob = pattern if pattern is None or any(c in pattern for c in "*?[") else f"*{pattern}*"
+    held = held_locks()
+    runs = []
+    for path in find_runs(root):
+        if SET_ASIDE_PREFIX in path.as_posix():
+            continue
+        name = path.relative_to(root).as_posix() if path != root else path.name
+        info = read_run(path, name or path.name, held)
+        if glob is None or any(fnmatch.fnmatchcase(v, glob) for v in
+                               (info.name, info.variant or "")):
+            runs.append(info)
+    key = {"val_loss": "val_loss", "time": "seconds", "epochs": "epochs_done"}.get(sort, sort)
+    reverse = sort in ("modified",)  # newest first
+    known = [r for r in runs if getattr(r, key) is not None]
+    unknown = [r for r in runs if getattr(r, key) is None]
+    return sorted(known, key=lambda r: getattr(r, key), reverse=reverse) + unknown
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested spec as dotted keys (``train.lr``); lists stay values."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: value}
+
+
+MISSING = object()
+
+
+def spec_diff(specs: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """The dotted keys whose values differ between ``specs`` (``MISSING`` where a spec
+    lacks the key), in the order the first spec has them."""
+    flat = [flatten(s) for s in specs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    return [(k, [f.get(k, MISSING) for f in flat]) for k in keys
+            if len({json.dumps(f.get(k, "\0missing"), sort_keys=True) for f in flat}) > 1]
+
+
+def open_run(path: str | os.PathLike[str]) -> RunInfo:
+    """A run directory named on the command line; anything else is a UsageError."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a run directory", "give the --out of an aezoo "
+                         "train run (see `aezoo runs`)")
+    if not (run_dir / RUN_FILE).is_file():
+        raise UsageError(f"{run_dir} has no {RUN_FILE}: not a run directory",
+                         "give the --out directory of an aezoo train run")
+    info = read_run(run_dir, str(path), held_locks())
+    if info.problem:
+        raise UsageError(f"cannot read {run_dir / RUN_FILE} ({info.problem})", "restore run.json")
+    return info
+
+
+@dataclass
+class Comparison:
+    runs: list[RunInfo]
+    diff: list[tuple[str, list[Any]]]  # the spec keys that differ, a value per run
+    picture: Path | None
+
+
+def compare_runs(paths: Sequence[str | os.PathLike[str]], out: Path | None = None,
+                 force: bool = False) -> Comparison:
+    """Two or more runs side by side: the spec keys that differ, and (``out``) one PNG of
+    their val_loss curves overlaid."""
+    if len(paths) < 2:
+        raise UsageError("compare needs at least two runs", "give two or more run directories")
+    if out is not None:
+        if out.suffix.lower() != ".png":
+            raise UsageError(f"--out {out} must end in .png", "name the picture NAME.png")
+        if out.exists() and not force:
+            raise OutputExistsError(f"{out} already exists", "choose another --out, or pass "
+                                    "--force")
+    runs = [open_run(p) for p in paths]
+    diff = spec_diff([r.spec for r in runs])
+    picture = None
+    if out is not None:
+        from aezoo.curves import overlay_curves, write_picture
+
+        picture = write_picture(out, overlay_curves({r.name: r.rows for r in runs},
+                                                    title="val_loss"))
+    return Comparison(runs, diff, picture)
