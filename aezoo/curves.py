@@ -3,8 +3,9 @@
 Pillow rather than matplotlib: the picture is rewritten every epoch, and matplotlib's
 import (~0.5 s) and savefig (tens of ms) would cost more than a small model's epoch.
 Here a picture costs a few milliseconds: it is drawn on a palette image (one byte a
-pixel, a third of RGB's to compress), with anti-aliased text from cached glyph masks. Input rows are metrics.jsonl rows (dicts with
-``epoch``, ``train_loss``, ``val_loss``, ``lr`` and the ``train_TERM``/``val_TERM`` terms).
+pixel, a third of RGB's to compress), with anti-aliased text from cached glyph masks.
+Input rows are metrics.jsonl rows (dicts with ``epoch``, ``train_loss``, ``val_loss``,
+``lr`` and the ``train_TERM``/``val_TERM`` terms).
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def _polyline(canvas: Canvas, pts: list[tuple[float, float]], color: Color, widt
         return
     dots: list[tuple[float, float]] = []  # dashed: a dot every DOT pixels, one call
     ahead = 0.0
-    for (xa, ya), (xb, yb) in zip(pts, pts[1:]):
+    for (xa, ya), (xb, yb) in zip(pts, pts[1:], strict=False):
         length = math.hypot(xb - xa, yb - ya)
         while ahead <= length and length > 0:
             dots.append((xa + (xb - xa) * ahead / length, ya + (yb - ya) * ahead / length))
@@ -226,12 +227,12 @@ def _legend_layout(lines: Sequence[Line], width: int
                    ) -> list[list[tuple[Line, float]]]:
     """Legend entries in rows below the plot: (line, its width)."""
     rows: list[list[tuple[Line, float]]] = [[]]
-    used = LEFT
+    used = float(LEFT)
     for ln in lines:
         item = 30 + _text_width(ln.label) + 18
         if rows[-1] and used + item > width - 8:
             rows.append([])
-            used = LEFT
+            used = float(LEFT)
         rows[-1].append((ln, item))
         used += item
     return rows if rows[0] else []
@@ -343,9 +344,9 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "") -> Image.Imag
             lines.append(Line(f"train_{term}", _series(rows, f"train_{term}"), color, 1,
                               dashed=True))
         lines.append(Line(f"val_{term}", _series(rows, f"val_{term}"), color, 1))
-    lrs = {r.get("lr") for r in rows if _finite(r.get("lr"))}
+    lrs = {float(r["lr"]) for r in rows if _finite(r.get("lr"))}
     right = Line("lr", _series(rows, "lr"), LR_COLOR, 1, dashed=True) if len(lrs) > 1 else None
-    note = f"lr {label(float(next(iter(lrs))))} (constant)" if len(lrs) == 1 else ""
+    note = f"lr {label(next(iter(lrs)))} (constant)" if len(lrs) == 1 else ""
     best = best_row(rows)
     mark = None if best is None else (float(best["epoch"]), float(best["val_loss"]),
                                       f"best {best['val_loss']:.5f} @ epoch {best['epoch']}")

@@ -201,7 +201,7 @@ def read_run(run_dir: Path, name: str | None = None,
         if finite:
             best = min(finite, key=lambda r: r["val_loss"])
             info.val_loss, info.best_epoch = float(best["val_loss"]), best["epoch"]
-        last = info.rows[-1].get("val_loss")
+        last: Any = info.rows[-1].get("val_loss")
         info.last_val_loss = float(last) if _finite(last) else None
     status: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError, RecursionError):
@@ -313,13 +313,12 @@ def compare_runs(paths: Sequence[str | os.PathLike[str]], out: Path | None = Non
     their val_loss curves overlaid."""
     if len(paths) < 2:
         raise UsageError("compare needs at least two runs", "give two or more run directories")
-    if out is not None:
-        if out.suffix.lower() != ".png":
-            raise UsageError(f"--out {out} must end in .png", "name the picture NAME.png")
-        if out.exists() and not force:
-            raise OutputExistsError(f"{out} already exists", "choose another --out, or pass "
-                                    "--force")
+    if out is not None and out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out} must end in .png", "name the picture NAME.png")
     runs = [open_run(p) for p in paths]
+    if out is not None and out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists", "choose another --out, or pass "
+                                "--force")
     diff = spec_diff([r.spec for r in runs])
     picture = None
     if out is not None:

@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[1] / "aezoo"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.errors", "aezoo.protocols", "aezoo._version", "aezoo._io", "aezoo._safetensors",
      "aezoo._interrupts",
-     "aezoo.device", "aezoo.tensors", "aezoo.metrics", "aezoo.viz", "aezoo.data.source",
-     "aezoo.kinds"),
+     "aezoo.device", "aezoo.tensors", "aezoo.metrics", "aezoo.viz", "aezoo.curves",
+     "aezoo.data.source", "aezoo.kinds"),
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
-     "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold"),
+     "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold",
+     "aezoo.runs"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
     ("aezoo.checkpoint", "aezoo.evaluation"),
     ("aezoo",),  # the public facade: build, save, load, list_variants

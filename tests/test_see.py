@@ -1,0 +1,228 @@
+"""Seeing runs: curves.png, the end-of-training summary, `aezoo runs`, `aezoo compare`."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import aezoo
+from aezoo import curves
+from aezoo.config import build_run_spec
+from aezoo.runs import list_runs, read_run, spec_diff
+
+Cli = Callable[..., Any]
+
+
+def rows(n: int, terms: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for e in range(1, n + 1):
+        row: dict[str, Any] = {"epoch": e, "train_loss": 0.3 * math.exp(-e / 8) + 0.1,
+                               "val_loss": 0.28 * math.exp(-e / 9) + 0.105,
+                               "lr": 1e-3 * (1 + math.cos(math.pi * e / n)) / 2}
+        if terms:
+            row |= {"train_kl": 0.01 * e, "val_kl": 0.011 * e, "val_recon": 0.2}
+        out.append(row)
+    return out
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def test_curves_picture_decodes_and_changes_with_each_epoch() -> None:
+    first = curves.png_bytes(curves.run_curves(rows(5), title="runs/x"))
+    second = curves.png_bytes(curves.run_curves(rows(6), title="runs/x"))
+    image = decode(first)
+    assert image.format == "PNG" and image.width == curves.WIDTH
+    assert curves.HEIGHT < image.height < curves.HEIGHT + 40  # one legend row below
+    assert first != second
+    rgb = decode(second).convert("RGB")
+    colors = {c for _, c in rgb.getcolors(4096) or []}
+    assert curves.PALETTE[0] in colors and curves.PALETTE[1] in colors  # train and val
+    assert curves.MARK in colors  # the best epoch is marked
+
+
+def test_curves_terms_lr_axis_and_log_scale() -> None:
+    lines = curves.run_curves(rows(10, terms=True))
+    assert decode(curves.png_bytes(lines)).height > curves.HEIGHT  # legend of 6 lines
+    assert curves._value_axis([0.01, 1.0], 0, 100, None).log  # spans 100x: log
+    assert not curves._value_axis([0.1, 0.2], 0, 100, None).log
+    assert not curves._value_axis([0.0, 1.0], 0, 100, True).log  # zero cannot be logged
+    assert curves.log_ticks(0.01, 1.0) == [0.01, 0.1, 1.0]
+    assert curves.linear_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+@pytest.mark.parametrize("case", ["one-epoch", "nan", "empty", "flat"])
+def test_curves_draw_odd_histories(case: str) -> None:
+    history = {"one-epoch": rows(1), "empty": [],
+               "nan": [dict(r, val_loss=math.nan if r["epoch"] == 3 else r["val_loss"],
+                            train_loss=math.inf if r["epoch"] == 4 else r["train_loss"])
+                       for r in rows(6)],
+               "flat": [dict(r, train_loss=0.5, val_loss=0.5, lr=0.001) for r in rows(4)]}[case]
+    decode(curves.png_bytes(curves.run_curves(history)))
+    decode(curves.png_bytes(curves.overlay_curves({"a": history, "b": rows(3)})))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from aezoo.run import train
+
+    out = tmp_path_factory.mktemp("see") / "runs" / "done"
+    spec = build_run_spec("cae-upsample", [{"data": {"limit": 64}, "train": {
+        "epochs": 2, "batch_size": 32, "device": "cpu", "scheduler": "cosine"}}])
+    train(spec, out)
+    return out
+
+
+def test_a_run_draws_its_curves_and_says_where_everything_is(cli: Cli, tmp_path: Path
+                                                             ) -> None:
+    result = cli("train", "cae-upsample", "--limit", "64", "--batch-size", "32", "--epochs",
+                 "2", "--device", "cpu", "--scheduler", "cosine", "--out", "run")
+    assert result.exit_code == 0, result.output
+    picture = decode((tmp_path / "run/images/curves.png").read_bytes())
+    assert picture.width == curves.WIDTH
+    out = result.stdout
+    assert "epoch 2/2" in out and "  lr " in out  # a schedule: the rate on the epoch line
+    assert "best epoch " in out and "run/best.safetensors" in out
+    assert "run/images/curves.png" in out and "run/images/epoch-0002.png" in out
+    assert "aezoo eval run" in out and "aezoo reconstruct run" in out
+    status = json.loads((tmp_path / "run/status.json").read_text())
+    assert status["outcome"] == "completed" and status["params"] == 4385
+    result = cli("train", "cae-upsample", "--limit", "32", "--batch-size", "32", "--epochs",
+                 "1", "--device", "cpu", "--no-images", "--out", "plain")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "plain/images").exists()
+    assert "  lr " not in result.stdout  # no schedule: the rate never changes
+
+
+def test_load_takes_a_run_directory(trained: Path) -> None:
+    model = aezoo.load(trained)
+    assert model.spec.variant == "cae-upsample"
+    assert aezoo.load(trained).state_dict().keys() == model.state_dict().keys()
+
+
+def fake_runs(trained: Path, root: Path) -> dict[str, str]:
+    """Runs in every state from one real run: the expected status of each."""
+    shutil.copytree(trained, root / "done")
+    expected = {"done": "completed"}
+    for name, outcome in (("stopped-early", "stopped"), ("diverged", "diverged"),
+                          ("interrupted", "interrupted"), ("killed", "running"),
+                          ("old-interrupted", None), ("running", "running")):
+        run = root / "group" / name
+        shutil.copytree(trained, run)
+        if outcome in ("diverged", "interrupted", "running", None):
+            (run / "model.safetensors").unlink()
+        status = run / "status.json"
+        if outcome is None:
+            status.unlink()
+        else:
+            status.write_text(json.dumps({**json.loads(status.read_text()),
+                                          "outcome": outcome}))
+        expected[f"group/{name}"] = {"killed": "interrupted",
+                                     "old-interrupted": "interrupted"}.get(name, outcome or "")
+    return expected
+
+
+def test_runs_reports_every_status_and_never_imports_torch(trained: Path, tmp_path: Path
+                                                           ) -> None:
+    root = tmp_path / "runs"
+    expected = fake_runs(trained, root)
+    (root / "group/killed/.aezoo.lock").write_text("999999")  # a stale lock: nobody holds it
+    holder = subprocess.Popen(  # another process holds group/running's lock, as training does
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from aezoo.rundir import RunLock; RunLock(Path(sys.argv[1])).acquire(); "
+         "print('held', flush=True); time.sleep(60)", str(root / "group/running")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        probe = ("import json, sys\nfrom aezoo.cli import app\n"
+                 "try:\n    app(['runs', sys.argv[1], '--json'], standalone_mode=False)\n"
+                 "except SystemExit as exc:\n    assert not exc.code\n"
+                 "print('TORCH', 'torch' in sys.modules)")
+        result = subprocess.run([sys.executable, "-c", probe, str(root)], capture_output=True,
+                                text=True, timeout=120, check=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 0, result.stderr
+    listed, torch_line = result.stdout.strip().splitlines()
+    assert torch_line == "TORCH False"
+    got = {r["name"]: r["status"] for r in json.loads(listed)}
+    assert got == expected
+    done = next(r for r in json.loads(listed) if r["name"] == "done")
+    assert done["epochs_done"] == done["epochs"] == 2 and done["params"] == 4385
+    assert done["best_epoch"] in (1, 2) and done["val_loss"] > 0
+    # After the holder is gone the lock is stale: the run is no longer running.
+    assert read_run(root / "group/running").status == "interrupted"
+
+
+def test_runs_table_sort_and_filter(trained: Path, cli: Cli, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    fake_runs(trained, root)
+    (root / "broken").mkdir()
+    (root / "broken/run.json").write_text("{not json")
+    result = cli("runs", str(root), "--sort", "status")
+    assert result.exit_code == 0, result.output
+    for word in ("group/old-interrupted", "cae-upsample", "mnist5k", "2/2", "diverged",
+                 "unreadable", "4,385"):
+        assert word in result.stdout, word
+    names = [r.name for r in list_runs(root, "stop")]
+    assert names == ["group/stopped-early"]
+    assert [r.name for r in list_runs(root, "cae-*")][:1] == ["done"]
+    assert len(list_runs(root, "nothing-like-this")) == 0
+    bad = cli("runs", str(root), "--sort", "colour")
+    assert bad.exit_code == 2 and "cannot sort by 'colour'" in bad.output
+    missing = cli("runs", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 2 and "is not a directory" in missing.output
+
+
+def test_compare_shows_exactly_the_differing_keys(trained: Path, cli: Cli, tmp_path: Path
+                                                  ) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(trained, other)
+    spec = json.loads((other / "run.json").read_text())
+    spec["train"]["lr"] = 0.01
+    spec["model"]["encoder"]["params"]["channels"] = [8, 8, 8]
+    (other / "run.json").write_text(json.dumps(spec))
+    assert [k for k, _ in spec_diff([json.loads((trained / "run.json").read_text()), spec])
+            ] == ["model.encoder.params.channels", "train.lr"]
+    result = cli("compare", str(trained), str(other), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["differences"]) == {"model.encoder.params.channels", "train.lr"}
+    assert report["differences"]["train.lr"][1] == 0.01
+    assert decode((tmp_path / "compare.png").read_bytes()).width == curves.WIDTH
+    table = cli("compare", str(trained), str(other), "--force")
+    assert table.exit_code == 0, table.output
+    assert "train.lr" in table.stdout and "best val_loss" in table.stdout
+    assert "train.epochs" not in table.stdout  # equal keys are not shown
+    again = cli("compare", str(trained), str(other))
+    assert again.exit_code == 2 and "already exists" in again.output
+    one = cli("compare", str(trained))
+    assert one.exit_code == 2 and "at least two runs" in one.output
+    nope = cli("compare", str(trained), str(tmp_path))
+    assert nope.exit_code == 2 and "not a run directory" in nope.output
+
+
+def test_runs_is_quick_on_many_runs(trained: Path, tmp_path: Path) -> None:
+    # Not a timing test (benchmarks/runs.py times 1,000): each run costs a few small reads.
+    for i in range(30):
+        run = tmp_path / f"r{i:03d}"
+        run.mkdir()
+        for name in ("run.json", "metrics.jsonl", "status.json"):
+            shutil.copy(trained / name, run / name)
+    found = list_runs(tmp_path)
+    assert len(found) == 30 and {r.status for r in found} == {"interrupted"}
+    assert [r.name for r in found] == sorted(f"r{i:03d}" for i in range(30))
