@@ -234,6 +234,18 @@ def _status(run_dir: Path, outcome: Any, held: set[tuple[int, int]] | None) -> s
     return "failed" if outcome == "running" else "not started"
 
 
+def epoch_of(model_file: Path) -> int | None:
+    """The epoch a run directory's model file holds: ``best``'s best epoch, else the last
+    epoch logged (``None`` outside a run directory)."""
+    rows = read_rows(model_file.parent / METRICS_JSONL)
+    if not rows or not (model_file.parent / RUN_FILE).is_file():
+        return None
+    if model_file.name == BEST_FILE:
+        finite = [r for r in rows if _finite(r.get("val_loss"))]
+        return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
+    return int(rows[-1]["epoch"])
+
+
 def list_runs(root: str | os.PathLike[str] = "runs", pattern: str | None = None,
               sort: str = "name") -> list[RunInfo]:
     """Every run under ``root``, those whose name or variant matches ``pattern`` (fnmatch;

@@ -62,6 +62,61 @@ def grid(*rows: np.ndarray | torch.Tensor, scale: int = 2, pad: int = PAD) -> np
     return out
 
 
+def default_scale(height: int, width: int) -> int:
+    """How much a reconstruction picture enlarges its pixels unless told: small images
+    (MNIST's 28x28, CIFAR's 32x32) four times, others twice."""
+    return 4 if max(height, width) <= 32 else 2
+
+
+def banded(*rows: np.ndarray | torch.Tensor, bands: int = 1, scale: int = 2,
+           pad: int = PAD) -> np.ndarray:
+    """Like :func:`grid`, with the N images split into ``bands`` bands stacked top to
+    bottom (each band: its slice of every row), so many images make a picture, not a
+    strip. The last band is padded with white cells; bands are 3*pad apart."""
+    if bands < 1:
+        raise UsageError(f"rows must be at least 1 (got {bands})", "use --rows 1 or more")
+    arrays = [_to_numpy(r) for r in rows]
+    n = len(arrays[0]) if arrays else 0
+    bands = max(1, min(bands, n))
+    if bands == 1:
+        return grid(*arrays, scale=scale, pad=pad)
+    per = -(-n // bands)
+    parts = []
+    for b in range(bands):
+        chunk = [a[b * per:(b + 1) * per] for a in arrays]
+        if len(chunk[0]) < per:  # white cells: padding, not images
+            chunk = [np.concatenate([c, np.full((per - len(c), *c.shape[1:]), PAD_VALUE,
+                                                dtype=np.uint8)]) for c in chunk]
+        parts.append(grid(*chunk, scale=scale, pad=pad))
+    gap = np.full((2 * pad, *parts[0].shape[1:]), PAD_VALUE, dtype=np.uint8)
+    out = [parts[0]]
+    for part in parts[1:]:
+        out += [gap, part]
+    return np.concatenate(out)
+
+
+def captioned(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` ((H, W, C) uint8) with one line of ``text`` on a white strip above it
+    (widened to fit the text)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.load_default(size=12)
+    except (OSError, ValueError):  # pragma: no cover - Pillow without FreeType
+        font = ImageFont.load_default()
+    h, w, c = image.shape
+    text_w = int(font.getlength(text)) + 2 * PAD + 4
+    strip = 18
+    canvas = np.full((h + strip, max(w, text_w), c), PAD_VALUE, dtype=np.uint8)
+    canvas[strip:, :w] = image
+    mode = "L" if c == 1 else "RGB"
+    picture = Image.fromarray(canvas[:, :, 0] if c == 1 else canvas, mode)
+    ImageDraw.Draw(picture).text((PAD + 2, strip // 2 + 1), text, fill=0 if c == 1
+                                 else (0, 0, 0), font=font, anchor="lm")
+    out = np.asarray(picture, dtype=np.uint8)
+    return out[:, :, None] if c == 1 else out
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 -> PNG bytes."""
     if image.ndim == 2:

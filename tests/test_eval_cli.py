@@ -95,8 +95,9 @@ def test_reconstruct_writes_a_gray_grid_of_the_expected_size(run: Any, run_dir: 
                                                              tmp_path: Path) -> None:
     result = run("reconstruct", str(run_dir), "--n", "6", "--device", "cpu", "--out", "r.png")
     assert result.exit_code == 0, result.output
-    # 6 images of 28 px enlarged twice, 2 px gaps: 6*56 + 7*2 wide, 2*56 + 3*2 high, gray
-    assert png_size(tmp_path / "r.png") == (350, 118, 0)
+    # 6 images of 28 px enlarged 4x (the default up to 32 px), 2 px gaps: 6*112 + 7*2
+    # wide, 2*112 + 3*2 high, gray
+    assert png_size(tmp_path / "r.png") == (686, 230, 0)
     again = run("reconstruct", str(run_dir), "--out", "r.png")
     assert again.exit_code == 2 and "--force" in again.output
 

@@ -226,3 +226,25 @@ def test_runs_is_quick_on_many_runs(trained: Path, tmp_path: Path) -> None:
     found = list_runs(tmp_path)
     assert len(found) == 30 and {r.status for r in found} == {"interrupted"}
     assert [r.name for r in found] == sorted(f"r{i:03d}" for i in range(30))
+
+
+def test_reconstruct_rows_caption_and_scale(trained: Path, cli: Cli, tmp_path: Path) -> None:
+    result = cli("reconstruct", str(trained), "--n", "10", "--rows", "3", "--scale", "1",
+                 "--device", "cpu", "--out", "bands.png")
+    assert result.exit_code == 0, result.output
+    # 3 bands of ceil(10/3) = 4 images (the last padded white), each 2*28 + 3*2 high,
+    # 4 px between bands.
+    picture = decode((tmp_path / "bands.png").read_bytes())
+    assert picture.size == (4 * 28 + 5 * 2, 3 * (2 * 28 + 6) + 2 * 4)
+    assert picture.getpixel((picture.width - 3, picture.height - 3)) == 255  # padding
+    result = cli("reconstruct", str(trained), "--n", "2", "--caption", "--device", "cpu",
+                 "--out", "cap.png")
+    assert result.exit_code == 0, result.output
+    captioned = decode((tmp_path / "cap.png").read_bytes())
+    assert captioned.height == 2 * 28 * 4 + 6 + 18  # scale 4 for 28x28, an 18 px caption
+    assert captioned.width > 2 * 28 * 4 + 6  # widened to fit the caption's text
+    from aezoo.runs import epoch_of
+
+    assert epoch_of(trained / "model.safetensors") == 2
+    assert epoch_of(trained / "best.safetensors") in (1, 2)
+    assert epoch_of(tmp_path / "cap.png") is None

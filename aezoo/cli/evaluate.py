@@ -84,10 +84,16 @@ def eval_command(
 def reconstruct_command(
     model: Path = typer.Argument(..., help=MODEL_HELP),
     n: int = typer.Option(10, "--n", min=1, max=1000, help="Number of images."),
+    rows: int = typer.Option(1, "--rows", min=1, max=100, help="Split the images into R "
+                             "bands stacked top to bottom (e.g. --n 100 --rows 10)."),
     data: str | None = typer.Option(None, help=DATA_HELP),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("recon.png"), help="PNG file to write (.png)."),
-    scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
+    scale: int | None = typer.Option(
+        None, min=1, max=16, help="Enlarge each pixel this many times [default: 4 for "
+        "images up to 32x32, else 2]."),
+    caption: bool = typer.Option(False, "--caption", help="A line above the picture: the "
+                                 "run, its epoch and the PSNR of the images shown."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     corrupt: str | None = typer.Option(
@@ -97,8 +103,9 @@ def reconstruct_command(
 ) -> None:
     """Draw the first N images of a split (top row) over their reconstructions (bottom row).
 
-    Gray and RGB images; the PNG is N*W*scale + (N+1)*2 pixels wide and 2*H*scale + 6 high
-    (3*H*scale + 8 with --corrupt).
+    Gray and RGB images; with --rows 1 the PNG is N*W*scale + (N+1)*2 pixels wide and
+    2*H*scale + 6 high (3*H*scale + 8 with --corrupt); --rows R stacks R such bands of
+    ceil(N/R) images, 4 pixels apart.
     """
     from aezoo.evaluation import (
         check_picture_path,
@@ -107,25 +114,43 @@ def reconstruct_command(
         load_split,
         refuse_overwrite,
     )
-    from aezoo.viz import grid, reconstruct, write_png
+    from aezoo.viz import banded, captioned, default_scale, reconstruct, write_png
 
     check_picture_path(out)
     refuse_overwrite(out, force)
     loaded = load_split(model, data, split, n, device)
+    scale = scale or default_scale(*loaded.images.shape[-2:])
     if corrupt:
         noisy, recon = corrupted_reconstructions(
             loaded.model, loaded.images, corruption(corrupt, loaded.path),
             loaded.memory_format, seed)
-        picture = grid(noisy, recon, loaded.images, scale=scale)
+        picture = banded(noisy, recon, loaded.images, bands=rows, scale=scale)
         what = f"{corrupt}-corrupted images over their reconstructions over the clean ones"
     else:
         recon = reconstruct(loaded.model, loaded.images, loaded.memory_format)
-        picture = grid(loaded.images, recon, scale=scale)
+        picture = banded(loaded.images, recon, bands=rows, scale=scale)
         what = "images over their reconstructions"
+    if caption:
+        picture = captioned(picture, _caption(loaded, recon))
     write_png(out, picture)
     console.print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px: "
                   f"{len(loaded.images)} {loaded.data_name}/{loaded.split} {what})",
                   highlight=False, soft_wrap=True)
+
+
+def _caption(loaded: Any, recon: Any) -> str:
+    """``RUN  epoch E  PSNR P dB (N DATA/SPLIT images)``; the epoch where the run says."""
+    from aezoo.metrics import psnr
+    from aezoo.runs import epoch_of
+    from aezoo.tensors import to_unit
+
+    path = loaded.path
+    epoch = epoch_of(path)
+    value = psnr(to_unit(recon).float(), to_unit(loaded.images).float()).mean().item()
+    where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    return "  ".join([where, *([f"epoch {epoch}"] if epoch is not None else []),
+                      f"PSNR {value:.2f} dB", f"({len(loaded.images)} {loaded.data_name}/"
+                      f"{loaded.split} images)"])
 
 
 def encode_command(
