@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
 from aezoo.cli._tables import ID, NUMBER
@@ -31,8 +32,8 @@ SPLIT_HELP = "test, val or train [default: test where the dataset has one, else 
 
 
 def eval_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP),
-    data: str | None = typer.Option(None, help=DATA_HELP),
+    model: Path = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
+    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     limit: int | None = typer.Option(None, help="Evaluate at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
@@ -82,11 +83,11 @@ def eval_command(
 
 
 def reconstruct_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP),
+    model: Path = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
     n: int = typer.Option(10, "--n", min=1, max=1000, help="Number of images."),
     rows: int = typer.Option(1, "--rows", min=1, max=100, help="Split the images into R "
                              "bands stacked top to bottom (e.g. --n 100 --rows 10)."),
-    data: str | None = typer.Option(None, help=DATA_HELP),
+    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("recon.png"), help="PNG file to write (.png)."),
     scale: int | None = typer.Option(
@@ -154,8 +155,8 @@ def _caption(loaded: Any, recon: Any) -> str:
 
 
 def encode_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP),
-    data: str | None = typer.Option(None, help=DATA_HELP),
+    model: Path = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
+    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("latents.npy"), help="NAME.npy (the latents; labels in "
                              "NAME.labels.npy) or NAME.npz (arrays latents and labels)."),

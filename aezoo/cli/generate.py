@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
+from aezoo.cli import _complete
 from aezoo.cli._common import console
 
 MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
 
 
 def sample_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP),
+    model: Path = typer.Argument(..., help=MODEL_HELP,
+                                autocompletion=_complete.models),
     n: int = typer.Option(64, "--n", help="Number of draws."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1,
                              help="Seed of the draws (the same seed, the same picture)."),
@@ -48,7 +50,8 @@ def sample_command(
 
 
 def interpolate_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP),
+    model: Path = typer.Argument(..., help=MODEL_HELP,
+                                autocompletion=_complete.models),
     from_: int = typer.Option(0, "--from", help="Index of the first image in the split."),
     to: int = typer.Option(1, "--to", help="Index of the last image in the split."),
     steps: int = typer.Option(10, help="Images on the line, both ends included."),

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aezoo import registry
+from aezoo.cli import _complete
 from aezoo.cli._common import console, warn_unavailable
 from aezoo.cli._tables import ID, NUMBER, TEXT, show, table
 from aezoo.errors import PluginError, UnknownNameError
@@ -175,7 +176,8 @@ def _print_params(params: Table | str) -> None:
 
 
 def info_command(
-    name: str = typer.Argument(..., help="A variant (see `aezoo list`) or a component name."),
+    name: str = typer.Argument(..., help="A variant (see `aezoo list`) or a component name.",
+                               autocompletion=_complete.components),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show a variant: its components with every hyperparameter, shapes and parameter count."""

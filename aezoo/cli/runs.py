@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
 from aezoo.cli._tables import ID, NUMBER
@@ -26,7 +27,8 @@ def _num(value: float | None, fmt: str = ".5f") -> str:
 
 def runs_command(
     directory: Path = typer.Argument(Path("runs"), metavar="[DIR]",
-                                     help="Where to look for runs [default: runs]."),
+                                     help="Where to look for runs [default: runs].",
+                                     autocompletion=_complete.run_dirs),
     pattern: str | None = typer.Option(
         None, "--filter", "-f", metavar="PATTERN",
         help="Only runs whose name or variant matches (fnmatch, e.g. 'cae-v*'; a plain "
@@ -74,7 +76,8 @@ def _value(v: Any) -> str:
 
 def compare_command(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN RUN...",
-                                          help="Two or more run directories."),
+                                          help="Two or more run directories.",
+                                          autocompletion=_complete.run_dirs),
     out: Path = typer.Option(Path("compare.png"), help="PNG of their val_loss curves."),
     no_picture: bool = typer.Option(False, "--no-picture", help="Write no PNG."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from aezoo import _interrupts
+from aezoo.cli import _complete
 from aezoo.cli._common import console, usage_error, warn
 from aezoo.cli._help import ManualCommand
 
@@ -83,7 +84,8 @@ V = "[default: the variant's]"
 
 def train_command(
     name: str | None = typer.Argument(None, metavar="NAME",
-                                      help="Variant to train (see `aezoo list`)."),
+                                      help="Variant to train (see `aezoo list`).",
+                                      autocompletion=_complete.variants),
     device: str | None = typer.Option(
         None, metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
     epochs: int | None = typer.Option(None, metavar="N", help=f"Number of epochs {V}."),
@@ -91,13 +93,15 @@ def train_command(
                                           help=f"Images per step {V}."),
     lr: float | None = typer.Option(None, metavar="LR", help=f"Learning rate {V}."),
     loss: str | None = typer.Option(None, metavar="NAME",
-                                    help=f"Loss component, e.g. bce or mse {V}."),
+                                    help=f"Loss component, e.g. bce or mse {V}.",
+                                    autocompletion=_complete.losses),
     seed: int | None = typer.Option(None, metavar="N",
                                     help="Random seed (init, shuffling) [default: 0]."),
     data: str | None = typer.Option(
         None, metavar="NAME", help="Dataset: mnist5k (embedded), mnist, fashion-mnist, "
         "kmnist, cifar10, folder:PATH, npz:PATH or npy:PATH (see `aezoo data list`); a "
-        "relative PATH is stored absolute [default: mnist5k]."),
+        "relative PATH is stored absolute [default: mnist5k].",
+        autocompletion=_complete.datasets),
     limit: int | None = typer.Option(None, metavar="N",
                                      help="Use at most N training images [default: all]."),
     val_fraction: float | None = typer.Option(
@@ -115,18 +119,21 @@ def train_command(
     config: Path | None = typer.Option(None, metavar="FILE",
                                        help="Run spec file: .toml, .yaml or .json."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                   help="Override any spec value, e.g. train.lr=0.01."),
+                                   help="Override any spec value, e.g. train.lr=0.01.",
+                                   autocompletion=_complete.set_keys),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing model file."),
     resume: Path | None = typer.Option(
         None, "--resume", metavar="RUN_DIR",
         help="Continue an interrupted run from RUN_DIR/state.safetensors (settings from its "
-        "run.json; --epochs, --device, --lr and the switches below may change)."),
+        "run.json; --epochs, --device, --lr and the switches below may change).",
+        autocompletion=_complete.run_dirs),
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", metavar="N",
         help="Also checkpoint every N optimiser steps [default: at each epoch end only]."),
     scheduler: str | None = typer.Option(
         None, metavar="NAME",
-        help="Learning-rate schedule: none, cosine, step or onecycle [default: none]."),
+        help="Learning-rate schedule: none, cosine, step or onecycle [default: none].",
+        autocompletion=_complete.schedules),
     warmup: int | None = typer.Option(None, metavar="STEPS",
                                       help="Linear warm-up steps [default: 0]."),
     grad_clip: float | None = typer.Option(

@@ -1,0 +1,139 @@
+"""Shell completion: what each argument completes to, without importing torch.
+
+Each function takes the word being typed and returns the candidates (typer's
+``autocompletion=``). Names come from entry-point metadata (``aezoo.registry``), spec keys
+from the pydantic models, runs from the file system: completing costs what `aezoo --help`
+costs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+SHELLS = ("bash", "zsh", "fish")
+COMPLETE_VAR = "_AEZOO_COMPLETE"
+
+
+def shells(incomplete: str) -> list[str]:
+    return [s for s in SHELLS if s.startswith(incomplete)]
+
+
+def _names(kind: str, incomplete: str) -> list[str]:
+    from aezoo import registry
+
+    try:
+        return [n for n in registry.names(kind) if n.startswith(incomplete)]
+    except Exception:  # a broken plugin must never break the user's shell  # noqa: BLE001
+        return []
+
+
+def variants(incomplete: str) -> list[str]:
+    return _names("variant", incomplete)
+
+
+def components(incomplete: str) -> list[str]:
+    """Variants and component names (what `aezoo info` takes)."""
+    from aezoo.kinds import COMPONENT_KINDS
+
+    found = [*variants(incomplete), *(n for k in COMPONENT_KINDS for n in _names(k, incomplete))]
+    return list(dict.fromkeys(found))
+
+
+def losses(incomplete: str) -> list[str]:
+    return _names("loss", incomplete)
+
+
+def datasets(incomplete: str) -> list[str]:
+    """Dataset names; the path-taking sources as ``folder:``, ``npz:``, ``npy:``."""
+    path_sources = {"folder", "npz", "npy"}
+    names = [f"{n}:" if n in path_sources else n for n in _names("dataset", "")]
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def schedules(incomplete: str) -> list[str]:
+    return _names("schedule", incomplete)
+
+
+def _dirs(incomplete: str) -> list[Path]:
+    head, _, tail = incomplete.rpartition("/")
+    base = Path(head or ("/" if incomplete.startswith("/") else "."))
+    try:
+        entries = sorted(os.scandir(base), key=lambda e: e.name)
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if entry.name.startswith(tail) and (tail.startswith(".") or not entry.name.startswith(".")):
+            try:
+                if entry.is_dir():
+                    found.append(Path(entry.path) if head else Path(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def run_dirs(incomplete: str) -> list[str]:
+    """Run directories (holding run.json) and the directories on the way to them; with
+    nothing typed, the runs under ``runs/``."""
+    from aezoo.rundir import RUN_FILE
+
+    if not incomplete and Path("runs").is_dir():
+        incomplete = "runs/"
+    out = []
+    for d in _dirs(incomplete):
+        text = d.as_posix() if d.as_posix() != "." else ""
+        out.append(text if (d / RUN_FILE).is_file() else f"{text}/")
+    return out
+
+
+def models(incomplete: str) -> list[str]:
+    """Run directories and ``.safetensors`` files (what MODEL takes)."""
+    head, _, tail = incomplete.rpartition("/")
+    files = []
+    with_dirs = run_dirs(incomplete)
+    try:
+        base = Path(head or ".")
+        files = sorted(f"{head + '/' if head else ''}{p.name}" for p in base.iterdir()
+                       if p.name.startswith(tail) and p.suffix == ".safetensors")
+    except OSError:
+        pass
+    return [*with_dirs, *files]
+
+
+def _keys(model: Any, prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and hasattr(sub, "model_fields"):
+            out += _keys(sub, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def set_keys(incomplete: str) -> list[str]:
+    """``--set`` keys (every dotted path of a run spec) as ``KEY=``."""
+    from aezoo.specs import RunSpec
+
+    key = incomplete.partition("=")[0]
+    if "=" in incomplete:
+        return []
+    return [f"{k}=" for k in _keys(RunSpec) if k.startswith(key)]
+
+
+def script(shell: str, prog_name: str = "aezoo") -> str:
+    """The completion script for ``shell`` (what ``aezoo completion SHELL`` prints)."""
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name=prog_name, complete_var=COMPLETE_VAR, shell=shell)
+
+
+def enable_if_asked() -> None:
+    """Register typer's completion protocol when a shell asks for candidates (the
+    ``_AEZOO_COMPLETE`` variable set by the script); otherwise nothing is imported."""
+    if os.environ.get(COMPLETE_VAR):
+        from typer.completion import completion_init
+
+        completion_init()

@@ -1,0 +1,34 @@
+"""``aezoo completion SHELL``: the shell completion script for bash, zsh or fish."""
+
+from __future__ import annotations
+
+import typer
+
+from aezoo.cli import _complete
+from aezoo.cli._common import usage_error
+
+HELP = """Print the completion script for SHELL (bash, zsh or fish).
+
+Tab then completes commands, options, variant and component names, dataset names, run
+directories and `--set` keys. Load it in the current shell, or add the line to your
+shell's start-up file (~/.bashrc, ~/.zshrc, ~/.config/fish/config.fish):
+
+    eval "$(aezoo completion bash)"
+
+    eval "$(aezoo completion zsh)"
+
+    aezoo completion fish | source
+"""
+
+
+def completion_command(
+    shell: str = typer.Argument(..., metavar="SHELL", help="bash, zsh or fish.",
+                                autocompletion=lambda text: _complete.shells(text)),
+) -> None:
+    if shell not in _complete.SHELLS:
+        raise usage_error(f"no completion for shell '{shell}'", "use bash, zsh or fish")
+    typer.echo(_complete.script(shell))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("completion", help=HELP)(completion_command)

@@ -1,0 +1,77 @@
+"""Shell completion: scripts for bash, zsh and fish; candidates without importing torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aezoo.cli import _complete
+
+# Runs the CLI as a shell's completion call would, then reports what it imported.
+PROBE = """
+import json, sys
+from aezoo.cli import app
+try:
+    app([], prog_name="aezoo")
+except SystemExit:
+    pass
+sys.stdout.flush()
+print("\\nMODULES " + json.dumps([m for m in ("torch", "numpy", "PIL") if m in sys.modules]))
+"""
+
+
+def complete(env: dict[str, str], cwd: Path) -> tuple[list[str], list[str]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AEZOO_", "_AEZOO"))}
+    result = subprocess.run([sys.executable, "-c", PROBE], env={**base, **env}, cwd=cwd,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    out, _, modules = result.stdout.rpartition("MODULES ")
+    return [w for w in out.splitlines() if w.strip()], json.loads(modules)
+
+
+@pytest.mark.parametrize("shell", _complete.SHELLS)
+def test_completion_scripts_are_generated(cli, shell: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("completion", shell)
+    assert result.exit_code == 0, result.output
+    assert "_AEZOO_COMPLETE=complete_" + shell in result.stdout
+    assert "aezoo" in result.stdout
+    bad = cli("completion", "tcsh")
+    assert bad.exit_code == 2 and "no completion for shell 'tcsh'" in bad.output
+
+
+def test_bash_completes_a_variant_name_without_torch(tmp_path: Path) -> None:
+    words, modules = complete({"_AEZOO_COMPLETE": "complete_bash",
+                               "COMP_WORDS": "aezoo train cae-v", "COMP_CWORD": "2"}, tmp_path)
+    assert words == ["cae-vae"]
+    assert modules == []  # as cheap as `aezoo --help`
+
+
+def test_zsh_and_fish_complete_datasets_components_and_keys(tmp_path: Path) -> None:
+    words, _ = complete({"_AEZOO_COMPLETE": "complete_zsh",
+                         "_TYPER_COMPLETE_ARGS": "aezoo train --data mnist"}, tmp_path)
+    assert any('"mnist5k"' in w for w in words)
+    words, _ = complete({"_AEZOO_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION":
+                         "get-args", "_TYPER_COMPLETE_ARGS": "aezoo info strid"}, tmp_path)
+    assert words == ["strided"]
+    words, _ = complete({"_AEZOO_COMPLETE": "complete_bash",
+                         "COMP_WORDS": "aezoo train --set train.war", "COMP_CWORD": "3"},
+                        tmp_path)
+    assert words == ["train.warmup="]
+
+
+def test_run_directories_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "runs/done").mkdir(parents=True)
+    (tmp_path / "runs/done/run.json").write_text("{}")
+    (tmp_path / "runs/group").mkdir()
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert _complete.run_dirs("") == ["runs/done", "runs/group/"]
+    assert _complete.run_dirs("runs/d") == ["runs/done"]
+    assert _complete.models("mod") == ["model.safetensors"]
+    assert _complete.set_keys("train.lr=0.1") == []
+    assert "folder:" in _complete.datasets("fo")
