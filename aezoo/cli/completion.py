@@ -23,7 +23,7 @@ shell's start-up file (~/.bashrc, ~/.zshrc, ~/.config/fish/config.fish):
 
 def completion_command(
     shell: str = typer.Argument(..., metavar="SHELL", help="bash, zsh or fish.",
-                                autocompletion=lambda text: _complete.shells(text)),
+                                autocompletion=_complete.shells),
 ) -> None:
     if shell not in _complete.SHELLS:
         raise usage_error(f"no completion for shell '{shell}'", "use bash, zsh or fish")
