@@ -143,13 +143,13 @@ def linear_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
-    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+    for mantissas in ((1,), (1, 2, 5)):
         ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)),
                                                 math.ceil(math.log10(hi)) + 1)
                  for m in mantissas if lo <= m * 10.0 ** k <= hi]
         if len(ticks) >= 3:
             return ticks
-    return [lo, hi]
+    return [t for t in linear_ticks(lo, hi) if t > 0] or [lo, hi]  # within a decade
 
 
 def label(value: float) -> str:
@@ -241,7 +241,8 @@ def _legend_layout(lines: Sequence[Line], width: int
 def plot(lines: Sequence[Line], *, title: str = "", xlabel: str = "epoch",
          ylabel: str = "loss", right: Line | None = None, right_label: str = "lr",
          best: tuple[float, float, str] | None = None, log: bool | None = None,
-         size: tuple[int, int] = (WIDTH, HEIGHT), note: str = "") -> Image.Image:
+         size: tuple[int, int] = (WIDTH, HEIGHT), note: str = "", xlog: bool = False
+         ) -> Image.Image:
     """Draw ``lines`` on one value axis (log scale when their values span more than
     ``LOG_RATIO``, unless ``log`` says), ``right`` on a second axis, ``best`` = (x, y,
     text) marked, a legend of every line below the plot (the picture grows to hold it)."""
@@ -253,10 +254,11 @@ def plot(lines: Sequence[Line], *, title: str = "", xlabel: str = "epoch",
     x0, x1, y0, y1 = LEFT, w - RIGHT, TOP, h_plot - BOTTOM
     xs = [x for ln in legend for x, _ in ln.points]
     ys = [y for ln in lines for _, y in ln.points if _finite(y)]
-    xa = Axis(min(xs, default=0.0), max(xs, default=1.0), x0, x1, False)
+    xlog = xlog and bool(xs) and min(xs) > 0
+    xa = Axis(min(xs, default=0.0), max(xs, default=1.0), x0, x1, xlog)
     ya = _value_axis(ys, y1, y0, log)
-    xt = [t for t in linear_ticks(*xa.bounds(), target=8) if t == int(t)] or linear_ticks(
-        *xa.bounds(), target=8)
+    xt = xa.ticks() if xlog else [t for t in linear_ticks(*xa.bounds(), target=8)
+                                  if t == int(t)] or linear_ticks(*xa.bounds(), target=8)
     for t in xt:
         px = xa(t)
         canvas.line((px, y0, px, y1), GRID)
