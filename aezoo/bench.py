@@ -76,8 +76,11 @@ def _numbers(run_dir: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
     rows = read_rows(run_dir / METRICS_JSONL)
     timed = rows[1:] or rows  # the first epoch includes warm-up
     speeds = [r["images_per_s"] for r in timed if isinstance(r.get("images_per_s"), float)]
+    evaluation = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                  for k, v in evaluation.items()}  # JSON has no NaN: a NaN model's are null
+    last = rows[-1].get("val_loss") if rows else None
     return {**evaluation,
-            "val_loss": rows[-1]["val_loss"] if rows else None,
+            "val_loss": last if isinstance(last, float) and math.isfinite(last) else None,
             "epochs": len(rows),
             "train_images_per_s": statistics.fmean(speeds) if speeds else None,
             "seconds": sum(r.get("seconds", 0.0) for r in rows),
@@ -150,13 +153,17 @@ def run_bench(pattern: str | Sequence[str] | None, data: str, epochs: int, seeds
                       callbacks=callbacks())
         done[key] = _numbers(run_dir, evaluate_run(run_dir, device))
         _write(out, settings, done, variants, seeds)  # before saying so: a kill now loses nothing
-        say(f"[{i}/{total}] {key}: val_loss {done[key]['val_loss']:.5f}, PSNR "
-            f"{done[key]['psnr']:.2f} dB, {done[key]['seconds']:.1f}s")
+        say(f"[{i}/{total}] {key}: val_loss {_fmt(done[key]['val_loss'], '.5f')}, PSNR "
+            f"{_fmt(done[key]['psnr'], '.2f')} dB, {done[key]['seconds']:.1f}s")
     result = _write(out, settings, done, variants, seeds)
     from aezoo.curves import write_picture
 
     result.picture = write_picture(out / BENCH_PICTURE, bench_picture(result.summary))
     return result
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _spread(values: list[float]) -> float:

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo",),  # the public facade: build, save, load, list_variants
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),
-    ("aezoo.run", "aezoo.testing", "aezoo.testing.*"),
+    ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.bench"),
     ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__"),
 )
 

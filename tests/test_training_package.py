@@ -12,6 +12,7 @@ import aezoo.trainer
 import aezoo.training
 from aezoo import registry
 from aezoo.callbacks import Checkpointer, EarlyStopping, ImageWriter, MetricsWriter
+from aezoo.callbacks.curves import CurvesWriter, StatusWriter
 from aezoo.run import run_callbacks
 from aezoo.specs import TrainSpec
 from aezoo.training.control import SIGNAL_CODES, Stop
@@ -42,16 +43,17 @@ def test_outcomes_and_stops_compare_and_print_as_their_strings() -> None:
 
 
 def test_built_in_callbacks_come_from_entry_points_in_order(tmp_path: Path) -> None:
-    assert {"metrics", "images", "early-stopping", "checkpoint"} <= set(
+    assert {"metrics", "status", "images", "curves", "early-stopping", "checkpoint"} <= set(
         registry.names("callback"))
     spec = TrainSpec(patience=3, checkpoint_every=5)
     extra = object()
     callbacks = run_callbacks(spec, tmp_path, [extra])
-    assert [type(cb) for cb in callbacks[:3]] == [MetricsWriter, ImageWriter, EarlyStopping]
-    assert callbacks[3] is extra and type(callbacks[4]) is Checkpointer
+    assert [type(cb) for cb in callbacks[:5]] == [MetricsWriter, StatusWriter, ImageWriter,
+                                                  CurvesWriter, EarlyStopping]
+    assert callbacks[5] is extra and type(callbacks[6]) is Checkpointer
     assert callbacks[0].path.parent == tmp_path
     quiet = run_callbacks(TrainSpec(images=False), tmp_path)
-    assert [type(cb) for cb in quiet] == [MetricsWriter, Checkpointer]
+    assert [type(cb) for cb in quiet] == [MetricsWriter, StatusWriter, Checkpointer]
 
 
 def test_a_plugin_callback_of_the_same_name_cannot_hijack_a_built_in(
@@ -60,4 +62,4 @@ def test_a_plugin_callback_of_the_same_name_cannot_hijack_a_built_in(
         name: "plug_hijack_cb:Hijack" for name in ("metrics", "checkpoint")}},
         modules={"plug_hijack_cb": HIJACK})
     callbacks = run_callbacks(TrainSpec(images=False), tmp_path)
-    assert [type(cb) for cb in callbacks] == [MetricsWriter, Checkpointer]
+    assert [type(cb) for cb in callbacks] == [MetricsWriter, StatusWriter, Checkpointer]
