@@ -172,10 +172,47 @@ def header_params(path: Path) -> int | None:
     return total
 
 
+def _fresh(run_dir: Path) -> bool:
+    """Whether status.json was written after the last metrics.jsonl row."""
+    try:
+        return (run_dir / STATUS_FILE).stat().st_mtime_ns >= (
+            run_dir / METRICS_JSONL).stat().st_mtime_ns
+    except OSError:
+        return False
+
+
+def _take_summary(info: RunInfo, summary_: dict[str, Any]) -> None:
+    def number(key: str) -> Any:
+        value = summary_.get(key)
+        return value if _finite(value) else None
+
+    info.epochs_done = int(number("epochs_done") or 0)
+    info.seconds = float(number("seconds") or 0.0)
+    info.val_loss, info.best_epoch = number("val_loss"), number("best_epoch")
+    info.last_val_loss = number("last_val_loss")
+
+
+def _take_rows(info: RunInfo, rows: list[dict[str, Any]]) -> None:
+    latest: dict[int, dict[str, Any]] = {}
+    for row in rows:  # an epoch trained again after a resume: its last row counts
+        latest[row["epoch"]] = row
+    info.rows = [latest[e] for e in sorted(latest)]
+    if info.rows:
+        info.epochs_done = info.rows[-1]["epoch"]
+        info.seconds = sum(r["seconds"] for r in info.rows if _finite(r.get("seconds")))
+        finite = [r for r in info.rows if _finite(r.get("val_loss"))]
+        if finite:
+            best = min(finite, key=lambda r: r["val_loss"])
+            info.val_loss, info.best_epoch = float(best["val_loss"]), best["epoch"]
+        last: Any = info.rows[-1].get("val_loss")
+        info.last_val_loss = float(last) if _finite(last) else None
+
+
 def read_run(run_dir: Path, name: str | None = None,
-             held: set[tuple[int, int]] | None = None) -> RunInfo:
+             held: set[tuple[int, int]] | None = None, rows: bool = False) -> RunInfo:
     """What ``run_dir`` holds and what state it is in; unreadable files are noted, not
-    raised (one bad run must not hide the others)."""
+    raised (one bad run must not hide the others). A run that has ended is summarised
+    from its status.json; ``rows`` (or a run without one) reads metrics.jsonl."""
     info = RunInfo(name=name or str(run_dir), path=str(run_dir))
     try:
         info.modified = (run_dir / RUN_FILE).stat().st_mtime
@@ -193,24 +230,15 @@ def read_run(run_dir: Path, name: str | None = None,
             exc, with_type=False, limit=200)
         info.status, info.problem = "unreadable", reason
         return info
-    rows = read_rows(run_dir / METRICS_JSONL)
-    latest: dict[int, dict[str, Any]] = {}
-    for row in rows:  # an epoch trained again after a resume: its last row counts
-        latest[row["epoch"]] = row
-    info.rows = [latest[e] for e in sorted(latest)]
-    if info.rows:
-        info.epochs_done = info.rows[-1]["epoch"]
-        info.seconds = sum(r["seconds"] for r in info.rows if _finite(r.get("seconds")))
-        finite = [r for r in info.rows if _finite(r.get("val_loss"))]
-        if finite:
-            best = min(finite, key=lambda r: r["val_loss"])
-            info.val_loss, info.best_epoch = float(best["val_loss"]), best["epoch"]
-        last: Any = info.rows[-1].get("val_loss")
-        info.last_val_loss = float(last) if _finite(last) else None
     status: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError, RecursionError):
         loaded = _json(run_dir / STATUS_FILE)
         status = loaded if isinstance(loaded, dict) else {}
+    summary_ = status.get("summary")
+    if not rows and isinstance(summary_, dict) and _fresh(run_dir):
+        _take_summary(info, summary_)  # what the trainer said when it ended: no parsing
+    else:
+        _take_rows(info, read_rows(run_dir / METRICS_JSONL))
     params = status.get("params")
     info.params = params if isinstance(params, int) else None
     if info.params is None:
@@ -310,7 +338,7 @@ def open_run(path: str | os.PathLike[str]) -> RunInfo:
     if not (run_dir / RUN_FILE).is_file():
         raise UsageError(f"{run_dir} has no {RUN_FILE}: not a run directory",
                          "give the --out directory of an aezoo train run")
-    info = read_run(run_dir, str(path), held_locks())
+    info = read_run(run_dir, str(path), held_locks(), rows=True)
     if info.problem:
         raise UsageError(f"cannot read {run_dir / RUN_FILE} ({info.problem})", "restore run.json")
     return info

@@ -66,7 +66,10 @@ def make_runs(root: Path, count: int) -> None:
         run.mkdir()
         (run / "run.json").write_text(json.dumps(spec, indent=2))
         (run / "metrics.jsonl").write_text(rows)
-        (run / "status.json").write_text(json.dumps({"outcome": "completed", "params": 4385}))
+        (run / "status.json").write_text(json.dumps({  # as StatusWriter leaves an ended run
+            "outcome": "completed", "params": 4385, "summary": {
+                "epochs_done": 50, "seconds": 13.0, "val_loss": 0.12, "best_epoch": 50,
+                "last_val_loss": 0.12}}))
         (run / ".aezoo.lock").write_text("1")
         (run / "model.safetensors").write_bytes(b"")
 

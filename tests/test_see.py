@@ -216,7 +216,8 @@ def test_compare_shows_exactly_the_differing_keys(trained: Path, cli: Cli, tmp_p
     assert nope.exit_code == 2 and "not a run directory" in nope.output
 
 
-def test_runs_is_quick_on_many_runs(trained: Path, tmp_path: Path) -> None:
+def test_runs_is_quick_on_many_runs(trained: Path, tmp_path: Path, cli: Cli,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # Not a timing test (benchmarks/runs.py times 1,000): each run costs a few small reads.
     for i in range(30):
         run = tmp_path / f"r{i:03d}"
@@ -226,6 +227,14 @@ def test_runs_is_quick_on_many_runs(trained: Path, tmp_path: Path) -> None:
     found = list_runs(tmp_path)
     assert len(found) == 30 and {r.status for r in found} == {"interrupted"}
     assert [r.name for r in found] == sorted(f"r{i:03d}" for i in range(30))
+    from aezoo.cli import runs as runs_cli
+
+    monkeypatch.setattr(runs_cli, "PLAIN_ABOVE", 10)  # a long listing: plain aligned text
+    result = cli("runs", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "variant", "data"] and len(lines) == 31
+    assert all(f"r{i:03d}  cae-upsample  mnist5k" in result.stdout for i in range(30))
 
 
 def test_reconstruct_rows_caption_and_scale(trained: Path, cli: Cli, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,12 +58,13 @@ class StatusWriter(Callback):
         self._start = time.time()
         self._params = 0
 
-    def _write(self, trainer: Trainer, outcome: str) -> None:
+    def _write(self, trainer: Trainer, outcome: str,
+               totals: dict[str, Any] | None = None) -> None:
         done = trainer.history[-1].epoch if trainer.history else 0
         status = {"outcome": outcome, "epochs_done": done, "epochs": trainer.spec.epochs,
                   "global_step": trainer.global_step, "started": self._start,
                   "updated": time.time(), "stop_reason": trainer.stop_reason,
-                  "params": self._params}
+                  "params": self._params, **({"summary": totals} if totals else {})}
         try:
             atomic_write(self.path, (json.dumps(status) + "\n").encode())
         except OSError:  # a status line is not worth failing (or masking) a run for
@@ -74,7 +76,19 @@ class StatusWriter(Callback):
         self._write(trainer, "running")
 
     def on_train_end(self, trainer: Trainer) -> None:
-        self._write(trainer, str(trainer.outcome))
+        self._write(trainer, str(trainer.outcome), summary(trainer.history))
+
+
+def summary(history: list[EpochResult]) -> dict[str, Any]:
+    """The history in a few numbers (aezoo runs reads these instead of metrics.jsonl)."""
+    finite = [r for r in history if math.isfinite(r.val_loss)]
+    best = min(finite, key=lambda r: r.val_loss) if finite else None
+    last = history[-1].val_loss if history else math.nan
+    return {"epochs_done": history[-1].epoch if history else 0,
+            "seconds": sum(r.seconds for r in history),
+            "val_loss": best.val_loss if best else None,
+            "best_epoch": best.epoch if best else None,
+            "last_val_loss": last if math.isfinite(last) else None}
 
 
 def status(out_dir: str | Path) -> StatusWriter:

@@ -55,15 +55,36 @@ def runs_command(
         console.print(f"no runs under {directory}" + (f" matching '{pattern}'" if pattern
                                                        else ""), highlight=False)
         return
-    table = tables.table([("run", ID), ("variant", ID), ("data", ID), ("epochs", NUMBER),
-                          ("status", ID), ("best val_loss", NUMBER), ("at epoch", NUMBER),
-                          ("time", NUMBER), ("params", NUMBER)])
-    for r in runs:
-        planned = "?" if r.epochs is None else str(r.epochs)
-        table.add_row(r.name, r.variant or "?", r.data or "?", f"{r.epochs_done}/{planned}",
-                      r.status, _num(r.val_loss), _num(r.best_epoch, "d"),
-                      duration(r.seconds), _num(r.params, ","))
+    columns = [("run", ID), ("variant", ID), ("data", ID), ("epochs", NUMBER),
+               ("status", ID), ("best val_loss", NUMBER), ("at epoch", NUMBER),
+               ("time", NUMBER), ("params", NUMBER)]
+    rows = [[r.name, r.variant or "?", r.data or "?",
+             f"{r.epochs_done}/{'?' if r.epochs is None else r.epochs}", r.status,
+             _num(r.val_loss), _num(r.best_epoch, "d"), duration(r.seconds),
+             _num(r.params, ",")] for r in runs]
+    if len(rows) > PLAIN_ABOVE:
+        plain(columns, rows)
+        return
+    table = tables.table(columns)
+    for row in rows:
+        table.add_row(*row)
     tables.show(table, console)
+
+
+PLAIN_ABOVE = 200  # rich lays out ~1 ms of CPU a row: long listings are plain text
+
+
+def plain(columns: list[tuple[str, str]], rows: list[list[str]]) -> None:
+    """Aligned columns without borders, never cut (a line may be wider than the screen)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, (h, _) in enumerate(columns)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if kind == NUMBER else c.ljust(w)
+                         for c, w, (_, kind) in zip(cells, widths, columns, strict=True)
+                         ).rstrip()
+
+    text = "\n".join([line([h for h, _ in columns]), *(line(r) for r in rows)])
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 def _value(v: Any) -> str:
