@@ -312,6 +312,14 @@ class Reader:
         view.plan(chunks)
         return order
 
+    def state(self, trainer: Any) -> dict[str, Any]:
+        """What resuming this reader's order needs besides the trainer's generator
+        (``rng.generator``: the epoch's permutation) and position (``epoch``, ``step``):
+        the image count it permutes, and the seed of the workers (fixed per worker)."""
+        return {"reader": self.kind, "images": len(self.train),
+                "position": trainer.step * trainer.step_images,
+                "worker_seed": trainer.spec.seed if self.kind == "stream" else None}
+
     def describe(self) -> str:
         return f"reading data: {self.kind} ({self.reason})"
 
