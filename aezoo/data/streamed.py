@@ -158,3 +158,22 @@ class StreamedDataset:
         n = len(self.train)
         return n if self.limit is None else min(n, self.limit)
 
+
+def as_array(split: Any, limit: int | None = None) -> Any:
+    """The first ``limit`` images (all by default) of a split as a uint8 (N, C, H, W)
+    ndarray, read in this process: for evaluation and encoding, not for training."""
+    import numpy as np
+
+    if isinstance(split, np.ndarray):
+        return split[:limit]
+    if hasattr(split, "read") and hasattr(split, "positions"):  # a MappedArray
+        return split.read(slice(0, limit))
+    n = len(split) if limit is None else min(limit, len(split))
+    if isinstance(split, Indexed):
+        return np.stack([np.asarray(split.dataset[split.position(i)]) for i in range(n)])
+    images: list[Any] = []
+    for image in split:
+        if len(images) == n:
+            break
+        images.append(np.asarray(image))
+    return np.stack(images)
