@@ -8,8 +8,9 @@ usage: python benchmarks/data_scale.py rss   [--sizes 60000 600000 6000000] [--s
 rss: a uint8 (N, 1, 28, 28) .npy (written by tiling 60,000 synthetic images; 6M is
 4.7 GB), trained with `--reader mapped` in a fresh process for --steps steps of 256;
 reports the child's peak RSS (VmHWM, which counts any file pages it maps), and its
-RssAnon/RssFile at the end. speed: images/s of the same images read in memory and mapped (with
-and without the read-ahead thread), alternating in one process (ratios, not absolutes, are the result on a shared machine).
+RssAnon/RssFile at the end. speed: images/s of the same images read in memory and mapped
+(with and without the read-ahead thread), alternating in one process (ratios, not
+absolutes, are the result on a shared machine).
 pack: writes N 28x28 grey PNGs in 10 class folders, then times `aezoo data pack` on them
 in a child process and reports its peak RSS.
 """
