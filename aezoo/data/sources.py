@@ -148,3 +148,12 @@ npy = DatasetSource(
     load="aezoo.data.arrays:load_npy",
     takes_path=True,
 )
+
+packed = DatasetSource(
+    name="packed",
+    description="a packed store written by `aezoo data pack` (memory-mapped uint8, labels, "
+                "class names)",
+    license="that of its source",
+    load="aezoo.data.packed:load_packed",
+    takes_path=True,
+)
