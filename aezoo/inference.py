@@ -52,7 +52,8 @@ class Images:
         self.uint8 = dtype == "uint8"
         self.layout = layout_of(tuple(data.shape), shape, layout)
         self.output = output or ("torch" if self.is_tensor else "numpy")
-        self.out_device = data.device if self.is_tensor else torch.device("cpu")
+        self.out_device = (data.device if self.is_tensor and self.output == "torch"
+                           else torch.device("cpu"))
 
     def __len__(self) -> int:
         return int(self.data.shape[0])

@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
      "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
-    ("aezoo.checkpoint", "aezoo.evaluation"),
+    ("aezoo.checkpoint", "aezoo.evaluation", "aezoo.export", "aezoo.scoring"),
     ("aezoo",),  # the public facade: build, save, load, list_variants
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),
