@@ -341,7 +341,7 @@ def _verify(name: str, module: nn.Module, runner: Callable[[np.ndarray], list[np
             if not np.all(diff <= ATOL + RTOL * np.abs(want)):
                 raise ExportError(f"the {fmt} {name} differs from PyTorch by up to "
                                   f"{float(np.nanmax(diff)):.3g} at batch size {size} "
-                                  f"(tolerance {ATOL:g} + {RTOL:g}*|value|); nothing was written",
+                                  f"(tolerance {ATOL:g} + {RTOL:g} x value); nothing was written",
                                   "report the model's spec, or try the other --format")
     return worst
 
