@@ -13,6 +13,7 @@ ONNX goes through torch's ``torch.export``-based exporter (``dynamo=True``, whic
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -189,7 +190,7 @@ def export(model: Any, out: Path, fmt: str = "onnx", part: str | None = None,
     files, sidecar = _outputs(out, fmt, part, force)
     if fmt == "onnx":
         _need_onnx()
-    model = model.to("cpu").float().eval()
+    model = copy.deepcopy(model).to("cpu").eval()  # the caller's model stays as it was
     if images is None:
         images, inputs_from = sample_inputs(Path(source) if source else None,
                                             tuple(model.input_shape), None)

@@ -23,8 +23,8 @@ import torch
 from aezoo.errors import ShapeError, UsageError
 from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, ssim
 
-__all__ = ["DEFAULT_BATCH", "LAYOUTS", "METRICS", "OUTPUTS", "Images", "encode", "layout_of",
-           "reconstruct", "score"]
+__all__ = ["DEFAULT_BATCH", "LAYOUTS", "METRICS", "OUTPUTS", "Images", "default_metric",
+           "encode", "layout_of", "reconstruct", "score"]
 
 DEFAULT_BATCH = 256
 LAYOUTS = ("auto", "nchw", "nhwc")
@@ -163,10 +163,19 @@ def reconstruct(model: Any, images: Any, *, batch_size: int | None = None, devic
     return _run(model, view, batch_size, device, tuple(view.data.shape), torch.float32, step)
 
 
-def score(model: Any, images: Any, metric: str = "bce", *, batch_size: int | None = None,
-          device: Any = None, output: str | None = None, layout: str = "auto") -> Any:
+def default_metric(model: Any) -> str:
+    """The model's own loss where it is ``bce`` or ``mse``, else ``mse``."""
+    name = str(model.spec.loss.name)
+    return name if name in ("bce", "mse") else "mse"
+
+
+def score(model: Any, images: Any, metric: str | None = None, *,
+          batch_size: int | None = None, device: Any = None, output: str | None = None,
+          layout: str = "auto") -> Any:
     """Per-image reconstruction error, float64 ``(N,)``: higher is worse. ``bce`` and
-    ``mse`` are the per-image values ``aezoo eval`` averages; ``ssim`` scores ``1 - SSIM``."""
+    ``mse`` are the per-image values ``aezoo eval`` averages; ``ssim`` scores ``1 - SSIM``;
+    default: :func:`default_metric`."""
+    metric = metric or default_metric(model)
     if metric not in METRICS:
         raise UsageError(f"unknown metric '{metric}'", "use mse, bce or ssim")
     c, h, w = tuple(model.input_shape)

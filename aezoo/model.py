@@ -118,10 +118,11 @@ class Autoencoder(nn.Module):
         return inference.reconstruct(self, images, batch_size=batch_size, device=device,
                                      output=output, layout=layout)
 
-    def score(self, images: Any, metric: str = "bce", *, batch_size: int | None = None,
+    def score(self, images: Any, metric: str | None = None, *, batch_size: int | None = None,
               device: Any = None, output: str | None = None, layout: str = "auto") -> Any:
         """Per-image reconstruction error (float64, higher is worse): ``bce``, ``mse`` or
-        ``ssim`` (``1 - SSIM``); the per-image values ``aezoo eval`` averages."""
+        ``ssim`` (``1 - SSIM``), default the model's loss (bce or mse, else mse); the
+        per-image values ``aezoo eval`` averages."""
         return inference.score(self, images, metric, batch_size=batch_size, device=device,
                                output=output, layout=layout)
 

@@ -20,7 +20,7 @@ import numpy as np
 from aezoo._io import atomic_write
 from aezoo.errors import UsageError
 from aezoo.evaluation import load_split, write_npy
-from aezoo.inference import METRICS
+from aezoo.inference import METRICS, default_metric
 
 __all__ = ["SCORE_SUFFIXES", "Scores", "check_scores_path", "roc_auc", "score_split",
            "worst_picture", "write_scores"]
@@ -92,7 +92,7 @@ def score_split(target: Path, data: str | None = None, split: str | None = None,
                          "pass e.g. --threshold-percentile 99")
     loaded = load_split(target, data, split, limit, device)
     model = loaded.model
-    metric = metric or (model.spec.loss.name if model.spec.loss.name in METRICS else "mse")
+    metric = metric or default_metric(model)
     scores = model.score(loaded.images, metric, batch_size=batch_size, output="numpy")
     result = Scores(str(loaded.path), loaded.data_name, loaded.split, metric, scores,
                     None if loaded.labels is None else np.asarray(loaded.labels),

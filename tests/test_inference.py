@@ -63,6 +63,7 @@ def test_batch_size_does_not_change_results(model, images) -> None:
     all_ = model.score(images, "mse", batch_size=1000)
     np.testing.assert_allclose(one, all_, rtol=1e-6)
     assert one.dtype == np.float64 and one.shape == (13,)
+    np.testing.assert_array_equal(model.score(images), model.score(images, "bce"))  # its loss
 
 
 @pytest.mark.parametrize("metric,key", [("bce", "bce"), ("mse", "mse"), ("ssim", "ssim")])
