@@ -156,7 +156,7 @@ def format_of(fmt: str | None, out: Path | None) -> tuple[str, Path]:
     return fmt, out if out is not None else Path("model" + SUFFIX[fmt])
 
 
-def export_run(target: Path, fmt: str | None = None, part: str | None = None,
+def export_run(target: str | Path, fmt: str | None = None, part: str | None = None,
                out: Path | None = None, data: str | None = None, opset: int | None = None,
                force: bool = False) -> Exported:
     """``aezoo export``: the model file (or run directory) ``target`` exported and verified
@@ -165,7 +165,8 @@ def export_run(target: Path, fmt: str | None = None, part: str | None = None,
     from aezoo.errors import CheckpointError
     from aezoo.rundir import model_path
 
-    fmt, out = format_of(fmt, out)
+    target = Path(target)
+    fmt, out = format_of(fmt, Path(out) if out is not None else None)
     _outputs(out, fmt, part, force)  # a bad --out or --part, or a file kept: before loading
     if not target.exists():
         raise UsageError(f"model file {target} does not exist",
@@ -181,13 +182,13 @@ def export_run(target: Path, fmt: str | None = None, part: str | None = None,
     return export(model, out, fmt, part, images, inputs_from, opset, force, str(path))
 
 
-def export(model: Any, out: Path, fmt: str = "onnx", part: str | None = None,
+def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = None,
            images: np.ndarray | None = None, inputs_from: str = "", opset: int | None = None,
            force: bool = False, source: str = "") -> Exported:
     """Export ``model``'s parts (all three, or ``part``) as ``fmt`` to ``out`` and a JSON
     sidecar beside it; verified against PyTorch on ``images`` (16 uint8 images, NCHW)
     before anything is written."""
-    files, sidecar = _outputs(out, fmt, part, force)
+    files, sidecar = _outputs(Path(out), fmt, part, force)
     if fmt == "onnx":
         _need_onnx()
     model = copy.deepcopy(model).to("cpu").eval()  # the caller's model stays as it was

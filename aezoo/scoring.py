@@ -79,7 +79,7 @@ def check_scores_path(out: Path) -> str:
     return suffix[1:]
 
 
-def score_split(target: Path, data: str | None = None, split: str | None = None,
+def score_split(target: str | Path, data: str | None = None, split: str | None = None,
                 metric: str | None = None, limit: int | None = None, batch_size: int = 1024,
                 device: str = "auto", percentile: float | None = None,
                 outlier_labels: tuple[int, ...] = ()) -> Scores:
@@ -90,6 +90,7 @@ def score_split(target: Path, data: str | None = None, split: str | None = None,
     if percentile is not None and not 0 <= percentile <= 100:
         raise UsageError(f"--threshold-percentile must be between 0 and 100 (got {percentile})",
                          "pass e.g. --threshold-percentile 99")
+    target = Path(target)
     loaded = load_split(target, data, split, limit, device)
     model = loaded.model
     metric = metric or default_metric(model)

@@ -23,8 +23,8 @@ VARIANTS = ["cae-upsample", "cae-strided", "cae-denoising", "cae-sparse", "cae-v
             "cae-resnet"]
 # ONNX exports take seconds each: all three parts for cae-vae (two encoder outputs, the
 # sampling decoder); the whole model elsewhere, whose graph holds every op of its encoder
-# and decoder (`aezoo export` itself verifies all parts; test_cli_export_of_a_run and the
-# docs export cae-upsample's three).
+# and decoder (`aezoo export` itself verifies all parts; docs/deploy.md's example exports
+# cae-upsample's three to ONNX).
 ONNX_PARTS = {"cae-vae": None}
 
 
