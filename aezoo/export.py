@@ -3,7 +3,7 @@
 Each part is a small module over the model (float32 NCHW images in [0, 1] in; codes or
 reconstructions in [0, 1] out; a stochastic encoder gives its mean as ``latent`` and its
 ``logvar`` beside it) with a dynamic batch axis. Before anything is written, each
-exported part is run (onnxruntime; the TorchScript module loaded back from its bytes) on
+exported part is run (onnxruntime on the file's bytes; the traced TorchScript graph) on
 16 inputs as one batch of 16 and as batches of 5, 5, 5 and 1, and compared with PyTorch
 within ``ATOL + RTOL * |pytorch|``; a mismatch is an ExportError and no file is written.
 ONNX goes through torch's ``torch.export``-based exporter (``dynamo=True``, which needs
@@ -213,8 +213,8 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
             blob, used_opset = _to_onnx(module, example, inputs, outputs, opset)
             runner = _onnx_runner(blob, inputs[0])
         else:
-            blob = _to_torchscript(module, example)
-            runner = _torchscript_runner(blob)
+            blob, traced = _to_torchscript(module, example)
+            runner = _torchscript_runner(traced)
         diffs[name] = _verify(name, module, runner, example, fmt)
         blobs[name] = blob
     info = _sidecar(model, fmt, files, used_opset, diffs, inputs_from, source)
@@ -288,7 +288,8 @@ def _onnx_runner(blob: bytes, input_name: str) -> Callable[[np.ndarray], list[np
     return lambda x: list(session.run(None, {input_name: x}))
 
 
-def _to_torchscript(module: nn.Module, example: torch.Tensor) -> bytes:
+def _to_torchscript(module: nn.Module, example: torch.Tensor) -> tuple[bytes, Any]:
+    """The traced module's file bytes, and the traced module itself (what is verified)."""
     try:
         with _quiet():
             traced = torch.jit.trace(module, (example,), check_trace=False)
@@ -299,16 +300,17 @@ def _to_torchscript(module: nn.Module, example: torch.Tensor) -> bytes:
 
         raise ExportError(f"TorchScript tracing failed ({summary(exc)})",
                           "export --format onnx, or report the model's spec") from exc
-    return buf.getvalue()
+    return buf.getvalue(), traced
 
 
-def _torchscript_runner(blob: bytes) -> Callable[[np.ndarray], list[np.ndarray]]:
-    with _quiet():  # our own bytes, just written in memory: never a file from elsewhere
-        loaded = torch.jit.load(io.BytesIO(blob), map_location="cpu")
+def _torchscript_runner(traced: Any) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """The traced graph, run by the TorchScript interpreter: the graph the file holds.
+    Not loaded back from the bytes: a TorchScript file holds pickles, and aezoo unpickles
+    nothing, not even its own output (tests/test_export.py loads the files as a deployer)."""
 
     def run(x: np.ndarray) -> list[np.ndarray]:
-        with torch.no_grad():
-            out = loaded(torch.from_numpy(x))
+        with torch.no_grad(), _quiet():
+            out = traced(torch.from_numpy(x))
         return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
     return run

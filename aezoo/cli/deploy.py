@@ -36,7 +36,7 @@ def export_command(
 
     Inputs are float32 NCHW images in [0, 1] with a dynamic batch axis; outputs are codes
     (a VAE's mean as `latent`, with `logvar`) or reconstructions in [0, 1]. Each file is
-    run (onnxruntime, or the TorchScript module loaded back) on 16 images at batch sizes
+    run (onnxruntime, or the traced TorchScript graph) on 16 images at batch sizes
     16 and 5 and must match PyTorch within 1e-4 + 1e-3*|value|, else nothing is written.
     ONNX needs `pip install 'aezoo[onnx]'`.
     """
