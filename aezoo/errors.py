@@ -85,6 +85,10 @@ class WriteError(AezooError):
     not a usage error, so exit code 1."""
 
 
+class ExportError(AezooError):
+    """An exported model that does not reproduce PyTorch, or an exporter that failed."""
+
+
 class AezooWarning(UserWarning):
     """Something the user should know that does not stop the command (one line)."""
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from aezoo import registry
+from aezoo import inference, registry
 from aezoo.config import build_model_spec, component_params
 from aezoo.errors import PluginError, ShapeError
 from aezoo.objective import (
@@ -96,17 +96,49 @@ class Autoencoder(nn.Module):
                           f"'{LATENT}' or '{MEAN}'/'{LOGVAR}'",
                           "return the code as 'latent', or a Gaussian as 'mean' and 'logvar'")
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode_parts(x)[0]
+    def encode(self, x: Any, *, batch_size: int | None = None, device: Any = None,
+               output: str | None = None, layout: str = "auto") -> Any:
+        """The code of a batch (a stochastic encoder's mean).
+
+        A float tensor of the model's ``(N, C, H, W)`` shape, without options, goes straight
+        through the encoder (on its device, with autograd: what training and plugins use).
+        Anything else — numpy arrays, uint8, NHWC, or any option — takes the batch path of
+        :mod:`aezoo.inference`: batched, without gradients, numpy out for numpy in."""
+        if (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() == 4
+                and tuple(x.shape[1:]) == self.spec.input_shape and batch_size is None
+                and device is None and output is None and layout == "auto"):
+            return self.encode_parts(x)[0]
+        return inference.encode(self, x, batch_size=batch_size, device=device, output=output,
+                                layout=layout)
+
+    def reconstruct(self, images: Any, *, batch_size: int | None = None, device: Any = None,
+                    output: str | None = None, layout: str = "auto") -> Any:
+        """Reconstructions in [0, 1] (float32) of uint8 or float images, NCHW or NHWC, in
+        the layout they came in; batched, without gradients (:mod:`aezoo.inference`)."""
+        return inference.reconstruct(self, images, batch_size=batch_size, device=device,
+                                     output=output, layout=layout)
+
+    def score(self, images: Any, metric: str | None = None, *, batch_size: int | None = None,
+              device: Any = None, output: str | None = None, layout: str = "auto") -> Any:
+        """Per-image reconstruction error (float64, higher is worse): ``bce``, ``mse`` or
+        ``ssim`` (``1 - SSIM``), default the model's loss (bce or mse, else mse); the
+        per-image values ``aezoo eval`` averages."""
+        return inference.score(self, images, metric, batch_size=batch_size, device=device,
+                               output=output, layout=layout)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstructions in [0, 1] of codes ``(N, *latent_shape)``."""
+        if z.dim() != 4 or tuple(z.shape[1:]) != self.latent_shape:
+            raise ShapeError(f"this model decodes (N, {', '.join(map(str, self.latent_shape))})"
+                             f" codes, got {tuple(z.shape)}",
+                             "pass codes of model.latent_shape (what model.encode returns)")
         return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        return torch.sigmoid(self.decode_logits(self.encode_parts(x)[0]))
 
     def forward_pass(self, x: torch.Tensor, target: torch.Tensor | None = None) -> Forward:
         """The whole forward pass of a batch (``x`` as the encoder sees it, ``target`` the

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold",
      "aezoo.runs"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
-    ("aezoo.checkpoint", "aezoo.evaluation"),
+    ("aezoo.checkpoint", "aezoo.evaluation", "aezoo.export", "aezoo.scoring"),
     ("aezoo",),  # the public facade: build, save, load, list_variants
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),

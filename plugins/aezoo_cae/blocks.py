@@ -59,7 +59,7 @@ class GaussianPoolEncoder(nn.Module):
         if self.dense:
             features = features.flatten(1)
         mean, logvar = self.mean(features), self.logvar(features)
-        shape = (len(x), *self.latent_shape)
+        shape = (-1, *self.latent_shape)  # not len(x): a traced export keeps the batch dynamic
         return {MEAN: mean.reshape(shape), LOGVAR: logvar.clamp(*LOGVAR_RANGE).reshape(shape)}
 
 

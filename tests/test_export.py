@@ -1,0 +1,173 @@
+"""``aezoo export``: every first-party variant exports to TorchScript and ONNX, the files run
+outside aezoo (torch.jit.load, onnxruntime) and match PyTorch at two batch sizes; a failed
+verification writes nothing; the sidecar says what a deployer needs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import aezoo
+import aezoo.export as export_mod
+from aezoo.errors import ExportError, OutputExistsError, UsageError
+from aezoo.export import export, output_paths
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+
+VARIANTS = ["cae-upsample", "cae-strided", "cae-denoising", "cae-sparse", "cae-vae",
+            "cae-resnet"]
+# ONNX exports take seconds each: all three parts for cae-vae (two encoder outputs, the
+# sampling decoder); the whole model elsewhere, whose graph holds every op of its encoder
+# and decoder (`aezoo export` itself verifies all parts; docs/deploy.md's example exports
+# cae-upsample's three to ONNX).
+ONNX_PARTS = {"cae-vae": None}
+
+
+def _model(name: str) -> aezoo.Autoencoder:  # type: ignore[name-defined]
+    torch.manual_seed(0)
+    return aezoo.build(name).eval()
+
+
+def _images(n: int = 16) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (n, 1, 28, 28), dtype=np.uint8)
+
+
+def _expected(model, part: str, x: torch.Tensor) -> list[np.ndarray]:
+    with torch.no_grad():
+        if part == "decoder":
+            return [model.decode(x).numpy()]
+        code, extras = model.encode_parts(x)
+        if part == "model":
+            return [model.decode(code).numpy()]
+        return [code.numpy()] + ([extras["logvar"].numpy()] if model.stochastic else [])
+
+
+def _runner(path: Path, fmt: str):  # type: ignore[no-untyped-def]
+    """The file loaded as a deployer would: numpy batch in, list of numpy outputs out."""
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        assert session.get_inputs()[0].shape[0] == "batch"  # a dynamic batch axis
+        return lambda a: session.run(None, {name: a})
+    loaded = torch.jit.load(str(path))  # our own output, as a deployer loads it
+
+    def run(a: np.ndarray) -> list[np.ndarray]:
+        out = loaded(torch.from_numpy(a))
+        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+    return run
+
+
+def _check_runs(model, files: dict[str, Path], fmt: str) -> None:
+    """Each file, loaded as a deployer would, on 16 inputs at batch sizes 16 and 3."""
+    x = torch.from_numpy(_images()).float() / 255
+    for part, path in files.items():
+        inputs = model.encode(x).detach() if part == "decoder" else x
+        want = _expected(model, part, inputs)
+        run = _runner(path, fmt)
+        for size in (16, 3):
+            with torch.no_grad():
+                got = [run(inputs[i:i + size].numpy()) for i in range(0, 16, size)]
+            for k, w in enumerate(want):
+                have = np.concatenate([g[k] for g in got])
+                np.testing.assert_allclose(have, w, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_exports_both_formats(tmp_path: Path, variant: str) -> None:
+    model = _model(variant)
+    ts = export(model, tmp_path / "m.pt", "torchscript", images=_images(), inputs_from="test")
+    assert set(ts.files) == {"encoder", "decoder", "model"}
+    _check_runs(model, ts.files, "torchscript")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    part = ONNX_PARTS.get(variant, "model")
+    ox = export(model, tmp_path / "m.onnx", "onnx", part, images=_images(), inputs_from="t")
+    _check_runs(model, ox.files, "onnx")
+    info = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert info["opset"] >= 17 and info["stochastic"] is (variant == "cae-vae")
+    assert info["versions"]["onnxruntime"] and info["spec"]["variant"] == variant
+
+
+def test_sidecar_describes_the_parts(tmp_path: Path) -> None:
+    model = _model("cae-vae").train()
+    result = export(model, tmp_path / "vae.pt", "torchscript", images=_images(),
+                    inputs_from="sixteen")
+    assert model.training  # the caller's model is left as it was
+    info = json.loads(result.sidecar.read_text())
+    assert result.sidecar == tmp_path / "vae.pt.json"
+    assert info["input_shape"] == [1, 28, 28] and info["latent_shape"] == [16, 1, 1]
+    assert info["parts"]["encoder"]["outputs"] == {"latent": ["batch", 16, 1, 1],
+                                                  "logvar": ["batch", 16, 1, 1]}
+    assert info["parts"]["decoder"]["file"] == "vae.decoder.pt"
+    assert info["value_range"]["images"] == [0.0, 1.0] and info["opset"] is None
+    assert info["verification"]["tolerance"] == {"atol": 1e-4, "rtol": 1e-3}
+    assert info["verification"]["batch_sizes"] == [16, 5]
+    assert info["versions"]["torch"] == torch.__version__
+    # the decoder turns prior draws into images: the sampling path
+    loaded = torch.jit.load(str(result.files["decoder"]))
+    draws = loaded(torch.randn(4, 16, 1, 1))
+    assert draws.shape == (4, 1, 28, 28) and 0 <= float(draws.min()) <= float(draws.max()) <= 1
+
+
+def test_failed_verification_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(export_mod, "ATOL", -1.0)  # nothing can match
+    with pytest.raises(ExportError, match="differs from PyTorch.*nothing was written"):
+        export(_model("cae-upsample"), tmp_path / "m.pt", "torchscript", images=_images())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_baked_into_the_graph_is_caught(tmp_path: Path) -> None:
+    import types
+
+    model = _model("cae-upsample")
+    latent = model.latent_shape
+
+    def fixed_batch(self, x: torch.Tensor) -> torch.Tensor:  # len(x): a constant in a trace
+        return type(self).forward(self, x).reshape(len(x), *latent)
+
+    model.encoder.forward = types.MethodType(fixed_batch, model.encoder)  # type: ignore[method-assign]
+    with pytest.raises(ExportError, match="fails at batch size 5"):
+        export(model, tmp_path / "m.pt", "torchscript", "encoder", images=_images())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_paths_formats_and_overwrites(tmp_path: Path, monkeypatch) -> None:
+    files, sidecar = output_paths(tmp_path / "a.onnx", "onnx", None)
+    assert [p.name for p in files.values()] == ["a.encoder.onnx", "a.decoder.onnx", "a.onnx"]
+    assert sidecar.name == "a.onnx.json"
+    with pytest.raises(UsageError, match="cannot write onnx to .*a.pt"):
+        output_paths(tmp_path / "a.pt", "onnx", None)
+    with pytest.raises(UsageError, match="unknown part"):
+        output_paths(tmp_path / "a.pt", "torchscript", "head")
+    (tmp_path / "a.pt.json").write_text("{}")
+    with pytest.raises(OutputExistsError):
+        export(_model("cae-upsample"), tmp_path / "a.pt", "torchscript", "encoder")
+    monkeypatch.setattr(export_mod, "_importable", lambda name: False)
+    with pytest.raises(UsageError, match=r"needs the onnx extra.*aezoo\[onnx\]"):
+        export(_model("cae-upsample"), tmp_path / "b.onnx", "onnx")
+
+
+def test_cli_export_of_a_run(tmp_path: Path, monkeypatch) -> None:
+    from aezoo.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    aezoo.save(_model("cae-upsample"), "model.safetensors")
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "model.safetensors", "--out", "enc.pt",
+                                 "--part", "encoder"])
+    assert result.exit_code == 0, result.output
+    assert "mnist5k/val, first 16 images" in result.output  # real inputs verified it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.pt", "enc.pt.json",
+                                                          "model.safetensors"]
+    again = runner.invoke(app, ["export", "model.safetensors", "--out", "enc.pt",
+                                "--part", "encoder"])
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    missing = runner.invoke(app, ["export", "nothere", "--format", "torchscript"])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
