@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -40,23 +41,51 @@ def commit(tmp: Path, path: Path) -> None:
 
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so a crash leaves either the old file or the new one."""
-    path = Path(path)
-    tmp = temp_path(path)
+    atomic_write_many([(Path(path), data)])
+
+
+def atomic_write_many(writes: Sequence[tuple[Path, bytes]]) -> None:
+    """``atomic_write`` for each ``(path, data)``, committed together: each distinct
+    ``data`` object is written and fsynced once (paths given the very same object share
+    one file through hard links), then the temporary files are renamed in the order given
+    and each directory is fsynced once. A crash leaves every path either old or new; when
+    this returns, all are durable. Where hard links fail, the data is written again."""
+    staged: list[tuple[Path, Path]] = []
+    written: dict[int, Path] = {}
+    current = Path()
     try:
-        # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
+        for current, data in writes:
+            tmp = temp_path(current)
+            first = written.get(id(data))
+            if first is None or not _linked(first, tmp):
+                # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                staged.append((tmp, current))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())  # the bytes are on disk before a name points at them
+                written.setdefault(id(data), tmp)
+            else:
+                staged.append((tmp, current))
+        for tmp, current in staged:
+            os.replace(tmp, current)
+    except BaseException as exc:
+        for tmp, _ in staged:  # renamed ones are gone already
             tmp.unlink(missing_ok=True)
-            raise
-    except OSError as exc:  # name the file the caller asked for, not our temp file
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    fsync_dir(path.parent)
+        if isinstance(exc, OSError):  # name the file the caller asked for, not our temp file
+            raise OSError(exc.errno, exc.strerror, str(current)) from None
+        raise
+    for directory in dict.fromkeys(path.parent for path, _ in writes):
+        fsync_dir(directory)  # the renames survive a crash once this returns
+
+
+def _linked(source: Path, target: Path) -> bool:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        return False
+    return True
 
 
 def probe_writable(directory: Path) -> None:

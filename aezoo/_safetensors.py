@@ -12,11 +12,11 @@ import os
 import re
 import stat
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aezoo._io import atomic_write
+from aezoo._io import atomic_write_many
 from aezoo.errors import CheckpointError, summary
 
 if TYPE_CHECKING:
@@ -39,19 +39,32 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def encode_tensors(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file's bytes (contiguous CPU copies of ``tensors``)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+                metadata=metadata)
+
+
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
                  metadata: dict[str, str]) -> None:
     """Atomically write a safetensors file (contiguous CPU copies of ``tensors``)."""
-    from safetensors.torch import save
+    write_files([(Path(path), encode_tensors(tensors, metadata))])
 
-    if Path(path).is_dir():
-        raise CheckpointError(f"{path} is a directory",
-                              f"give a file path, e.g. {Path(path) / 'model.safetensors'}")
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+
+def write_files(writes: Sequence[tuple[Path, bytes]]) -> None:
+    """Atomically write encoded files, committed together (``aezoo._io.atomic_write_many``:
+    the same bytes object for several paths is written once)."""
+    for path, _ in writes:
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a directory",
+                                  f"give a file path, e.g. {path / 'model.safetensors'}")
     try:
-        atomic_write(path, save(cpu, metadata=metadata))
+        atomic_write_many(writes)
     except OSError as exc:
-        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc})",
+        raise CheckpointError(f"cannot write {exc.filename or writes[0][0]} "
+                              f"({exc.strerror or exc})",
                               "check the directory exists, is writable and has space") from None
 
 

@@ -18,11 +18,12 @@ from aezoo._safetensors import (
     check_tensors,
     data_bytes,
     dtype_name,
+    encode_tensors,
     load_tensors,
     metadata_of,
     read_header,
     read_metadata,
-    save_tensors,
+    write_files,
 )
 from aezoo._version import __version__
 from aezoo.config import COMPONENT_KINDS
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
     from aezoo.model import Autoencoder
 
-__all__ = ["load", "provenance", "read_metadata", "read_spec", "save"]
+__all__ = ["encode", "load", "provenance", "read_metadata", "read_spec", "save"]
 
 # What torch raises for an op the meta device lacks (a plugin's module may use one); other
 # exceptions are bugs and surface as such.
@@ -60,37 +61,57 @@ def provenance(spec: ModelSpec) -> dict[str, dict[str, str]]:
 
 def save(model: Autoencoder, path: str | Path) -> Path:
     """Write ``model``'s weights and spec to ``path`` (a ``.safetensors`` file)."""
+    path = Path(path)
+    write_files([(path, encode(model))])
+    return path
+
+
+def encode(model: Autoencoder) -> bytes:
+    """The bytes ``save`` writes: weights, spec and provenance (refused as ``save`` does)."""
     from aezoo.errors import UsageError
     from aezoo.model import Autoencoder
 
     if not isinstance(model, Autoencoder):
         raise UsageError(f"cannot save a {type(model).__name__}: it is not an aezoo model",
                          "save what aezoo.build or aezoo.load returned")
-    path = Path(path)
-    _check_dtypes(model)
     metadata = {
         "format": "pt",
         "aezoo.spec": model.spec.model_dump_json(),
         "aezoo.version": __version__,
         "aezoo.plugins": json.dumps(provenance(model.spec)),
     }
-    save_tensors(model.state_dict(), path, metadata)
-    return path
+    state = model.state_dict()
+    _check_dtypes(model, state, (metadata["aezoo.spec"], metadata["aezoo.plugins"]))
+    return encode_tensors(state, metadata)
 
 
-def _check_dtypes(model: Autoencoder) -> None:
+# The dtypes a spec builds (None: not buildable on meta), by (spec, providing plugins):
+# a trainer saving every epoch builds its skeleton once, not once per file.
+_BUILT_DTYPES: dict[tuple[str, str], dict[str, torch.dtype] | None] = {}
+
+
+def _check_dtypes(model: Autoencoder, state: dict[str, torch.Tensor],
+                  key: tuple[str, str]) -> None:
     """Refuse to write weights ``load`` would refuse: a dtype other than the built one."""
-    try:
-        skeleton = _build(Path("model"), model.spec, on_meta=True, check=False)
-    except (AezooError, *_META_FAILURES):  # not buildable on meta: nothing to compare against
+    if key not in _BUILT_DTYPES:
+        try:
+            skeleton = _build(Path("model"), model.spec, on_meta=True, check=False)
+            built: dict[str, torch.dtype] | None = {
+                k: v.dtype for k, v in skeleton.state_dict().items()}
+        except (AezooError, *_META_FAILURES):  # not buildable on meta: nothing to compare
+            built = None
+        if len(_BUILT_DTYPES) >= 64:
+            _BUILT_DTYPES.clear()
+        _BUILT_DTYPES[key] = built
+    expected = _BUILT_DTYPES[key]
+    if expected is None:
         return
-    expected = skeleton.state_dict()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in state.items():
         want = expected.get(name)
-        if want is not None and want.dtype != tensor.dtype:
+        if want is not None and want != tensor.dtype:
             raise CheckpointError(
                 f"cannot save: tensor {name!r} is {dtype_name(tensor.dtype)}, "
-                f"the model is built with {dtype_name(want.dtype)}",
+                f"the model is built with {dtype_name(want)}",
                 "convert it back (e.g. model.float()) before saving; aezoo.load never casts")
 
 

@@ -1,11 +1,16 @@
 """The Keras tutorial model (shared/seeds) on the benchmarks' data: the speed to beat.
 
 usage: python benchmarks/keras_tutorial.py [--n 20000] [--epochs 3] [--json FILE]
+       python benchmarks/keras_tutorial.py --npz SPLIT.npz [--epochs 50]   (the seed job)
 
 Needs TensorFlow (`pip install tensorflow-cpu`), which aezoo does not: run it from its
 own environment. Same synthetic uint8 images as throughput.py (scaled to float32 once,
 as the tutorial does), batch 256, Adam, binary cross-entropy; images/s over the epochs
 after the first.
+
+With ``--npz`` (arrays ``train`` and ``val``, uint8 (N, 28, 28)): the tutorial's whole job
+on those images, as it is written: fit with validation_data each epoch (one line per
+epoch), then predict the validation images; overhead.py times the process.
 """
 
 from __future__ import annotations
@@ -47,7 +52,11 @@ def main() -> None:
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--json", default="benchmarks/results/keras.json")
+    p.add_argument("--npz", help="the seed job on these train/val images (see above)")
     a = p.parse_args()
+    if a.npz:
+        seed_job(a.npz, a.epochs)
+        return
 
     import keras
     import tensorflow as tf
@@ -77,6 +86,20 @@ def main() -> None:
     write_json(a.json, {"tensorflow": tf.__version__, "keras": keras.__version__,
                         "n": a.n, "images_per_s": speed,
                         "epochs": [a.n / t for t in times]})
+
+
+def seed_job(path: str, epochs: int) -> None:
+    import numpy as np
+    from keras.optimizers import Adam
+
+    with np.load(path) as npz:
+        x_train = npz["train"].astype("float32")[..., None] / 255.0
+        x_val = npz["val"].astype("float32")[..., None] / 255.0
+    model = tutorial_model()
+    model.compile(optimizer=Adam(), loss="binary_crossentropy")
+    model.fit(x_train, x_train, epochs=epochs, batch_size=256, shuffle=True,
+              validation_data=(x_val, x_val), verbose=2)
+    model.predict(x_val, verbose=0)
 
 
 if __name__ == "__main__":

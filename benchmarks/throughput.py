@@ -7,6 +7,9 @@ Per variant and round, runs each configuration alternately (A B C D A B C D ...)
 same data, batch size and thread count:
   bare        the bare loop in PyTorch's default (NCHW) layout, float32 data
   bare-cl     the same bare loop with channels_last
+  expert      bare_loop.train_expert: uint8 data, channels_last, foreach Adam, the loss
+              read once per epoch, bf16 autocast where aezoo's auto picks it: an expert's
+              loop in aezoo's precision and layout (the target: aezoo >= 1.0x of it)
   aezoo-fp32  aezoo's Trainer, --precision 32 (uint8 data, channels_last on CPU): the
               like-for-like comparison with the bare loops
   aezoo       aezoo's Trainer with its defaults (precision auto: bf16 on CPUs with
@@ -34,12 +37,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, make_images, median, write_json  # noqa: E402
-from bare_loop import train_bare  # noqa: E402
+from bare_loop import train_bare, train_expert  # noqa: E402
 
 import aezoo  # noqa: E402
 from aezoo.config import build_run_spec  # noqa: E402
 from aezoo.data import ArrayDataset  # noqa: E402
 from aezoo.training import Trainer, flush_denormals  # noqa: E402
+from aezoo.training.precision import resolve_precision  # noqa: E402
 
 
 def run_aezoo(variant: str, data: ArrayDataset, epochs: int, batch: int, seed: int,
@@ -60,6 +64,20 @@ def run_bare(variant: str, images: torch.Tensor, epochs: int, batch: int, seed: 
     seq = nn.Sequential(model.encoder, model.decoder, nn.Sigmoid())
     loss = F.binary_cross_entropy if model.spec.loss.name.endswith("bce") else F.mse_loss
     return median(train_bare(seq, loss, images, epochs, batch, channels_last)[1:])
+
+
+def run_expert(variant: str, raw: torch.Tensor, epochs: int, batch: int, seed: int) -> float:
+    torch.manual_seed(seed)
+    model = aezoo.build(variant)
+    seq = nn.Sequential(model.encoder, model.decoder)
+    bce = model.spec.loss.name.endswith("bce")
+    amp = torch.bfloat16 if resolve_precision("auto", torch.device("cpu")) == "bf16" else None
+
+    def loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # as aezoo's losses
+        return (F.binary_cross_entropy_with_logits(logits.float(), x) if bce
+                else F.mse_loss(torch.sigmoid(logits.float()), x))
+
+    return median(train_expert(seq, loss, raw, epochs, batch, amp)[1:])
 
 
 def run_keras(python: str, n: int, epochs: int) -> float:
@@ -89,11 +107,13 @@ def main() -> None:
     raw = make_images(a.n + 1000)
     data = ArrayDataset("synthetic", raw[: a.n], raw[a.n:])
     images = torch.from_numpy(raw[: a.n]).float().div_(255)
+    raw_t = torch.from_numpy(raw[: a.n])
     info = machine()
     print(f"torch {info['torch']}, {info['threads']} threads, n={a.n}, batch={a.batch}")
     configs = {
         "bare": lambda v, r: run_bare(v, images, a.epochs, a.batch, r, False),
         "bare-cl": lambda v, r: run_bare(v, images, a.epochs, a.batch, r, True),
+        "expert": lambda v, r: run_expert(v, raw_t, a.epochs, a.batch, r),
         "aezoo-fp32": lambda v, r: run_aezoo(v, data, a.epochs, a.batch, r, "32"),
         "aezoo": lambda v, r: run_aezoo(v, data, a.epochs, a.batch, r),
     }
@@ -111,7 +131,7 @@ def main() -> None:
             print(f"{variant} round {r + 1}: " + "  ".join(
                 f"{k} {v[-1]:,.0f}" for k, v in speeds.items()), flush=True)
         best_bare = [max(b, c) for b, c in zip(speeds["bare"], speeds["bare-cl"], strict=True)]
-        refs = {"bare": speeds["bare"], "best_bare": best_bare}
+        refs = {"bare": speeds["bare"], "best_bare": best_bare, "expert": speeds["expert"]}
         if keras:
             refs["keras"] = speeds["keras"]
         ratios = {
@@ -124,13 +144,14 @@ def main() -> None:
     names = [*configs, "keras"]
     print("\nmedian images/s; ratios are medians of per-round ratios")
     print(f"{'variant':<14}" + "".join(f"{k:>12}" for k in names)
-          + "".join(f"{k:>14}" for k in ("fp32/best", "aezoo/best", "fp32/keras",
-                                           "aezoo/keras")))
+          + "".join(f"{k:>14}" for k in ("fp32/best", "aezoo/best", "aezoo/expert",
+                                           "fp32/keras", "aezoo/keras")))
     for variant, res in results.items():
         m, r = res["images_per_s"], res["ratios"]
         cells = [f"{m[k]:>12,.0f}" if k in m else f"{'-':>12}" for k in names]
         cells += [f"{r[k]:>14.2f}" if k in r else f"{'-':>14}" for k in (
-            "aezoo-fp32_vs_best_bare", "aezoo_vs_best_bare", "aezoo-fp32_vs_keras",
+            "aezoo-fp32_vs_best_bare", "aezoo_vs_best_bare", "aezoo_vs_expert",
+            "aezoo-fp32_vs_keras",
             "aezoo_vs_keras")]
         print(f"{variant:<14}" + "".join(cells))
     write_json(a.json, {"machine": info, "args": vars(a), "results": results})

@@ -10,7 +10,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aezoo._io import atomic_write
+from aezoo._io import atomic_write_many
 from aezoo.rundir import (
     BEST_FILE,
     IMAGES_DIR,
@@ -50,15 +50,14 @@ class MetricsWriter(Callback):
         self._rewrite(trainer.history)
 
     def _rewrite(self, history: list[EpochResult]) -> None:
-        atomic_write(self.path, "".join(json.dumps(_jsonable(r)) + "\n"
-                                        for r in history).encode())
+        jsonl = "".join(json.dumps(_jsonable(r)) + "\n" for r in history).encode()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         columns = [f.name for f in fields(EpochResult) if f.name != "terms"]
         columns += list(dict.fromkeys(name for r in history for name in r.terms))
         writer.writerow(columns)
         writer.writerows([_jsonable(r).get(c, "") for c in columns] for r in history)
-        atomic_write(self.csv_path, buf.getvalue().encode())
+        atomic_write_many([(self.path, jsonl), (self.csv_path, buf.getvalue().encode())])
 
 
 def metrics(out_dir: str | Path) -> MetricsWriter:
@@ -91,13 +90,19 @@ class Checkpointer(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = math.inf if state.get("best") is None else float(state["best"])
 
-    def save(self, trainer: Trainer, finite: bool | None = None) -> None:
-        from aezoo.checkpoint import save
+    def save(self, trainer: Trainer, finite: bool | None = None, best: bool = False) -> None:
+        """``last`` (and, with ``best``, ``best``: the same bytes, one file hard-linked
+        twice), committed together, then ``state``. That order keeps the state (and the
+        best val_loss it records) never ahead of the model files."""
+        from aezoo._safetensors import write_files
+        from aezoo.checkpoint import encode
 
         if not (trainer.weights_finite() if finite is None else finite):
             return  # never replace a good checkpoint with a bad one
         with trainer.averaged():  # with train.ema, the model files hold the average
-            save(trainer.model, self.out_dir / LAST_FILE)
+            model = encode(trainer.model)
+        names = [BEST_FILE, LAST_FILE] if best else [LAST_FILE]
+        write_files([(self.out_dir / name, model) for name in names])
         trainer.save_state(self.out_dir / STATE_FILE)
 
     def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
@@ -106,13 +111,10 @@ class Checkpointer(Callback):
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
         finite = trainer.weights_finite()
-        if result.val_loss < self.best and finite:
-            from aezoo.checkpoint import save
-
+        improved = result.val_loss < self.best and finite
+        if improved:
             self.best = result.val_loss
-            with trainer.averaged():
-                save(trainer.model, self.out_dir / BEST_FILE)
-        self.save(trainer, finite)
+        self.save(trainer, finite, best=improved)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if trainer.outcome == Outcome.INTERRUPTED:
@@ -131,9 +133,9 @@ class ImageWriter(Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        from aezoo.viz import grid, reconstruct, write_png
+        from aezoo.training.validation import reconstructions
+        from aezoo.viz import grid, write_png
 
         images = trainer.val_images[: self.n]
-        with trainer.averaged():
-            recon = reconstruct(trainer.model, images, trainer.memory_format)
+        recon = reconstructions(trainer, self.n)  # usually the epoch's validation made them
         write_png(self.dir / f"epoch-{result.epoch:04d}.png", grid(images, recon, scale=self.scale))

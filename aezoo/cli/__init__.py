@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import warnings
 from pathlib import Path
@@ -108,3 +109,5 @@ def main() -> None:
         app()
     finally:
         flush_stdout()
+        if _is_program():  # the process ends now: spare it the cyclic collections of
+            gc.freeze()  # shut-down, which walk every object torch made (atexit still runs)

@@ -203,8 +203,8 @@ def _is_number(value: Any) -> bool:
 
 def _same_kind(fresh: Any, saved: Any) -> bool:
     """Whether ``saved`` (from JSON) can stand where the optimiser has ``fresh``."""
-    if isinstance(fresh, bool):
-        return isinstance(saved, bool)
+    if isinstance(fresh, bool):  # None: a flag left unset where the state was saved
+        return isinstance(saved, bool) or saved is None
     if isinstance(fresh, (int, float)):
         return _is_number(saved)
     if isinstance(fresh, (tuple, list)):

@@ -8,14 +8,16 @@ import torch
 
 from aezoo import distributed
 from aezoo.objective import total
+from aezoo.tensors import to_uint8
 
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
 
 VAL_NOISE_SEED = 0x5EED  # validation corruption: one fixed draw, the same every epoch
+HEAD = 16  # reconstructions of the first validation images kept for the epoch's pictures
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict[str, float]:
     """Mean total (``loss``) and terms over ``images`` (default: the validation split,
     across all ranks), in full precision, so val_loss is comparable across
@@ -34,6 +36,9 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
     for s in range(0, len(images), bs):
         xb = trainer.batch(images, slice(s, s + bs))
         fwd = model.forward_pass(corrupt(xb, noise) if corrupt is not None else xb, xb)
+        if shared and s == 0 and corrupt is None:  # the pictures need no forward of their own
+            trainer._val_head = (trainer.global_step, to_uint8(torch.sigmoid(
+                fwd.logits[:HEAD].float())))
         terms = model.objective(fwd, model.loss_fn)
         values = [total(terms), *(terms[n] for n in trainer.term_names)]
         if metrics:
@@ -47,6 +52,19 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
     count = max(float(sums[-1]), 1.0)
     means = [float(v) / count for v in sums[:-1].tolist()]
     return {"loss": means[0], **dict(zip(names, means[1:], strict=True))}
+
+
+def reconstructions(trainer: Trainer, n: int) -> torch.Tensor:
+    """uint8 reconstructions of the first ``n`` validation images by the model as it is
+    now (in eval mode; its average, with EMA): this step's validation's when it made them."""
+    from aezoo.viz import reconstruct
+
+    if trainer._val_head is not None:
+        step, head = trainer._val_head
+        if step == trainer.global_step and n <= len(head):
+            return head[:n]
+    with trainer.averaged():
+        return reconstruct(trainer.model, trainer.val_images[:n], trainer.memory_format)
 
 
 def reduce_logged(trainer: Trainer) -> dict[str, float]:

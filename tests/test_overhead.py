@@ -1,0 +1,204 @@
+"""What the seed job does besides training steps, made cheaper without changing results:
+torch's optimisers without the torch._dynamo import, one durable commit for files saved
+together, the pictures from validation's own forward pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import aezoo
+from aezoo import _io
+from aezoo.config import build_run_spec
+from aezoo.data import ArrayDataset
+from aezoo.rundir import BEST_FILE, LAST_FILE, STATE_FILE
+from aezoo.training import Trainer, optim
+from aezoo.training.validation import reconstructions
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_data(n: int = 96, val: int = 24) -> ArrayDataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n + val, 1, 28, 28), generator=g, dtype=torch.uint8).numpy()
+    return ArrayDataset("tiny", images[:n], images[n:])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_eager_optimizers_step_exactly_as_torch(name: str, one_thread: None) -> None:
+    spec = build_run_spec("cae-upsample", [{"train": {"device": "cpu", "optimizer": name,
+                                                      "weight_decay": 0.01}}]).train
+    ours_model, torch_model = aezoo.build("cae-upsample"), aezoo.build("cae-upsample")
+    torch_model.load_state_dict(ours_model.state_dict())
+    build = {"adam": optim.build_adam, "adamw": optim.build_adamw, "sgd": optim.build_sgd}[name]
+    ours = build(None, ours_model.parameters(), spec, False)
+    base = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    assert isinstance(ours, base) and type(ours).__name__ == base.__name__
+    kwargs = ({"momentum": spec.momentum} if name == "sgd"
+              else {"betas": spec.betas, "eps": spec.eps})
+    theirs = base(torch_model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,
+                  **kwargs)
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    for model, opt in ((ours_model, ours), (torch_model, theirs)):
+        for _ in range(4):
+            opt.zero_grad(set_to_none=True)
+            model.loss(x).backward()
+            opt.step()
+    for a, b in zip(ours_model.parameters(), torch_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    mine, real = ours.state_dict(), theirs.state_dict()
+    # Adam and AdamW run torch's foreach kernels on a CPU: the same numbers, one call per op.
+    assert mine["param_groups"][0].pop("foreach") is (True if name != "sgd" else None)
+    real["param_groups"][0].pop("foreach")
+    assert mine["param_groups"] == real["param_groups"]  # resume files are unchanged
+    assert all(torch.equal(mine["state"][i][k], real["state"][i][k])
+               for i in real["state"] for k in real["state"][i])
+    ours.load_state_dict(theirs.state_dict())  # and either loads the other's
+
+
+def test_resume_accepts_a_state_saved_before_foreach_was_set(tmp_path: Path,
+                                                               one_thread: None) -> None:
+    """States saved when Adam ran torch's default loop (foreach None) still resume."""
+    from aezoo.training.state import read_state, write_state
+
+    spec = build_run_spec("cae-upsample", [{"train": {"device": "cpu", "epochs": 1,
+                                                      "batch_size": 48}}])
+    trainer = Trainer(aezoo.build(spec.model), tiny_data(), spec.train)
+    trainer.fit()
+    trainer.save_state(tmp_path / "state.safetensors")
+    tensors, info = read_state(tmp_path / "state.safetensors")
+    info["optimizer"]["param_groups"][0]["foreach"] = None
+    write_state(tmp_path / "old.safetensors", tensors, info)
+    fresh = Trainer(aezoo.build(spec.model), tiny_data(), spec.train)
+    fresh.load_state(tmp_path / "old.safetensors")
+    assert fresh.global_step == trainer.global_step
+
+
+def test_training_does_not_import_dynamo(tmp_path: Path) -> None:
+    """A fresh process trains (optimiser built, stepped, saved, resumed from) without the
+    ~1 s import of torch._dynamo; --compile still gets torch's own classes."""
+    script = textwrap.dedent(f"""
+        import sys, torch
+        torch.set_num_threads(1)
+        import aezoo.run
+        from aezoo.config import build_run_spec
+        spec = build_run_spec("cae-upsample", [{{"train": {{"device": "cpu", "epochs": 1,
+                                                 "batch_size": 64}}, "data": {{"limit": 256}}}}])
+        aezoo.run.train(spec, {str(tmp_path / "run")!r})
+        aezoo.run.resume({str(tmp_path / "run")!r}, {{"epochs": 2}})
+        print("dynamo" if "torch._dynamo" in sys.modules else "no dynamo")
+        import torch._dynamo  # from now on torch's own way: dynamo.disable, graph breaks
+        aezoo.run.resume({str(tmp_path / "run")!r}, {{"epochs": 3}})
+        print("handed over")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-2:] == ["no dynamo", "handed over"]
+    compiling = build_run_spec("cae-upsample", [{"train": {"compile": True}}]).train
+    opt = optim.build_adam(None, aezoo.build("cae-upsample").parameters(), compiling, False)
+    assert type(opt) is torch.optim.Adam
+
+
+def test_atomic_write_many_links_equal_data_and_commits_all(tmp_path: Path) -> None:
+    same, other = b"weights" * 100, b"state"
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _io.atomic_write_many([(a, same), (b, same), (c, other)])
+    assert a.read_bytes() == b.read_bytes() == same and c.read_bytes() == other
+    assert os.stat(a).st_ino == os.stat(b).st_ino  # one file written, named twice
+    _io.atomic_write_many([(a, b"new")])  # replacing one name leaves the other as it was
+    assert a.read_bytes() == b"new" and b.read_bytes() == same
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no temp files
+
+
+def test_atomic_write_many_without_hard_links_writes_twice(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    def no_links(*args: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    data = b"x" * 10
+    _io.atomic_write_many([(tmp_path / "a", data), (tmp_path / "b", data)])
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() == data
+    assert os.stat(tmp_path / "a").st_ino != os.stat(tmp_path / "b").st_ino
+
+
+def test_atomic_write_many_failure_keeps_every_old_file(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _io.atomic_write_many([(a, b"old a"), (b, b"old b")])
+    real_fsync, calls = os.fsync, []
+
+    def fail_second(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fail_second)
+    with pytest.raises(OSError, match="No space left") as info:
+        _io.atomic_write_many([(a, b"new a"), (b, b"new b")])
+    monkeypatch.undo()
+    assert info.value.filename == str(b)  # names the caller's file, not a temp file
+    assert a.read_bytes() == b"old a" and b.read_bytes() == b"old b"  # nothing renamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_checkpoints_best_and_last_are_one_write_and_load(tmp_path: Path,
+                                                          one_thread: None) -> None:
+    from aezoo.callbacks import Checkpointer
+
+    spec = build_run_spec("cae-upsample", [{"train": {"device": "cpu", "epochs": 2,
+                                                      "batch_size": 32}}])
+    trainer = Trainer(aezoo.build(spec.model), tiny_data(), spec.train,
+                      [Checkpointer(tmp_path)])
+    trainer.fit()
+    best, last = tmp_path / BEST_FILE, tmp_path / LAST_FILE
+    if trainer.history[-1].val_loss < trainer.history[0].val_loss:  # best is the last epoch
+        assert os.stat(best).st_ino == os.stat(last).st_ino
+    for path in (best, last):
+        assert aezoo.load(path).spec == trainer.model.spec
+    loaded = aezoo.load(last)
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)
+    assert (tmp_path / STATE_FILE).exists()
+
+
+def test_save_still_refuses_a_changed_dtype_after_a_cached_check(tmp_path: Path) -> None:
+    from aezoo.errors import CheckpointError
+
+    model = aezoo.build("cae-upsample")
+    aezoo.save(model, tmp_path / "ok.safetensors")  # fills the cache for this spec
+    with pytest.raises(CheckpointError, match="float64"):
+        aezoo.save(model.double(), tmp_path / "bad.safetensors")
+
+
+def test_pictures_come_from_validation_and_match_a_fresh_forward(one_thread: None) -> None:
+    from aezoo.viz import reconstruct
+
+    spec = build_run_spec("cae-upsample", [{"train": {"device": "cpu", "epochs": 1,
+                                                      "batch_size": 32}}])
+    trainer = Trainer(aezoo.build(spec.model), tiny_data(), spec.train)
+    trainer.fit()
+    assert trainer._val_head is not None and trainer._val_head[0] == trainer.global_step
+    shared = reconstructions(trainer, 10)
+    fresh = reconstruct(trainer.model, trainer.val_images[:10], trainer.memory_format)
+    assert shared.shape == fresh.shape == (10, 1, 28, 28) and shared.dtype == torch.uint8
+    # The same weights in another batch size: equal up to a rounding step of a pixel.
+    assert (shared.int() - fresh.int()).abs().max() <= 1
+    trainer.global_step += 1  # the weights moved on: a fresh forward, not a stale picture
+    assert reconstructions(trainer, 10).data_ptr() != shared.data_ptr()
