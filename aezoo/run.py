@@ -19,6 +19,7 @@ from aezoo.callbacks import load_callback
 from aezoo.checkpoint import save
 from aezoo.config import resolve_model
 from aezoo.data import ArrayDataset, load_dataset
+from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import AezooError, ShapeError, UsageError
 from aezoo.model import Autoencoder, from_spec
 from aezoo.protocols import format_shape
@@ -44,7 +45,7 @@ from aezoo.training.state import read_info
 # Settings that may change on --resume: they leave the data order and model untouched.
 RESUMABLE = ("epochs", "device", "lr", "grad_clip", "patience", "min_delta", "precision",
              "compile", "channels_last", "checkpoint_every", "check_every", "images",
-             "callbacks")
+             "callbacks", "reader", "workers", "memory_budget")
 
 
 @dataclass
@@ -62,7 +63,8 @@ class RunResult:
         return self.out_dir / MODEL_FILE
 
 
-def fit_spec(spec: RunSpec, data: ArrayDataset, follow_data: bool = True) -> RunSpec:
+def fit_spec(spec: RunSpec, data: ArrayDataset | StreamedDataset, follow_data: bool = True
+             ) -> RunSpec:
     """The model's input shape follows the data, unless the user fixed it (``follow_data``
     False): then a mismatch is an error, not a silent change."""
     if tuple(spec.model.input_shape) == data.shape:

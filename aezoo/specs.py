@@ -120,6 +120,16 @@ class TrainSpec(Strict):
         "auto", description="auto, 32, bf16 or 16 (autocast; fp16 uses a GradScaler); auto: "
         "bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else 32")
     compile: bool = Field(False, description="torch.compile the training step")
+    # How batches are read (docs/data.md, "How training reads data")
+    reader: Literal["auto", "memory", "mapped", "stream"] = Field(
+        "auto", description="memory: the split on the device; mapped: batches gathered from "
+        "a memory map; stream: a DataLoader with workers; auto: memory where it fits "
+        "memory_budget, else mapped (arrays) or stream (streamed sources)")
+    workers: int | None = Field(
+        None, ge=0, le=64, description="DataLoader worker processes (stream); None: up to 4")
+    memory_budget: float | None = Field(
+        None, gt=0, description="GB a split may take in memory for reader auto; None: half "
+        "the available host (and device) memory")
     check_every: PositiveInt = Field(
         50, description="steps between NaN/stop checks where a check syncs (GPU, DDP)")
     # Run directory

@@ -67,6 +67,7 @@ class ProgressCallback(Callback):
             f"{'es' if trainer.dist.world_size > 1 else ''}): {len(trainer.data.train):,} "
             f"images, batch {spec.batch_size}, precision {trainer.precision}{auto}, {layout}",
             highlight=False, soft_wrap=True)
+        self.say(trainer.reader.describe(), highlight=False, soft_wrap=True)
         for warning in trainer.resume_warnings:  # the core's; said here, on stderr
             warn(warning)
         if trainer.resumed:

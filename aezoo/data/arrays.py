@@ -57,8 +57,9 @@ def to_images(array: np.ndarray, what: str) -> np.ndarray:
         c, h, w = array.shape[1:]
     else:
         h, w, c = array.shape[1:]
-    if array.dtype == np.uint8 and axis == 1:
-        return np.ascontiguousarray(array)
+    if array.dtype == np.uint8:  # a view: a memory map stays one (aezoo.data.mapped)
+        return (array[:, None] if axis is None else array if axis == 1
+                else array.transpose(0, 3, 1, 2))
     out = np.empty((n, c, h, w), dtype=np.uint8)
     for start in range(0, n, CHUNK):
         chunk = np.asarray(array[start:start + CHUNK])

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
 from aezoo.data.source import DatasetSource, Progress, Shape, Splits
+from aezoo.data.streamed import StreamedDataset, StreamedSplits
 from aezoo.errors import AezooError, DataError, summary
 from aezoo.protocols import format_shape
 from aezoo.specs import DataSpec
@@ -30,6 +31,7 @@ class ArrayDataset:
     val_labels: np.ndarray | None = None
     test: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    class_names: list[str] | None = None  # class_names[k] names label k, where known
 
     @property
     def shape(self) -> Shape:
@@ -42,7 +44,7 @@ class ArrayDataset:
             return self
         labels = None if self.train_labels is None else self.train_labels[:limit]
         return ArrayDataset(self.name, self.train[:limit], self.val, labels, self.val_labels,
-                            self.test, self.test_labels)
+                            self.test, self.test_labels, self.class_names)
 
     def splits(self) -> dict[str, int]:
         """Image count per split."""
@@ -98,8 +100,9 @@ def declared_shape(spec: DataSpec) -> Shape | None:
 
 
 def load_dataset(spec: DataSpec, progress: Progress | None = None,
-                 offline: bool = False) -> ArrayDataset:
-    """The dataset ``spec`` names, as uint8 arrays, with its validation split carved.
+                 offline: bool = False) -> ArrayDataset | StreamedDataset:
+    """The dataset ``spec`` names, with its validation split carved: uint8 arrays
+    (possibly memory-mapped), or streamed splits where the source streams.
 
     Downloads (verified) what is not cached yet; ``progress`` is told how far it got.
     """
@@ -111,13 +114,16 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
                       image_size=spec.image_size, channels=spec.channels,
                       progress=progress, offline=offline, fetcher=_fetch)
     try:
-        splits = cast(Callable[[LoadContext], Splits], found.source.load)(ctx)
+        splits = cast(Callable[[LoadContext], Splits | StreamedSplits], found.source.load)(ctx)
     except (AezooError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a plugin's loader: say whose, keep the traceback for debug
         raise DataError(f"dataset {spec.name} ({found.entry.dist} {found.entry.version}) "
                         f"failed to load: {summary(exc)}",
                         "rerun with AEZOO_DEBUG=1 for the traceback and report it") from exc
+    if isinstance(splits, StreamedSplits):
+        return assemble_streamed(spec.name, splits, spec.val_fraction, spec.split_seed,
+                                 spec.limit)
     if not isinstance(splits, Splits):
         raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
                         f"report it to the authors of {found.entry.dist}")
@@ -134,8 +140,9 @@ def _fetch(source: DatasetSource, directory: Path, progress: Progress | None,
 def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
     """Validate, convert channels/size, carve the validation split, apply the limit."""
     from aezoo.data.arrays import convert_channels, resize, to_images, to_labels
+    from aezoo.data.mapped import MappedArray, is_mapped
 
-    parts: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    parts: dict[str, tuple[Any, np.ndarray | None]] = {}
     for part in ("train", "val", "test"):
         images = getattr(splits, part)
         if images is None:
@@ -147,6 +154,8 @@ def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
             images = convert_channels(images, spec.channels, what)
         if spec.image_size is not None:
             images = resize(images, spec.image_size)
+        if is_mapped(images):  # read through the map: the carve and limit are indices
+            images = MappedArray(images)
         parts[part] = (images, labels)
     train, train_labels = parts["train"]
     for part, (images, _) in parts.items():
@@ -171,10 +180,68 @@ def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
         train_labels = None if train_labels is None else train_labels[train_idx]
     test, test_labels = parts.get("test", (None, None))
     dataset = ArrayDataset(spec.name, _owned(train), _owned(val), train_labels, val_labels,
-                           None if test is None else _owned(test), test_labels)
+                           None if test is None else _owned(test), test_labels,
+                           None if splits.class_names is None else list(splits.class_names))
     return dataset.limited(spec.limit)
 
 
-def _owned(images: np.ndarray) -> np.ndarray:
-    """Contiguous and writable (not a view of a cache, a memory map or a file buffer)."""
+def _owned(images: Any) -> Any:
+    """Contiguous and writable (not a view of a cache or a file buffer); a MappedArray
+    stays one (aezoo.data.mapped)."""
+    from aezoo.data.mapped import MappedArray
+
+    if isinstance(images, MappedArray):
+        return images
     return np.require(images, np.uint8, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
+
+
+def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
+                      split_seed: int, limit: int | None) -> StreamedDataset:
+    """Carve the validation split (by index, stratified by label) when the source gave
+    none, and apply ``limit``; like :func:`assemble` for arrays."""
+    from aezoo.data.arrays import to_labels
+    from aezoo.data.streamed import Indexed, MapSplit, is_iterable
+
+    def labels(part: str, split: Any) -> np.ndarray | None:
+        values = getattr(splits, f"{part}_labels")
+        if values is None or is_iterable(split):
+            return None
+        return to_labels(values, len(split), f"{name} {part} labels")
+
+    for part in ("train", "val", "test"):
+        split = getattr(splits, part)
+        if split is not None and not (is_iterable(split) or isinstance(split, MapSplit)):
+            raise DataError(f"dataset {name}: its {part} split is a {type(split).__name__}, "
+                            "neither a map-style nor an iterable split",
+                            "return torch Datasets as docs/data.md describes")
+    train_labels = labels("train", splits.train)
+    if splits.val is not None:
+        train: Any = splits.train if is_iterable(splits.train) else Indexed(splits.train)
+        if not is_iterable(train):  # --limit must not take the first classes only
+            train = train.take(np.random.default_rng(split_seed).permutation(len(train)))
+            train_labels = None if train_labels is None else train_labels[train.indices]
+        val: Any = splits.val if is_iterable(splits.val) else Indexed(splits.val)
+        val_labels = labels("val", splits.val)
+    else:
+        if is_iterable(splits.train):
+            raise DataError(f"dataset {name} streams its train split but has no validation "
+                            "split", "give the source a val split")
+        n = len(splits.train)
+        if n < 2:
+            raise DataError(f"dataset {name} has {n} image; training needs at least 2 "
+                            "(one for validation)", "add images")
+        train_idx, val_idx = split_indices(n, train_labels, val_fraction, split_seed)
+        whole = Indexed(splits.train)
+        train, val = whole.take(train_idx), whole.take(val_idx)
+        val_labels = None if train_labels is None else train_labels[val_idx]
+        train_labels = None if train_labels is None else train_labels[train_idx]
+    if limit is not None and not is_iterable(train) and limit < len(train):
+        train = train.take(np.arange(limit))
+        train_labels = None if train_labels is None else train_labels[:limit]
+    test = splits.test
+    if test is not None and not is_iterable(test):
+        test = Indexed(test)
+    names = list(splits.class_names) if splits.class_names is not None else None
+    return StreamedDataset(name, tuple(splits.shape), train, val, test,  # type: ignore[arg-type]
+                           train_labels, val_labels, labels("test", splits.test), names,
+                           limit if is_iterable(train) else None)

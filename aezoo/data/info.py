@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from aezoo.data.base import ArrayDataset
     from aezoo.data.catalog import Resolved
     from aezoo.data.source import DatasetSource, Progress
+    from aezoo.data.streamed import StreamedDataset
     from aezoo.specs import DataSpec
 
 __all__ = ["Fetched", "dataset_info", "fetch", "prefetch", "source_rows", "sources", "status"]
@@ -109,7 +110,7 @@ def dataset_info(spec: DataSpec, progress: Progress | None = None
     return _info(found, spec, dataset, directory), source
 
 
-def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | None,
+def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | StreamedDataset | None,
           directory: Path | None) -> dict[str, Any]:
     source = found.source
     info: dict[str, Any] = {
@@ -127,16 +128,16 @@ def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | None,
     if dataset is not None:
         import numpy as np
 
-        arrays = {"train": (dataset.train, dataset.train_labels),
-                  "val": (dataset.val, dataset.val_labels)}
-        if dataset.test is not None:
-            arrays["test"] = (dataset.test, dataset.test_labels)
+        c, h, w = dataset.shape
+        splits = dataset.splits()
         info["shape"] = list(dataset.shape)
         info["dtype"] = "uint8"
         info["val_fraction"] = spec.val_fraction
-        info["splits"] = {
-            split: {"images": len(images),
-                    "classes": None if labels is None else len(np.unique(labels)),
-                    "bytes": int(images.nbytes)}
-            for split, (images, labels) in arrays.items()}
+        info["class_names"] = dataset.class_names
+        info["splits"] = {}
+        for split, n in splits.items():
+            labels = getattr(dataset, f"{split}_labels")
+            info["splits"][split] = {
+                "images": n, "classes": None if labels is None else len(np.unique(labels)),
+                "bytes": n * c * h * w}
     return info

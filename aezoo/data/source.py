@@ -14,7 +14,7 @@ and applies ``--limit``. Files a source declares in ``files`` are downloaded fro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,7 @@ class Splits:
     val_labels: np.ndarray | None = None
     test: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    class_names: Sequence[str] | None = None  # class_names[k] names label k
 
 
 @dataclass(frozen=True)

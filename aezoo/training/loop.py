@@ -19,19 +19,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from aezoo import distributed, registry
 from aezoo.data.base import ArrayDataset
+from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import AezooError, PluginError, ShapeError, UsageError, summary
 from aezoo.model import Autoencoder, probe
 from aezoo.objective import RECON, build_transform, total
 from aezoo.protocols import format_shape
 from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
-from aezoo.training import state, validation
+from aezoo.training import batches, state, validation
 from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop
 from aezoo.training.ema import WeightAverage
 from aezoo.training.hooks import HOOKS, RESERVED_NAMES, EpochResult, Outcome, defines
@@ -78,7 +78,7 @@ class _LossStep(nn.Module):
 class Trainer:
     """Fits ``model`` on ``data`` as ``spec`` says; callbacks observe, the loop only trains."""
 
-    def __init__(self, model: Autoencoder, data: ArrayDataset, spec: TrainSpec,
+    def __init__(self, model: Autoencoder, data: ArrayDataset | StreamedDataset, spec: TrainSpec,
                  callbacks: Iterable[Any] = (), *,
                  dist: distributed.Dist | None = None) -> None:
         if data.shape != tuple(model.input_shape):
@@ -89,7 +89,7 @@ class Trainer:
             )
         flush_denormals()
         self.dist = dist or distributed.Dist()
-        if len(data.train) < self.dist.world_size or len(data.val) == 0:
+        if data.splits()["train"] < self.dist.world_size or len(data.val) == 0:
             raise TrainingError(f"dataset {data.name} has an empty train or validation split",
                                 "use a larger dataset or --limit")
         self.spec = spec
@@ -100,8 +100,9 @@ class Trainer:
         self.model = model.to(self.device)
         self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.data = data
-        self.train_images = self._to_device(self._shard(data.train, equal=True))
-        self.val_images = self._to_device(self._shard(data.val, equal=False))
+        # memory, mapped or streamed (aezoo.training.batches): views the loop indexes alike
+        self.reader = batches.choose(data, spec, self.device, self.dist)
+        self.train_images, self.val_images = self.reader.train, self.reader.val
         self.optimizer = make_optimizer(self.model, spec, fused=self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "16")
         self.step_images = spec.batch_size * spec.accumulate  # images per optimiser step
@@ -143,16 +144,6 @@ class Trainer:
         self.ema = WeightAverage(self.model, spec.ema) if spec.ema is not None else None
 
     # -- data ------------------------------------------------------------------------
-    def _shard(self, array: np.ndarray, equal: bool) -> np.ndarray:
-        """This rank's part; training shards are cut to equal length so ranks stay in step."""
-        if not self.dist.enabled:
-            return array
-        part = array[self.dist.rank::self.dist.world_size]
-        return part[: len(array) // self.dist.world_size] if equal else part
-
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
-
     def batch(self, images: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
         """Gather a uint8 batch and scale it to float32 in [0, 1] on the device."""
         return to_unit(images[index], self.memory_format)
@@ -262,8 +253,9 @@ class Trainer:
             self._loss_count = 0
             self._epoch_seconds = 0.0
         self._call("on_epoch_start", self.epoch)
-        perm = torch.randperm(len(self.train_images), device=self.device,
-                              generator=self.generator)
+        perm = self.reader.start_epoch(
+            torch.randperm(len(self.train_images), device=self.device, generator=self.generator),
+            self.epoch, self.step, self.step_images, self.spec.batch_size)
         start = time.perf_counter()
         try:
             self._steps(perm)
