@@ -228,7 +228,8 @@ def aborted(out: Path, epochs: int) -> TrainingInterrupted:
 
 def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
          state: Path | None, follow_data: bool, replacing: bool) -> RunResult:
-    data = load_dataset(spec.data)
+    reader = spec.train.reader  # folder: streams under reader stream, or when too big
+    data = load_dataset(spec.data, stream=None if reader == "auto" else reader == "stream")
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
     model = from_spec(spec.model)

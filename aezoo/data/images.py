@@ -75,7 +75,8 @@ def decode(data: bytes | IO[bytes], where: str, size: tuple[int, int] | None,
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise unreadable(where, exc) from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    out = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return np.array(out, order="C")  # owned and writable: torch.from_numpy shares it
 
 
 def check_size(array: np.ndarray, want: tuple[int, int], where: str) -> None:

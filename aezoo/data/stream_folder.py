@@ -103,7 +103,7 @@ class FolderImages(Dataset[torch.Tensor]):
     def read(self, path: str) -> np.ndarray:
         with _open_file(path) as f:
             array = decoding.decode(f, path, self.size, self.channels)
-        return np.ascontiguousarray(array)
+        return array
 
 
 def _open_file(path: str):  # type: ignore[no-untyped-def]
@@ -244,3 +244,14 @@ def _scan(files: dict[str, list[Path]], root: Path, skip_bad: bool,
     kept = {split: [p for p in paths if headers[p] is not None]
             for split, paths in files.items()}
     return kept, first.size, all(h.grey for _, h in good)
+
+
+def skipped_images(data: Any) -> tuple[int, str] | None:
+    """(count, first) of the images a streamed dataset skipped so far (skip_bad); None
+    when it skipped none (or cannot skip)."""
+    for part in ("train", "val", "test"):
+        split = getattr(data, part, None)
+        bad = getattr(getattr(split, "dataset", split), "bad", None)
+        if isinstance(bad, BadImages) and bad.count:
+            return bad.count, bad.first or "?"
+    return None
