@@ -41,8 +41,8 @@ def expand(pattern: str) -> list[str]:
     for part in (p.strip() for p in pattern.split("::")):
         if not part:
             continue
-        local = Path(part).expanduser()
-        if "://" not in part and "{" not in part and local.is_dir():
+        local = Path(_local(part))
+        if not is_url(part) and "{" not in part and local.is_dir():
             found = sorted(str(p) for p in local.iterdir()
                            if p.suffix in (".tar", ".tgz", ".gz") and not p.name.startswith("."))
             if not found:

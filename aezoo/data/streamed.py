@@ -70,7 +70,17 @@ class IterableSplit(Protocol):
 
 def is_iterable(split: Any) -> bool:
     """Whether ``split`` is an iterable (not map-style) split."""
-    return isinstance(split, IterableSplit) and not hasattr(split, "__getitem__")
+    if not isinstance(split, IterableSplit):
+        return False
+    # torch's IterableDataset inherits a __getitem__ (Dataset's, which raises)
+    return type(split).__getitem__ is _dataset_getitem() if hasattr(split, "__getitem__") \
+        else True
+
+
+def _dataset_getitem() -> Any:
+    from torch.utils.data import Dataset
+
+    return Dataset.__getitem__
 
 
 @dataclass(frozen=True)
