@@ -23,8 +23,9 @@ import torch
 from torch.utils.data import Dataset
 
 from aezoo.data import images as decoding
+from aezoo.data.download import offline_mode
 from aezoo.data.source import LoadContext
-from aezoo.data.stream_folder import BadImages
+from aezoo.data.stream_folder import BadImages, skipping
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError, UsageError, summary
 
@@ -62,6 +63,11 @@ def parse(argument: str) -> tuple[str, str | None, dict[str, str]]:
 def _load(target: str) -> Any:
     """A Dataset or DatasetDict, from disk when ``target`` is a path, else the Hub."""
     datasets = _datasets()
+    if offline_mode():  # AEZOO_OFFLINE: datasets' own offline mode (its cache only)
+        import huggingface_hub.constants
+
+        datasets.config.HF_DATASETS_OFFLINE = True
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
     path = Path(target).expanduser()
     try:
         if path.is_dir() and ((path / "dataset_dict.json").exists()
@@ -115,17 +121,8 @@ class HFImages(Dataset[torch.Tensor]):
         return len(self.table)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        n = len(self.table)
-        for step in range(min(64, n)):
-            row = (index + step) % n
-            try:
-                return torch.from_numpy(np.ascontiguousarray(self.read(row)))
-            except DataError:
-                if self.bad is None:
-                    raise
-                self.bad.add(f"{self.what} row {row}")
-        raise DataError(f"64 images in a row from {self.what} row {index} are unreadable",
-                        "check the dataset")
+        return skipping(index, len(self), self.read, lambda i: f"{self.what} row {i}",
+                        self.bad)
 
     def read(self, row: int) -> np.ndarray:
         value = self.table[row][self.column]
@@ -154,7 +151,7 @@ def _array_image(value: Any, where: str, size: tuple[int, int], channels: int) -
                         "pick the image column with ?image=COLUMN")
     images = to_images(array[None], where)
     images = convert_channels(images, channels, where)
-    return resize(images, size)[0]
+    return np.ascontiguousarray(resize(images, size)[0])
 
 
 def load_hf(ctx: LoadContext) -> StreamedSplits:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,22 +88,29 @@ class FolderImages(Dataset[torch.Tensor]):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        n = len(self.paths)
-        for step in range(min(SKIP_RUN, n)):
-            path = self.paths[(index + step) % n]
-            try:
-                return torch.from_numpy(self.read(path))
-            except DataError:
-                if self.bad is None:
-                    raise
-                self.bad.add(path)  # and serve the next readable image in its place
-        raise DataError(f"{min(SKIP_RUN, n)} images in a row from {self.paths[index]} are "
-                        "unreadable", "check the folder: it is not a few bad files")
+        return skipping(index, len(self), lambda i: self.read(self.paths[i]),
+                        lambda i: self.paths[i], self.bad)
 
     def read(self, path: str) -> np.ndarray:
         with _open_file(path) as f:
             array = decoding.decode(f, path, self.size, self.channels)
         return array
+
+
+def skipping(index: int, n: int, read: Callable[[int], np.ndarray],
+             where: Callable[[int], str], bad: BadImages | None) -> torch.Tensor:
+    """Image ``index``; with ``bad``, an unreadable one is counted and the next readable
+    one in order served in its place (batches keep their size, the order stays fixed)."""
+    for step in range(min(SKIP_RUN, n)):
+        i = (index + step) % n
+        try:
+            return torch.from_numpy(read(i))
+        except DataError:
+            if bad is None:
+                raise
+            bad.add(where(i))
+    raise DataError(f"{min(SKIP_RUN, n)} images in a row from {where(index)} are unreadable",
+                    "check the folder or dataset: it is not a few bad files")
 
 
 def _open_file(path: str):  # type: ignore[no-untyped-def]
