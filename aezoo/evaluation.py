@@ -42,6 +42,7 @@ class Loaded:
     images: Any  # torch.Tensor (N, C, H, W) uint8 on the model's device
     labels: Any  # numpy array or None
     memory_format: Any
+    class_names: list[str] | None = None  # class_names[k] names label k, where known
 
 
 def load_split(target: Path, data: str | None, split: str | None, limit: int | None,
@@ -91,7 +92,8 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
     memory_format = preferred_memory_format(dev)
     model.to(memory_format=memory_format)  # type: ignore[call-overload]
     tensor = torch.from_numpy(images.copy()).to(dev)
-    return Loaded(model, path, dataset.name, split, tensor, labels, memory_format)
+    return Loaded(model, path, dataset.name, split, tensor, labels, memory_format,
+                  getattr(dataset, "class_names", None))
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
@@ -342,16 +344,19 @@ def write_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def write_latents(out: Path, latents: np.ndarray, labels: Any = None) -> Path | None:
+def write_latents(out: Path, latents: np.ndarray, labels: Any = None,
+                  class_names: list[str] | None = None) -> Path | None:
     """``latents`` to ``out`` and, when given, ``labels`` (int64, row i labelling latent i).
 
     ``.npy``: the labels go to ``labels_path(out)``, which is returned (None without
-    labels). ``.npz``: one file with arrays ``latents`` and (when given) ``labels``;
-    returns None."""
+    labels). ``.npz``: one file with arrays ``latents`` and (when given) ``labels`` and
+    ``class_names`` (strings: label k names class_names[k]); returns None."""
     labels = None if labels is None else np.asarray(labels, dtype=np.int64)
     if latents_format(out) == "npz":
         buf = io.BytesIO()
         arrays = {"latents": latents, **({"labels": labels} if labels is not None else {})}
+        if labels is not None and class_names:
+            arrays["class_names"] = np.array(class_names, dtype=str)
         np.savez(buf, allow_pickle=False, **arrays)
         atomic_write(out, buf.getvalue())
         return None

@@ -10,6 +10,7 @@ from PIL import Image
 
 from aezoo.data import declared_shape, load_dataset, split_indices
 from aezoo.data.embedded import load_mnist5k
+from aezoo.data.mapped import is_mapped
 from aezoo.errors import DataError, UsageError
 from aezoo.specs import DataSpec
 
@@ -53,7 +54,9 @@ def test_every_layout_and_dtype(tmp_path: Path, layout: str, dtype: str, kind: s
     else:
         np.savez(path, images=array)
     ds = load_dataset(DataSpec(name=f"{kind}:{path}"))
-    assert ds.train.dtype == np.uint8 and ds.train.flags.c_contiguous and ds.train.flags.writeable
+    train = np.asarray(ds.train)  # uint8 .npy: a MappedArray, read through the map
+    assert train.dtype == np.uint8 and train.flags.c_contiguous and train.flags.writeable
+    assert is_mapped(ds.train) == (kind == "npy" and dtype == "uint8")
     assert ds.shape == expected.shape[1:]
     assert (len(ds.train), len(ds.val)) == (18, 2)
     np.testing.assert_array_equal(everything(ds), expected)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from aezoo.config import build_run_spec
 from aezoo.data import load_dataset
-from aezoo.data.stream_folder import FolderImages, PathTable, skipped_images
+from aezoo.data.stream_folder import FolderStream, PathTable, skipped_images
 from aezoo.data.streamed import Indexed, StreamedDataset
 from aezoo.errors import DataError
 from aezoo.run import train
@@ -141,7 +141,7 @@ def test_a_worker_error_reaches_training_as_one_line(damaged: Path, tmp_path: Pa
     assert message.startswith("cannot read image ") and "03.png" in message
 
 
-class Killer(FolderImages):
+class Killer(FolderStream):
     """A worker that dies (as the OOM killer would do it) at image 5."""
 
     def __getitem__(self, index: int) -> torch.Tensor:

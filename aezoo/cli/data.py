@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -220,6 +221,43 @@ def _print_info(info: dict[str, Any], source: DatasetSource) -> None:
         splits.add_row(split, f"{s['images']:,}", "-" if s["classes"] is None
                        else str(s["classes"]), human_bytes(s["bytes"]))
     tables.show(splits, console)
+    if info.get("class_names"):
+        console.print(f"classes: {escape(', '.join(info['class_names']))}", highlight=False,
+                      soft_wrap=True)
+
+
+@data_app.command("pack")
+def pack_command(
+    name: str = typer.Argument(..., metavar="SOURCE",
+                               help="Dataset to pack, e.g. folder:PATH, npy:PATH or mnist."),
+    out: Path = typer.Option(..., "--out", help="Directory of the packed store."),
+    image_size: str | None = typer.Option(None, "--image-size",
+                                          help="Resize to N or HxW while packing."),
+    channels: int | None = typer.Option(None, "--channels",
+                                        help="Convert to 1 or 3 channels while packing."),
+    force: bool = typer.Option(False, "--force", help="Replace a finished store in --out."),
+) -> None:
+    """Decode a source once into a memory-mapped store: uint8 images, labels, class names
+    and a manifest with SHA-256 digests. Train on it with `--data packed:DIR`.
+
+    Resumable: rerun the same command after an interruption and it continues. Atomic: the
+    manifest is written last, so an unfinished store never loads.
+    """
+    from aezoo.data.pack import pack
+    from aezoo.specs import DataSpec, validate
+
+    values = {"name": name, "image_size": image_size, "channels": channels}
+    spec: DataSpec = validate(DataSpec, {k: v for k, v in values.items() if v is not None},
+                              "data")
+    with progress_bars() as progress:
+        done = pack(spec, out, progress, force=force)
+    counts = ", ".join(f"{n:,} {split}" for split, n in done.counts.items())
+    again = f"; {done.resumed:,} were packed before the interruption" if done.resumed else ""
+    classes = f", {len(done.class_names)} classes" if done.class_names else ""
+    console.print(f"packed {counts} images ({format_shape(done.shape)} uint8{classes}) into "
+                  f"{done.directory} ({human_bytes(done.bytes)}) in {done.seconds:.1f} s"
+                  f"{again}; train with --data packed:{done.directory}", highlight=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

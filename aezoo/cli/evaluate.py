@@ -162,12 +162,14 @@ def encode_command(
     loaded = load_split(model, data, split, limit, device)
     latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
                            flatten, output, seed)
-    labels_out = write_latents(out, latents, loaded.labels)
+    labels_out = write_latents(out, latents, loaded.labels, loaded.class_names)
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:
         wrote += f" and {labels_out}"
     elif loaded.labels is not None:
         wrote += " with its labels"
+    if loaded.labels is not None and loaded.class_names:
+        wrote += f" (classes {', '.join(f'{k}={n}' for k, n in enumerate(loaded.class_names))})"
     console.print(f"{wrote} ({loaded.data_name}/{loaded.split})", highlight=False,
                   soft_wrap=True)
 

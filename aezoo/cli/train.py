@@ -73,6 +73,8 @@ FLAGS: dict[str, tuple[str | None, bool]] = {
     "--channels-last": ("train.channels_last", True),
     "--no-images": ("train.images", True),
     "--callback": ("train.callbacks", True),
+    "--reader": ("train.reader", True),
+    "--workers": ("train.workers", True),
 }
 _KEYS = {flag: key for flag, (key, _) in FLAGS.items() if key is not None}
 
@@ -151,6 +153,13 @@ def train_command(
     callback: list[str] = typer.Option(
         [], "--callback", metavar="NAME",
         help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
+    reader: str | None = typer.Option(
+        None, metavar="auto|memory|mapped|stream", help="How batches are read: the split in "
+        "memory, from a memory map, or streamed by DataLoader workers (docs/data.md) "
+        "[default: auto]."),
+    workers: int | None = typer.Option(
+        None, metavar="N", help="DataLoader worker processes for streamed data [default: up "
+        "to 4]."),
 ) -> None:
     if channels_last_on and channels_last_off:
         raise usage_error("--channels-last and --no-channels-last contradict each other",
@@ -166,6 +175,7 @@ def train_command(
         "--grad-clip": grad_clip, "--patience": patience, "--precision": precision,
         "--compile": True if compile_ else None, "--channels-last": channels_last,
         "--no-images": False if no_images else None, "--callback": callback or None,
+        "--reader": reader, "--workers": workers,
     }
     given = {flag: value for flag, value in given.items() if value is not None}
     from aezoo.training.precision import flush_denormals

@@ -130,7 +130,7 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
     if not isinstance(splits, Splits):
         raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
                         f"report it to the authors of {found.entry.dist}")
-    return assemble(spec, splits)
+    return assemble(spec, splits, progress)
 
 
 def _fetch(source: DatasetSource, directory: Path, progress: Progress | None,
@@ -140,10 +140,14 @@ def _fetch(source: DatasetSource, directory: Path, progress: Progress | None,
     return ensure_files(source, directory, progress=progress, offline=offline)
 
 
-def assemble(spec: DataSpec, splits: Splits) -> ArrayDataset:
+def assemble(spec: DataSpec, splits: Splits, progress: Progress | None = None) -> ArrayDataset:
     """Validate, convert channels/size, carve the validation split, apply the limit."""
     from aezoo.data.arrays import convert_channels, resize, to_images, to_labels
+    from aezoo.data.folder import FolderImages
     from aezoo.data.mapped import MappedArray, is_mapped
+
+    if isinstance(splits.train, FolderImages):
+        return _assemble_files(spec, splits, progress)
 
     parts: dict[str, tuple[Any, np.ndarray | None]] = {}
     for part in ("train", "val", "test"):
@@ -248,3 +252,45 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
     return StreamedDataset(name, tuple(splits.shape), train, val, test,  # type: ignore[arg-type]
                            train_labels, val_labels, labels("test", splits.test), names,
                            limit if is_iterable(train) else None)
+
+
+def _assemble_files(spec: DataSpec, splits: Splits, progress: Progress | None) -> ArrayDataset:
+    """``assemble`` for a folder: the carve and the limit pick the files first, and only
+    those are decoded (each opened once), already at ``image_size`` and ``channels``."""
+    from aezoo.data.arrays import to_labels
+    from aezoo.data.folder import decode_splits
+
+    parts: dict[str, Any] = {}
+    labels: dict[str, np.ndarray | None] = {}
+    for part in ("train", "val", "test"):
+        files = getattr(splits, part)
+        if files is not None:
+            parts[part] = files
+            labels[part] = to_labels(getattr(splits, f"{part}_labels"), len(files),
+                                     f"{spec.name} {part} split labels")
+    train = parts["train"]
+    rows: dict[str, Any] = {}
+    if "val" in parts:
+        rows["train"] = np.random.default_rng(spec.split_seed).permutation(len(train))
+        rows["val"] = np.arange(len(parts["val"]))
+    else:
+        if len(train) < 2:
+            raise DataError(f"dataset {spec.name} has {len(train)} image; training needs at "
+                            "least 2 (one for validation)", "add images")
+        rows["train"], rows["val"] = split_indices(len(train), labels["train"],
+                                                   spec.val_fraction, spec.split_seed)
+        parts["val"], labels["val"] = train, labels["train"]
+    if spec.limit is not None:
+        rows["train"] = rows["train"][: spec.limit]
+    if "test" in parts:
+        rows["test"] = np.arange(len(parts["test"]))
+    decoded = decode_splits({k: (parts[k], rows[k]) for k in rows}, spec.image_size,
+                            spec.channels, None if progress is None else
+                            lambda done, total: progress("decoding images", done, total, "images"))
+    picked: dict[str, np.ndarray | None] = {}
+    for k in rows:
+        known = labels[k]
+        picked[k] = None if known is None else known[rows[k]]
+    return ArrayDataset(spec.name, decoded["train"], decoded["val"], picked["train"],
+                        picked["val"], decoded.get("test"), picked.get("test"),
+                        None if splits.class_names is None else list(splits.class_names))

@@ -100,7 +100,8 @@ def resolve(name: str) -> Resolved:
 
 def _suggest(name: str) -> str:
     candidate = Path(name).expanduser()
-    for prefix, fits in (("folder", candidate.is_dir()), ("npz", name.endswith(".npz")),
+    for prefix, fits in (("packed", (candidate / "manifest.json").is_file()),
+                         ("folder", candidate.is_dir()), ("npz", name.endswith(".npz")),
                          ("npy", name.endswith(".npy"))):
         if fits:
             return f"did you mean '{prefix}:{name}'?"

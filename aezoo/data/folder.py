@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +29,19 @@ EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
               "test": "test"}
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 REPORT_EVERY = 256
 
 
 @dataclass(frozen=True)
-class _Header:
-    path: Path
-    size: tuple[int, int]  # (H, W) after EXIF rotation
-    grey: bool
+class FolderImages:
+    """A split's image files, decoded only where the core asks (:func:`decode_splits`):
+    after the validation carve and ``--limit``, so images left out are never opened."""
+
+    paths: tuple[Path, ...]
+    root: Path
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 def load_folder(ctx: LoadContext) -> Splits:
@@ -47,6 +51,10 @@ def load_folder(ctx: LoadContext) -> Splits:
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder",
                          f"use npz:{ctx.argument} or npy:{ctx.argument} for array files")
+    from aezoo.data import packed
+
+    if packed.is_store(root):  # a directory `aezoo data pack` wrote: read it mapped
+        return packed.load_store(root)
     split_roots = _split_roots(root)
     seen: set[tuple[int, int]] = set()  # a file linked into two splits counts once
     files = {split: _image_files(path, seen) for split, path in split_roots.items()}
@@ -57,20 +65,16 @@ def load_folder(ctx: LoadContext) -> Splits:
         raise DataError(f"folder {root / 'train'} holds no images",
                         "put the training images under train/")
     classes = _classes(split_roots, files)
-    headers = {split: _headers(paths) for split, paths in files.items() if paths}
-    every = [h for hs in headers.values() for h in hs]
-    size = ctx.image_size or _common_size(every, root)
-    channels = ctx.channels or (1 if all(h.grey for h in every) else 3)
-    out: dict[str, np.ndarray | None] = {}
-    done = [0]
-    for split, hs in headers.items():
-        out[split] = _decode_all(hs, size, channels, ctx, done, len(every))
+    out: dict[str, Any] = {"class_names": classes}
+    for split, paths in files.items():
+        if not paths:
+            continue
+        out[split] = FolderImages(tuple(paths), root)
         if classes is not None:
             parent = split_roots[split]
             out[f"{split}_labels"] = np.array(
-                [classes.index(h.path.relative_to(parent).parts[0]) for h in hs],
-                dtype=np.int64)
-    return Splits(**out)  # type: ignore[arg-type]
+                [classes.index(p.relative_to(parent).parts[0]) for p in paths], dtype=np.int64)
+    return Splits(**out)
 
 
 def _split_roots(root: Path) -> dict[str, Path]:
@@ -154,18 +158,6 @@ def _unreadable(path: Path, exc: BaseException) -> DataError:
                      "remove or replace the file")
 
 
-def _header(path: Path) -> _Header:
-    with _open(path) as image:
-        w, h = image.size
-        try:
-            orientation = image.getexif().get(0x0112)
-        except Exception:  # a broken EXIF block is not worth failing the image for
-            orientation = None
-        if orientation in ROTATED:
-            w, h = h, w
-        return _Header(path, (h, w), image.mode in GREY_MODES or _grey_palette(image))
-
-
 def _grey_palette(image: Image.Image) -> bool:
     if image.mode != "P":
         return False
@@ -174,36 +166,22 @@ def _grey_palette(image: Image.Image) -> bool:
     return bool((rgb == rgb[:, :1]).all())
 
 
-def _headers(paths: Sequence[Path]) -> list[_Header]:
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        return list(pool.map(_header, paths))
-
-
 def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _common_size(headers: list[_Header], root: Path) -> tuple[int, int]:
-    first = headers[0]
-    for h in headers:
-        if h.size != first.size:
-            a, b = first.size, h.size
-            raise DataError(
-                f"images in {root} differ in size ({a[1]}x{a[0]} {first.path.name}, "
-                f"{b[1]}x{b[0]} {h.path.name})",
-                "pass --image-size N or HxW to resize them all")
-    return first.size
-
-
-def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """One image as uint8 (C, H, W)."""
+def decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+    """One image as uint8 (C, H, W), the file opened once: resized to ``size`` if given,
+    converted to ``channels`` if given, else grey (1) or RGB (3) as the file is."""
     from PIL import ImageOps
 
     try:
         with _open(path) as image:
+            if channels is None:
+                channels = 1 if image.mode in GREY_MODES or _grey_palette(image) else 3
             image = ImageOps.exif_transpose(image)
             image = _to_mode(image, channels)
-            if image.size != (size[1], size[0]):
+            if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), _bilinear())
             array = np.asarray(image, dtype=np.uint8)
     except DataError:
@@ -211,6 +189,64 @@ def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
         raise _unreadable(path, exc) from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+class Collector:
+    """Decoded images gathered into one uint8 array per split. Without a fixed size, the
+    first image's is every image's (another is an error naming both); without fixed
+    channels, grey until the first colour image, then every split is widened to RGB."""
+
+    def __init__(self, counts: dict[str, int], size: tuple[int, int] | None,
+                 channels: int | None, root: Path) -> None:
+        self.counts, self.size, self.channels, self.root = counts, size, channels, root
+        self.fixed = channels is not None
+        self.first: Path | None = None
+        self.out: dict[str, np.ndarray] = {}
+
+    def put(self, split: str, i: int, path: Path, image: np.ndarray) -> None:
+        hw = (int(image.shape[1]), int(image.shape[2]))
+        if self.first is None:
+            self.size, self.first = self.size or hw, path
+        size: tuple[int, int] = self.size or hw
+        if hw != size:
+            a, b = size, hw
+            raise DataError(
+                f"images in {self.root} differ in size ({a[1]}x{a[0]} {self.first.name}, "
+                f"{b[1]}x{b[0]} {path.name})", "pass --image-size N or HxW to resize them all")
+        c = self.channels or 1
+        if image.shape[0] > c:  # the first colour image: RGB from now on, for all splits
+            self.out = {k: np.repeat(v, 3, axis=1) for k, v in self.out.items()}
+            self.channels = c = 3
+        elif image.shape[0] < c:
+            image = np.repeat(image, c, axis=0)
+        if split not in self.out:
+            self.out[split] = np.empty((self.counts[split], c, *size), dtype=np.uint8)
+        self.out[split][i] = image
+
+
+def decode_splits(parts: dict[str, tuple[FolderImages, np.ndarray]],
+                  size: tuple[int, int] | None, channels: int | None,
+                  report: Callable[[int, int], None] | None = None,
+                  like: tuple[Path, tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
+    """The images ``rows`` of each split, each file opened once, on up to 8 threads.
+    ``like`` (a file and its size): without ``size``, every image must have that size."""
+    jobs = [(split, i, images.paths[int(r)]) for split, (images, rows) in parts.items()
+            for i, r in enumerate(rows)]
+    root = next(iter(parts.values()))[0].root
+    collect = Collector({k: len(rows) for k, (_, rows) in parts.items()}, size, channels, root)
+    if like is not None and size is None:
+        collect.first, collect.size = like
+    total = len(jobs)
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        fixed = channels
+        for done, ((split, i, path), image) in enumerate(zip(jobs, pool.map(
+                lambda job: decode(job[2], size, fixed), jobs), strict=True), 1):
+            collect.put(split, i, path, image)
+            if report is not None and (done % REPORT_EVERY == 0 or done == total):
+                if done <= REPORT_EVERY:  # started once images decode: an error stays alone
+                    report(0, total)
+                report(done, total)
+    return collect.out
 
 
 def _to_mode(image: Image.Image, channels: int) -> Image.Image:
@@ -228,16 +264,3 @@ def _bilinear() -> Any:
     from PIL import Image
 
     return Image.Resampling.BILINEAR
-
-
-def _decode_all(headers: list[_Header], size: tuple[int, int], channels: int,
-                ctx: LoadContext, done: list[int], total: int) -> np.ndarray:
-    out = np.empty((len(headers), channels, *size), dtype=np.uint8)
-    ctx.report("decoding images", done[0], total, "images")
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for i, array in enumerate(pool.map(lambda h: _decode(h.path, size, channels), headers)):
-            out[i] = array
-            done[0] += 1
-            if done[0] % REPORT_EVERY == 0 or done[0] == total:
-                ctx.report("decoding images", done[0], total, "images")
-    return out

@@ -14,12 +14,13 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from aezoo.data.folder import GREY_MODES, ROTATED, _bilinear, _grey_palette, _to_mode
+from aezoo.data.folder import GREY_MODES, _bilinear, _grey_palette, _to_mode
 from aezoo.errors import DataError, summary
 
 if TYPE_CHECKING:
     from PIL import Image
 
+ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 FIX = "remove or replace it, or pass --skip-bad-images to skip and count it"
 IMAGE_KEYS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm", "pgm", "tif", "tiff")
 

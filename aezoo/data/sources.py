@@ -149,6 +149,15 @@ npy = DatasetSource(
     takes_path=True,
 )
 
+packed = DatasetSource(
+    name="packed",
+    description="a packed store written by `aezoo data pack` (memory-mapped uint8, labels, "
+                "class names)",
+    license="that of its source",
+    load="aezoo.data.packed:load_packed",
+    takes_path=True,
+)
+
 wds = DatasetSource(
     name="wds",
     description="WebDataset tar shards: wds:PATH, wds:shards-{000..009}.tar, file:// or "

@@ -75,7 +75,7 @@ class BadImages:
         return self._first.value.decode("utf-8", "replace") if self.count else None
 
 
-class FolderImages(Dataset[torch.Tensor]):
+class FolderStream(Dataset[torch.Tensor]):
     """Map-style: ``self[i]`` is image ``i`` as uint8 ``(C, H, W)``, decoded now."""
 
     def __init__(self, paths: PathTable, size: tuple[int, int], channels: int,
@@ -125,7 +125,9 @@ def load(ctx: LoadContext) -> Splits | StreamedSplits:
     (or when ``ctx.stream`` asks) streamed."""
     root = Path(ctx.argument or "").expanduser()
     stream = getattr(ctx, "stream", None)  # None: decide by size
-    if stream is False or not root.is_dir():
+    from aezoo.data import packed
+
+    if stream is False or not root.is_dir() or packed.is_store(root):
         return folder.load_folder(ctx)
     listing = _listing(root)
     if stream is None and not _too_big(listing, ctx):
@@ -208,7 +210,7 @@ def stream_folder(ctx: LoadContext, listing: _Listing | None = None) -> Streamed
             continue
         # Sizes are known equal (headers read) or --image-size given: decode() resizes
         # only images of another size.
-        out[split] = FolderImages(PathTable(paths), size, channels, bad)
+        out[split] = FolderStream(PathTable(paths), size, channels, bad)
         if classes is not None:
             parent = split_roots[split]
             out[f"{split}_labels"] = np.array(

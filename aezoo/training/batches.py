@@ -337,7 +337,7 @@ def choose(data: ArrayDataset | StreamedDataset, spec: TrainSpec, device: torch.
     mapped = is_mapped(data.train)
     kind = spec.reader if forced else (
         "mapped" if mapped and size > budget else "memory")
-    why = "as asked (train.reader)" if forced else (
+    why = "asked for by train.reader" if forced else (
         f"{_gb(size)}, over the memory budget of {_gb(budget)}" if kind == "mapped" else
         f"{_gb(size)} fit the memory budget of {_gb(budget)}" if mapped else
         f"{_gb(size)}, decoded into memory")
@@ -389,7 +389,7 @@ def _streamed(data: StreamedDataset, spec: TrainSpec, device: torch.device,
             raise DataError(f"dataset {data.name} streams; it has no array to map",
                             f"pack it first (aezoo data pack {data.name} --out DIR), or use "
                             "--reader stream")
-        return Reader("memory", f"as asked (train.reader), {_gb(size)} decoded once",
+        return Reader("memory", f"asked for by train.reader; {_gb(size)} decoded once",
                       _to_device(train.read_all(), device), _to_device(val.read_all(), device))
     how = f"{workers} DataLoader worker{'s' * (workers != 1)}" if workers else "this process"
     return Reader("stream", f"{data.name} is decoded on the fly by {how}", train, val)

@@ -1,0 +1,329 @@
+"""``aezoo data pack SOURCE --out DIR``: decode a source once into a packed store.
+
+Resumable: images are written into ``.SPLIT.npy.part`` files (``.npy`` files made at full
+size up front, sparse until written) and ``.pack-progress.json`` records, after each
+flushed chunk, how many images of each split are on disk and what is being packed (a
+fingerprint of the source: file names, sizes, times; the conversions). A rerun with the
+same source continues there; a changed source starts over. Atomic: ``manifest.json`` is
+written last (temp file, fsync, rename), after every data file has its final name and
+digest, so an interrupted pack never leaves a store that loads (``aezoo.data.packed``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from aezoo._io import atomic_write, commit, fsync_dir
+from aezoo._version import __version__
+from aezoo.data import packed
+from aezoo.data.source import LoadContext, Progress, Shape, Splits
+from aezoo.data.streamed import StreamedSplits, is_iterable
+from aezoo.errors import DataError, OutputExistsError, UsageError
+from aezoo.specs import DataSpec
+
+CHUNK = 1024  # images decoded and written per step
+FLUSH_SECONDS = 2.0  # how much work an interruption may lose, at most (plus one chunk)
+
+
+@dataclass
+class _Part:
+    """One split to pack: ``read(start, stop)`` gives uint8 (k, C, H, W) images."""
+
+    count: int
+    read: Callable[[int, int], np.ndarray]
+    labels: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Packed:
+    """What ``pack`` wrote."""
+
+    directory: Path
+    counts: dict[str, int]
+    shape: Shape
+    bytes: int
+    resumed: int  # images an interrupted pack had already written
+    seconds: float
+    class_names: list[str] | None
+
+
+def pack(spec: DataSpec, out: Path, progress: Progress | None = None,
+         force: bool = False) -> Packed:
+    """Pack the source ``spec`` names (with its ``image_size`` / ``channels``) into ``out``."""
+    start = time.perf_counter()
+    out = Path(out).expanduser()
+    _claim(out, force)
+    parts, class_names, fingerprint = _plan(spec, progress)
+    state = _progress(out, fingerprint)
+    resumed = sum(state["done"].values())
+    for split, part in parts.items():
+        _write_split(out, split, part, state, spec, progress)
+    shape = tuple(state["shape"])
+    manifest: dict[str, Any] = {
+        "format": packed.FORMAT, "version": packed.VERSION, "source": spec.name,
+        "image_size": list(spec.image_size) if spec.image_size else None,
+        "channels": spec.channels, "shape": list(shape), "class_names": class_names,
+        "aezoo": __version__, "splits": {}}
+    total = 0
+    for split, part in parts.items():
+        tmp, final = out / _part_name(split), out / packed.images_file(split)
+        entry: dict[str, Any] = {"count": part.count, "images": final.name}
+        entry["sha256"] = packed.sha256(tmp)
+        total += tmp.stat().st_size
+        commit(tmp, final)
+        if part.labels is not None:
+            buf = io.BytesIO()
+            np.save(buf, part.labels.astype(np.int64), allow_pickle=False)
+            atomic_write(out / packed.labels_file(split), buf.getvalue())
+            entry["labels"] = packed.labels_file(split)
+            entry["labels_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        manifest["splits"][split] = entry
+    atomic_write(out / packed.MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    (out / packed.PROGRESS).unlink(missing_ok=True)
+    fsync_dir(out)
+    return Packed(out, {k: p.count for k, p in parts.items()},
+                  cast(Shape, shape), total, resumed, time.perf_counter() - start, class_names)
+
+
+def _part_name(split: str) -> str:
+    return f".{packed.images_file(split)}.part"
+
+
+def _claim(out: Path, force: bool) -> None:
+    """``out`` is new, empty, or a pack in progress; a finished store only with ``force``."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file", "give --out a directory for the packed store")
+    if packed.is_store(out):
+        if not force:
+            raise OutputExistsError(f"{out} already holds a packed store",
+                                    "pass --force to pack it again, or choose another --out")
+        (out / packed.MANIFEST).unlink()  # from here on the old store no longer loads
+        fsync_dir(out)
+        for name in os.listdir(out):
+            if name.endswith((".npy", ".part")) or name == packed.PROGRESS:
+                (out / name).unlink()
+    elif out.is_dir() and any(out.iterdir()) and not (out / packed.PROGRESS).exists():
+        raise OutputExistsError(f"{out} exists and is neither empty nor a pack in progress",
+                                "choose a new or empty --out directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {out} ({exc.strerror})",
+                        "choose a writable --out directory") from None
+
+
+def _progress(out: Path, fingerprint: str) -> dict[str, Any]:
+    """The interrupted pack's progress if it packed the same thing, else a fresh start."""
+    path = out / packed.PROGRESS
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("fingerprint") == fingerprint and isinstance(state.get("done"), dict):
+            return cast(dict[str, Any], state)
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name in os.listdir(out):  # another source, or none recorded: start over
+        if name.endswith(".part"):
+            (out / name).unlink()
+    state = {"fingerprint": fingerprint, "done": {}, "shape": None}
+    _save_progress(out, state)
+    return state
+
+
+def _save_progress(out: Path, state: dict[str, Any]) -> None:
+    atomic_write(out / packed.PROGRESS, json.dumps(state).encode())
+
+
+def _write_split(out: Path, split: str, part: _Part, state: dict[str, Any], spec: DataSpec,
+                 progress: Progress | None) -> None:
+    path = out / _part_name(split)
+    done = int(state["done"].get(split, 0))
+    if done and not path.exists():
+        done = 0
+    label = f"the {split} split"
+    if progress is not None:
+        progress(label, done, part.count, "images")
+    store: Any = None
+    if done:
+        store = np.lib.format.open_memmap(path, mode="r+")
+    last = time.perf_counter()
+    try:
+        for begin in range(done, part.count, CHUNK):
+            stop = min(begin + CHUNK, part.count)
+            chunk = part.read(begin, stop)
+            if state["shape"] is None:
+                state["shape"] = [int(v) for v in chunk.shape[1:]]
+            c, h, w = state["shape"]
+            if tuple(chunk.shape[2:]) != (h, w):
+                raise DataError(f"{spec.name}: {split} image {begin} is {chunk.shape[3]}x"
+                                f"{chunk.shape[2]}, the images before it {w}x{h}",
+                                "pass --image-size N or HxW to resize them all")
+            if chunk.shape[1] > c:  # the first colour image: every split becomes RGB
+                store = None
+                _widen(out, state)
+                c = 3
+            elif chunk.shape[1] < c:
+                chunk = np.repeat(chunk, c, axis=1)
+            if store is None:
+                store = np.lib.format.open_memmap(
+                    path, mode="r+" if path.exists() else "w+", dtype=np.uint8,
+                    shape=(part.count, c, h, w))
+            store[begin:stop] = chunk
+            state["done"][split] = stop
+            if time.perf_counter() - last > FLUSH_SECONDS or stop == part.count:
+                store.flush()
+                _save_progress(out, state)
+                last = time.perf_counter()
+            if progress is not None:
+                progress(label, stop, part.count, "images")
+    finally:
+        if store is not None:
+            store.flush()  # msync: what progress claims is on disk
+            del store
+
+
+def _widen(out: Path, state: dict[str, Any]) -> None:
+    """Grey splits written so far, as RGB (grey repeated): a colour image came."""
+    _, h, w = state["shape"]
+    for split, done in state["done"].items():
+        path = out / _part_name(split)
+        old = np.lib.format.open_memmap(path, mode="r")
+        tmp = path.with_name(path.name + ".wide")
+        new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                        shape=(len(old), 3, h, w))
+        for s in range(0, done, CHUNK):
+            new[s:min(s + CHUNK, done)] = np.repeat(old[s:min(s + CHUNK, done)], 3, axis=1)
+        new.flush()
+        del new, old
+        os.replace(tmp, path)
+    state["shape"] = [3, h, w]
+    _save_progress(out, state)
+
+
+# -- what to pack ------------------------------------------------------------------------
+
+def _plan(spec: DataSpec, progress: Progress | None
+          ) -> tuple[dict[str, _Part], list[str] | None, str]:
+    """Each split of the source as a reader of chunks, its class names, its fingerprint."""
+    from aezoo.data.base import _fetch
+    from aezoo.data.catalog import resolve, source_dir
+    from aezoo.data.folder import FolderImages
+
+    found = resolve(spec.name)
+    ctx = LoadContext(found.source, found.argument, source_dir(found.source),
+                      image_size=spec.image_size, channels=spec.channels,
+                      progress=progress, fetcher=_fetch)
+    splits = cast(Callable[[LoadContext], Any], found.source.load)(ctx)
+    what: dict[str, Any] = {"source": spec.name, "image_size": spec.image_size,
+                            "channels": spec.channels}
+    if isinstance(splits, Splits) and isinstance(splits.train, FolderImages):
+        parts = _folder_parts(splits, spec, what)
+    elif isinstance(splits, StreamedSplits):
+        parts = _streamed_parts(splits, what)
+    elif isinstance(splits, Splits):
+        parts = _array_parts(splits, spec, what)
+    else:
+        raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
+                        f"report it to the authors of {found.entry.dist}")
+    names = None if splits.class_names is None else list(splits.class_names)
+    fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
+    return parts, names, fingerprint.hexdigest()
+
+
+def _labels(splits: Any, split: str, n: int, name: str) -> np.ndarray | None:
+    from aezoo.data.arrays import to_labels
+
+    return to_labels(getattr(splits, f"{split}_labels"), n, f"{name} {split} labels")
+
+
+def _folder_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[str, _Part]:
+    from aezoo.data.folder import FolderImages, decode_splits
+
+    parts: dict[str, _Part] = {}
+    first: list[tuple[Path, tuple[int, int]]] = []
+    for split in packed.SPLITS:
+        files = getattr(splits, split)
+        if files is None:
+            continue
+        assert isinstance(files, FolderImages)
+        what[split] = [(str(p.relative_to(files.root)), *_stat(p)) for p in files.paths]
+
+        def read(begin: int, stop: int, files: FolderImages = files) -> np.ndarray:
+            out = decode_splits({"x": (files, np.arange(begin, stop))}, spec.image_size,
+                                spec.channels, like=first[0] if first else None)["x"]
+            if not first:
+                first.append((files.paths[begin], (int(out.shape[2]), int(out.shape[3]))))
+            return out
+
+        parts[split] = _Part(len(files), read, _labels(splits, split, len(files), spec.name))
+    return parts
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return st.st_size, st.st_mtime_ns
+
+
+def _array_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[str, _Part]:
+    from aezoo.data.arrays import convert_channels, resize, to_images
+
+    parts: dict[str, _Part] = {}
+    for split in packed.SPLITS:
+        images = getattr(splits, split)
+        if images is None:
+            continue
+        images = to_images(images, f"{spec.name} {split} split")
+        if spec.channels is not None:
+            images = convert_channels(images, spec.channels, f"{spec.name} {split} split")
+        if spec.image_size is not None:
+            images = resize(images, spec.image_size)
+        what[split] = [int(v) for v in images.shape]
+
+        def read(begin: int, stop: int, images: np.ndarray = images) -> np.ndarray:
+            return np.ascontiguousarray(images[begin:stop])
+
+        parts[split] = _Part(len(images), read, _labels(splits, split, len(images), spec.name))
+    return parts
+
+
+def _streamed_parts(splits: StreamedSplits, what: dict[str, Any]) -> dict[str, _Part]:
+    import torch
+
+    parts: dict[str, _Part] = {}
+    for split in packed.SPLITS:
+        data = getattr(splits, split)
+        if data is None:
+            continue
+        what[split] = len(data)
+        if is_iterable(data):
+            state: dict[str, Any] = {"it": None, "at": -1}
+
+            def read(begin: int, stop: int, data: Any = data, state: dict[str, Any] = state
+                     ) -> np.ndarray:
+                if state["at"] != begin:
+                    data.set_epoch(1, 0)
+                    data.skip(begin)
+                    state["it"] = iter(data)
+                it: Iterator[Any] = state["it"]
+                images = [next(it) for _ in range(begin, stop)]
+                state["at"] = stop
+                return torch.stack(images).numpy()
+        else:
+            def read(begin: int, stop: int, data: Any = data,  # type: ignore[misc]
+                     state: dict[str, Any] | None = None) -> np.ndarray:
+                return torch.stack([data[i] for i in range(begin, stop)]).numpy()
+        labels = None if is_iterable(data) else _labels(splits, split, len(data), "source")
+        parts[split] = _Part(len(data), read, labels)
+    return parts

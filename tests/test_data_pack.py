@@ -1,0 +1,154 @@
+"""Memory-mapped arrays and packed stores: `npy:` and `packed:` are read through the map,
+`aezoo data pack` is resumable and atomic, class names travel to `data info` and `encode`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import aezoo
+from aezoo.data import load_dataset
+from aezoo.data import pack as pack_module
+from aezoo.data.mapped import MappedArray, is_mapped
+from aezoo.data.pack import pack
+from aezoo.errors import DataError, OutputExistsError
+from aezoo.specs import DataSpec, TrainSpec
+from aezoo.training import Trainer
+
+
+def folder(root: Path, per_class: int = 12, colour_at: int | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog", "emu"):
+        for i in range(per_class):
+            shape = (8, 6, 3) if colour_at == i and cls == "emu" else (8, 6)
+            path = root / cls / f"{i:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+    return root
+
+
+def fit(data: Any, **settings: Any) -> Trainer:
+    torch.manual_seed(0)
+    spec = TrainSpec(device="cpu", epochs=1, batch_size=16, **settings)
+    trainer = Trainer(aezoo.build("cae-upsample"), data, spec)
+    trainer.fit()
+    return trainer
+
+
+def test_npy_trains_through_its_memory_map_exactly_like_memory(tmp_path: Path) -> None:
+    images = np.random.default_rng(2).integers(0, 256, (120, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    data = load_dataset(DataSpec(name=f"npy:{tmp_path / 'x.npy'}"))
+    assert isinstance(data.train, MappedArray) and is_mapped(data.train.base)
+    assert isinstance(data.val, MappedArray)  # the carve is indices over the map
+    mapped = fit(data, reader="mapped")
+    assert mapped.reader.kind == "mapped"
+    assert is_mapped(mapped.train_images.array.base)  # batches come from the map
+    memory = fit(data)
+    assert memory.reader.kind == "memory" and "fit the memory budget" in memory.reader.reason
+    wa, wb = mapped.model.state_dict(), memory.model.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert mapped.history[0].val_loss == memory.history[0].val_loss
+    tight = fit(data, memory_budget=1e-6)  # over budget: mapped, and it says why
+    assert tight.reader.kind == "mapped" and "over the memory budget" in tight.reader.reason
+
+
+def test_pack_a_folder_keeps_labels_and_class_names(tmp_path: Path) -> None:
+    src = folder(tmp_path / "imgs")
+    done = pack(DataSpec(name=f"folder:{src}"), tmp_path / "store")
+    assert done.counts == {"train": 36} and done.shape == (1, 8, 6)
+    assert done.class_names == ["cat", "dog", "emu"]
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert manifest["format"] == "aezoo-packed" and len(manifest["splits"]["train"]["sha256"]) == 64
+    packed = load_dataset(DataSpec(name=f"packed:{tmp_path / 'store'}"))
+    plain = load_dataset(DataSpec(name=f"folder:{src}"))
+    assert packed.class_names == plain.class_names == ["cat", "dog", "emu"]
+    assert isinstance(packed.train, MappedArray)
+    assert np.array_equal(np.asarray(packed.train), plain.train)  # the same carve, images
+    assert np.array_equal(packed.train_labels, plain.train_labels)
+    # folder: pointed at a store reads the store
+    again = load_dataset(DataSpec(name=f"folder:{tmp_path / 'store'}"))
+    assert isinstance(again.train, MappedArray)
+    with pytest.raises(OutputExistsError, match="already holds a packed store"):
+        pack(DataSpec(name=f"folder:{src}"), tmp_path / "store")
+
+
+def test_an_interrupted_pack_never_loads_and_a_rerun_finishes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = folder(tmp_path / "imgs", per_class=20, colour_at=15)  # RGB from image 55 on
+    whole = pack(DataSpec(name=f"folder:{src}"), tmp_path / "whole")
+    monkeypatch.setattr(pack_module, "CHUNK", 8)
+    monkeypatch.setattr(pack_module, "FLUSH_SECONDS", 0.0)
+    calls = {"n": 0}
+    real = pack_module._plan
+
+    def plan(*args: Any) -> Any:
+        parts, names, fingerprint = real(*args)
+        read = parts["train"].read
+
+        def crashing(begin: int, stop: int) -> np.ndarray:
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise KeyboardInterrupt
+            return read(begin, stop)
+
+        parts["train"].read = crashing
+        return parts, names, fingerprint
+
+    monkeypatch.setattr(pack_module, "_plan", plan)
+    out = tmp_path / "store"
+    with pytest.raises(KeyboardInterrupt):
+        pack(DataSpec(name=f"folder:{src}"), out)
+    assert not (out / "manifest.json").exists()
+    with pytest.raises(DataError, match="is an unfinished pack"):
+        load_dataset(DataSpec(name=f"packed:{out}"))
+    done = pack(DataSpec(name=f"folder:{src}"), out)
+    assert done.resumed == 24 and done.shape == (3, 8, 6) == whole.shape
+    a = json.loads((out / "manifest.json").read_text())["splits"]["train"]["sha256"]
+    b = json.loads((tmp_path / "whole" / "manifest.json").read_text())["splits"]["train"]["sha256"]
+    assert a == b  # resumed, byte for byte what one uninterrupted pack writes
+    assert not (out / ".pack-progress.json").exists()
+
+
+def test_a_limited_folder_decodes_only_what_it_keeps(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo.data import folder as folder_module
+
+    src = folder(tmp_path / "imgs", per_class=20)
+    opened: list[Path] = []
+    real = folder_module._open
+
+    def counting(path: Path) -> Any:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(folder_module, "_open", counting)
+    data = load_dataset(DataSpec(name=f"folder:{src}", limit=5))
+    assert data.splits() == {"train": 5, "val": 6}
+    assert len(opened) == len(set(opened)) == 11  # each kept image opened once, no others
+
+
+def test_pack_train_encode_round_trip_names_the_classes(tmp_path: Path, cli: Any) -> None:
+    src = folder(tmp_path / "imgs")
+    store = tmp_path / "store"
+    result = cli("data", "pack", f"folder:{src}", "--out", str(store), "--image-size", "16")
+    assert result.exit_code == 0, result.output
+    assert "packed 36 train images (1x16x16 uint8, 3 classes)" in result.output
+    info = cli("data", "info", f"packed:{store}")
+    assert info.exit_code == 0 and "classes: cat, dog, emu" in info.output
+    run = tmp_path / "run"
+    trained = cli("train", "cae-strided", "--data", f"packed:{store}", "--epochs", "1",
+                  "--device", "cpu", "--out", str(run), "--no-images", "--reader", "mapped")
+    assert trained.exit_code == 0, trained.output
+    latents = tmp_path / "z.npz"
+    encoded = cli("encode", str(run), "--out", str(latents), "--device", "cpu")
+    assert encoded.exit_code == 0, encoded.output
+    assert "classes 0=cat, 1=dog, 2=emu" in encoded.output
+    with np.load(latents, allow_pickle=False) as z:
+        assert z["class_names"].tolist() == ["cat", "dog", "emu"] and len(z["labels"]) == 3
