@@ -158,3 +158,17 @@ def test_a_killed_worker_is_a_one_line_error_not_a_hang(folder: Path) -> None:
     with pytest.raises(DataError, match=r"^a DataLoader worker reading photos failed \("):
         for i in range(0, 16, 4):
             view[slice(i, i + 4)]
+
+
+def test_the_cli_skips_counts_and_says_so(damaged: Path, cli: Any) -> None:
+    args = ["train", "cae-strided", "--data", f"folder:{damaged}", "--reader", "stream",
+            "--workers", "0", "--epochs", "2", "--batch-size", "4", "--no-images",
+            "--device", "cpu"]
+    stopped = cli(*args, "--out", "stop")
+    assert stopped.exit_code == 1
+    assert stopped.stderr.strip().splitlines()[-1].startswith("error: cannot read image ")
+    skipped = cli(*args, "--skip-bad-images", "--out", "skip")
+    assert skipped.exit_code == 0, skipped.output
+    warnings = [w for w in skipped.stderr.splitlines() if "unreadable image" in w]
+    assert len(warnings) == 2 and "skipped 1 unreadable image so far" in warnings[0]
+    assert warnings[0].rstrip().endswith("03.png)")
