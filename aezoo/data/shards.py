@@ -1,22 +1,24 @@
 """``wds:PATTERN``: WebDataset tar shards as an iterable dataset (``aezoo.data.shardio``).
 
-Each sample's image is the first of its ``png``/``jpg``/... fields; its label, where
-present, the integer text of ``cls`` (or ``cls.txt``, ``label``, ``class``). Samples are
-counted once when the source is opened (headers only for local tars; one pass for URLs).
+Each sample's image is the first of its ``png``/``jpg``/... fields. Samples are counted
+once when the source is opened (headers only for local tars; one pass for URLs).
 
 Order: each epoch permutes the shards (``seed``, ``epoch``); rank ``r`` of ``w`` takes
-every ``w``-th shard of that order and DataLoader worker ``k`` of ``n`` every ``n``-th of
-those; a shuffle buffer of ``buffer`` samples mixes within a worker's stream. All of it
-is seeded, so an epoch's order is a function of (seed, epoch, rank, world, workers): what
-exact resume needs. Every rank yields the same number of samples per epoch (the smallest
-rank's; DDP steps must match), so use at least ranks x workers shards of similar size.
+every ``w``-th shard of that order, and a seeded shuffle buffer of ``buffer`` samples
+mixes them. The order is a function of (seed, epoch, rank, world) alone, not of the
+DataLoader's worker count: every worker walks the rank's stream (reading its bytes, a
+cheap pass over a tar) and decodes only its own batches, so any ``skip(n)`` resumes
+exactly. Every rank yields as many samples per epoch as the smallest rank's share (DDP
+steps must match): use at least as many shards as ranks, of similar size.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,10 +31,10 @@ from aezoo.data.stream_folder import BadImages
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError
 
-LABEL_KEYS = ("cls", "cls.txt", "label", "class", "target")
 BUFFER = 1000
 LOADER_BATCH = 256  # aezoo.training.batches reads iterable splits 256 at a time
 COUNT_THREADS = 8
+T = TypeVar("T")
 
 
 class ShardStream(IterableDataset[torch.Tensor]):
@@ -40,16 +42,15 @@ class ShardStream(IterableDataset[torch.Tensor]):
 
     def __init__(self, shards: list[str], counts: list[int], size: tuple[int, int],
                  channels: int, *, shuffle: bool = True, buffer: int = BUFFER,
-                 bad: BadImages | None = None, with_labels: bool = False,
-                 resize: bool = True, every: tuple[int, bool] | None = None) -> None:
+                 bad: BadImages | None = None, resize: bool = True,
+                 every: tuple[int, bool] | None = None) -> None:
         self.shards, self.counts = shards, counts  # counts: samples this stream takes
         self.size, self.channels, self.resize = size, channels, resize
         self.every = every  # (k, val): samples i of a shard with (i % k == 0) == val
         self.shuffle, self.buffer, self.bad = shuffle, buffer, bad
-        self.with_labels = with_labels  # yield (image, label) pairs (encode, eval)
         self.epoch, self.seed, self.rank, self.world = 0, 0, 0, 1
         self._skip = 0
-        # The DataLoader's batch size: with workers, skip() maps images to whole batches.
+        # The reading DataLoader's batch size: each worker decodes every n-th such batch.
         self.batch_size = LOADER_BATCH
 
     # -- the streamed-split contract -------------------------------------------------
@@ -83,57 +84,58 @@ class ShardStream(IterableDataset[torch.Tensor]):
         totals = [sum(self.counts[i] for i in order[r::self.world]) for r in range(self.world)]
         return min(totals)
 
-    def _plan(self, workers: int) -> list[list[tuple[int, int]]]:
-        """Per worker, its (shard, samples to take) in reading order."""
-        mine = self._order()[self.rank::self.world]
-        left = self._quota()
-        takes = []
-        for shard in mine:
+    def _takes(self) -> list[tuple[int, int]]:
+        """This rank's (shard, samples to take) in reading order."""
+        left, takes = self._quota(), []
+        for shard in self._order()[self.rank::self.world]:
             take = min(self.counts[shard], left)
             takes.append((shard, take))
             left -= take
-        return [takes[k::workers] for k in range(workers)]
-
-    def _skips(self, plan: list[list[tuple[int, int]]]) -> tuple[list[int], int]:
-        """How many of each worker's samples the first ``skip`` of the epoch were, and
-        whose turn is next.
-
-        The DataLoader takes whole batches from the workers in turn, passing over those
-        that ran dry; with no workers the stream is one worker's."""
-        totals = [sum(t for _, t in p) for p in plan]
-        if len(plan) == 1:
-            return [min(self._skip, totals[0])], 0
-        done = [0] * len(plan)
-        left, k = self._skip, 0
-        while left > 0 and any(d < t for d, t in zip(done, totals, strict=True)):
-            if done[k] < totals[k]:
-                batch = min(self.batch_size, totals[k] - done[k], left)
-                done[k] += batch
-                left -= batch
-            k = (k + 1) % len(plan)
-        return done, k
+        return takes
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        """This rank's stream from ``skip``: every worker walks the same (seeded) sample
+        order and decodes only its own batches, the k-th, (k + n)-th, ... of the loader's
+        ``batch_size``. The loader takes batches from workers in turn, so what it yields
+        is that order whatever the worker count, and a skip to any image is exact."""
         info = get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        plan = self._plan(workers)
-        skips, turn = self._skips(plan)
-        # A resumed loader asks worker 0 first: it plays the part whose turn it was.
-        worker = (worker + turn) % workers
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 7])
-        stream = self._decoded(plan[worker])
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, 7])
+        stream = self._samples(self._takes())
         stream = _shuffled(stream, self.buffer, rng) if self.shuffle else stream
-        for i, item in enumerate(stream):
-            if i >= skips[worker]:
-                yield self._convert(item)
+        owed, last = 0, None  # skip_bad: slots of unreadable images, filled by the next
+        for j, (where, data) in enumerate(itertools.islice(stream, self._skip, None)):
+            mine = (j // self.batch_size) % workers == worker
+            if not (mine or owed):
+                continue  # another worker's: never decoded here
+            try:
+                image = self._decode(where, data)
+            except DataError:
+                if self.bad is None:
+                    raise
+                if mine:
+                    self.bad.add(where)
+                    owed += 1
+                continue
+            last = torch.from_numpy(image)
+            for _ in range(owed + mine):
+                yield last
+            owed = 0
+        if owed:
+            if last is None:
+                raise DataError(f"no image of {where} onwards is readable", "check the shards")
+            for _ in range(owed):
+                yield last
 
-    def _convert(self, item: tuple[np.ndarray, int]) -> torch.Tensor:
-        image = torch.from_numpy(item[0])
-        if self.with_labels:
-            return image, item[1]  # type: ignore[return-value]
-        return image
+    def _decode(self, where: str, data: bytes) -> np.ndarray:
+        array = decoding.decode(data, where, self.size if self.resize else None,
+                                self.channels)
+        if not self.resize:
+            decoding.check_size(array, self.size, where)
+        return array
 
-    def _decoded(self, takes: list[tuple[int, int]]) -> Iterator[tuple[np.ndarray, int]]:
+    def _samples(self, takes: list[tuple[int, int]]) -> Iterator[tuple[str, bytes]]:
+        """(where, encoded image) of each sample taken, in order; nothing decoded."""
         for shard, take in takes:
             name = self.shards[shard]
             if take == 0:
@@ -147,28 +149,15 @@ class ShardStream(IterableDataset[torch.Tensor]):
                     index += 1
                     if self.every and (index % self.every[0] == 0) != self.every[1]:
                         continue
-                    where = f"{shardio.display(name)} member {key}.{field}"
-                    try:
-                        array = decoding.decode(fields[field], where,
-                                                self.size if self.resize else None,
-                                                self.channels)
-                        if not self.resize:
-                            decoding.check_size(array, self.size, where)
-                    except DataError:
-                        if self.bad is None:
-                            raise
-                        self.bad.add(where)
-                        continue
-                    yield np.ascontiguousarray(array), label_of(fields, where)
+                    yield f"{shardio.display(name)} member {key}.{field}", fields[field]
                     got += 1
                     if got == take:
                         break
 
 
-def _shuffled(items: Iterator[tuple[np.ndarray, int]], size: int,
-              rng: np.random.Generator) -> Iterator[tuple[np.ndarray, int]]:
+def _shuffled(items: Iterator[T], size: int, rng: np.random.Generator) -> Iterator[T]:
     """A seeded shuffle buffer: each item leaves from a random slot of ``size``."""
-    pool: list[tuple[np.ndarray, int]] = []
+    pool: list[T] = []
     for item in items:
         if len(pool) < size:
             pool.append(item)
@@ -181,19 +170,6 @@ def _shuffled(items: Iterator[tuple[np.ndarray, int]], size: int,
         yield pool[int(j)]
 
 
-def label_of(fields: dict[str, bytes], where: str) -> int:
-    """The sample's integer label, -1 when it has none."""
-    for key in LABEL_KEYS:
-        if key in fields:
-            text = fields[key].decode("utf-8", "replace").strip()
-            try:
-                return int(text)
-            except ValueError:
-                raise DataError(f"shard {where}: label '{key}' is {text[:40]!r}, not an "
-                                "integer", "write class indices into .cls fields") from None
-    return -1
-
-
 @dataclass(frozen=True)
 class ShardSource:
     """A shard set, counted, with the shape its first image fixes."""
@@ -202,7 +178,6 @@ class ShardSource:
     shards: list[str]
     counts: list[int]
     shape: tuple[int, int, int]
-    labelled: bool
 
 
 def survey(name: str, pattern: str, image_size: tuple[int, int] | None,
@@ -222,10 +197,9 @@ def survey(name: str, pattern: str, image_size: tuple[int, int] | None,
             if field is not None:
                 where = f"{shardio.display(shards[first])} member {key}.{field}"
                 header = decoding.header(fields[field], where)
-                labelled = label_of(fields, where) >= 0
                 break
     c = channels or (1 if header.grey else 3)
-    return ShardSource(name, shards, counts, (c, *(image_size or header.size)), labelled)
+    return ShardSource(name, shards, counts, (c, *(image_size or header.size)))
 
 
 @dataclass(frozen=True)
