@@ -78,7 +78,7 @@ def _load(target: str) -> Any:
             return datasets.load_dataset("parquet", data_files=str(path))
         if path.is_dir():
             return datasets.load_dataset(str(path))
-        if path.suffix or "/" in target and target.startswith((".", "/", "~")):
+        if target.startswith((".", "/", "~")) or path.suffix in (".parquet", ".arrow"):
             raise UsageError(f"hf: {target} does not exist",
                              "give a save_to_disk directory, a .parquet file or a Hub name")
         return datasets.load_dataset(target)
