@@ -51,6 +51,7 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
     matching shape. ``data`` defaults to the run's dataset, ``split`` to test (else val)."""
     from aezoo.checkpoint import load
     from aezoo.data import load_dataset
+    from aezoo.data.streamed import as_array
     from aezoo.device import resolve_device
     from aezoo.rundir import data_spec_beside, model_path
     from aezoo.tensors import preferred_memory_format
@@ -81,8 +82,8 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
         "val": (dataset.val, dataset.val_labels),
         "test": (test, getattr(dataset, "test_labels", None))}
     images, labels = arrays[split]
+    images = as_array(images, limit)  # mapped or streamed splits are read here, once
     if limit is not None:
-        images = images[:limit]
         labels = None if labels is None else labels[:limit]
     shape = tuple(images.shape[1:])
     if shape != tuple(model.input_shape):

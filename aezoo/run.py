@@ -228,8 +228,14 @@ def aborted(out: Path, epochs: int) -> TrainingInterrupted:
 
 def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
          state: Path | None, follow_data: bool, replacing: bool) -> RunResult:
+    if dist.enabled:  # rank 0 alone downloads and verifies; the others wait for it
+        from aezoo.data.info import prefetch
+
+        distributed.on_main(lambda: prefetch(spec.data.name), dist,
+                            distributed.device_for(spec.train.device, dist))
     reader = spec.train.reader  # folder: streams under reader stream, or when too big
-    data = load_dataset(spec.data, stream=None if reader == "auto" else reader == "stream")
+    data = load_dataset(spec.data, offline=not dist.is_main,
+                        stream=None if reader == "auto" else reader == "stream")
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
     model = from_spec(spec.model)

@@ -152,3 +152,28 @@ def test_pack_train_encode_round_trip_names_the_classes(tmp_path: Path, cli: Any
     assert "classes 0=cat, 1=dog, 2=emu" in encoded.output
     with np.load(latents, allow_pickle=False) as z:
         assert z["class_names"].tolist() == ["cat", "dog", "emu"] and len(z["labels"]) == 3
+
+
+def test_reading_a_mapped_split_whole_leaves_resident_memory_flat(tmp_path: Path) -> None:
+    from aezoo.data import mapped
+    from aezoo.training.batches import MappedImages
+
+    n = 100_000  # 78 MB, sparse: made at once, read from the page cache
+    store = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.uint8,
+                                      shape=(n, 1, 28, 28))
+    store[::1000] = 7
+    store.flush()
+    del store
+    data = load_dataset(DataSpec(name=f"npy:{tmp_path / 'big.npy'}"))
+    view = MappedImages(data.train, torch.device("cpu"))
+    before = mapped._shared_bytes()
+    if before is None:
+        pytest.skip("needs /proc/self/statm")
+    order = torch.randperm(len(view), generator=torch.Generator().manual_seed(0))
+    seen = 0
+    for chunk in order.split(4096):  # every training image once, in a random order
+        seen += int((view[chunk] == 7).sum())
+    assert seen == len(range(0, n, 1000)) * 784 - int(
+        (np.asarray(data.val.positions()) % 1000 == 0).sum()) * 784
+    grown = mapped._shared_bytes() - before  # type: ignore[operator]
+    assert grown < 16 * 2**20, f"file pages in this process grew by {grown / 2**20:.0f} MB"

@@ -32,7 +32,7 @@ from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError
 
 BUFFER = 1000
-LOADER_BATCH = 256  # aezoo.training.batches reads iterable splits 256 at a time
+LOADER_BATCH = 64  # aezoo.training.batches.ITER_BATCH: what a worker hands over at a time
 COUNT_THREADS = 8
 T = TypeVar("T")
 

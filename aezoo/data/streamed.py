@@ -13,10 +13,13 @@ of ``Splits``; each split is one of:
 - **iterable**: a ``torch.utils.data.IterableDataset`` (see :class:`IterableSplit`)
   yielding uint8 ``(C, H, W)`` tensors, with ``__len__`` (images per epoch, all ranks),
   ``set_epoch(epoch, seed)`` (its shuffle for that epoch), ``set_shard(rank,
-  world_size)`` (this rank's part; called once, before iterating) and ``skip(n)`` (the
-  next iteration starts ``n`` images into this rank's epoch: exact resume). It splits
-  its shards across DataLoader workers itself (``torch.utils.data.get_worker_info()``).
-  An iterable ``train`` needs an iterable or map-style ``val`` from the source.
+  world_size)`` (this rank's part; called once, before iterating) and ``skip(n)`` (for
+  the next iteration only: each worker leaves out the first ``n // num_workers`` images
+  it would yield; exact resume). It splits its shards across DataLoader workers itself
+  (``torch.utils.data.get_worker_info()``; ``num_workers`` is 1 without workers). The
+  workers take turns handing over 64 images each; the core calls ``skip`` with a multiple
+  of ``num_workers * 64`` and drops the rest itself. An iterable ``train`` needs a
+  ``val`` split from the source.
 
 A streamed source must honour ``ctx.image_size`` and ``ctx.channels`` (the core cannot
 convert what it never holds) and state the resulting ``shape``; a decoded image of
@@ -65,22 +68,19 @@ class IterableSplit(Protocol):
         """Yield only this rank's part from now on (disjoint across ranks)."""
 
     def skip(self, n: int) -> None:
-        """Start the next iteration ``n`` images into this rank's epoch."""
+        """In the next iteration, each worker leaves out its first ``n // num_workers``
+        images (``n`` is a multiple of ``num_workers * 64``)."""
 
 
 def is_iterable(split: Any) -> bool:
     """Whether ``split`` is an iterable (not map-style) split."""
-    if not isinstance(split, IterableSplit):
+    if isinstance(split, Indexed):
         return False
-    # torch's IterableDataset inherits a __getitem__ (Dataset's, which raises)
-    return type(split).__getitem__ is _dataset_getitem() if hasattr(split, "__getitem__") \
-        else True
+    from torch.utils.data import IterableDataset  # torch is there: splits are torch's
 
-
-def _dataset_getitem() -> Any:
-    from torch.utils.data import Dataset
-
-    return Dataset.__getitem__
+    if isinstance(split, IterableDataset):  # (it inherits a __getitem__ that raises)
+        return True
+    return isinstance(split, IterableSplit) and not hasattr(split, "__getitem__")
 
 
 @dataclass(frozen=True)
@@ -158,3 +158,22 @@ class StreamedDataset:
         n = len(self.train)
         return n if self.limit is None else min(n, self.limit)
 
+
+def as_array(split: Any, limit: int | None = None) -> Any:
+    """The first ``limit`` images (all by default) of a split as a uint8 (N, C, H, W)
+    ndarray, read in this process: for evaluation and encoding, not for training."""
+    import numpy as np
+
+    if isinstance(split, np.ndarray):
+        return split[:limit]
+    if hasattr(split, "read") and hasattr(split, "positions"):  # a MappedArray
+        return split.read(slice(0, limit))
+    n = len(split) if limit is None else min(limit, len(split))
+    if isinstance(split, Indexed):
+        return np.stack([np.asarray(split.dataset[split.position(i)]) for i in range(n)])
+    images: list[Any] = []
+    for image in split:
+        if len(images) == n:
+            break
+        images.append(np.asarray(image))
+    return np.stack(images)

@@ -35,6 +35,7 @@ from aezoo.protocols import format_shape
 from aezoo.specs import TrainSpec
 
 SMALL = 64  # a request this small that the plan did not foresee is read in this process
+ITER_BATCH = 64  # images a worker of an iterable split hands over at a time
 
 
 def _gb(n: float) -> str:
@@ -194,7 +195,7 @@ class StreamedImages:
                      "persistent_workers": not self.iterable}
         gen = torch.Generator().manual_seed(self.seed)  # leaves the global RNG alone
         if self.iterable:
-            return DataLoader(_GuardedIter(self.split), batch_size=256, collate_fn=_collate,
+            return DataLoader(_GuardedIter(self.split), batch_size=ITER_BATCH, collate_fn=_collate,
                               num_workers=self.workers, pin_memory=self.device.type == "cuda",
                               generator=gen, **extra)
         return DataLoader(_Guarded(self.split.dataset), batch_sampler=self._plan,
@@ -235,10 +236,15 @@ class StreamedImages:
 
     def _iterable_take(self, start: int, n: int) -> torch.Tensor:
         if self._it is None or start != self._cursor:  # (re)start this rank's epoch there
+            # Workers take turns, a batch each: the split skips whole turns, we drop the rest.
+            turn = max(self.workers, 1) * ITER_BATCH
+            aligned = start - start % turn
             self.split.set_epoch(self.epoch, self.seed)
-            self.split.skip(start)
+            self.split.skip(aligned)
             self._loader = self._make_loader()
-            self._it, self._cursor, self._buffer = iter(self._loader), start, []
+            self._it, self._cursor, self._buffer = iter(self._loader), aligned, []
+            if start > aligned:
+                self._iterable_take(aligned, start - aligned)
         have = sum(len(b) for b in self._buffer)
         while have < n:
             batch = self._next()
@@ -311,6 +317,14 @@ class Reader:
                   for c in order[i * step_images:(i + 1) * step_images].split(batch_size)]
         view.plan(chunks)
         return order
+
+    def state(self, trainer: Any) -> dict[str, Any]:
+        """What resuming this reader's order needs besides the trainer's generator
+        (``rng.generator``: the epoch's permutation) and position (``epoch``, ``step``):
+        the image count it permutes, and the seed of the workers (fixed per worker)."""
+        return {"reader": self.kind, "images": len(self.train),
+                "position": trainer.step * trainer.step_images,
+                "worker_seed": trainer.spec.seed if self.kind == "stream" else None}
 
     def describe(self) -> str:
         return f"reading data: {self.kind} ({self.reason})"

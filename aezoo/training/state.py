@@ -133,6 +133,7 @@ def save_state(trainer: Trainer, path: str | Path) -> None:
         "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks
                       if getattr(cb, "state_key", None)},
         "exactness": exactness(trainer),
+        "sampler": trainer.reader.state(trainer),  # the order is rng.generator's permutation
     }
     write_state(path, tensors, info)
 
@@ -294,6 +295,12 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
             raise CheckpointError(
                 f"{path} was saved with {key}={info.get(key)}, this run has {mine}",
                 "resume with the same data, batch size and number of processes")
+    sampler = info.get("sampler")
+    images = sampler.get("images") if isinstance(sampler, dict) else None
+    if images is not None and images != len(trainer.train_images):
+        raise CheckpointError(f"{path} was saved training on {images} images per process, "
+                              f"this run has {len(trainer.train_images)}",
+                              "resume with the same data, --limit and number of processes")
     check_info(trainer, path, info)
     check_tensors(trainer, path, tensors)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
