@@ -237,3 +237,10 @@ def test_a_crashed_shard_run_resumes_bit_exact(shards: Path, tmp_path: Path) -> 
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h.val_loss for h in resumed.history] == [h.val_loss for h in full.history]
+
+
+def test_the_stream_batches_as_the_reader_does() -> None:
+    from aezoo.data.shards import LOADER_BATCH
+    from aezoo.training.batches import ITER_BATCH
+
+    assert LOADER_BATCH == ITER_BATCH  # each worker decodes every n-th batch of this size
