@@ -184,7 +184,7 @@ def load_hf(ctx: LoadContext) -> StreamedSplits:
         tables = {k: t.cast_column(image, datasets.Image(decode=False)) for k, t in
                   tables.items()}
     shape = _shape(tables["train"], image, what, ctx)
-    bad = BadImages() if getattr(ctx, "skip_bad", False) else None
+    bad = BadImages() if ctx.skip_bad else None
     out: dict[str, Any] = {}
     for part, table in tables.items():
         out[part] = HFImages(table, image, f"{what} {part}", shape[1:], shape[0], bad)

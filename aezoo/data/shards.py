@@ -210,10 +210,9 @@ class ShardSplits:
 
 
 def split(source: ShardSource, *, val_fraction: float, split_seed: int,
-          image_size: tuple[int, int] | None, skip_bad: bool,
-          val: ShardSource | None = None) -> ShardSplits:
-    """Train and validation streams: ``val``'s shards if given; else a seeded share of the
-    shards (at least one); a single shard gives every k-th sample (k ~ 1/val_fraction)."""
+          image_size: tuple[int, int] | None, skip_bad: bool) -> ShardSplits:
+    """Train and validation streams: validation is a seeded share of the shards (at least
+    one); a single shard gives every k-th sample (k ~ 1/val_fraction) instead."""
     bad = BadImages() if skip_bad else None
     c, h, w = source.shape
 
@@ -222,10 +221,7 @@ def split(source: ShardSource, *, val_fraction: float, split_seed: int,
         return ShardStream(shards, counts, (h, w), c, shuffle=shuffle, bad=bad,
                            resize=image_size is not None, every=every)
 
-    if val is not None:
-        train = stream(source.shards, source.counts, True)
-        held = stream(val.shards, val.counts, False)
-    elif len(source.shards) >= 2:
+    if len(source.shards) >= 2:
         order = np.random.default_rng(split_seed).permutation(len(source.shards))
         n_val = min(max(int(round(len(order) * val_fraction)), 1), len(order) - 1)
         vi, ti = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
@@ -247,7 +243,6 @@ def load_shards(ctx: LoadContext) -> StreamedSplits:
     """``wds:PATTERN``: the shards, counted; validation is a seeded share of them."""
     pattern = ctx.argument or ""
     source = survey(f"wds:{pattern}", pattern, ctx.image_size, ctx.channels)
-    splits = split(source, val_fraction=getattr(ctx, "val_fraction", 0.1),
-                   split_seed=getattr(ctx, "split_seed", 0), image_size=ctx.image_size,
-                   skip_bad=bool(getattr(ctx, "skip_bad", False)))
+    splits = split(source, val_fraction=ctx.val_fraction, split_seed=ctx.split_seed,
+                   image_size=ctx.image_size, skip_bad=ctx.skip_bad)
     return StreamedSplits(shape=source.shape, train=splits.train, val=splits.val)

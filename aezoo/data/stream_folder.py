@@ -124,7 +124,7 @@ def load(ctx: LoadContext) -> Splits | StreamedSplits:
     """``folder:PATH``: decoded into memory where it fits (``aezoo.data.folder``), else
     (or when ``ctx.stream`` asks) streamed."""
     root = Path(ctx.argument or "").expanduser()
-    stream = getattr(ctx, "stream", None)  # None: decide by size
+    stream = ctx.stream  # None: decide by size
     from aezoo.data import packed
 
     if stream is False or not root.is_dir() or packed.is_store(root):
@@ -197,7 +197,7 @@ def stream_folder(ctx: LoadContext, listing: _Listing | None = None) -> Streamed
         raise DataError(f"folder {root / 'train'} holds no images",
                         "put the training images under train/")
     classes = folder._classes(split_roots, files)
-    skip_bad = bool(getattr(ctx, "skip_bad", False))
+    skip_bad = ctx.skip_bad
     size, channels = ctx.image_size, ctx.channels
     if size is None or channels is None:
         files, common, grey = _scan(files, root, skip_bad, ctx.progress)
