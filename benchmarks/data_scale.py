@@ -8,8 +8,9 @@ usage: python benchmarks/data_scale.py rss   [--sizes 60000 600000 6000000] [--s
 rss: a uint8 (N, 1, 28, 28) .npy (written by tiling 60,000 synthetic images; 6M is
 4.7 GB), trained with `--reader mapped` in a fresh process for --steps steps of 256;
 reports the child's peak RSS (VmHWM, which counts any file pages it maps), and its
-RssAnon/RssFile at the end. speed: images/s of the same images read in memory and mapped,
-alternating in one process (ratios, not absolutes, are the result on a shared machine).
+RssAnon/RssFile at the end. speed: images/s of the same images read in memory and mapped
+(with and without the read-ahead thread), alternating in one process (ratios, not
+absolutes, are the result on a shared machine).
 pack: writes N 28x28 grey PNGs in 10 class folders, then times `aezoo data pack` on them
 in a child process and reports its peak RSS.
 """
@@ -102,6 +103,7 @@ def speed(args: argparse.Namespace, root: Path) -> list[dict[str, object]]:
     from aezoo.data import load_dataset
     from aezoo.specs import DataSpec, TrainSpec
     from aezoo.training import Trainer
+    from aezoo.training.batches import MappedImages
 
     torch.set_num_threads(1)
     rows = []
@@ -110,19 +112,22 @@ def speed(args: argparse.Namespace, root: Path) -> list[dict[str, object]]:
         path = root / f"s{size}.npy"
         np.save(path, make_images(n + n // 9, size=size))  # val is a tenth
         data = load_dataset(DataSpec(name=f"npy:{path}"))
-        rates: dict[str, list[float]] = {"memory": [], "mapped": []}
+        rates: dict[str, list[float]] = {"memory": [], "mapped": [], "mapped_no_prefetch": []}
         for _ in range(args.rounds):
-            for reader in ("memory", "mapped"):
+            for name in rates:
+                MappedImages.AHEAD = 0 if name == "mapped_no_prefetch" else 2
                 torch.manual_seed(0)
                 model = aezoo.build(variant, input_shape=(1, size, size))
-                trainer = Trainer(model, data, TrainSpec(device="cpu", epochs=1,
-                                                         batch_size=batch, reader=reader))
+                spec = TrainSpec(device="cpu", epochs=1, batch_size=batch,
+                                 reader=name.partition("_")[0])
+                trainer = Trainer(model, data, spec)
                 trainer.fit()
-                rates[reader].append(trainer.history[0].images_per_s)
+                rates[name].append(trainer.history[0].images_per_s)
+        memory = median(rates["memory"])
         row = {"size": size, "variant": variant, "batch": batch, "images": len(data.train),
-               "memory_img_s": round(median(rates["memory"])),
-               "mapped_img_s": round(median(rates["mapped"])),
-               "ratio": round(median(rates["mapped"]) / median(rates["memory"]), 3),
+               **{f"{name}_img_s": round(median(r)) for name, r in rates.items()},
+               "ratio": round(median(rates["mapped"]) / memory, 3),
+               "ratio_no_prefetch": round(median(rates["mapped_no_prefetch"]) / memory, 3),
                "rounds": args.rounds}
         print(json.dumps(row), flush=True)
         rows.append(row)

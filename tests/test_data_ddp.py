@@ -1,4 +1,5 @@
-"""Under DDP each rank reads only its shard of a memory-mapped source (2 gloo processes)."""
+"""Under DDP (2 gloo processes) rank 0 alone downloads a dataset, and each rank reads only
+its shard of the memory-mapped source."""
 
 from __future__ import annotations
 
@@ -13,7 +14,20 @@ import pytest
 
 PLUGIN = '''
 import json
+
+import numpy as np
 import torch.distributed as dist
+
+from aezoo.data.source import DatasetSource, RemoteFile, Splits
+
+
+def load(ctx):
+    paths = ctx.fetch()
+    return Splits(train=np.load(paths["toy.npy"], mmap_mode="r", allow_pickle=False))
+
+
+toy = DatasetSource(name="ddptoy", description="test", license="test", load=load,
+                    files=(RemoteFile("toy.npy", SHA, SIZE),), mirrors=(MIRROR,))
 
 
 class DumpRows:
@@ -33,27 +47,22 @@ class DumpRows:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_read_disjoint_shards_of_a_mapped_file(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "aezoo_test_rows.py").write_text(PLUGIN)
-    info = site / "aezoo_test_rows-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aezoo-test-rows\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[aezoo.callbacks]\ndump-rows = aezoo_test_rows:DumpRows\n")
+def test_rank0_downloads_once_and_ranks_read_disjoint_shards(tmp_path: Path) -> None:
+    import hashlib
+    import io
+
+    from test_data_download import Server
+
     images = np.random.default_rng(0).integers(0, 256, (100, 1, 28, 28), dtype=np.uint8)
-    np.save(tmp_path / "x.npy", images)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AEZOO_")}
-    env.update(PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "aezoo", "train", "cae-upsample", "--device", "cpu", "--epochs", "1",
-         "--data", f"npy:{tmp_path / 'x.npy'}", "--reader", "mapped", "--batch-size", "15",
-         "--callback", "dump-rows", "--no-images", "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    buf = io.BytesIO()
+    np.save(buf, images)
+    body = buf.getvalue()
+    with Server() as server:
+        server.files["/toy.npy"] = body
+        plugin = (f"SHA, SIZE, MIRROR = {hashlib.sha256(body).hexdigest()!r}, {len(body)}, "
+                  f"{server.url + '/'!r}\n" + PLUGIN)
+        done, out = _train(tmp_path, plugin)
+        assert server.hits == ["/toy.npy"]  # one download, by rank 0
     assert done.returncode == 0, done.stderr[-3000:]
     assert "reading data: mapped" in done.stdout
     r0, r1 = (json.loads((out / f"rows{r}.json").read_text()) for r in (0, 1))
@@ -63,3 +72,26 @@ def test_two_gloo_processes_read_disjoint_shards_of_a_mapped_file(tmp_path: Path
     assert len(r0["train"]) == len(r1["train"]) == 45  # 90 train images, cut equal
     assert len(r0["val"]) + len(r1["val"]) == 10
     assert not (set(r0["train"]) | set(r1["train"])) & (set(r0["val"]) | set(r1["val"]))
+
+
+def _train(tmp_path: Path, plugin: str) -> tuple[subprocess.CompletedProcess, Path]:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "aezoo_test_rows.py").write_text(plugin)
+    info = site / "aezoo_test_rows-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aezoo-test-rows\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[aezoo.callbacks]\ndump-rows = aezoo_test_rows:DumpRows\n"
+        "[aezoo.datasets]\nddptoy = aezoo_test_rows:toy\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AEZOO_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", AEZOO_DATA=str(tmp_path / "cache"), NO_PROXY="*")
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "aezoo", "train", "cae-upsample", "--device", "cpu", "--epochs", "1",
+         "--data", "ddptoy", "--reader", "mapped", "--batch-size", "15",
+         "--callback", "dump-rows", "--no-images", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    return done, out

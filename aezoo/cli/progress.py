@@ -64,7 +64,7 @@ class ProgressCallback(Callback):
         layout = "channels_last" if trainer.memory_format == torch.channels_last else "NCHW"
         self.say(
             f"training on {trainer.device} ({trainer.dist.world_size} process"
-            f"{'es' if trainer.dist.world_size > 1 else ''}): {len(trainer.data.train):,} "
+            f"{'es' if trainer.dist.world_size > 1 else ''}): {trainer.data.splits()['train']:,} "
             f"images, batch {spec.batch_size}, precision {trainer.precision}{auto}, {layout}",
             highlight=False, soft_wrap=True)
         self.say(trainer.reader.describe(), highlight=False, soft_wrap=True)

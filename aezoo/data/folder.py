@@ -230,8 +230,11 @@ def decode_splits(parts: dict[str, tuple[FolderImages, np.ndarray]],
                   like: tuple[Path, tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
     """The images ``rows`` of each split, each file opened once, on up to 8 threads.
     ``like`` (a file and its size): without ``size``, every image must have that size."""
-    jobs = [(split, i, images.paths[int(r)]) for split, (images, rows) in parts.items()
-            for i, r in enumerate(rows)]
+    rank = {id(images): k for k, (images, _) in reversed(list(enumerate(parts.values())))}
+    keyed = [((rank[id(images)], int(r)), (split, i, images.paths[int(r)]))
+             for split, (images, rows) in parts.items() for i, r in enumerate(rows)]
+    jobs = [job for _, job in sorted(keyed, key=lambda kj: kj[0])]  # in file order: the
+    # first bad file, and the size every image must have, are the first in sorted order
     root = next(iter(parts.values()))[0].root
     collect = Collector({k: len(rows) for k, (_, rows) in parts.items()}, size, channels, root)
     if like is not None and size is None:

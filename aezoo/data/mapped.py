@@ -147,24 +147,23 @@ class MappedArray:
         path, offset, row = cast(tuple[str, int, int], self._file)
         if self._fd is None:
             self._fd = os.open(path, os.O_RDONLY)
-        out = np.empty((len(rows), *self.base.shape[1:]), dtype=self.base.dtype)
-        flat = out.reshape(len(rows), -1).view(np.uint8)
+        fd = self._fd
         order = np.argsort(rows, kind="stable")
         ranked = rows[order]
-        # runs of consecutive rows (a slice is one run): one read each
-        breaks = np.flatnonzero(np.diff(ranked) != 1) + 1
-        for run in np.split(np.arange(len(ranked)), breaks):
-            if not len(run):
-                continue
-            first, n = int(ranked[run[0]]), len(run)
-            buf = np.empty((n, row), dtype=np.uint8)
-            view, at = buf.reshape(-1).data, offset + first * row
+        got = np.empty((len(rows), row), dtype=np.uint8)  # in file order
+        starts = np.flatnonzero(np.diff(ranked, prepend=-2) != 1)  # runs of neighbours
+        ends = np.append(starts[1:], len(ranked))
+        whole = memoryview(got.reshape(-1).data)
+        for a, b, first in zip(starts.tolist(), ends.tolist(), ranked[starts].tolist(),
+                               strict=True):
+            view, at = whole[a * row:b * row], offset + first * row
             while len(view):
-                got = os.preadv(self._fd, [view], at)
-                if got <= 0:
+                n = os.preadv(fd, [view], at)
+                if n <= 0:
                     raise OSError(f"{path} ended early (truncated while in use?)")
-                view, at = view[got:], at + got
-            flat[order[run]] = buf
+                view, at = view[n:], at + n
+        out = np.empty((len(rows), *self.base.shape[1:]), dtype=self.base.dtype)
+        out.reshape(len(rows), -1).view(np.uint8)[order] = got
         return out
 
     def _release(self, images: int) -> None:

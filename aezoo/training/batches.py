@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +29,9 @@ from aezoo import distributed
 from aezoo.data.base import ArrayDataset
 from aezoo.data.mapped import MappedArray, is_mapped
 from aezoo.data.streamed import StreamedDataset, is_iterable
-from aezoo.errors import AezooError, DataError, summary
-from aezoo.protocols import format_shape
+from aezoo.errors import DataError
 from aezoo.specs import TrainSpec
-
-SMALL = 64  # a request this small that the plan did not foresee is read in this process
-ITER_BATCH = 64  # images a worker of an iterable split hands over at a time
+from aezoo.training.streaming import StreamedImages
 
 
 def _gb(n: float) -> str:
@@ -73,19 +69,48 @@ def default_workers() -> int:
 # -- memory-mapped ---------------------------------------------------------------------
 
 class MappedImages:
-    """Batches gathered from a :class:`MappedArray` and copied to ``device``."""
+    """Batches gathered from a :class:`MappedArray` and copied to ``device``; the epoch's
+    batches are read one ahead by a thread (pread and numpy release the GIL)."""
 
-    def __init__(self, array: MappedArray, device: torch.device) -> None:
+    AHEAD = 2
+
+    def __init__(self, array: MappedArray, device: torch.device,
+                 prefetch: bool = True) -> None:
         self.array = array
         self.device = device
         self.pin = device.type == "cuda"
+        self.prefetch = prefetch
+        self._pool: Any = None
+        self._plan: deque[np.ndarray] = deque()
+        self._ahead: deque[tuple[np.ndarray, Any]] = deque()
 
     def __len__(self) -> int:
         return len(self.array)
 
+    def plan(self, chunks: list[np.ndarray]) -> None:
+        """The batches the loop will ask for next, in order: read them ahead."""
+        if not self.prefetch:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="aezoo-read")
+        self._plan, self._ahead = deque(chunks), deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._plan and len(self._ahead) < self.AHEAD:
+            rows = self._plan.popleft()
+            self._ahead.append((rows, self._pool.submit(self.array.read, rows)))
+
     def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
         rows = index if isinstance(index, slice) else index.cpu().numpy()
-        batch = torch.from_numpy(self.array.read(rows))
+        if self._ahead and not isinstance(rows, slice) and np.array_equal(self._ahead[0][0],
+                                                                          rows):
+            host = self._ahead.popleft()[1].result()
+            self._fill()
+        else:
+            host = self.array.read(rows)
+        batch = torch.from_numpy(host)
         if self.device.type == "cpu":
             return batch
         if self.pin:
@@ -93,201 +118,11 @@ class MappedImages:
         return batch.to(self.device, non_blocking=self.pin)
 
 
-# -- streamed ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Failure:
-    """What a worker returns instead of a batch when reading an image failed."""
-
-    problem: str
-    fix: str
-
-
-class _Guarded(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """A map-style split whose errors travel to the main process as one line."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        try:
-            return self.dataset[index]
-        except AezooError as exc:
-            return _Failure(exc.problem, exc.fix or "")
-        except Exception as exc:  # a plugin's bug: name it without a traceback
-            return _Failure(f"reading image {index} failed: {summary(exc)}",
-                            "rerun with --workers 0 and AEZOO_DEBUG=1 for the traceback")
-
-
-class _GuardedIter(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
-    def __init__(self, split: Any) -> None:
-        self.split = split
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            yield from self.split
-        except AezooError as exc:
-            yield _Failure(exc.problem, exc.fix or "")
-        except Exception as exc:
-            yield _Failure(f"streaming failed: {summary(exc)}",
-                           "rerun with --workers 0 and AEZOO_DEBUG=1 for the traceback")
-
-
-def _collate(items: list[Any]) -> Any:
-    for item in items:
-        if isinstance(item, _Failure):
-            return item
-    return torch.stack(items)
-
-
-class _Plan(torch.utils.data.Sampler):  # type: ignore[type-arg]
-    """The batches (lists of dataset indices) the next iteration reads, in order."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def _seed_worker(seed: int) -> Any:
-    def init(worker_id: int) -> None:  # fixed by the run's seed, not by when workers start
-        import random
-
-        s = (seed * 1009 + worker_id) % 2**32
-        torch.manual_seed(s)
-        np.random.seed(s)
-        random.seed(s)
-    return init
-
-
-class StreamedImages:
-    """Batches of a streamed split, read by DataLoader workers in the order planned."""
-
-    def __init__(self, split: Any, count: int, shape: tuple[int, ...], device: torch.device,
-                 workers: int, seed: int, what: str) -> None:
-        self.split, self.count, self.shape = split, count, tuple(shape)
-        self.device, self.workers, self.seed, self.what = device, workers, seed, what
-        self.iterable = is_iterable(split)
-        self.epoch = 1
-        self._pending: deque[np.ndarray] = deque()
-        self._it: Iterator[Any] | None = None
-        self._cursor = 0  # iterable: images of this rank's epoch read so far
-        self._buffer: list[torch.Tensor] = []
-        self._plan = _Plan()
-        self._loader: Any = None
-
-    def __len__(self) -> int:
-        return self.count
-
-    def _make_loader(self) -> Any:
-        from torch.utils.data import DataLoader
-
-        extra: dict[str, Any] = {}
-        if self.workers:
-            extra = {"prefetch_factor": 4, "worker_init_fn": _seed_worker(self.seed),
-                     "persistent_workers": not self.iterable}
-        gen = torch.Generator().manual_seed(self.seed)  # leaves the global RNG alone
-        if self.iterable:
-            return DataLoader(_GuardedIter(self.split), batch_size=ITER_BATCH, collate_fn=_collate,
-                              num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                              generator=gen, **extra)
-        return DataLoader(_Guarded(self.split.dataset), batch_sampler=self._plan,
-                          collate_fn=_collate, num_workers=self.workers,
-                          pin_memory=self.device.type == "cuda", generator=gen, **extra)
-
-    def plan(self, chunks: list[np.ndarray]) -> None:
-        """Read these batches (positions in this view) next, in this order."""
-        self._pending = deque(chunks)
-        if self.iterable:
-            return
-        self._plan.batches = [[self.split.position(int(i)) for i in c] for c in chunks]
-        self._loader = self._loader or self._make_loader()
-        self._it = iter(self._loader)
-
-    def _next(self) -> torch.Tensor:
-        assert self._it is not None
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            raise DataError(f"{self.what} ended after {self._cursor:,} images, but it "
-                            f"declares {self.count:,} for this process",
-                            "make __len__ say how many images the split yields") from None
-        except (AezooError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # a worker killed (out of memory?), or a broken pipe
-            raise DataError(f"a DataLoader worker reading {self.what} failed "
-                            f"({summary(exc, limit=200)})", "lower --workers or --batch-size if "
-                            "memory ran out; --workers 0 reads in this process") from None
-        if isinstance(batch, _Failure):
-            raise DataError(batch.problem, batch.fix)
-        if tuple(batch.shape[1:]) != self.shape or batch.dtype != torch.uint8:
-            raise DataError(f"{self.what} gave a {batch.dtype} batch of "
-                            f"{format_shape(tuple(batch.shape[1:]))} images, not uint8 "
-                            f"{format_shape(self.shape)}", "return uint8 (C, H, W) tensors "
-                            "of the declared shape (honour ctx.image_size / ctx.channels)")
-        return batch
-
-    def _iterable_take(self, start: int, n: int) -> torch.Tensor:
-        if self._it is None or start != self._cursor:  # (re)start this rank's epoch there
-            # Workers take turns, a batch each: the split skips whole turns, we drop the rest.
-            turn = max(self.workers, 1) * ITER_BATCH
-            aligned = start - start % turn
-            self.split.set_epoch(self.epoch, self.seed)
-            self.split.skip(aligned)
-            self._loader = self._make_loader()
-            self._it, self._cursor, self._buffer = iter(self._loader), aligned, []
-            if start > aligned:
-                self._iterable_take(aligned, start - aligned)
-        have = sum(len(b) for b in self._buffer)
-        while have < n:
-            batch = self._next()
-            self._buffer.append(batch)
-            have += len(batch)
-        joined = torch.cat(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-        out, rest = joined[:n], joined[n:]
-        self._buffer = [rest] if len(rest) else []
-        self._cursor = start + n
-        return out
-
-    def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
-        if isinstance(index, slice):
-            start, stop, _ = index.indices(self.count)
-            rows = np.arange(start, stop)
-        else:
-            rows = index.cpu().numpy()
-        if self.iterable:
-            batch = self._iterable_take(int(rows[0]) if len(rows) else 0, len(rows))
-        elif self._pending and np.array_equal(self._pending[0], rows):
-            self._pending.popleft()
-            batch = self._next()
-        elif len(rows) <= SMALL:  # e.g. the reconstruction grid: not worth the workers
-            items = [_Guarded(self.split.dataset)[self.split.position(int(i))] for i in rows]
-            batch = _collate(items)
-            if isinstance(batch, _Failure):
-                raise DataError(batch.problem, batch.fix)
-        else:  # a sequential pass (validation): plan it all from here
-            size = len(rows)
-            starts = range(int(rows[0]), self.count, size)
-            self.plan([np.arange(s, min(s + size, self.count)) for s in starts])
-            return self[index]
-        if self.device.type != "cpu":
-            batch = batch.to(self.device, non_blocking=True)
-        return batch
-
-    def read_all(self) -> np.ndarray:
-        """Every image of the view (reader memory): read once through the workers."""
-        out = np.empty((self.count, *self.shape), dtype=np.uint8)
-        step = 1024
-        for s in range(0, self.count, step):
-            out[s:s + step] = self[slice(s, s + step)].cpu().numpy()
-        return out
+def _chunks(order: torch.Tensor, step: int, count: int, step_images: int,
+            batch_size: int) -> list[np.ndarray]:
+    """The loop's batches from optimiser step ``step`` on: what ``_accumulate`` indexes."""
+    return [c.numpy() for i in range(step, -(-count // step_images))
+            for c in order[i * step_images:(i + 1) * step_images].split(batch_size)]
 
 
 # -- the choice ----------------------------------------------------------------------------
@@ -305,7 +140,9 @@ class Reader:
                     batch_size: int) -> torch.Tensor:
         """The epoch's order as the loop will index it; streamed views plan their reads."""
         if self.kind == "mapped":
-            return perm.cpu()
+            order = perm.cpu()
+            self.train.plan(_chunks(order, step, len(self.train), step_images, batch_size))
+            return order
         if self.kind != "stream":
             return perm
         view: StreamedImages = self.train
@@ -313,9 +150,7 @@ class Reader:
         if view.iterable:  # the split shuffles itself (set_epoch): read it in order
             return torch.arange(len(view))
         order = perm.cpu()
-        chunks = [c.numpy() for i in range(step, -(-len(view) // step_images))
-                  for c in order[i * step_images:(i + 1) * step_images].split(batch_size)]
-        view.plan(chunks)
+        view.plan(_chunks(order, step, len(view), step_images, batch_size))
         return order
 
     def state(self, trainer: Any) -> dict[str, Any]:
