@@ -241,6 +241,6 @@ def test_a_crashed_shard_run_resumes_bit_exact(shards: Path, tmp_path: Path) -> 
 
 def test_the_stream_batches_as_the_reader_does() -> None:
     from aezoo.data.shards import LOADER_BATCH
-    from aezoo.training.batches import ITER_BATCH
+    from aezoo.training.streaming import ITER_BATCH
 
     assert LOADER_BATCH == ITER_BATCH  # each worker decodes every n-th batch of this size

@@ -32,7 +32,7 @@ from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError
 
 BUFFER = 1000
-LOADER_BATCH = 64  # aezoo.training.batches.ITER_BATCH: what a worker hands over at a time
+LOADER_BATCH = 64  # aezoo.training.streaming.ITER_BATCH: what a worker hands over
 COUNT_THREADS = 8
 T = TypeVar("T")
 
