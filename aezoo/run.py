@@ -233,7 +233,9 @@ def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.D
 
         distributed.on_main(lambda: prefetch(spec.data.name), dist,
                             distributed.device_for(spec.train.device, dist))
-    data = load_dataset(spec.data, offline=not dist.is_main)
+    reader = spec.train.reader  # folder: streams under reader stream, or when too big
+    data = load_dataset(spec.data, offline=not dist.is_main,
+                        stream=None if reader == "auto" else reader == "stream")
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
     model = from_spec(spec.model)

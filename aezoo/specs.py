@@ -175,6 +175,9 @@ class DataSpec(Strict):
         None, description="resize every image to (H, W); N or 'HxW' are accepted too")
     channels: Literal[1, 3] | None = Field(
         None, description="convert images to 1 (grey) or 3 (RGB) channels")
+    skip_bad: bool = Field(
+        False, description="streamed sources: skip unreadable images and count them instead "
+        "of stopping on the first")
 
     @field_validator("image_size", mode="before")
     @classmethod

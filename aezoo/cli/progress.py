@@ -113,6 +113,13 @@ class ProgressCallback(Callback):
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
         self.say(line(result, trainer.spec.epochs, scheduled(trainer.spec)), highlight=False,
                  soft_wrap=True)
+        from aezoo.data.stream_folder import skipped_images
+
+        skipped = skipped_images(trainer.data)
+        if skipped is not None and trainer.dist.is_main:
+            count, first = skipped
+            warn(f"skipped {count:,} unreadable image{'s' * (count != 1)} so far "
+                 f"(--skip-bad-images; first: {first})")
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.progress is not None:

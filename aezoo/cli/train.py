@@ -62,6 +62,7 @@ FLAGS: dict[str, tuple[str | None, bool]] = {
     "--val-fraction": ("data.val_fraction", False),
     "--image-size": ("data.image_size", False),
     "--channels": ("data.channels", False),
+    "--skip-bad-images": ("data.skip_bad", False),
     "--config": (None, False),
     "--set": (None, False),
     "--force": (None, False),
@@ -115,6 +116,9 @@ def train_command(
     channels: int | None = typer.Option(
         None, "--channels", metavar="1|3",
         help="Convert images to grey (1) or RGB (3) [default: as stored]."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad-images", help="Streamed sources: skip unreadable images and count "
+        "them (reported each epoch) instead of stopping on the first."),
     out: Path | None = typer.Option(
         None, metavar="DIR", help="Output directory [default: runs/NAME-TIME, with -2, -3... "
         "added if taken]."),
@@ -174,6 +178,7 @@ def train_command(
         "NAME": name, "--device": device, "--epochs": epochs, "--batch-size": batch_size,
         "--lr": lr, "--loss": loss, "--seed": seed, "--data": data, "--limit": limit,
         "--val-fraction": val_fraction, "--image-size": image_size, "--channels": channels,
+        "--skip-bad-images": True if skip_bad else None,
         "--out": out, "--config": config, "--set": set_ or None, "--force": force or None,
         "--checkpoint-every": checkpoint_every, "--scheduler": scheduler, "--warmup": warmup,
         "--grad-clip": grad_clip, "--patience": patience, "--precision": precision,

@@ -100,7 +100,8 @@ def declared_shape(spec: DataSpec) -> Shape | None:
 
 
 def load_dataset(spec: DataSpec, progress: Progress | None = None,
-                 offline: bool = False) -> ArrayDataset | StreamedDataset:
+                 offline: bool = False, stream: bool | None = None
+                 ) -> ArrayDataset | StreamedDataset:
     """The dataset ``spec`` names, with its validation split carved: uint8 arrays
     (possibly memory-mapped), or streamed splits where the source streams.
 
@@ -112,7 +113,9 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
     found = resolve(spec.name)
     ctx = LoadContext(found.source, found.argument, source_dir(found.source),
                       image_size=spec.image_size, channels=spec.channels,
-                      progress=progress, offline=offline, fetcher=_fetch)
+                      progress=progress, offline=offline, fetcher=_fetch, stream=stream,
+                      skip_bad=spec.skip_bad, val_fraction=spec.val_fraction,
+                      split_seed=spec.split_seed)
     try:
         splits = cast(Callable[[LoadContext], Splits | StreamedSplits], found.source.load)(ctx)
     except (AezooError, MemoryError, KeyboardInterrupt):

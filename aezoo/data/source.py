@@ -71,6 +71,13 @@ class LoadContext:
     channels: int | None = None  # 1 or 3, if the user asked
     progress: Progress | None = None
     offline: bool = False
+    # Streamed sources: whether to stream (None: the source decides, e.g. by size; set from
+    # train.reader), skip and count unreadable images (data.skip_bad), and how to carve a
+    # validation split the core cannot carve (iterable splits).
+    stream: bool | None = None
+    skip_bad: bool = False
+    val_fraction: float = 0.1
+    split_seed: int = 0
     # Set by the core (aezoo.data.download.ensure_files), so this contract module stays at
     # the bottom of the import graph: (source, directory, progress, offline) -> files.
     fetcher: Fetcher | None = None

@@ -129,7 +129,7 @@ folder = DatasetSource(
     description="your images: PNG/JPEG/BMP/WebP under PATH, recursive; class subfolders "
                 "become labels",
     license="yours",
-    load="aezoo.data.folder:load_folder",
+    load="aezoo.data.stream_folder:load",  # in memory where it fits, else streamed
     takes_path=True,
 )
 
@@ -155,5 +155,23 @@ packed = DatasetSource(
                 "class names)",
     license="that of its source",
     load="aezoo.data.packed:load_packed",
+    takes_path=True,
+)
+
+wds = DatasetSource(
+    name="wds",
+    description="WebDataset tar shards: wds:PATH, wds:shards-{000..009}.tar, file:// or "
+                "http(s):// URLs; streamed",
+    license="yours",
+    load="aezoo.data.shards:load_shards",
+    takes_path=True,
+)
+
+hf = DatasetSource(
+    name="hf",
+    description="a Hugging Face datasets dataset: hf:PATH_OR_NAME[:SPLIT] (save_to_disk "
+                "folder, parquet, or a Hub name); needs aezoo[hf]",
+    license="the dataset's",
+    load="aezoo.data.hf:load_hf",
     takes_path=True,
 )

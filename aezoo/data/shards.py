@@ -1,0 +1,248 @@
+"""``wds:PATTERN``: WebDataset tar shards as an iterable dataset (``aezoo.data.shardio``).
+
+Each sample's image is the first of its ``png``/``jpg``/... fields. Samples are counted
+once when the source is opened (headers only for local tars; one pass for URLs).
+
+Order: each epoch permutes the shards (``seed``, ``epoch``); rank ``r`` of ``w`` takes
+every ``w``-th shard of that order, and a seeded shuffle buffer of ``buffer`` samples
+mixes them. The order is a function of (seed, epoch, rank, world) alone, not of the
+DataLoader's worker count: every worker walks the rank's stream (reading its bytes, a
+cheap pass over a tar) and decodes only its own batches, so any ``skip(n)`` resumes
+exactly. Every rank yields as many samples per epoch as the smallest rank's share (DDP
+steps must match): use at least as many shards as ranks, of similar size.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from aezoo.data import images as decoding
+from aezoo.data import shardio
+from aezoo.data.source import LoadContext
+from aezoo.data.stream_folder import BadImages
+from aezoo.data.streamed import StreamedSplits
+from aezoo.errors import DataError
+
+BUFFER = 1000
+LOADER_BATCH = 64  # aezoo.training.streaming.ITER_BATCH: what a worker hands over
+COUNT_THREADS = 8
+T = TypeVar("T")
+
+
+class ShardStream(IterableDataset[torch.Tensor]):
+    """Iterable: uint8 ``(C, H, W)`` images of this rank's share of the shards."""
+
+    def __init__(self, shards: list[str], counts: list[int], size: tuple[int, int],
+                 channels: int, *, shuffle: bool = True, buffer: int = BUFFER,
+                 bad: BadImages | None = None, resize: bool = True,
+                 every: tuple[int, bool] | None = None) -> None:
+        self.shards, self.counts = shards, counts  # counts: samples this stream takes
+        self.size, self.channels, self.resize = size, channels, resize
+        self.every = every  # (k, val): samples i of a shard with (i % k == 0) == val
+        self.shuffle, self.buffer, self.bad = shuffle, buffer, bad
+        self.epoch, self.seed, self.rank, self.world = 0, 0, 0, 1
+        self._skip = 0
+        # The reading DataLoader's batch size: each worker decodes every n-th such batch.
+        self.batch_size = LOADER_BATCH
+
+    # -- the streamed-split contract -------------------------------------------------
+    def set_epoch(self, epoch: int, seed: int) -> None:
+        if (epoch, seed) != (self.epoch, self.seed):
+            self._skip = 0  # a skip belongs to the epoch it was asked in
+        self.epoch, self.seed = epoch, seed
+
+    def set_shard(self, rank: int, world_size: int) -> None:
+        self.rank, self.world = rank, world_size
+
+    def skip(self, n: int) -> None:
+        """Iterations of the current epoch start after its first ``n`` samples (until
+        set_epoch moves on)."""
+        self._skip = n
+
+    def __len__(self) -> int:
+        """Images per epoch, all ranks together (each rank yields ``len // world``)."""
+        return self._quota() * self.world
+
+    # -- order ---------------------------------------------------------------------
+    def _order(self) -> list[int]:
+        order = np.arange(len(self.shards))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
+        return [int(i) for i in order]
+
+    def _quota(self) -> int:
+        """Samples per rank this epoch: the smallest rank's total (DDP steps must match)."""
+        order = self._order()
+        totals = [sum(self.counts[i] for i in order[r::self.world]) for r in range(self.world)]
+        return min(totals)
+
+    def _takes(self) -> list[tuple[int, int]]:
+        """This rank's (shard, samples to take) in reading order."""
+        left, takes = self._quota(), []
+        for shard in self._order()[self.rank::self.world]:
+            take = min(self.counts[shard], left)
+            takes.append((shard, take))
+            left -= take
+        return takes
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """This rank's stream from ``skip``: every worker walks the same (seeded) sample
+        order and decodes only its own batches, the k-th, (k + n)-th, ... of the loader's
+        ``batch_size``. The loader takes batches from workers in turn, so what it yields
+        is that order whatever the worker count, and a skip to any image is exact."""
+        info = get_worker_info()
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, 7])
+        stream = self._samples(self._takes())
+        stream = _shuffled(stream, self.buffer, rng) if self.shuffle else stream
+        owed, last = 0, None  # skip_bad: slots of unreadable images, filled by the next
+        for j, (where, data) in enumerate(itertools.islice(stream, self._skip, None)):
+            mine = (j // self.batch_size) % workers == worker
+            if not (mine or owed):
+                continue  # another worker's: never decoded here
+            try:
+                image = self._decode(where, data)
+            except DataError:
+                if self.bad is None:
+                    raise
+                if mine:
+                    self.bad.add(where)
+                    owed += 1
+                continue
+            last = torch.from_numpy(image)
+            for _ in range(owed + mine):
+                yield last
+            owed = 0
+        if owed:
+            if last is None:
+                raise DataError(f"no image of {where} onwards is readable", "check the shards")
+            for _ in range(owed):
+                yield last
+
+    def _decode(self, where: str, data: bytes) -> np.ndarray:
+        array = decoding.decode(data, where, self.size if self.resize else None,
+                                self.channels)
+        if not self.resize:
+            decoding.check_size(array, self.size, where)
+        return array
+
+    def _samples(self, takes: list[tuple[int, int]]) -> Iterator[tuple[str, bytes]]:
+        """(where, encoded image) of each sample taken, in order; nothing decoded."""
+        for shard, take in takes:
+            name = self.shards[shard]
+            if take == 0:
+                continue
+            got, index = 0, -1
+            with shardio.open_shard(name) as stream:
+                for key, fields in shardio.samples(name, stream):
+                    field = next((f for f in decoding.IMAGE_KEYS if f in fields), None)
+                    if field is None:
+                        continue  # a sample without an image is not counted either
+                    index += 1
+                    if self.every and (index % self.every[0] == 0) != self.every[1]:
+                        continue
+                    yield f"{shardio.display(name)} member {key}.{field}", fields[field]
+                    got += 1
+                    if got == take:
+                        break
+
+
+def _shuffled(items: Iterator[T], size: int, rng: np.random.Generator) -> Iterator[T]:
+    """A seeded shuffle buffer: each item leaves from a random slot of ``size``."""
+    pool: list[T] = []
+    for item in items:
+        if len(pool) < size:
+            pool.append(item)
+            continue
+        j = int(rng.integers(size))
+        pool[j], item = item, pool[j]
+        yield item
+    order = rng.permutation(len(pool))
+    for j in order:
+        yield pool[int(j)]
+
+
+@dataclass(frozen=True)
+class ShardSource:
+    """A shard set, counted, with the shape its first image fixes."""
+
+    name: str
+    shards: list[str]
+    counts: list[int]
+    shape: tuple[int, int, int]
+
+
+def survey(name: str, pattern: str, image_size: tuple[int, int] | None,
+           channels: int | None) -> ShardSource:
+    """Expand ``pattern``, count each shard's samples, read the first sample's header."""
+    shards = shardio.expand(pattern)
+    with ThreadPoolExecutor(max_workers=min(COUNT_THREADS, len(shards))) as pool:
+        counts = list(pool.map(lambda s: shardio.count(s, decoding.IMAGE_KEYS), shards))
+    if sum(counts) == 0:
+        raise DataError(f"the shards {pattern} hold no images "
+                        f"({', '.join(decoding.IMAGE_KEYS)} fields)",
+                        "write samples such as 0001.png + 0001.cls into the tar files")
+    first = next(i for i, c in enumerate(counts) if c)
+    with shardio.open_shard(shards[first]) as stream:
+        for key, fields in shardio.samples(shards[first], stream):
+            field = next((f for f in decoding.IMAGE_KEYS if f in fields), None)
+            if field is not None:
+                where = f"{shardio.display(shards[first])} member {key}.{field}"
+                header = decoding.header(fields[field], where)
+                break
+    c = channels or (1 if header.grey else 3)
+    return ShardSource(name, shards, counts, (c, *(image_size or header.size)))
+
+
+@dataclass(frozen=True)
+class ShardSplits:
+    train: ShardStream
+    val: ShardStream
+    source: ShardSource
+
+
+def split(source: ShardSource, *, val_fraction: float, split_seed: int,
+          image_size: tuple[int, int] | None, skip_bad: bool) -> ShardSplits:
+    """Train and validation streams: validation is a seeded share of the shards (at least
+    one); a single shard gives every k-th sample (k ~ 1/val_fraction) instead."""
+    bad = BadImages() if skip_bad else None
+    c, h, w = source.shape
+
+    def stream(shards: list[str], counts: list[int], shuffle: bool,
+               every: tuple[int, bool] | None = None) -> ShardStream:
+        return ShardStream(shards, counts, (h, w), c, shuffle=shuffle, bad=bad,
+                           resize=image_size is not None, every=every)
+
+    if len(source.shards) >= 2:
+        order = np.random.default_rng(split_seed).permutation(len(source.shards))
+        n_val = min(max(int(round(len(order) * val_fraction)), 1), len(order) - 1)
+        vi, ti = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
+        train = stream([source.shards[i] for i in ti], [source.counts[i] for i in ti], True)
+        held = stream([source.shards[i] for i in vi], [source.counts[i] for i in vi], False)
+    else:
+        n = source.counts[0]
+        if n < 2:
+            raise DataError(f"dataset {source.name} has {n} image; training needs at least 2 "
+                            "(one for validation)", "add images")
+        k = max(2, int(round(1 / val_fraction)))
+        n_val = (n + k - 1) // k
+        train = stream(source.shards, [n - n_val], True, (k, False))
+        held = stream(source.shards, [n_val], False, (k, True))
+    return ShardSplits(train, held, source)
+
+
+def load_shards(ctx: LoadContext) -> StreamedSplits:
+    """``wds:PATTERN``: the shards, counted; validation is a seeded share of them."""
+    pattern = ctx.argument or ""
+    source = survey(f"wds:{pattern}", pattern, ctx.image_size, ctx.channels)
+    splits = split(source, val_fraction=ctx.val_fraction, split_seed=ctx.split_seed,
+                   image_size=ctx.image_size, skip_bad=ctx.skip_bad)
+    return StreamedSplits(shape=source.shape, train=splits.train, val=splits.val)
