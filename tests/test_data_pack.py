@@ -118,17 +118,17 @@ def test_an_interrupted_pack_never_loads_and_a_rerun_finishes_it(
 
 def test_a_limited_folder_decodes_only_what_it_keeps(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from aezoo.data import folder as folder_module
+    from aezoo.data import images
 
     src = folder(tmp_path / "imgs", per_class=20)
     opened: list[Path] = []
-    real = folder_module._open
+    real = images._open
 
-    def counting(path: Path) -> Any:
+    def counting(path: Path, where: str, fix: str = images.FIX) -> Any:
         opened.append(path)
-        return real(path)
+        return real(path, where, fix)
 
-    monkeypatch.setattr(folder_module, "_open", counting)
+    monkeypatch.setattr(images, "_open", counting)
     data = load_dataset(DataSpec(name=f"folder:{src}", limit=5))
     assert data.splits() == {"train": 5, "val": 6}
     assert len(opened) == len(set(opened)) == 11  # each kept image opened once, no others

@@ -253,8 +253,10 @@ def test_eval_and_reconstruct_with_corrupt_measure_denoising(family: Any, tmp_pa
     assert result.exit_code == 0, result.output
     from PIL import Image
 
-    with Image.open(picture) as image:
-        assert image.size[1] == 3 * 28 * 2 + 4 * 2  # three rows
+    from aezoo.viz import default_scale
+
+    with Image.open(picture) as image:  # three rows
+        assert image.size[1] == 3 * 28 * default_scale(28, 28) + 4 * 2
     bad = cli("eval", run, "--corrupt", "nope", "--device", "cpu", "--split", "val")
     assert bad.exit_code == 2 and "unknown transform 'nope'" in bad.output
 

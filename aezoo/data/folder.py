@@ -19,17 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aezoo.data import images
 from aezoo.data.source import LoadContext, Splits
-from aezoo.errors import DataError, UsageError, summary
+from aezoo.errors import DataError, UsageError
 
 if TYPE_CHECKING:
-    from PIL import Image
+    pass
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
               "test": "test"}
-GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 REPORT_EVERY = 256
+FIX = "remove or replace the file"  # in memory there is no skipping
 
 
 @dataclass(frozen=True)
@@ -144,28 +145,6 @@ def _classes(roots: dict[str, Path], files: dict[str, list[Path]]) -> list[str] 
     return sorted(names) if len(names) >= 2 else None
 
 
-def _open(path: Path) -> Image.Image:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return Image.open(path)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise _unreadable(path, exc) from None  # a bomb: a tiny file that claims 400 MP
-
-
-def _unreadable(path: Path, exc: BaseException) -> DataError:
-    return DataError(f"cannot read image {path} ({summary(exc, with_type=False)})",
-                     "remove or replace the file")
-
-
-def _grey_palette(image: Image.Image) -> bool:
-    if image.mode != "P":
-        return False
-    palette = image.getpalette() or []
-    rgb = np.array(palette[: len(palette) // 3 * 3]).reshape(-1, 3)
-    return bool((rgb == rgb[:, :1]).all())
-
-
 def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -173,22 +152,7 @@ def _workers() -> int:
 def decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
     """One image as uint8 (C, H, W), the file opened once: resized to ``size`` if given,
     converted to ``channels`` if given, else grey (1) or RGB (3) as the file is."""
-    from PIL import ImageOps
-
-    try:
-        with _open(path) as image:
-            if channels is None:
-                channels = 1 if image.mode in GREY_MODES or _grey_palette(image) else 3
-            image = ImageOps.exif_transpose(image)
-            image = _to_mode(image, channels)
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), _bilinear())
-            array = np.asarray(image, dtype=np.uint8)
-    except DataError:
-        raise
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
-        raise _unreadable(path, exc) from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return images.decode(path, str(path), size, channels, fix=FIX)
 
 
 class Collector:
@@ -250,20 +214,3 @@ def decode_splits(parts: dict[str, tuple[FolderImages, np.ndarray]],
                     report(0, total)
                 report(done, total)
     return collect.out
-
-
-def _to_mode(image: Image.Image, channels: int) -> Image.Image:
-    from PIL import Image
-
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit/float grey
-        values = np.asarray(image, dtype=np.float64)
-        top = 255.0 if image.mode == "F" and values.max() <= 255 else 65535.0
-        grey = Image.fromarray(np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8))
-        return grey if channels == 1 else grey.convert("RGB")
-    return image.convert("L" if channels == 1 else "RGB")
-
-
-def _bilinear() -> Any:
-    from PIL import Image
-
-    return Image.Resampling.BILINEAR
