@@ -108,7 +108,7 @@ def welch(a: list[float], b: list[float]) -> dict[str, float]:
 def worker(a: argparse.Namespace) -> None:
     base, mods = parse_config(a.worker)
     if base == "keras":
-        runs = [keras_run(a, seed) for seed in a.seed_list]
+        run: Any = lambda a, mods, seed: keras_run(a, seed)  # noqa: E731
     else:
         import torch
 
@@ -117,12 +117,14 @@ def worker(a: argparse.Namespace) -> None:
             torch.set_flush_denormal(True)
         torch.set_num_threads(a.threads)
         run = aezoo_run if base == "aezoo" else bare_run
-        runs = []
-        for seed in a.seed_list:
-            runs.append(run(a, mods, seed))
-            print(f"  {a.worker} seed {seed}: {runs[-1]['val'][-1]:.4f} "
-                  f"({runs[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
-    Path(a.out).write_text(json.dumps({"config": a.worker, "runs": runs}) + "\n")
+    runs: list[dict[str, Any]] = []
+    for seed in a.seed_list:
+        runs.append(run(a, mods, seed))
+        print(f"  {a.worker} seed {seed}: {runs[-1]['val'][-1]:.4f} "
+              f"({runs[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        # After every seed: a study cut short keeps what it finished (--merge reads it).
+        Path(a.out).write_text(json.dumps({"config": a.worker, "variant": a.variant,
+                                           "epochs": a.epochs, "runs": runs}) + "\n")
 
 
 def load_split(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -374,6 +376,14 @@ def analyse(raw: dict[str, Any], reference: str | None) -> dict[str, Any]:
             ref = [r["val"][-1] for r in raw[reference]["runs"]]
             if len(ref) > 1:
                 results[name]["vs_" + reference] = welch(finals, ref)
+        # A same-init bare loop starts where aezoo's run of its seed starts and sees the same
+        # batches: their per-seed differences measure the recipe alone, without init noise.
+        twin = next((n for n in ("aezoo", "aezoo-fp32", "aezoo+fp32") if n in raw), None)
+        if "same-init" in parse_config(name)[1] and twin:
+            ours = {r["seed"]: r["val"][-1] for r in raw[twin]["runs"]}
+            diffs = [r["val"][-1] - ours[r["seed"]] for r in runs if r["seed"] in ours]
+            if len(diffs) > 1:
+                results[name]["paired_vs_" + twin] = {**summarize(diffs), "diffs": diffs}
     return results
 
 
@@ -390,6 +400,12 @@ def markdown(results: dict[str, Any], metric: str, reference: str | None,
         lines.append(f"| `{name}` | {f['n']} | {f['mean']:.4f} | {f['sd']:.4f} | "
                      f"{f['ci95'][0]:.4f} - {f['ci95'][1]:.4f} | "
                      f"{f['min']:.4f} - {f['max']:.4f} |{diff}")
+    for name, res in results.items():
+        for key, d in res.items():
+            if key.startswith("paired_vs_"):
+                lines.append(f"\n`{name}` - `{key[10:]}`, seed by seed (same init, same "
+                             f"batches): mean {d['mean']:+.4f}, sd {d['sd']:.4f}, 95% "
+                             f"{d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f} (n = {d['n']})")
     shown = [e for e in REPORT_EPOCHS if e < epochs] + [epochs]
     lines += ["", "| mean val " + metric + " after epoch | " + " | ".join(map(str, shown))
               + " |", "|---|" + "---:|" * len(shown)]
@@ -421,7 +437,10 @@ def merge(a: argparse.Namespace, chosen: list[str] | None) -> None:
     metric, info, epochs = "", {}, set()
     for path in a.merge:
         d = json.loads(Path(path).read_text())
-        metric, info = d["metric"].removeprefix("val_"), d["machine"]
+        if "runs" in d:  # one worker's file (a study cut short)
+            d = {"metric": "", "machine": {}, "args": {"epochs": d["epochs"]},
+                 "results": {d["config"]: d}}
+        metric, info = d["metric"].removeprefix("val_") or metric, d["machine"] or info
         epochs.add(d["args"]["epochs"])
         for name, res in d["results"].items():
             runs = raw.setdefault(name, {"config": name, "runs": []})["runs"]
@@ -430,6 +449,10 @@ def merge(a: argparse.Namespace, chosen: list[str] | None) -> None:
     if len(epochs) != 1:
         raise SystemExit(f"cannot pool runs of different lengths: {sorted(epochs)} epochs")
     a.epochs = epochs.pop()
+    if not metric:
+        import aezoo
+
+        metric = "bce" if aezoo.build(a.variant).spec.loss.name.endswith("bce") else "mse"
     names = [n for n in chosen if n in raw] if chosen else list(raw)
     report(a, {n: raw[n] for n in names}, metric, info)
 
