@@ -64,9 +64,10 @@ def test_two_gloo_processes_train_in_step_and_rank0_writes_one_set_of_files(
 
     # one set of files, written by rank 0; one progress line per epoch, one summary
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert names == ["best.safetensors", "images/epoch-0001.png", "images/epoch-0002.png",
-                     "last.safetensors", "metrics.csv", "metrics.jsonl", "model.safetensors",
-                     "rank0.safetensors", "rank1.safetensors", "run.json", "state.safetensors"]
+    assert names == ["best.safetensors", "images/curves.png", "images/epoch-0001.png",
+                     "images/epoch-0002.png", "last.safetensors", "metrics.csv",
+                     "metrics.jsonl", "model.safetensors", "rank0.safetensors",
+                     "rank1.safetensors", "run.json", "state.safetensors", "status.json"]
     assert done.stdout.count("saved ") == 1 and done.stdout.count("epoch 1/2") == 1
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]

@@ -158,14 +158,14 @@ def train_command(
     channels_last_off: bool = typer.Option(
         False, "--no-channels-last", help="Keep the NCHW memory layout."),
     no_images: bool = typer.Option(
-        False, "--no-images", help="Do not write a reconstruction grid each epoch."),
+        False, "--no-images", help="Do not write a reconstruction grid or curves.png each epoch."),
     callback: list[str] = typer.Option(
         [], "--callback", metavar="NAME",
         help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
     reader: str | None = typer.Option(
-        None, metavar="auto|memory|mapped|stream", help="How batches are read: the split in "
-        "memory, from a memory map, or streamed by DataLoader workers (docs/data.md) "
-        "[default: auto]."),
+        None, metavar="KIND", help="How batches are read: memory (the split in memory), "
+        "mapped (from a memory map) or stream (decoded by DataLoader workers); "
+        "docs/data.md [default: auto: memory when it fits]."),
     workers: int | None = typer.Option(
         None, metavar="N", help="DataLoader worker processes for streamed data [default: up "
         "to 4]."),
