@@ -16,11 +16,13 @@ cae_upsample = Variant(
     example_shapes=((3, 32, 32), (1, 64, 48)),
 )
 
+# BCE, not MSE: MSE through the sigmoid saturates on mostly-black digits (every seed
+# collapsed to an all-black output by epoch 3-4; benchmarks/quality.py, docs/benchmarks.md).
 cae_strided = Variant(
-    description="Strided-convolution encoder, ConvTranspose decoder, MSE.",
+    description="Strided-convolution encoder, ConvTranspose decoder, BCE.",
     encoder="strided",
     decoder="convtranspose",
-    loss="mse",
+    loss="bce",
     encoder_params={"channels": [16, 32, 8]},
     decoder_params={"channels": [32, 16, 16]},
     input_shape=(1, 28, 28),
