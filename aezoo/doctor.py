@@ -31,7 +31,10 @@ def preflight(spec: RunSpec, progress: Progress | None = None) -> None:
         from aezoo.model import from_spec
 
         from_spec(resolve_model(spec.model.model_copy(update={"input_shape": shape})))
-    prefetch(spec.data.name, progress)
+    from aezoo.distributed import from_env
+
+    if from_env().is_main:  # under torchrun the other ranks wait for rank 0's copy (aezoo.run)
+        prefetch(spec.data.name, progress)
 
 
 def training_warnings(train: TrainSpec, train_images: int, steps_per_epoch: int) -> list[str]:
