@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,18 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {path}")
+
+
+WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+    "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
+def peak_rss_mb(args: list[str]) -> float:
+    out = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "aezoo", *args],
+                         check=True, capture_output=True, text=True).stdout.split()
+    if out[0] != "0":
+        raise SystemExit(f"aezoo {' '.join(args)} failed with exit code {out[0]}")
+    return int(out[1]) / 1024  # KiB on Linux; the largest of the children (workers too)

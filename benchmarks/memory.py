@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,21 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import make_images, write_json  # noqa: E402
-
-WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-)
-
-
-def peak_rss_mb(args: list[str]) -> float:
-    out = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "aezoo", *args],
-                         check=True, capture_output=True, text=True).stdout.split()
-    if out[0] != "0":
-        raise SystemExit(f"aezoo {' '.join(args)} failed with exit code {out[0]}")
-    return int(out[1]) / 1024  # ru_maxrss is in KiB on Linux
+from _common import make_images, peak_rss_mb, write_json  # noqa: E402
 
 
 def main() -> None:

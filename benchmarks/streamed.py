@@ -15,7 +15,6 @@ each in a fresh process (ru_maxrss).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, make_images, write_json  # noqa: E402
+from _common import machine, make_images, peak_rss_mb, write_json  # noqa: E402
 
 VARIANT = {28: "cae-upsample", 64: "cae-strided"}
 
@@ -97,21 +96,6 @@ def compare(size: int, n: int, epochs: int, repeats: int, tmp: Path) -> dict[str
     for case in cases:
         row[f"{case}_ratio"] = best[case] / best["memory"]
     return row
-
-
-WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-)
-
-
-def peak_rss_mb(args: list[str]) -> float:
-    out = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "aezoo", *args],
-                         check=True, capture_output=True, text=True).stdout.split()
-    if out[0] != "0":
-        raise SystemExit(f"aezoo {' '.join(args)} failed with exit code {out[0]}")
-    return int(out[1]) / 1024  # KiB on Linux; the largest of the children (workers too)
 
 
 def large(n: int, tmp: Path) -> list[dict[str, Any]]:

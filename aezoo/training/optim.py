@@ -142,15 +142,18 @@ def _one_kernel(fused: bool) -> dict[str, bool]:
 
 def build_adam(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
                fused: bool) -> torch.optim.Optimizer:
-    cls = _optimizer(torch.optim.Adam, Adam, spec)
-    return cast(torch.optim.Optimizer, cls(
-        parameters, lr=spec.lr, betas=spec.betas, eps=spec.eps,
-        weight_decay=spec.weight_decay, **_one_kernel(fused)))
+    return _adam_like(torch.optim.Adam, Adam, parameters, spec, fused)
 
 
 def build_adamw(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
                 fused: bool) -> torch.optim.Optimizer:
-    cls = _optimizer(torch.optim.AdamW, AdamW, spec)
+    return _adam_like(torch.optim.AdamW, AdamW, parameters, spec, fused)
+
+
+def _adam_like(torch_cls: type[torch.optim.Optimizer], ours: type[torch.optim.Optimizer],
+               parameters: Iterable[nn.Parameter], spec: TrainSpec,
+               fused: bool) -> torch.optim.Optimizer:
+    cls = _optimizer(torch_cls, ours, spec)
     return cast(torch.optim.Optimizer, cls(
         parameters, lr=spec.lr, betas=spec.betas, eps=spec.eps,
         weight_decay=spec.weight_decay, **_one_kernel(fused)))
