@@ -136,8 +136,8 @@ def absolute_data_name(name: str, base: Path) -> str:
     except AezooError:  # reported where the data is loaded, with its own message
         return name
     argument = resolved.argument
-    if not resolved.source.takes_path or not argument:
-        return name
+    if not resolved.source.takes_path or not argument or "://" in argument:
+        return name  # a URL (wds:http://...) is not a path to anchor
     path = Path(argument).expanduser()
     if path.is_absolute():
         return name

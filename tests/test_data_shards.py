@@ -244,3 +244,11 @@ def test_the_stream_batches_as_the_reader_does() -> None:
     from aezoo.training.streaming import ITER_BATCH
 
     assert LOADER_BATCH == ITER_BATCH  # each worker decodes every n-th batch of this size
+
+
+def test_a_shard_url_is_not_anchored_like_a_path(tmp_path: Path) -> None:
+    from aezoo.config import absolute_data_name
+
+    url = "wds:http://127.0.0.1:9/shards-{000..001}.tar"
+    assert absolute_data_name(url, tmp_path) == url  # was http:/127.0.0.1:9/... under base
+    assert absolute_data_name("wds:local.tar", tmp_path) == f"wds:{tmp_path.absolute()}/local.tar"
