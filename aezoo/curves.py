@@ -104,7 +104,8 @@ def _glyphs(text: str, anchor: str, color: Color) -> tuple[Any, Any, tuple[int, 
         return None, None, (0, 0)
     mask = Image.new("L", (right - left, bottom - top), 0)
     ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font, anchor=anchor)
-    lut = [ink(_blend(color, round(v / 255 * (RAMP - 1)) / (RAMP - 1))) for v in range(256)]
+    levels = [ink(_blend(color, k / (RAMP - 1))) for k in range(RAMP)]
+    lut = [levels[round(v / 255 * (RAMP - 1))] for v in range(256)]
     inked = Image.frombytes("P", mask.size, mask.point(lut).tobytes())
     return inked, mask.point([0] + [255] * 255), (left, top)
 

@@ -117,8 +117,8 @@ def captioned(image: np.ndarray, text: str) -> np.ndarray:
     return out[:, :, None] if c == 1 else out
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 -> PNG bytes."""
+def encode_png(image: np.ndarray, level: int = 6) -> bytes:
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 -> PNG bytes (``level``: zlib's)."""
     if image.ndim == 2:
         image = image[:, :, None]
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
@@ -133,12 +133,12 @@ def encode_png(image: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + chunk(b"IEND", b""))
 
 
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """Atomically write ``image`` as a PNG file."""
-    return write_bytes(path, encode_png(image))
+def write_png(path: str | Path, image: np.ndarray, level: int = 6) -> Path:
+    """Atomically write ``image`` as a PNG file (``level``: zlib's compression level)."""
+    return write_bytes(path, encode_png(image, level))
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

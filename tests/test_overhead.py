@@ -4,6 +4,7 @@ together, the pictures from validation's own forward pass."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -202,3 +203,23 @@ def test_pictures_come_from_validation_and_match_a_fresh_forward(one_thread: Non
     assert (shared.int() - fresh.int()).abs().max() <= 1
     trainer.global_step += 1  # the weights moved on: a fresh forward, not a stale picture
     assert reconstructions(trainer, 10).data_ptr() != shared.data_ptr()
+
+
+def test_weights_finite_sees_any_nan_or_inf_and_no_false_alarm(tmp_path: Path) -> None:
+    trainer = Trainer(aezoo.build("cae-upsample"), tiny_data(), build_run_spec(
+        "cae-upsample", [{"train": {"device": "cpu"}}]).train)
+    assert trainer.weights_finite()
+    weight = trainer.model.encoder.net[0].weight  # type: ignore[index]
+    with torch.no_grad():
+        weight[0, 0, 0, 0] = -3.0e38  # huge but finite: a max-norm cannot overflow
+        assert trainer.weights_finite()
+        for bad in (math.nan, math.inf, -math.inf):
+            weight[3, 0, 1, 2] = bad
+            assert not trainer.weights_finite()
+        weight[3, 0, 1, 2] = 0.0
+    trainer.model.register_parameter("empty", torch.nn.Parameter(torch.zeros(0)))
+    trainer.model.register_parameter("bf16", torch.nn.Parameter(torch.ones(3).bfloat16()))
+    assert trainer.weights_finite()
+    with torch.no_grad():
+        trainer.model.bf16[1] = math.inf  # type: ignore[index]
+    assert not trainer.weights_finite()

@@ -40,7 +40,8 @@ class CurvesWriter(Callback):
 
         self._rows[result.epoch] = row(result)  # a re-trained epoch replaces its old row
         rows = [self._rows[e] for e in sorted(self._rows) if e <= result.epoch]
-        write_picture(self.path, run_curves(rows, title=self.out.name))
+        picture = run_curves(rows, title=self.out.name)
+        trainer.files.submit(lambda: write_picture(self.path, picture))
 
 
 def curves(out_dir: str | Path) -> CurvesWriter:
@@ -65,10 +66,15 @@ class StatusWriter(Callback):
                   "global_step": trainer.global_step, "started": self._start,
                   "updated": time.time(), "stop_reason": trainer.stop_reason,
                   "params": self._params, **({"summary": totals} if totals else {})}
-        try:
-            atomic_write(self.path, (json.dumps(status) + "\n").encode())
-        except OSError:  # a status line is not worth failing (or masking) a run for
-            pass
+        data = (json.dumps(status) + "\n").encode()
+
+        def write() -> None:
+            try:
+                atomic_write(self.path, data)
+            except OSError:  # a status line is not worth failing (or masking) a run for
+                pass
+
+        trainer.files.submit(write)  # after the files handed over before it
 
     def on_train_start(self, trainer: Trainer) -> None:
         self._start = time.time()

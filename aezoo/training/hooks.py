@@ -73,6 +73,14 @@ class EpochResult:
     # The objective's named terms when it has several: train_<name>, val_<name>.
     terms: dict[str, float] = field(default_factory=dict)
 
+    def as_dict(self) -> dict[str, Any]:
+        """``dataclasses.asdict`` for this flat record, ~10x cheaper: every field is a
+        number but ``terms`` (copied), and the metrics and state files convert the whole
+        history every epoch."""
+        return {"epoch": self.epoch, "train_loss": self.train_loss,
+                "val_loss": self.val_loss, "seconds": self.seconds,
+                "images_per_s": self.images_per_s, "lr": self.lr, "terms": dict(self.terms)}
+
 
 # Columns of metrics.jsonl/csv that a term or a trainer.log name must not take.
 RESERVED_NAMES = ("epoch", "train_loss", "val_loss", "seconds", "images_per_s", "lr", "terms",

@@ -32,6 +32,7 @@ from aezoo.protocols import format_shape
 from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
 from aezoo.training import batches, state, validation
+from aezoo.training.background import BackgroundWriter
 from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop
 from aezoo.training.ema import WeightAverage
 from aezoo.training.hooks import HOOKS, RESERVED_NAMES, EpochResult, Outcome, defines
@@ -135,6 +136,7 @@ class Trainer:
         self.resumed = False
         self.resume_warnings: list[str] = []  # what may keep a resume from being bit-exact
         self.state_saved = False  # a state this run can --resume from exists (saved or loaded)
+        self.files = BackgroundWriter()  # the run directory's writes, off the training thread
         self._loss_sum = torch.zeros(1 + len(self.term_names), device=self.device)
         self._acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self._loss_count = 0
@@ -190,9 +192,14 @@ class Trainer:
         self.control.request_stop()
 
     def weights_finite(self) -> bool:
-        """Whether every parameter is finite (one sync; for checkpoint writers)."""
-        flags = [torch.isfinite(p).all() for p in self.model.parameters()]
-        return bool(torch.stack(flags).all()) if flags else True
+        """Whether every parameter is finite (one sync; for checkpoint writers). The max-norm
+        of each, in one foreach call: NaN or inf exactly where a value is (it cannot overflow)."""
+        params = [p.detach() for p in self.model.parameters() if p.numel()]
+        if not params:
+            return True
+        norms = (torch._foreach_norm(params, math.inf) if hasattr(torch, "_foreach_norm")
+                 else [p.abs().max() for p in params])
+        return bool(torch.stack(norms).isfinite().all())  # stack promotes mixed dtypes
 
     # -- the loop ----------------------------------------------------------------------
     def _call(self, hook: str, *args: Any) -> None:
@@ -223,7 +230,12 @@ class Trainer:
             raise self._diverged_error(exc.step) from None
         finally:
             self.outcome = outcome
-            self._call("on_train_end")
+            if outcome in (Outcome.FAILED, Outcome.DIVERGED):
+                self.files.quiet()  # the run's own error is the one to report
+            try:
+                self._call("on_train_end")
+            finally:
+                self.files.close()  # every file handed over is in place before fit returns
         if outcome == Outcome.INTERRUPTED:
             assert control.stop is not None
             error = TrainingInterrupted(

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from aezoo._safetensors import load_tensors, read_metadata, save_tensors
+from aezoo._safetensors import encode_tensors, load_tensors, read_metadata, write_files
 from aezoo.errors import CheckpointError, summary
 from aezoo.rundir import RUN_FILE, STATE_FILE
 from aezoo.training.hooks import EpochResult
@@ -59,8 +59,13 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 
 def write_state(path: str | Path, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
     """Atomically write ``tensors`` and ``info`` (JSON) to ``path``."""
+    write_files([(Path(path), state_bytes(tensors, info))])
+
+
+def state_bytes(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> bytes:
+    """The bytes of a state file holding ``tensors`` and ``info`` (JSON)."""
     info = {"version": STATE_VERSION, **info}
-    save_tensors(tensors, path, {"format": "pt", META_KEY: json.dumps(info)})
+    return encode_tensors(tensors, {"format": "pt", META_KEY: json.dumps(info)})
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -106,6 +111,11 @@ def position(trainer: Trainer) -> tuple[int, int]:
 
 def save_state(trainer: Trainer, path: str | Path) -> None:
     """Everything needed to continue exactly where ``trainer`` is now."""
+    write_files([(Path(path), encode_state(trainer))])
+
+
+def encode_state(trainer: Trainer) -> bytes:
+    """The bytes :func:`save_state` writes (a snapshot: training may go on meanwhile)."""
     epoch, step = position(trainer)
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v
                                         for k, v in trainer.model.state_dict().items()}
@@ -129,13 +139,13 @@ def save_state(trainer: Trainer, path: str | Path) -> None:
         "epoch_seconds": trainer._epoch_seconds if step else 0.0,
         "optimizer": opt_meta, "scaler": trainer.scaler.state_dict(),
         "scheduler": trainer.spec.scheduler, "stopped": trainer.stop_reason,
-        "history": [asdict(r) for r in trainer.history],
+        "history": [r.as_dict() for r in trainer.history],
         "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks
                       if getattr(cb, "state_key", None)},
         "exactness": exactness(trainer),
         "sampler": trainer.reader.state(trainer),  # the order is rng.generator's permutation
     }
-    write_state(path, tensors, info)
+    return state_bytes(tensors, info)
 
 
 def exactness(trainer: Trainer) -> dict[str, Any]:
