@@ -13,11 +13,12 @@ import torch
 from PIL import Image
 
 import aezoo
+from aezoo.cli.data import human_bytes
 from aezoo.data import load_dataset
 from aezoo.data import pack as pack_module
 from aezoo.data.mapped import MappedArray, is_mapped
 from aezoo.data.pack import pack
-from aezoo.errors import DataError, OutputExistsError
+from aezoo.errors import DataError, OutputExistsError, RunDirBusyError
 from aezoo.specs import DataSpec, TrainSpec
 from aezoo.training import Trainer
 
@@ -179,3 +180,49 @@ def test_reading_a_mapped_split_whole_leaves_resident_memory_flat(tmp_path: Path
         (np.asarray(data.val.positions()) % 1000 == 0).sum()) * 784
     grown = mapped._shared_bytes() - before  # type: ignore[operator]
     assert grown < 16 * 2**20, f"file pages in this process grew by {grown / 2**20:.0f} MB"
+
+
+def test_verify_reads_every_file_and_names_each_that_changed(tmp_path: Path, cli: Any) -> None:
+    src = folder(tmp_path / "imgs")
+    store = tmp_path / "store"
+    assert cli("data", "pack", f"folder:{src}", "--out", str(store)).exit_code == 0
+    ok = cli("data", "verify", f"packed:{store}")
+    assert ok.exit_code == 0, ok.output
+    size = (store / "train.npy").stat().st_size + (store / "train.labels.npy").stat().st_size
+    assert f"every file matches its SHA-256 ({human_bytes(size)} read)" in ok.output
+    with (store / "train.npy").open("r+b") as f:  # one pixel flipped: header and size agree
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    assert load_dataset(DataSpec(name=f"packed:{store}")).train.shape[1:] == (1, 8, 6)  # loads
+    bad = cli("data", "verify", str(store))
+    assert bad.exit_code == 1
+    assert bad.stderr.strip() == (f"error: {store}: train.npy differs from the manifest's "
+                                  "SHA-256 (changed or damaged since packing): pack the source "
+                                  "again with --force")
+    missing = cli("data", "verify", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    unfinished = tmp_path / "empty"
+    unfinished.mkdir()
+    refused = cli("data", "verify", str(unfinished))
+    assert refused.exit_code != 0 and "not a packed store" in refused.stderr
+
+
+def test_a_second_pack_into_the_same_directory_is_refused_while_the_first_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = folder(tmp_path / "imgs")
+    store = tmp_path / "store"
+    real, seen = pack_module._plan, []
+
+    def plan_then_race(*args: Any, **kwargs: Any) -> Any:
+        with pytest.raises(RunDirBusyError, match=r"in use by another aezoo process \(pid"):
+            pack(DataSpec(name=f"folder:{src}"), store)  # the same directory, meanwhile
+        seen.append("refused")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pack_module, "_plan", plan_then_race)
+    done = pack(DataSpec(name=f"folder:{src}"), store)
+    assert seen == ["refused"] and done.counts == {"train": 36}
+    assert sorted(p.name for p in store.iterdir()) == ["manifest.json", "train.labels.npy",
+                                                        "train.npy"]  # no lock file left

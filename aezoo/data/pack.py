@@ -11,6 +11,7 @@ digest, so an interrupted pack never leaves a store that loads (``aezoo.data.pac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ from aezoo.data import packed
 from aezoo.data.source import LoadContext, Progress, Shape, Splits
 from aezoo.data.streamed import StreamedSplits, is_iterable
 from aezoo.errors import DataError, OutputExistsError, UsageError
+from aezoo.rundir import LOCK_FILE, RunLock
 from aezoo.specs import DataSpec
 
 CHUNK = 1024  # images decoded and written per step
@@ -62,6 +64,26 @@ def pack(spec: DataSpec, out: Path, progress: Progress | None = None,
     """Pack the source ``spec`` names (with its ``image_size`` / ``channels``) into ``out``."""
     start = time.perf_counter()
     out = Path(out).expanduser()
+    with _locked(out):
+        return _pack(spec, out, progress, force, start)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock (the run directories' own): two packs never write one store."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file", "give --out a directory for the packed store")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {out} ({exc.strerror})",
+                        "choose a writable --out directory") from None
+    with RunLock(out):
+        yield
+
+
+def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
+          start: float) -> Packed:
     _claim(out, force)
     parts, class_names, fingerprint = _plan(spec, progress)
     state = _progress(out, fingerprint)
@@ -101,8 +123,6 @@ def _part_name(split: str) -> str:
 
 def _claim(out: Path, force: bool) -> None:
     """``out`` is new, empty, or a pack in progress; a finished store only with ``force``."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file", "give --out a directory for the packed store")
     if packed.is_store(out):
         if not force:
             raise OutputExistsError(f"{out} already holds a packed store",
@@ -112,14 +132,10 @@ def _claim(out: Path, force: bool) -> None:
         for name in os.listdir(out):
             if name.endswith((".npy", ".part")) or name == packed.PROGRESS:
                 (out / name).unlink()
-    elif out.is_dir() and any(out.iterdir()) and not (out / packed.PROGRESS).exists():
+    elif (any(p.name != LOCK_FILE for p in out.iterdir())
+          and not (out / packed.PROGRESS).exists()):
         raise OutputExistsError(f"{out} exists and is neither empty nor a pack in progress",
                                 "choose a new or empty --out directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {out} ({exc.strerror})",
-                        "choose a writable --out directory") from None
 
 
 def _progress(out: Path, fingerprint: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ A store is a directory::
 A directory without ``manifest.json`` never loads: an interrupted ``aezoo data pack``
 leaves ``.pack-progress.json`` and ``.SPLIT.npy.part`` files, which the next pack into
 the same directory continues (``aezoo.data.pack``). Loading checks the manifest against
-each file's header and size (cheap); the SHA-256 are for ``sha256sum`` or
-:func:`verify`, since hashing gigabytes on every run is not.
+each file's header and size (cheap); the SHA-256 are for ``aezoo data verify DIR``
+(:func:`verify`) or ``sha256sum``, since hashing gigabytes on every run is not.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from aezoo.data.source import LoadContext, Splits
+from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.errors import DataError, UsageError
 
 FORMAT = "aezoo-packed"
@@ -43,11 +43,17 @@ def labels_file(split: str) -> str:
     return f"{split}.labels.npy"
 
 
-def sha256(path: Path) -> str:
+def sha256(path: Path, progress: Progress | None = None) -> str:
+    """The file's SHA-256, read in 16 MiB blocks (``progress``: bytes read so far)."""
     digest = hashlib.sha256()
+    total = path.stat().st_size if progress is not None else None
+    done = 0
     with path.open("rb") as f:
         while block := f.read(16 * 2**20):
             digest.update(block)
+            done += len(block)
+            if progress is not None:
+                progress(f"verifying {path.name}", done, total, "bytes")
     return digest.hexdigest()
 
 
@@ -145,12 +151,17 @@ def load_packed(ctx: LoadContext) -> Splits:
     return load_store(root)
 
 
-def verify(root: Path) -> list[str]:
-    """Files of the store at ``root`` whose SHA-256 differs from the manifest's."""
+def verify(root: Path, progress: Progress | None = None) -> tuple[list[str], int]:
+    """Read every file of the store at ``root``: (the files whose SHA-256 differs from the
+    manifest's, the bytes read). A store that does not load (``load_store``'s checks of
+    headers and sizes) is refused with their error first."""
+    load_store(root)
     info = read_manifest(root)
-    bad = []
+    bad, read = [], 0
     for split, entry in info["splits"].items():
         for key, name in (("sha256", images_file(split)), ("labels_sha256", labels_file(split))):
-            if entry.get(key) and sha256(root / name) != entry[key]:
-                bad.append(name)
-    return bad
+            if entry.get(key):
+                read += (root / name).stat().st_size
+                if sha256(root / name, progress) != entry[key]:
+                    bad.append(name)
+    return bad, read
