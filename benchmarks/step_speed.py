@@ -10,10 +10,11 @@ a drifting machine hurts them alike, and ratios against ``base`` are taken per r
 Phases are timed on the host around forward (+loss), backward and the optimiser step (CPU
 ops are synchronous). ``--profile NAME`` prints torch.profiler's table for one config.
 
-  base          what the trainer does today: channels_last, precision auto, torch's Adam
+  base          what the trainer does today: channels_last, precision auto, foreach Adam
+  adam-loop     torch's per-parameter Adam loop (foreach=False: the trainer's before)
   nchw          the default memory layout
   bf16          bf16 autocast (a default only where the CPU has native bf16)
-  adam-foreach  Adam(foreach=True)
+  adam-foreach  Adam(foreach=True) (the same as base since it became the default)
   adam-fused    Adam(fused=True) (CPU kernel since torch 2.4)
   compile       torch.compile of the loss module (inductor, dynamic=False)
   compile-max   the same with mode="max-autotune-no-cudagraphs"
@@ -59,11 +60,9 @@ class Config:
         auto = resolve_precision("auto", torch.device("cpu"))
         self.amp = torch.bfloat16 if name == "bf16" or (auto == "bf16" and name != "fp32") \
             else None
-        opt_kwargs: dict[str, Any] = {"lr": 1e-3, "eps": 1e-7}
-        if name == "adam-foreach":
-            opt_kwargs["foreach"] = True
+        opt_kwargs: dict[str, Any] = {"lr": 1e-3, "eps": 1e-7, "foreach": name != "adam-loop"}
         if name == "adam-fused":
-            opt_kwargs["fused"] = True
+            opt_kwargs = {**opt_kwargs, "foreach": None, "fused": True}
         self.master: list[torch.Tensor] | None = None
         if name == "bf16-weights":
             self.model.to(torch.bfloat16)
@@ -120,8 +119,8 @@ class Config:
                 "step": t4 - t0}
 
 
-NAMES = ["base", "nchw", "bf16", "adam-foreach", "adam-fused", "compile", "compile-max",
-         "compile-step", "bf16-weights"]
+NAMES = ["base", "nchw", "bf16", "adam-loop", "adam-foreach", "adam-fused", "compile",
+         "compile-max", "compile-step", "bf16-weights"]
 
 
 def main() -> None:
