@@ -123,6 +123,8 @@ def test_sigkill_then_sigint_then_resume_ends_bit_exact(site: Path, reference: P
     assert stopped.returncode == 130, stopped.stderr
     assert f"aezoo train --resume {out}" in stopped.stderr and "Traceback" not in stopped.stderr
     assert (out / "plugin-ran.txt").read_text() == "interrupted"
+    # status.json goes through the background writer: drained before the process exits
+    assert json.loads((out / "status.json").read_text())["outcome"] == "interrupted"
     assert not (out / "model.safetensors").exists()
     info = read_info(out / "state.safetensors")
     assert (info["epoch"], info["step"], info["global_step"]) == (3, 3, 19)
