@@ -50,9 +50,12 @@ def encode_tensors(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
 
     Written here rather than by ``safetensors.torch.save``, whose Python side costs ~0.1 ms
     a tensor (a checkpoint of a small model every epoch spent more time there than in its
-    fsyncs). The same bytes as the library's: tensors in its dtype order, falling (each
-    aligned to its item size), then by name; the header padded with spaces to 8 bytes.
-    Dtypes beyond ``DTYPE_NAMES`` and big-endian hosts go through the library."""
+    fsyncs). The library's layout: tensors in its dtype order, falling (each aligned to its
+    item size), then by name; compact JSON in UTF-8, padded with spaces to 8 bytes. So the
+    bytes are the library's own wherever its output is fixed (it orders several metadata
+    keys by a hash map, so its own files differ between processes). Unlike the library,
+    tensors sharing memory are written once each, not refused. Dtypes beyond
+    ``DTYPE_NAMES`` and big-endian hosts go through the library."""
     import torch
 
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -60,7 +63,7 @@ def encode_tensors(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
     if sys.byteorder != "little" or None in names.values():
         from safetensors.torch import save
 
-        return save(cpu, metadata=metadata)
+        return save(cpu, metadata=metadata or None)
     order = sorted(cpu, key=lambda k: (-_RANK[names[k]], k))  # type: ignore[index]
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     chunks: list[Any] = []
@@ -73,7 +76,7 @@ def encode_tensors(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
         if size:  # a byte view of the tensor's memory: no copy until the join
             chunks.append(tensor.reshape(-1).view(torch.uint8).numpy().data)
         offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     raw += b" " * (-len(raw) % 8)
     return b"".join([struct.pack("<Q", len(raw)), raw, *chunks])
 

@@ -189,7 +189,9 @@ def test_verify_reads_every_file_and_names_each_that_changed(tmp_path: Path, cli
     ok = cli("data", "verify", f"packed:{store}")
     assert ok.exit_code == 0, ok.output
     size = (store / "train.npy").stat().st_size + (store / "train.labels.npy").stat().st_size
-    assert f"every file matches its SHA-256 ({human_bytes(size)} read)" in ok.output
+    assert (f"all 2 files match their SHA-256 (train.npy, train.labels.npy: "
+            f"{human_bytes(size)} read)") in ok.output
+    assert "verifying train.npy (" in ok.stderr  # the plain progress line, off a terminal
     with (store / "train.npy").open("r+b") as f:  # one pixel flipped: header and size agree
         f.seek(-1, 2)
         last = f.read(1)
@@ -198,9 +200,9 @@ def test_verify_reads_every_file_and_names_each_that_changed(tmp_path: Path, cli
     assert load_dataset(DataSpec(name=f"packed:{store}")).train.shape[1:] == (1, 8, 6)  # loads
     bad = cli("data", "verify", str(store))
     assert bad.exit_code == 1
-    assert bad.stderr.strip() == (f"error: {store}: train.npy differs from the manifest's "
-                                  "SHA-256 (changed or damaged since packing): pack the source "
-                                  "again with --force")
+    assert bad.stderr.strip().splitlines()[-1] == (
+        f"error: {store}: train.npy differs from the manifest's SHA-256 (changed or damaged "
+        "since packing): pack the source again with --force")
     missing = cli("data", "verify", str(tmp_path / "nowhere"))
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
     unfinished = tmp_path / "empty"

@@ -53,8 +53,9 @@ def progress_bars(out: Console | None = None) -> Iterator[Progress]:
         def plain(label: str, done: int, total: int | None, unit: str) -> None:
             if done == 0:
                 amount = human_bytes(total) if unit == "bytes" else f"{total or '?'} {unit}"
-                out.print(f"{'downloading' if unit == 'bytes' else 'reading'} {label} "
-                          f"({amount})", highlight=False)
+                verb = "" if label.split(" ", 1)[0].endswith("ing") else (  # "verifying X"
+                    "downloading " if unit == "bytes" else "reading ")
+                out.print(f"{verb}{label} ({amount})", highlight=False)
         yield plain
         return
     bars = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -277,12 +278,13 @@ def verify_command(
                          else f"{root} is not a folder", "give the directory `aezoo data pack` "
                          "wrote (--out)")
     with progress_bars() as progress:
-        bad, read = verify(root, progress)
+        bad, checked, read = verify(root, progress)
     if bad:
         verb = "differs" if len(bad) == 1 else "differ"
         raise DataError(f"{root}: {', '.join(bad)} {verb} from the manifest's SHA-256 (changed "
                         "or damaged since packing)", "pack the source again with --force")
-    console.print(f"{root}: every file matches its SHA-256 ({human_bytes(read)} read)",
+    console.print(f"{root}: all {len(checked)} files match their SHA-256 "
+                  f"({', '.join(checked)}: {human_bytes(read)} read)",
                   highlight=False, soft_wrap=True)
 
 

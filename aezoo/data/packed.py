@@ -48,6 +48,8 @@ def sha256(path: Path, progress: Progress | None = None) -> str:
     digest = hashlib.sha256()
     total = path.stat().st_size if progress is not None else None
     done = 0
+    if progress is not None:
+        progress(f"verifying {path.name}", 0, total, "bytes")
     with path.open("rb") as f:
         while block := f.read(16 * 2**20):
             digest.update(block)
@@ -151,17 +153,23 @@ def load_packed(ctx: LoadContext) -> Splits:
     return load_store(root)
 
 
-def verify(root: Path, progress: Progress | None = None) -> tuple[list[str], int]:
+def verify(root: Path, progress: Progress | None = None) -> tuple[list[str], list[str], int]:
     """Read every file of the store at ``root``: (the files whose SHA-256 differs from the
-    manifest's, the bytes read). A store that does not load (``load_store``'s checks of
-    headers and sizes) is refused with their error first."""
+    manifest's, the files checked, the bytes read). A store that does not load
+    (``load_store``'s checks of headers and sizes) is refused with their error first, and
+    one whose manifest lists a file without its digest as damaged."""
     load_store(root)
     info = read_manifest(root)
-    bad, read = [], 0
+    bad, checked, read = [], [], 0
     for split, entry in info["splits"].items():
-        for key, name in (("sha256", images_file(split)), ("labels_sha256", labels_file(split))):
-            if entry.get(key):
-                read += (root / name).stat().st_size
-                if sha256(root / name, progress) != entry[key]:
-                    bad.append(name)
-    return bad, read
+        files = [("sha256", images_file(split))]
+        if entry.get("labels"):
+            files.append(("labels_sha256", labels_file(split)))
+        for key, name in files:
+            if not isinstance(entry.get(key), str):
+                raise _bad(root, f"no SHA-256 for {name}")
+            checked.append(name)
+            read += (root / name).stat().st_size
+            if sha256(root / name, progress) != entry[key]:
+                bad.append(name)
+    return bad, checked, read

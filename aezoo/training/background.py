@@ -1,21 +1,18 @@
-"""The run directory's files, written on one background thread, in the order asked.
+"""Files of the run directory written on one background thread, in the order handed over.
 
-An epoch's files (metrics, pictures, checkpoints) are made on the training thread and
-handed over as ready bytes; their writes, fsyncs and renames happen here while the next
-epoch trains, so the training thread never waits for a disk. Each write is still atomic
-and durable exactly as ``aezoo._io`` says, and in order: a later write never lands
-before an earlier one (the training state is never ahead of the model files it follows).
+The pictures (``images/curves.png``, ``images/epoch-NNNN.png``) and ``status.json`` are
+drawn on the training thread and handed over; encoding and writing them (zlib, fsyncs,
+renames) happen here while the next epoch trains. Each write is still atomic and durable
+exactly as ``aezoo._io`` says, and in order. Checkpoints and metrics are not handed over:
+they are durable when the epoch's callbacks return, as resuming after a kill needs.
 
-What changes is *when* a file is durable: shortly after the callback returns rather than
-before. ``drain`` waits for every write handed over so far; the trainer drains before
-``fit`` returns (whatever the outcome), so a run that ends, stops or is interrupted has
-all its files in place. A process killed outright loses at most the writes still
-pending, which is the same as having been killed a moment earlier: every file is its
-old or its new self.
+``drain`` waits for every write handed over so far; the trainer closes the writer before
+``fit`` returns, whatever the outcome. A process killed outright loses at most the writes
+still queued (a few epochs' pictures at worst), each file staying its old or new self.
 
-A write that fails stops the writes queued after it (they could depend on it) and its
-error is raised on the training thread, at the next hand-over or at ``drain``; unless the
-run already fails for a reason of its own (``quiet``), which is then the error reported.
+A write that fails does not stop the ones after it (each stands alone); the first error
+is raised on the training thread at the next hand-over or at ``drain``. While the run's
+end-of-run hooks run (``hold``), errors wait for ``close``, which returns the first one.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import threading
 from collections.abc import Callable
 
 Job = Callable[[], object]
-MAX_PENDING = 8  # hand-overs block beyond this: at most a few epochs of files in memory
+MAX_PENDING = 8  # hand-overs block beyond this: at most a few epochs of pictures in memory
 
 
 class BackgroundWriter:
@@ -34,13 +31,17 @@ class BackgroundWriter:
     def __init__(self, max_pending: int = MAX_PENDING) -> None:
         self._jobs: queue.Queue[Job | None] = queue.Queue(max_pending)
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._quiet = False
         self._lock = threading.Lock()
+        self._error: BaseException | None = None  # the first failure, until close
+        self._reported = False  # raised on the training thread already
+        self._holding = False
 
     def submit(self, job: Job) -> None:
         """Run ``job`` after every job submitted before it (raises an earlier job's error)."""
-        self.raise_error()
+        if threading.current_thread() is self._thread:
+            job()  # a job handing over a write: it is next in line anyway
+            return
+        self._raise_pending()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="aezoo-writer",
@@ -50,30 +51,35 @@ class BackgroundWriter:
 
     def drain(self) -> None:
         """Wait until every submitted job has run; raise the first error one met."""
-        if self._thread is not None:
+        if self._thread is not None and threading.current_thread() is not self._thread:
             self._jobs.join()
-        self.raise_error()
+        self._raise_pending()
 
-    def raise_error(self) -> None:
-        error, self._error = self._error, None
-        if error is not None and not self._quiet:
-            raise error
+    def hold(self) -> None:
+        """Until ``close``, keep errors instead of raising them (the end-of-run hooks all
+        run; ``close`` returns the error for the caller to raise, or not)."""
+        self._holding = True
 
-    def quiet(self) -> None:
-        """Until ``close``, drop write errors instead of raising them (a run that already
-        fails reports its own error, not a write's that followed it)."""
-        self._quiet = True
+    def close(self) -> BaseException | None:
+        """Wait for every job, stop the thread; the first error not raised yet, if any.
+        A later ``submit`` starts afresh."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._jobs.join()
+            self._jobs.put(None)
+            thread.join()
+        with self._lock:
+            error = None if self._reported else self._error
+            self._thread, self._error, self._reported, self._holding = None, None, False, False
+        return error
 
-    def close(self) -> None:
-        """Drain, then stop the thread (a later ``submit`` starts a new one)."""
-        try:
-            self.drain()
-        finally:
-            if self._thread is not None and self._thread.is_alive():
-                self._jobs.put(None)
-                self._thread.join()
-            self._thread = None
-            self._quiet = False
+    def _raise_pending(self) -> None:
+        with self._lock:
+            if self._error is None or self._reported or self._holding:
+                return
+            self._reported = True
+            error = self._error
+        raise error
 
     def _run(self) -> None:
         while True:
@@ -81,9 +87,10 @@ class BackgroundWriter:
             try:
                 if job is None:
                     return
-                if self._error is None:  # after a failure, later writes are dropped
-                    job()
+                job()
             except BaseException as exc:  # noqa: BLE001 - handed to the training thread
-                self._error = exc
+                with self._lock:
+                    if self._error is None:
+                        self._error = exc
             finally:
                 self._jobs.task_done()

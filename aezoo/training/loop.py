@@ -230,12 +230,14 @@ class Trainer:
             raise self._diverged_error(exc.step) from None
         finally:
             self.outcome = outcome
-            if outcome in (Outcome.FAILED, Outcome.DIVERGED):
-                self.files.quiet()  # the run's own error is the one to report
+            self.files.hold()  # every end-of-run hook runs; a write's error waits
             try:
                 self._call("on_train_end")
             finally:
-                self.files.close()  # every file handed over is in place before fit returns
+                written = self.files.close()  # all handed over is in place before fit returns
+        # Reached only when nothing else is raised: the run's own error comes first.
+        if written is not None and outcome != Outcome.INTERRUPTED:
+            raise written
         if outcome == Outcome.INTERRUPTED:
             assert control.stop is not None
             error = TrainingInterrupted(
@@ -243,7 +245,7 @@ class Trainer:
                 f"(epoch {self.epoch}, step {self.step}/{self.steps_per_epoch})",
                 "the state is saved; continue with `aezoo train --resume RUN_DIR`")
             error.exit_code = SIGNAL_CODES.get(control.stop, 130)
-            raise error
+            raise error from written
         return self.history
 
     def _diverged_error(self, step: int) -> TrainingError:
