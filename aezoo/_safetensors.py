@@ -81,6 +81,12 @@ def encode_tensors(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
     return b"".join([struct.pack("<Q", len(raw)), raw, *chunks])
 
 
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
+                 metadata: dict[str, str]) -> None:
+    """Atomically write a safetensors file (contiguous CPU copies of ``tensors``)."""
+    write_files([(Path(path), encode_tensors(tensors, metadata))])
+
+
 def write_files(writes: Sequence[tuple[Path, bytes]]) -> None:
     """Atomically write encoded files, committed together (``aezoo._io.atomic_write_many``:
     the same bytes object for several paths is written once)."""

@@ -12,7 +12,7 @@ import contextlib
 import math
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -132,3 +132,14 @@ class Control:
             raise Diverged(bad_step)
         if code:
             self.stop = _BY_CODE[code]
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every value of ``tensors`` is finite, in one sync: the max-norm of each in one
+    foreach call is NaN or inf exactly where a value is (a max cannot overflow)."""
+    values = [t.detach() for t in tensors if t.numel()]
+    if not values:
+        return True
+    norms = (torch._foreach_norm(values, math.inf) if hasattr(torch, "_foreach_norm")
+             else [t.abs().max() for t in values])
+    return bool(torch.stack(norms).isfinite().all())  # stack promotes mixed dtypes

@@ -33,7 +33,7 @@ enables it (see docs/training.md). aezoo's own callbacks come through it too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -74,12 +74,15 @@ class EpochResult:
     terms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """``dataclasses.asdict`` for this flat record, ~10x cheaper: every field is a
-        number but ``terms`` (copied), and the metrics and state files convert the whole
-        history every epoch."""
-        return {"epoch": self.epoch, "train_loss": self.train_loss,
-                "val_loss": self.val_loss, "seconds": self.seconds,
-                "images_per_s": self.images_per_s, "lr": self.lr, "terms": dict(self.terms)}
+        """``dataclasses.asdict`` for this flat record, several times cheaper: every field
+        is a number but ``terms`` (copied), and the metrics and state files convert the
+        whole history every epoch."""
+        row = {name: getattr(self, name) for name in _EPOCH_FIELDS}
+        row["terms"] = dict(self.terms)
+        return row
+
+
+_EPOCH_FIELDS = tuple(f.name for f in fields(EpochResult))
 
 
 # Columns of metrics.jsonl/csv that a term or a trainer.log name must not take.

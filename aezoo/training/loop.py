@@ -33,7 +33,7 @@ from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
 from aezoo.training import batches, state, validation
 from aezoo.training.background import BackgroundWriter
-from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop
+from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop, all_finite
 from aezoo.training.ema import WeightAverage
 from aezoo.training.hooks import HOOKS, RESERVED_NAMES, EpochResult, Outcome, defines
 from aezoo.training.optim import make_optimizer, make_schedule
@@ -192,14 +192,8 @@ class Trainer:
         self.control.request_stop()
 
     def weights_finite(self) -> bool:
-        """Whether every parameter is finite (one sync; for checkpoint writers). The max-norm
-        of each, in one foreach call: NaN or inf exactly where a value is (it cannot overflow)."""
-        params = [p.detach() for p in self.model.parameters() if p.numel()]
-        if not params:
-            return True
-        norms = (torch._foreach_norm(params, math.inf) if hasattr(torch, "_foreach_norm")
-                 else [p.abs().max() for p in params])
-        return bool(torch.stack(norms).isfinite().all())  # stack promotes mixed dtypes
+        """Whether every parameter is finite (one sync; for checkpoint writers)."""
+        return all_finite(self.model.parameters())
 
     # -- the loop ----------------------------------------------------------------------
     def _call(self, hook: str, *args: Any) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from aezoo._safetensors import encode_tensors, load_tensors, read_metadata, write_files
+from aezoo._safetensors import load_tensors, read_metadata, save_tensors
 from aezoo.errors import CheckpointError, summary
 from aezoo.rundir import RUN_FILE, STATE_FILE
 from aezoo.training.hooks import EpochResult
@@ -59,13 +59,8 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 
 def write_state(path: str | Path, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
     """Atomically write ``tensors`` and ``info`` (JSON) to ``path``."""
-    write_files([(Path(path), state_bytes(tensors, info))])
-
-
-def state_bytes(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> bytes:
-    """The bytes of a state file holding ``tensors`` and ``info`` (JSON)."""
     info = {"version": STATE_VERSION, **info}
-    return encode_tensors(tensors, {"format": "pt", META_KEY: json.dumps(info)})
+    save_tensors(tensors, path, {"format": "pt", META_KEY: json.dumps(info)})
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -111,11 +106,6 @@ def position(trainer: Trainer) -> tuple[int, int]:
 
 def save_state(trainer: Trainer, path: str | Path) -> None:
     """Everything needed to continue exactly where ``trainer`` is now."""
-    write_files([(Path(path), encode_state(trainer))])
-
-
-def encode_state(trainer: Trainer) -> bytes:
-    """The bytes :func:`save_state` writes (a snapshot: training may go on meanwhile)."""
     epoch, step = position(trainer)
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v
                                         for k, v in trainer.model.state_dict().items()}
@@ -145,7 +135,7 @@ def encode_state(trainer: Trainer) -> bytes:
         "exactness": exactness(trainer),
         "sampler": trainer.reader.state(trainer),  # the order is rng.generator's permutation
     }
-    return state_bytes(tensors, info)
+    write_state(path, tensors, info)
 
 
 def exactness(trainer: Trainer) -> dict[str, Any]:
