@@ -1,4 +1,4 @@
-"""precision=auto: bf16 only where the CPU computes it natively, fp32 everywhere else."""
+"""precision=auto: bf16 only where it was measured faster (CPUs with AMX), fp32 elsewhere."""
 
 from __future__ import annotations
 
@@ -22,6 +22,27 @@ def test_auto_picks_bf16_only_on_cpus_with_native_bf16(monkeypatch, native):
     monkeypatch.setattr(precision, "native_cpu_bf16", lambda: native)
     assert precision.resolve_precision("auto", CPU) == ("bf16" if native else "32")
     assert precision.autocast_dtype("auto", CPU) == (torch.bfloat16 if native else None)
+
+
+@pytest.mark.parametrize(("flags", "bf16"), [
+    ({"avx2", "fma"}, False),                              # AVX2 only: bf16 emulated
+    ({"avx512f", "avx512_bf16", "avx512_fp16"}, False),    # measured 1.17x slower than fp32
+    ({"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}, True),  # measured ~2.4x faster
+])
+def test_auto_picks_bf16_only_where_it_was_measured_faster(monkeypatch, flags, bf16):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert precision.native_cpu_bf16() is bf16
+
+
+def test_cpu_flags_are_read_from_the_os():
+    flags = precision.cpu_flags()
+    assert isinstance(flags, frozenset)
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo on this OS: auto stays fp32")
+    line = next(ln for ln in text.splitlines() if ln.startswith("flags"))
+    assert flags == frozenset(line.split(":", 1)[1].split())
 
 
 @pytest.mark.parametrize("explicit", ["32", "bf16"])

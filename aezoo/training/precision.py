@@ -6,6 +6,7 @@ The memory layout (channels_last or not) is decided by ``aezoo.tensors``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import torch
@@ -25,12 +26,29 @@ def flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The feature flags the OS reports for this CPU (Linux' /proc/cpuinfo; empty
+    elsewhere, where ``auto`` then stays fp32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def native_cpu_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16): there bf16 autocast
-    trains these models ~2.4x faster than fp32 to the same loss (docs/benchmarks.md);
-    elsewhere bf16 is emulated and slower."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    """Whether bf16 autocast is the faster choice on this CPU: only with AMX tiles.
+
+    Measured on the three CPU kinds the project has met (docs/benchmarks.md): with AMX,
+    bf16 trains these models ~2.4x faster than fp32 to the same loss; with AVX512-BF16 but
+    no AMX it is 1.17x *slower*; on AVX2 bf16 is emulated and far slower. So the rule is
+    AMX, not "computes bf16 natively".
+    """
+    return "amx_bf16" in cpu_flags()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
