@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aezoo._version import __version__
-from aezoo.errors import AezooError
+from aezoo.errors import AezooError, UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,18 +18,40 @@ if TYPE_CHECKING:
     from aezoo.model import Autoencoder
     from aezoo.specs import ModelSpec
 
-__all__ = ["AezooError", "build", "list_variants", "load", "save", "__version__"]
+__all__ = ["AezooError", "build", "list_pretrained", "list_variants", "load", "save",
+           "__version__"]
 
 
-def build(name_or_spec: str | ModelSpec | dict[str, Any], **overrides: Any) -> Autoencoder:
+def build(name_or_spec: str | ModelSpec | dict[str, Any], *, pretrained: bool | str = False,
+          **overrides: Any) -> Autoencoder:
     """Build a model from a variant name, a ModelSpec or a dict.
 
     Overrides: ``input_shape=(3, 32, 32)``, ``loss="mse"``, ``encoder="strided"``,
     ``encoder_params={"channels": [32, 16, 8]}``, ``init="glorot"``, ...
+
+    ``pretrained=True`` loads the variant's default weight set (``aezoo list
+    --pretrained``), ``pretrained="TAG"`` the weight set ``VARIANT.TAG``; with overrides,
+    every tensor of the weights must still fit the model (else a ShapeError names them).
     """
     from aezoo.model import build as _build
 
-    return _build(name_or_spec, **overrides)
+    if pretrained is False:
+        return _build(name_or_spec, **overrides)
+    if not isinstance(name_or_spec, str):
+        raise UsageError("pretrained= needs a variant name", "build('cae-upsample', "
+                         "pretrained=True), or aezoo.load('VARIANT.TAG')")
+    from aezoo.pretrained import default_tag, weight_set
+
+    ws = default_tag(name_or_spec) if pretrained is True else weight_set(
+        f"{name_or_spec}.{pretrained}")
+    if not overrides:
+        return load(ws.name)
+    from aezoo.checkpoint import load_matching
+    from aezoo.pretrained import weights_file
+
+    model = _build(name_or_spec, **overrides)
+    load_matching(model, weights_file(ws), ws.name, strict=True)
+    return model
 
 
 def save(model: Autoencoder, path: str | Path) -> Path:
@@ -40,11 +62,23 @@ def save(model: Autoencoder, path: str | Path) -> Path:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
-    """Rebuild a model from a file saved by aezoo (or a run directory: its final model,
-    else its last checkpoint), using the installed plugins."""
-    from aezoo.checkpoint import load as _load
+    """Rebuild a model from a file saved by aezoo, a run directory (its final model, else
+    its last checkpoint), a weight set ``VARIANT.TAG`` (``aezoo.list_pretrained()``) or a
+    Hub repo ``hf://ORG/REPO[@REVISION]``, using the installed plugins."""
+    import os
 
-    return _load(path, device)
+    from aezoo.checkpoint import load as _load
+    from aezoo.pretrained import is_reference, locate
+
+    text = os.fspath(path)
+    return _load(locate(text).path if is_reference(text) else path, device)
+
+
+def list_pretrained(pattern: str | None = None) -> list[str]:
+    """Installed weight sets ``VARIANT.TAG``, optionally filtered ('cae-*.mnist5k')."""
+    from aezoo.pretrained import list_weight_sets
+
+    return [w.name for w in list_weight_sets(pattern)]
 
 
 def list_variants(pattern: str | None = None) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 
     from aezoo.model import Autoencoder
 
-__all__ = ["encode", "load", "provenance", "read_metadata", "read_spec", "save"]
+__all__ = ["InitReport", "encode", "load", "load_matching", "provenance", "read_metadata",
+           "read_spec", "save"]
 
 # What torch raises for an op the meta device lacks (a plugin's module may use one); other
 # exceptions are bugs and surface as such.
@@ -266,3 +268,53 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
         raise CheckpointError(f"{path} does not match its spec ({detail})",
                               "the file is corrupt; save the model again") from None
     return model.to(target)
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What ``load_matching`` took from a file: tensors loaded, and those it left (why)."""
+
+    source: str
+    loaded: int
+    skipped: tuple[str, ...]
+
+
+def _fmt(shape: Any) -> str:
+    return "x".join(str(n) for n in shape) or "scalar"
+
+
+def load_matching(model: Autoencoder, path: Path, source: str, strict: bool = True
+                  ) -> InitReport:
+    """Copy the weights of ``path`` into ``model`` (fine-tuning's start).
+
+    ``strict``: every tensor of the model (its objective's aside) must be in the file with
+    the same shape and dtype, and the file must hold no other; else one ShapeError naming
+    the tensors that differ. Not strict: load the tensors that match, report the rest.
+    """
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_OBJECTIVE_KEYS)}
+    theirs = {k: v for k, v in load_tensors(path, "give an aezoo model file").items()
+              if not k.startswith(_OBJECTIVE_KEYS)}
+    differ: list[str] = []
+    for name, tensor in own.items():
+        other = theirs.get(name)
+        if other is None:
+            differ.append(f"{name} is not in it")
+        elif other.shape != tensor.shape:
+            differ.append(f"{name} is {_fmt(other.shape)} there, {_fmt(tensor.shape)} here")
+        elif other.dtype != tensor.dtype:
+            differ.append(f"{name} is {dtype_name(other.dtype)} there, "
+                          f"{dtype_name(tensor.dtype)} here")
+    differ.extend(f"{name} is only there" for name in theirs if name not in own)
+    if differ and strict:
+        more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise ShapeError(f"the weights of {source} do not fit this model: "
+                         f"{'; '.join(differ[:3])}{more}",
+                         "train the spec they were trained with (see `aezoo info` of it), "
+                         "or pass --init-strict false to load only the tensors that match")
+    matching = {k: v for k, v in theirs.items() if k in own and v.shape == own[k].shape
+                and v.dtype == own[k].dtype}
+    if not matching:
+        raise ShapeError(f"no tensor of {source} fits this model",
+                         "start from weights of the same encoder and decoder")
+    model.load_state_dict(matching, strict=False)
+    return InitReport(source, len(matching), tuple(differ))

@@ -25,6 +25,10 @@ def preflight(spec: RunSpec, progress: Progress | None = None) -> None:
     from aezoo.device import resolve_device
 
     resolve_device(spec.train.device)
+    if spec.train.init:  # an unknown name or an unreachable repo fails before the data loads
+        from aezoo.pretrained import locate
+
+        locate(spec.train.init)
     shape = declared_shape(spec.data)
     if shape is not None and tuple(spec.model.input_shape) != shape:
         from aezoo.config import resolve_model

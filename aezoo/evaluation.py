@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from aezoo._io import atomic_write
-from aezoo.errors import CheckpointError, OutputExistsError, ShapeError, UsageError
+from aezoo.errors import OutputExistsError, ShapeError, UsageError
 from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, psnr, ssim
 from aezoo.protocols import format_shape
 from aezoo.specs import ComponentSpec
@@ -45,33 +45,33 @@ class Loaded:
     class_names: list[str] | None = None  # class_names[k] names label k, where known
 
 
-def load_split(target: Path, data: str | None, split: str | None, limit: int | None,
+def load_split(target: str | Path, data: str | None, split: str | None, limit: int | None,
                device: str) -> Loaded:
-    """The model (a file or a run directory) and the images it should see, checked for a
-    matching shape. ``data`` defaults to the run's dataset, ``split`` to test (else val)."""
+    """The model (a file, a run directory, a weight set or ``hf://`` repo: see
+    ``aezoo.pretrained.locate``) and the images it should see, checked for a matching
+    shape. ``data`` defaults to the run's (or weight set's) dataset, ``split`` to test
+    (else val)."""
     from aezoo.checkpoint import load
     from aezoo.data import load_dataset
     from aezoo.data.streamed import as_array
     from aezoo.device import resolve_device
-    from aezoo.rundir import data_spec_beside, model_path
+    from aezoo.pretrained import locate
+    from aezoo.rundir import data_spec_beside
     from aezoo.tensors import preferred_memory_format
 
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split '{split}'", "use test, val or train")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be positive (got {limit})", "pass --limit 1 or more")
-    # A path given on the command line that is not there is a usage error (exit code 2),
-    # as for `train --resume`; a file that is there but broken stays a CheckpointError.
-    if not target.exists():
-        raise UsageError(f"model file {target} does not exist",
-                         "check the path: give a model file or the directory of a training run")
     dev = resolve_device(device)
-    try:
-        path = model_path(target)
-    except CheckpointError as exc:  # a directory without a model: the wrong directory
-        raise UsageError(exc.problem, exc.fix) from None
+    # A path that is not there is a usage error (exit code 2), as for `train --resume`; a
+    # file that is there but broken stays a CheckpointError.
+    located = locate(target)
+    path = located.path
     model = load(path, device=dev)
     data_spec = data_spec_beside(path, data)
+    if data is None and located.weight_set is not None:  # the data its recipe names
+        data_spec = _recipe_data(located.weight_set.recipe, located.weight_set.dataset)
     dataset = load_dataset(data_spec)
     test = getattr(dataset, "test", None)
     split = split or ("test" if test is not None else "val")
@@ -95,6 +95,15 @@ def load_split(target: Path, data: str | None, split: str | None, limit: int | N
     tensor = torch.from_numpy(images.copy()).to(dev)
     return Loaded(model, path, dataset.name, split, tensor, labels, memory_format,
                   getattr(dataset, "class_names", None))
+
+
+def _recipe_data(recipe: dict[str, Any], dataset: str) -> Any:
+    from aezoo.specs import DataSpec
+
+    try:
+        return DataSpec.model_validate(recipe.get("data") or {"name": dataset})
+    except ValueError:  # pydantic's ValidationError: a card from another aezoo version
+        return DataSpec(name=dataset)
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:

@@ -162,19 +162,11 @@ def export_run(target: str | Path, fmt: str | None = None, part: str | None = No
     """``aezoo export``: the model file (or run directory) ``target`` exported and verified
     on the first validation images of its dataset."""
     from aezoo.checkpoint import load
-    from aezoo.errors import CheckpointError
-    from aezoo.rundir import model_path
+    from aezoo.pretrained import locate
 
-    target = Path(target)
     fmt, out = format_of(fmt, Path(out) if out is not None else None)
     _outputs(out, fmt, part, force)  # a bad --out or --part, or a file kept: before loading
-    if not target.exists():
-        raise UsageError(f"model file {target} does not exist",
-                         "check the path: give a model file or the directory of a training run")
-    try:
-        path = model_path(target)
-    except CheckpointError as exc:
-        raise UsageError(exc.problem, exc.fix) from None
+    path = locate(target).path
     if fmt == "onnx":
         _need_onnx()
     model = load(path, device="cpu")

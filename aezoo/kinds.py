@@ -99,6 +99,14 @@ def _variant_problem(v: Variant) -> str | None:
     return None
 
 
+def _weight_set_problem(obj: Any) -> str | None:
+    from aezoo.weightset import WeightSet  # pydantic: imported when a weight set is used
+
+    if not isinstance(obj, WeightSet):
+        return f"it is a {type(obj).__name__}, not an aezoo.weightset.WeightSet"
+    return None
+
+
 KINDS: tuple[Kind, ...] = (
     Kind("encoder", "aezoo.encoders", EncoderComponent, "aezoo list --components",
          "maps images to latents", check=_component_problem),
@@ -120,6 +128,9 @@ KINDS: tuple[Kind, ...] = (
          "a reconstruction metric (aezoo eval; train.metrics)", check=_metric_problem),
     Kind("dataset", "aezoo.datasets", DatasetSource, "aezoo data list",
          "a dataset source (--data NAME)"),
+    Kind("weights", "aezoo.weights", None, "aezoo list --pretrained",
+         "trained weights of a variant, named VARIANT.TAG (aezoo.load, train --init)",
+         check=_weight_set_problem),
     Kind("callback", "aezoo.callbacks", None, "aezoo plugins",
          "a training callback, factory(run_dir) (--callback NAME)", factory=True),
     Kind("command", "aezoo.commands", None, "aezoo --help",

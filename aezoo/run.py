@@ -190,6 +190,23 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         distributed.shutdown(dist)
 
 
+def start_from(model: Autoencoder, init: str, strict: bool) -> None:
+    """Load ``init``'s weights into ``model`` (``train.init``); what did not fit is warned."""
+    import warnings
+
+    from aezoo.checkpoint import load_matching
+    from aezoo.errors import AezooWarning
+    from aezoo.pretrained import locate
+
+    located = locate(init)
+    report = load_matching(model, located.path, located.source, strict)
+    if report.skipped:
+        more = f" (and {len(report.skipped) - 5} more)" if len(report.skipped) > 5 else ""
+        warnings.warn(AezooWarning(
+            f"--init {located.source}: loaded {report.loaded} tensors; not loaded: "
+            f"{'; '.join(report.skipped[:5])}{more}"), stacklevel=2)
+
+
 def check_switches(spec: TrainSpec, device: torch.device) -> None:
     """Fail on a precision the device cannot run before any file or data is touched."""
     autocast_dtype(spec.precision, device)
@@ -239,6 +256,8 @@ def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.D
     spec = fit_spec(spec, data, follow_data)
     torch.manual_seed(spec.train.seed)  # the init is part of the run: seed it
     model = from_spec(spec.model)
+    if state is None and spec.train.init:  # fine-tuning: start from those weights
+        start_from(model, spec.train.init, spec.train.init_strict)
     trainer = Trainer(model, data, spec.train, run_callbacks(spec.train, out, callbacks),
                       dist=dist)
     if state is not None:

@@ -109,6 +109,13 @@ class TrainSpec(Strict):
     metrics: list[str] = Field(
         default_factory=list, description="plugin metrics (aezoo.metrics) to add to each "
         "epoch's validation log, as val_NAME")
+    # Fine-tuning (docs/pretrained.md)
+    init: str | None = Field(
+        None, min_length=1, max_length=4096, description="start from these weights: a weight "
+        "set VARIANT.TAG, hf://ORG/REPO[@REV], a run directory or a model file")
+    init_strict: bool = Field(
+        True, description="every tensor of init must match the model; false: load those "
+        "that match and list the rest")
     # Input corruption (denoising): the encoder sees corrupt(x), the target stays x
     corrupt: ComponentSpec | None = Field(
         None, description="a transform (`aezoo list --components`) applied to training inputs")
@@ -118,7 +125,7 @@ class TrainSpec(Strict):
     # Speed switches
     precision: Literal["auto", "32", "bf16", "16"] = Field(
         "auto", description="auto, 32, bf16 or 16 (autocast; fp16 uses a GradScaler); auto: "
-        "bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else 32")
+        "bf16 on CPUs with AMX (measured faster there), else 32")
     compile: bool = Field(False, description="torch.compile the training step")
     # How batches are read (docs/data.md, "How training reads data")
     reader: Literal["auto", "memory", "mapped", "stream"] = Field(

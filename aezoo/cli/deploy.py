@@ -12,13 +12,14 @@ from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
 from aezoo.cli._tables import ID, NUMBER
 
-MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
+MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
+              "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SHOWN = 20  # flagged images listed on the terminal; all of them are in --out
 
 
 def export_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     format: str | None = typer.Option(None, "--format", metavar="onnx|torchscript",
                                       help="[default: from --out's extension, else onnx]"),
     part: str | None = typer.Option(None, metavar="encoder|decoder|model",
@@ -55,7 +56,7 @@ def export_command(
 
 
 def score_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     data: str | None = typer.Option(None, help=DATA_HELP),
     split: str | None = typer.Option(None, help="test, val or train [default: test where the "
                                      "dataset has one, else val]."),

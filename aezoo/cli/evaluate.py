@@ -26,13 +26,14 @@ def finite_or_null(value: Any) -> Any:
     return value
 
 
-MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
+MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
+              "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SPLIT_HELP = "test, val or train [default: test where the dataset has one, else val]."
 
 
 def eval_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
     data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     limit: int | None = typer.Option(None, help="Evaluate at most N images."),
@@ -83,7 +84,7 @@ def eval_command(
 
 
 def reconstruct_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
     n: int = typer.Option(10, "--n", min=1, max=1000, help="Number of images."),
     rows: int = typer.Option(1, "--rows", min=1, max=100, help="Split the images into R "
                              "bands stacked top to bottom (e.g. --n 100 --rows 10)."),
@@ -155,7 +156,7 @@ def _caption(loaded: Any, recon: Any) -> str:
 
 
 def encode_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
     data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("latents.npy"), help="NAME.npy (the latents; labels in "

@@ -9,11 +9,12 @@ import typer
 from aezoo.cli import _complete
 from aezoo.cli._common import console
 
-MODEL_HELP = "A model file, or a run directory (its model.safetensors, else last.safetensors)."
+MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
+              "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
 
 
 def sample_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP,
+    model: str = typer.Argument(..., help=MODEL_HELP,
                                 autocompletion=_complete.models),
     n: int = typer.Option(64, "--n", help="Number of draws."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1,
@@ -50,7 +51,7 @@ def sample_command(
 
 
 def interpolate_command(
-    model: Path = typer.Argument(..., help=MODEL_HELP,
+    model: str = typer.Argument(..., help=MODEL_HELP,
                                 autocompletion=_complete.models),
     from_: int = typer.Option(0, "--from", help="Index of the first image in the split."),
     to: int = typer.Option(1, "--to", help="Index of the last image in the split."),

@@ -64,13 +64,21 @@ def list_command(
                                     help="List encoders, decoders and losses instead."),
     params: bool = typer.Option(False, "--params",
                                 help="Build each variant to count its parameters (imports torch)."),
+    pretrained: bool = typer.Option(False, "--pretrained", "-p", help="List weight sets "
+                                    "VARIANT.TAG (trained weights) instead."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List installed variants: their components, parameter count and providing plugin.
 
     The parameter count is the one the plugin declares at the variant's default input
-    shape; `--params` builds each model to count it.
+    shape; `--params` builds each model to count it. `--pretrained` lists the weight sets
+    (dataset, metrics, size) that `aezoo.load("VARIANT.TAG")` and `--init` take.
     """
+    if pretrained:
+        from aezoo.cli.zoo import list_pretrained
+
+        list_pretrained(pattern, as_json)
+        return
     if components:
         _list_components(pattern, as_json)
         return
@@ -176,11 +184,18 @@ def _print_params(params: Table | str) -> None:
 
 
 def info_command(
-    name: str = typer.Argument(..., help="A variant (see `aezoo list`) or a component name.",
+    name: str = typer.Argument(..., help="A variant (see `aezoo list`), a component name or "
+                               "a weight set VARIANT.TAG.",
                                autocompletion=_complete.components),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show a variant: its components with every hyperparameter, shapes and parameter count."""
+    """Show a variant: its components with every hyperparameter, shapes and parameter count;
+    or a weight set's card: dataset, metrics, file, SHA-256, licence, recipe."""
+    if "." in name and registry.names("weights", name.rpartition(":")[2]):
+        from aezoo.cli.zoo import weight_info
+
+        weight_info(name, as_json)
+        return
     try:
         registry.find("variant", name)
     except UnknownNameError:

@@ -78,6 +78,8 @@ FLAGS: dict[str, tuple[str | None, bool]] = {
     "--callback": ("train.callbacks", True),
     "--reader": ("train.reader", True),
     "--workers": ("train.workers", True),
+    "--init": ("train.init", False),
+    "--init-strict": ("train.init_strict", False),
 }
 _KEYS = {flag: key for flag, (key, _) in FLAGS.items() if key is not None}
 
@@ -150,7 +152,7 @@ def train_command(
         help="Early stopping: epochs without a better val_loss [default: off]."),
     precision: str | None = typer.Option(
         None, metavar="auto|32|bf16|16", help="Autocast precision; auto: bf16 on CPUs with "
-        "native bf16, else 32; 16 uses a GradScaler (GPU only) [default: auto]."),
+        "AMX, else 32; 16 uses a GradScaler (GPU only) [default: auto]."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the training step."),
     channels_last_on: bool = typer.Option(
         False, "--channels-last",
@@ -169,6 +171,13 @@ def train_command(
     workers: int | None = typer.Option(
         None, metavar="N", help="DataLoader worker processes for streamed data [default: up "
         "to 4]."),
+    init: str | None = typer.Option(
+        None, "--init", metavar="WEIGHTS", help="Start from these weights (fine-tuning): a "
+        "weight set VARIANT.TAG (`aezoo list --pretrained`), hf://ORG/REPO[@REV], a run "
+        "directory or a model file [default: a fresh init]."),
+    init_strict: str | None = typer.Option(
+        None, "--init-strict", metavar="true|false", help="false: load the tensors of --init "
+        "that fit and list the rest [default: true, every tensor must fit]."),
 ) -> None:
     if channels_last_on and channels_last_off:
         raise usage_error("--channels-last and --no-channels-last contradict each other",
@@ -185,6 +194,7 @@ def train_command(
         "--compile": True if compile_ else None, "--channels-last": channels_last,
         "--no-images": False if no_images else None, "--callback": callback or None,
         "--reader": reader, "--workers": workers,
+        "--init": _absolute_if_path(init), "--init-strict": _truth("--init-strict", init_strict),
     }
     given = {flag: value for flag, value in given.items() if value is not None}
     from aezoo.training.precision import flush_denormals
@@ -209,6 +219,23 @@ def train_command(
     _report(lambda: train(spec, out, force=force,
                           callbacks=[_warnings_callback(), ProgressCallback(console)],
                           follow_data=not fixes_input_shape(set_)))
+
+
+def _absolute_if_path(ref: str | None) -> str | None:
+    """An --init that is a path is recorded absolute (run.json must still find it)."""
+    if ref is None or ref.startswith("hf://") or not Path(ref).exists():
+        return ref
+    return str(Path(ref).resolve())
+
+
+def _truth(flag: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise usage_error(f"{flag} takes true or false, not '{value[:50]}'", f"pass {flag} false")
 
 
 def _resume(run_dir: Path, given: dict[str, Any]) -> None:

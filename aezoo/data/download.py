@@ -115,6 +115,23 @@ def ensure_files(source: DatasetSource, directory: Path, *, progress: Progress |
     return paths
 
 
+def download_file(file: RemoteFile, url: str, directory: Path,
+                  progress: Progress | None = None) -> Path:
+    """``file`` from ``url`` into ``directory``, verified (size, SHA-256) and renamed into
+    place only when complete; offline mode and an unreachable host are one-line errors."""
+    if offline_mode():
+        raise DataError(f"cannot download {file.name}: offline mode (AEZOO_OFFLINE=1)",
+                        f"unset AEZOO_OFFLINE, or put the file (SHA-256 {file.sha256}) into "
+                        f"{directory}")
+    _make_dir(directory)
+    try:
+        return _download(file, (url,), directory, progress)
+    except _Unreachable as exc:
+        raise DataError(f"cannot download {file.name} ({exc})",
+                        f"check the network and retry, or put the file (SHA-256 "
+                        f"{file.sha256}) into {directory}") from None
+
+
 def _make_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ model or descriptor, for finer-grained tests:
 - ``check_bf16``: a bf16 autocast forward/backward on CPU works and stays close to fp32.
 - ``check_loss``: a scalar, finite for logits of +-100, lower for a perfect prediction.
 - ``check_param_count``: the declared ``param_count`` is the real one.
+- ``check_weight_set``: a declared weight set ``VARIANT.TAG`` loads, its file has the
+  declared SHA-256, and it measures the metrics it declares on the data you give.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from aezoo.testing.models import (
 )
 from aezoo.testing.parts import check_loss_component, check_transform
 from aezoo.testing.variant import check_variant
+from aezoo.testing.weights import check_weight_set
 
 __all__ = [
     "PROBE_SHAPES",
@@ -66,6 +69,7 @@ __all__ = [
     "check_torch_free",
     "check_transform",
     "check_variant",
+    "check_weight_set",
     "component_names",
     "variant_names",
 ]
