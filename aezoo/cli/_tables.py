@@ -63,8 +63,8 @@ def needed_width(tab: Table, console: Console) -> int:
         room = console.options.update_width(_ROOM + sum(widths))
         return console.measure(tab, options=room).minimum
     finally:
-        for column, width in zip(tab.columns, saved, strict=True):
-            column.width = width
+        for column, before in zip(tab.columns, saved, strict=True):
+            column.width = before
 
 
 def show(tab: Table, console: Console) -> None:
