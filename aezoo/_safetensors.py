@@ -12,7 +12,6 @@ import os
 import re
 import stat
 import struct
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,51 +33,28 @@ DTYPE_NAMES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16":
 ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
             "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
 
-# The library's order of dtypes (its Rust enum's); files list tensors from the last down.
-_RANK = {name: i for i, name in enumerate(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16",
-                                           "U16", "F16", "BF16", "I32", "U32", "F32", "F64",
-                                           "I64", "U64"))}
-
-
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``float32``."""
     return str(dtype).removeprefix("torch.")
 
 
 def encode_tensors(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
-    """A safetensors file's bytes (contiguous CPU copies of ``tensors``).
+    """A safetensors file's bytes: ``safetensors.torch.save`` of contiguous CPU copies of
+    ``tensors``. Tensors sharing memory (which the library refuses) are each written
+    whole, as their own copy."""
+    from safetensors.torch import save
 
-    Written here rather than by ``safetensors.torch.save``, whose Python side costs ~0.1 ms
-    a tensor (a checkpoint of a small model every epoch spent more time there than in its
-    fsyncs). The library's layout: tensors in its dtype order, falling (each aligned to its
-    item size), then by name; compact JSON in UTF-8, padded with spaces to 8 bytes. So the
-    bytes are the library's own wherever its output is fixed (it orders several metadata
-    keys by a hash map, so its own files differ between processes). Unlike the library,
-    tensors sharing memory are written once each, not refused. Dtypes beyond
-    ``DTYPE_NAMES`` and big-endian hosts go through the library."""
-    import torch
-
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    names = {k: DTYPE_NAMES.get(dtype_name(v.dtype)) for k, v in cpu.items()}
-    if sys.byteorder != "little" or None in names.values():
-        from safetensors.torch import save
-
-        return save(cpu, metadata=metadata or None)
-    order = sorted(cpu, key=lambda k: (-_RANK[names[k]], k))  # type: ignore[index]
-    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
-    chunks: list[Any] = []
-    offset = 0
-    for key in order:
-        tensor = cpu[key]
-        size = tensor.numel() * tensor.element_size()
-        header[key] = {"dtype": names[key], "shape": list(tensor.shape),
-                       "data_offsets": [offset, offset + size]}
-        if size:  # a byte view of the tensor's memory: no copy until the join
-            chunks.append(tensor.reshape(-1).view(torch.uint8).numpy().data)
-        offset += size
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    raw += b" " * (-len(raw) % 8)
-    return b"".join([struct.pack("<Q", len(raw)), raw, *chunks])
+    cpu: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for name, tensor in tensors.items():
+        value = tensor.detach().to("cpu").contiguous()
+        storage = value.untyped_storage()
+        if storage.nbytes():
+            if storage.data_ptr() in storages:
+                value = value.clone()
+            storages.add(value.untyped_storage().data_ptr())
+        cpu[name] = value
+    return save(cpu, metadata=metadata or None)
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path,

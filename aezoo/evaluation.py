@@ -367,7 +367,9 @@ def write_latents(out: Path, latents: np.ndarray, labels: Any = None,
         arrays = {"latents": latents, **({"labels": labels} if labels is not None else {})}
         if labels is not None and class_names:
             arrays["class_names"] = np.array(class_names, dtype=str)
-        np.savez(buf, allow_pickle=False, **arrays)
+        # Plain numeric and string arrays: nothing to pickle. (No allow_pickle=: numpy
+        # before 2.2 would store it as one more array.)
+        np.savez(buf, **arrays)
         atomic_write(out, buf.getvalue())
         return None
     write_npy(out, latents)

@@ -1,5 +1,5 @@
 """The run directory's files written off the training thread, in order, all in place when
-``fit`` returns; and the safetensors bytes aezoo encodes itself."""
+``fit`` returns; and the safetensors bytes (the library's own) aezoo writes."""
 
 from __future__ import annotations
 
@@ -58,6 +58,18 @@ def test_encoded_tensors_with_several_metadata_keys_read_back() -> None:
     assert length % 8 == 0
     assert json.loads(ours[8:8 + length])["__metadata__"] == metadata
     assert set(load(ours)) == set(_tensors())
+
+
+def test_tensors_sharing_memory_are_each_written_whole() -> None:
+    """Tied weights (one storage under several names), which the library refuses, are
+    written as copies of their own and read back equal."""
+    w = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    tensors = {"tied.a": w, "tied.b": w, "slice": w[1:3], "t": w.t(), "empty": w[:0]}
+    back = load(encode_tensors(tensors, {"format": "pt"}))
+    assert set(back) == set(tensors)
+    for name, tensor in tensors.items():
+        assert torch.equal(back[name], tensor)
+    assert w.untyped_storage().nbytes() == 4 * 6 * 4  # the caller's tensors are untouched
 
 
 def test_writer_runs_jobs_in_order_off_the_calling_thread() -> None:

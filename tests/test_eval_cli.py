@@ -188,3 +188,37 @@ def test_eval_of_8x8_images_reports_ssim_as_not_applicable(run: Any, tmp_path: P
     table = run("eval", str(model), "--data", f"npz:{data}", "--device", "cpu")
     assert table.exit_code == 0, table.output
     assert "n/a" in table.stdout and "note: ssim needs images of at least 11x11" in table.stdout
+
+
+@pytest.mark.parametrize(("labels", "names", "expected"), [
+    (None, None, ["latents"]),
+    ([0, 1, 1], None, ["labels", "latents"]),
+    ([0, 1, 1], ["zero", "one"], ["class_names", "labels", "latents"]),
+])
+def test_latents_npz_holds_exactly_its_arrays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              labels: Any, names: Any,
+                                              expected: list[str]) -> None:
+    """Every keyword np.savez gets is an array of the file (numpy before 2.2 stores any
+    other keyword, e.g. allow_pickle, as one more array)."""
+    from aezoo import evaluation
+
+    passed: list[str] = []
+    real = np.savez
+
+    def savez(file: Any, *args: Any, **kwds: Any) -> None:
+        assert not args
+        passed.extend(kwds)
+        real(file, **kwds)
+
+    monkeypatch.setattr(evaluation.np, "savez", savez)
+    out = tmp_path / "z.npz"
+    latents = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert evaluation.write_latents(out, latents, labels, names) is None
+    assert sorted(passed) == expected
+    with np.load(out, allow_pickle=False) as npz:
+        assert sorted(npz.files) == expected
+        assert np.array_equal(npz["latents"], latents)
+        if labels is not None:
+            assert npz["labels"].dtype == np.int64 and npz["labels"].tolist() == labels
+        if names:
+            assert npz["class_names"].tolist() == names

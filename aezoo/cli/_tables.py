@@ -13,11 +13,12 @@ from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 ID, NUMBER, TEXT = "id", "number", "text"
 _TEXT_MIN = 12  # the narrowest a wrapped text column gets before the table grows
+_ROOM = 1 << 16  # more than any border, edge and padding: no fixed column is squeezed
 
 
 def table(columns: list[tuple[str, str]], **options: Any) -> Table:
@@ -40,16 +41,30 @@ def _plain(cell: Any, console: Console) -> str:
     return ""
 
 
+def _content_width(column: Column, console: Console) -> int:
+    """The cells' width an ID or NUMBER column needs uncut (a TEXT column: at most
+    ``_TEXT_MIN``, since it wraps)."""
+    cells = [str(column.header), *(_plain(c, console) for c in column.cells)]
+    longest = max((cell_len(line) for c in cells for line in c.splitlines() or [""]),
+                  default=1)
+    return max(longest if column.no_wrap else min(longest, _TEXT_MIN), 1)
+
+
 def needed_width(tab: Table, console: Console) -> int:
-    """Columns the table needs so that no ID or NUMBER cell is cut."""
-    total = tab._extra_width  # borders and edges
-    for index, column in enumerate(tab.columns):
-        cells = [str(column.header), *(_plain(c, console) for c in column._cells)]
-        longest = max((cell_len(line) for c in cells for line in c.splitlines() or [""]),
-                      default=1)
-        width = longest if column.no_wrap else min(longest, _TEXT_MIN)
-        total += width + tab._get_padding_width(index)
-    return total
+    """Columns the table needs so that no ID or NUMBER cell is cut.
+
+    rich measures the table (borders, edges, padding) with each column fixed at the width
+    its cells need for a moment: its public ``Column.width`` and ``Console.measure``."""
+    widths = [_content_width(column, console) for column in tab.columns]
+    saved = [column.width for column in tab.columns]
+    try:
+        for column, width in zip(tab.columns, widths, strict=True):
+            column.width = width
+        room = console.options.update_width(_ROOM + sum(widths))
+        return console.measure(tab, options=room).minimum
+    finally:
+        for column, before in zip(tab.columns, saved, strict=True):
+            column.width = before
 
 
 def show(tab: Table, console: Console) -> None:

@@ -135,11 +135,14 @@ class Control:
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
-    """Whether every value of ``tensors`` is finite, in one sync: the max-norm of each in one
-    foreach call is NaN or inf exactly where a value is (a max cannot overflow)."""
+    """Whether every value of ``tensors`` is finite, in one sync: their max-norm (torch's
+    ``get_total_norm``, foreach kernels where torch has them) is NaN or inf exactly where a
+    value is (a max cannot overflow)."""
     values = [t.detach() for t in tensors if t.numel()]
     if not values:
         return True
-    norms = (torch._foreach_norm(values, math.inf) if hasattr(torch, "_foreach_norm")
-             else [t.abs().max() for t in values])
+    total_norm = getattr(torch.nn.utils, "get_total_norm", None)  # torch 2.6+: foreach
+    if total_norm is not None:
+        return bool(total_norm(values, math.inf).isfinite())
+    norms = [torch.linalg.vector_norm(t, math.inf) for t in values]
     return bool(torch.stack(norms).isfinite().all())  # stack promotes mixed dtypes

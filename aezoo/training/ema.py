@@ -1,8 +1,9 @@
 """An exponential moving average of a model's weights (``train.ema``).
 
 The average covers every floating-point parameter and buffer (BatchNorm statistics too),
-lives on the training device, and is updated after each optimiser step with one
-``lerp_`` per tensor. ``swapped_in()`` puts it into the model for validation, checkpoints
+lives on the training device, and is updated after each optimiser step by torch's own EMA
+update (``torch.optim.swa_utils.get_ema_multi_avg_fn``: one foreach ``lerp_`` over all of
+them). ``swapped_in()`` puts it into the model for validation, checkpoints
 and the final save; the raw weights stay what the optimiser trains (and what resume needs).
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 class WeightAverage:
@@ -21,10 +23,12 @@ class WeightAverage:
         self.sources = [t for t in (*model.parameters(), *model.buffers())
                         if t.is_floating_point()]
         self.averages = [t.detach().clone() for t in self.sources]
+        self._update = get_ema_multi_avg_fn(decay)
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.averages, self.sources, 1.0 - self.decay)
+        if self.averages:
+            self._update(self.averages, self.sources, None)
 
     @contextlib.contextmanager
     def swapped_in(self) -> Iterator[None]:

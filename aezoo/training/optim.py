@@ -7,11 +7,7 @@ only on ``k`` and the spec, so resuming needs nothing but the step count.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import inspect
 import math
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -57,82 +53,6 @@ def make_schedule(spec: TrainSpec, steps_per_epoch: int) -> Callable[[int], floa
     return cast(Callable[[int], float], schedule)
 
 
-# -- torch's optimisers without importing torch._dynamo -----------------------------------
-# torch.optim marks its methods "not to be traced" with torch._disable_dynamo, which
-# imports torch._dynamo (~1 s, most of a short run's start-up) on the first call, and
-# Optimizer.step imports it on every call to insert graph breaks. Both only matter while
-# dynamo traces, and dynamo cannot trace before it is imported. So, until something
-# imports it, these run torch's own code without it; from then on, torch's way exactly.
-
-
-def _lazy_disable(fn: Callable[..., Any], recursive: bool) -> Callable[..., Any]:
-    """What torch._disable_dynamo caches on ``fn``: plain ``fn`` until dynamo is
-    imported, then (and for good) ``torch._dynamo.disable(fn)``, as torch makes it."""
-    def call(*args: Any, **kwargs: Any) -> Any:
-        dynamo = sys.modules.get("torch._dynamo")
-        if dynamo is None or not hasattr(dynamo, "disable"):
-            return fn(*args, **kwargs)
-        real = dynamo.disable(fn, recursive, wrapping=False)
-        setattr(fn, "__dynamo_disable", real)  # noqa: B010 (torch's cache attribute)
-        return real(*args, **kwargs)
-    return call
-
-
-@functools.cache
-def _defer_dynamo_import() -> bool:
-    """Pre-fill torch._disable_dynamo's per-function cache in torch.optim (once); False
-    where torch's wrapper is not the one this was written for (then nothing changes)."""
-    if "torch._dynamo" in sys.modules:
-        return False
-    marker = getattr(torch, "_disable_dynamo", None)
-    if marker is None:
-        return False
-    inner = marker(lambda: None).__code__  # the wrapper's code: how to spot wrapped ones
-
-    def visit(obj: Any, depth: int = 0) -> None:
-        code = getattr(obj, "__code__", None)
-        if code is inner:
-            names = inspect.getclosurevars(obj).nonlocals
-            fn, recursive = names.get("fn"), names.get("recursive", True)
-            if callable(fn) and not hasattr(fn, "__dynamo_disable"):
-                setattr(fn, "__dynamo_disable", _lazy_disable(fn, bool(recursive)))  # noqa: B010
-        elif code is not None and depth == 0:  # e.g. adam(): a fallback around a wrapped one
-            for cell in getattr(obj, "__closure__", None) or ():
-                visit(cell.cell_contents, 1)
-
-    for name in ("optimizer", "adam", "adamw", "sgd"):
-        module = importlib.import_module(f"torch.optim.{name}")
-        for value in vars(module).values():
-            for member in vars(value).values() if isinstance(value, type) else (value,):
-                visit(member)
-    return True
-
-
-def _eager_step(base: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
-    """``base`` whose ``step`` skips the graph breaks (and the dynamo import they need)
-    while dynamo is not imported; torch's own ``step`` body either way."""
-    body = inspect.unwrap(base.step)
-
-    def step(self: Any, closure: Any = None) -> Any:
-        if "torch._dynamo" in sys.modules:
-            return base.step(self, closure)
-        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
-            return body(self, closure)
-
-    return type(base.__name__, (base,), {"step": step, "__module__": __name__,
-                                         "__doc__": base.__doc__})
-
-
-Adam = _eager_step(torch.optim.Adam)
-AdamW = _eager_step(torch.optim.AdamW)
-SGD = _eager_step(torch.optim.SGD)
-
-
-def _optimizer(cls: Any, eager: Any, spec: TrainSpec) -> Any:
-    """aezoo's eager subclass, unless compiling (then torch's class, as it is)."""
-    return eager if not spec.compile and _defer_dynamo_import() else cls
-
-
 def _one_kernel(fused: bool) -> dict[str, bool]:
     """``fused`` (CUDA), else ``foreach``: the same arithmetic as torch's per-parameter
     loop, bit for bit, as one call per op over all parameters (half the optimiser's time
@@ -142,28 +62,20 @@ def _one_kernel(fused: bool) -> dict[str, bool]:
 
 def build_adam(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
                fused: bool) -> torch.optim.Optimizer:
-    return _adam_like(torch.optim.Adam, Adam, parameters, spec, fused)
+    return torch.optim.Adam(parameters, lr=spec.lr, betas=spec.betas, eps=spec.eps,
+                            weight_decay=spec.weight_decay, **_one_kernel(fused))
 
 
 def build_adamw(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
                 fused: bool) -> torch.optim.Optimizer:
-    return _adam_like(torch.optim.AdamW, AdamW, parameters, spec, fused)
-
-
-def _adam_like(torch_cls: type[torch.optim.Optimizer], ours: type[torch.optim.Optimizer],
-               parameters: Iterable[nn.Parameter], spec: TrainSpec,
-               fused: bool) -> torch.optim.Optimizer:
-    cls = _optimizer(torch_cls, ours, spec)
-    return cast(torch.optim.Optimizer, cls(
-        parameters, lr=spec.lr, betas=spec.betas, eps=spec.eps,
-        weight_decay=spec.weight_decay, **_one_kernel(fused)))
+    return torch.optim.AdamW(parameters, lr=spec.lr, betas=spec.betas, eps=spec.eps,
+                             weight_decay=spec.weight_decay, **_one_kernel(fused))
 
 
 def build_sgd(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
               fused: bool) -> torch.optim.Optimizer:
-    cls = _optimizer(torch.optim.SGD, SGD, spec)
-    return cast(torch.optim.Optimizer, cls(parameters, lr=spec.lr, momentum=spec.momentum,
-                                           weight_decay=spec.weight_decay))
+    return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum,
+                           weight_decay=spec.weight_decay)
 
 
 def build_none(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
