@@ -98,3 +98,13 @@ def probe_writable(directory: Path) -> None:
     finally:
         os.close(fd)
         probe.unlink(missing_ok=True)
+
+
+def file_identity(path: str | Path) -> tuple[int, int]:
+    """A file's size and modification time (ns): what says it changed, without reading
+    it; ``(-1, -1)`` when it cannot be seen (a URL, a file gone)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return (-1, -1)
+    return st.st_size, st.st_mtime_ns

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aezoo._io import file_identity
 from aezoo.data import images as decoding
 from aezoo.data.download import offline_mode
 from aezoo.data.source import LoadContext
@@ -119,6 +120,13 @@ class HFImages(Dataset[torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def fingerprint(self) -> list[Any]:
+        """What identifies the rows (``aezoo data pack`` resumes only the same ones): the
+        dataset's own fingerprint, its column, and its files' sizes and times."""
+        files = [file_identity(f.get("filename", "")) for f in
+                 getattr(self.table, "cache_files", None) or [] if isinstance(f, dict)]
+        return [getattr(self.table, "_fingerprint", None), self.column, len(self), files]
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return skipping(index, len(self), self.read, lambda i: f"{self.what} row {i}",

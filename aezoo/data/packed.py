@@ -31,6 +31,7 @@ FORMAT = "aezoo-packed"
 VERSION = 1
 MANIFEST = "manifest.json"
 PROGRESS = ".pack-progress.json"
+STAGING = ".pack-new"  # a re-pack (--force) builds here, beside the store it replaces
 SPLITS = ("train", "val", "test")
 MAX_MANIFEST = 16 * 2**20  # class names of a large dataset fit; a hostile file does not
 
@@ -72,6 +73,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
     """The manifest of the store at ``root``, checked for what loading relies on."""
     path = root / MANIFEST
     if not path.is_file():
+        if (root / STAGING / MANIFEST).is_file():
+            raise DataError(f"{root} was interrupted while its store was replaced (the new "
+                            f"store is whole in {root / STAGING})", f"rerun `aezoo data pack "
+                            f"SOURCE --out {root} --force` to finish it")
         if (root / PROGRESS).is_file():
             raise DataError(f"{root} is an unfinished pack (interrupted before its manifest "
                             "was written)", f"rerun the same `aezoo data pack SOURCE --out "

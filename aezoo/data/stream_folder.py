@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aezoo._io import file_identity
 from aezoo.data import folder
 from aezoo.data import images as decoding
 from aezoo.data.source import LoadContext, Progress, Splits
@@ -86,6 +87,10 @@ class FolderStream(Dataset[torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def fingerprint(self) -> list[object]:
+        """Each file's name, size and time (``aezoo data pack`` resumes only the same)."""
+        return [[self.paths[i], *file_identity(self.paths[i])] for i in range(len(self))]
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return skipping(index, len(self), lambda i: self.read(self.paths[i]),
