@@ -1,0 +1,165 @@
+"""Nothing lost, nothing hangs on the newer surfaces: a FIFO where aezoo reads a file is
+refused without blocking, one corrupt run never hides the others, a damaged bench.json is
+named, not overwritten (the "replace only when complete" cases of `data pack` and `export`
+live with them: tests/test_data_pack.py, tests/test_export.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aezoo import _io
+
+Cli = Callable[..., Any]
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+
+
+def no_hang(call: Callable[[], Any], fifos: list[Path], seconds: float = 60) -> Any:
+    """``call()``'s result; fails (after unblocking it) if it is still running after
+    ``seconds``: it opened one of ``fifos`` and waits for a writer."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            out.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        for fifo in fifos:  # a writer that closes at once: the reader sees end-of-file
+            with open(fifo, "wb"):
+                pass
+        worker.join(10)
+        pytest.fail(f"blocked on a FIFO: {[f.name for f in fifos]}")
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
+def one_line(result: Any, code: int | None = None) -> str:
+    """The CLI's single error line (asserting no traceback, no catch-all)."""
+    text = result.output
+    assert "Traceback" not in text and "unexpected" not in text, text
+    if code is not None:
+        assert result.exit_code == code, text
+    else:
+        assert result.exit_code != 0, text
+    return text.strip().splitlines()[-1]
+
+
+# --- the helpers themselves --------------------------------------------------------------
+
+
+@needs_fifo
+def test_the_regular_file_readers_refuse_a_fifo_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.json"
+    os.mkfifo(fifo)
+    for read in (_io.open_regular, _io.read_bounded, _io.check_regular):
+        with pytest.raises(_io.NotRegularFileError, match="a FIFO, not a regular file"):
+            no_hang(lambda read=read: read(fifo), [fifo])  # type: ignore[misc]
+    with pytest.raises(_io.NotRegularFileError, match="a directory"):
+        _io.read_bounded(tmp_path)
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    with pytest.raises(OSError, match="larger than 100 bytes"):
+        _io.read_bounded(tmp_path / "big", 100)
+    assert _io.read_bounded(tmp_path / "big") == b"x" * 101
+
+
+# --- runs and compare: one bad run is shown as bad -------------------------------------
+
+
+def _run(root: Path, name: str, spec: dict[str, Any] | None = None,
+         rows: list[Any] | None = None, status: dict[str, Any] | None = None) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    spec = spec if spec is not None else {"model": {"variant": "cae-upsample"},
+                                          "data": {"name": "mnist5k"}, "train": {"epochs": 2}}
+    (run / "run.json").write_text(json.dumps(spec))
+    rows = rows if rows is not None else [
+        {"epoch": 1, "train_loss": 0.3, "val_loss": 0.25, "seconds": 1.0},
+        {"epoch": 2, "train_loss": 0.2, "val_loss": 0.2, "seconds": 1.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if status is not None:
+        (run / "status.json").write_text(json.dumps(status))
+    return run
+
+
+def _deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("damage", ["variant-5", "data-list", "best-epoch-1.5",
+                                    "seconds-1e308", "train-loss-x", "deep-spec",
+                                    "epochs-true"])
+def test_one_corrupt_run_never_breaks_runs_or_compare(tmp_path: Path, cli: Cli,
+                                                      damage: str) -> None:
+    root = tmp_path / "runs"
+    good = _run(root, "good")
+    spec: dict[str, Any] = {"model": {"variant": "cae-upsample"}, "data": {"name": "x"},
+                            "train": {"epochs": 2}}
+    rows = None
+    status = None
+    if damage == "variant-5":
+        spec["model"]["variant"] = 5
+    elif damage == "data-list":
+        spec["data"] = {"name": ["a"]}
+    elif damage == "best-epoch-1.5":
+        status = {"outcome": "completed", "summary": {"best_epoch": 1.5, "epochs_done": 2.5,
+                                                      "val_loss": 0.1, "seconds": 1}}
+    elif damage == "seconds-1e308":
+        rows = [{"epoch": 1, "seconds": 1e308, "val_loss": 0.3},
+                {"epoch": 2, "seconds": 1e308, "val_loss": 0.3}]
+        status = {"outcome": "stopped", "summary": {"seconds": 1e308}}
+    elif damage == "train-loss-x":
+        rows = [{"epoch": 1, "train_loss": "x", "val_loss": "y", "seconds": "z"}]
+    elif damage == "deep-spec":
+        spec["train"]["lr"] = json.loads(_deep(200))
+    elif damage == "epochs-true":
+        spec["train"]["epochs"] = True
+    bad = _run(root, "bad", spec, rows, status)
+    if status is not None:  # newer than metrics.jsonl: the summary is what is read
+        os.utime(bad / "status.json", ns=(2**62, 2**62))
+    for sort in ("name", "variant", "data", "epochs", "val_loss", "best_epoch", "time",
+                 "params", "status"):
+        for extra in ([], ["--filter", "cae*"], ["--json"]):
+            result = cli("runs", str(root), "--sort", sort, *extra)
+            assert result.exit_code == 0, (sort, extra, result.output)
+            assert "good" in result.output
+    compared = cli("compare", str(good), str(bad), "--no-picture")
+    if compared.exit_code:
+        line = one_line(compared, 2)
+        assert "bad" in line and ("run.json" in line or "metrics.jsonl" in line)
+    drawn = cli("compare", str(good), str(bad), "--out", str(tmp_path / "c.png"))
+    assert drawn.exit_code == compared.exit_code, drawn.output
+
+
+@needs_fifo
+@pytest.mark.parametrize("name", ["status.json", "metrics.jsonl", "run.json"])
+def test_a_fifo_in_a_run_directory_hangs_neither_runs_nor_compare(
+        tmp_path: Path, cli: Cli, name: str) -> None:
+    root = tmp_path / "runs"
+    good = _run(root, "good")
+    bad = _run(root, "bad")
+    (bad / name).unlink(missing_ok=True)
+    os.mkfifo(bad / name)
+    listed = no_hang(lambda: cli("runs", str(root), "--json"), [bad / name])
+    assert listed.exit_code == 0, listed.output
+    got = {r["name"]: r["status"] for r in json.loads(listed.stdout)}
+    assert got["good"] != "unreadable"
+    if name == "metrics.jsonl":
+        assert got["bad"] == "unreadable"
+    compared = no_hang(lambda: cli("compare", str(good), str(bad), "--no-picture"),
+                       [bad / name])
+    if name == "status.json":
+        assert compared.exit_code == 0, compared.output
+    else:
+        assert "not a regular file" in one_line(compared, 2) or name == "run.json"
