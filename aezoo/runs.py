@@ -132,7 +132,7 @@ def is_running(run_dir: Path, held: set[tuple[int, int]] | None) -> bool:
 MAX_DEPTH = 64  # nesting in a run.json beyond anything aezoo writes: refused, not recursed
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     """A small JSON file: a regular file (a FIFO would hang), bounded in size and depth."""
     value = json.loads(read_bounded(path))
     if _depth(value) > MAX_DEPTH:
@@ -257,7 +257,7 @@ def read_run(run_dir: Path, name: str | None = None,
     info = RunInfo(name=name or str(run_dir), path=str(run_dir))
     try:
         info.modified = (run_dir / RUN_FILE).stat().st_mtime
-        spec = _json(run_dir / RUN_FILE)
+        spec = read_json(run_dir / RUN_FILE)
         if not isinstance(spec, dict):
             raise ValueError("not an object")
         info.spec = spec
@@ -273,7 +273,7 @@ def read_run(run_dir: Path, name: str | None = None,
         return info
     status: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError, RecursionError):
-        loaded = _json(run_dir / STATUS_FILE)
+        loaded = read_json(run_dir / STATUS_FILE)
         status = loaded if isinstance(loaded, dict) else {}
     summary_ = status.get("summary")
     if not rows and isinstance(summary_, dict) and _fresh(run_dir):

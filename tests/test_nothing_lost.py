@@ -163,3 +163,50 @@ def test_a_fifo_in_a_run_directory_hangs_neither_runs_nor_compare(
         assert compared.exit_code == 0, compared.output
     else:
         assert "not a regular file" in one_line(compared, 2) or name == "run.json"
+
+
+# --- bench: settings recorded first, a damaged bench.json named ---------------------------
+
+
+BENCH = ["bench", "cae-upsample", "--epochs", "1", "--limit", "32", "--batch-size", "32",
+         "--device", "cpu", "--out", "B"]
+
+
+def test_an_interrupted_bench_resumed_with_other_settings_is_refused(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aezoo.bench
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # the run trained, its numbers not yet recorded
+
+    real = aezoo.bench.evaluate_run
+    monkeypatch.setattr(aezoo.bench, "evaluate_run", killed)
+    assert cli(*BENCH).exit_code == 130
+    monkeypatch.setattr(aezoo.bench, "evaluate_run", real)
+    recorded = json.loads((tmp_path / "B/bench.json").read_text())
+    assert recorded["settings"]["limit"] == 32 and recorded["runs"] == {}
+    other = cli(*BENCH[:3], "2", *BENCH[4:5], "64", *BENCH[6:])
+    assert "other settings (epochs 1 -> 2, limit 32 -> 64)" in one_line(other, 2)
+    assert json.loads((tmp_path / "B/bench.json").read_text()) == recorded
+    (tmp_path / "B/bench.json").unlink()  # runs without a record of their settings
+    orphan = cli(*BENCH)
+    assert "holds runs but no bench.json" in one_line(orphan, 2)
+    assert cli(*BENCH, "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("body", ['{"settings": 5}', '{"runs": [1, 2]}',
+                                  '{"settings": {}, "runs": {"a": 1}}', "[1, 2]",
+                                  _deep(100_000), "{bad", "FIFO"])
+def test_a_damaged_bench_json_is_named_and_kept(cli: Cli, tmp_path: Path, body: str) -> None:
+    path = tmp_path / "B" / "bench.json"
+    path.parent.mkdir()
+    if body == "FIFO":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(path)
+    else:
+        path.write_text(body)
+    result = no_hang(lambda: cli(*BENCH), [path])
+    line = one_line(result, 2)
+    assert line.startswith("error: cannot read B/bench.json (") and "delete it" in line
+    assert body == "FIFO" or path.read_text() == body
