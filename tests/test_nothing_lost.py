@@ -210,3 +210,26 @@ def test_a_damaged_bench_json_is_named_and_kept(cli: Cli, tmp_path: Path, body: 
     line = one_line(result, 2)
     assert line.startswith("error: cannot read B/bench.json (") and "delete it" in line
     assert body == "FIFO" or path.read_text() == body
+
+
+# --- encode: latents and labels are one set ---------------------------------------------
+
+
+def test_encode_force_never_leaves_old_labels_beside_new_latents(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from aezoo.evaluation import write_latents
+
+    out = tmp_path / "lat.npy"
+    z = np.zeros((3, 4), np.float32)
+    assert write_latents(out, z, [0, 1, 2]) == tmp_path / "lat.labels.npy"
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "full")))
+    with pytest.raises(OSError, match="full"):
+        write_latents(out, z + 1, [2, 1, 0])
+    monkeypatch.setattr(os, "fsync", real)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # both old
+    assert write_latents(out, np.ones((5, 4), np.float32)) is None  # unlabelled now
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lat.npy"]
