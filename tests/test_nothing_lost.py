@@ -233,3 +233,62 @@ def test_encode_force_never_leaves_old_labels_beside_new_latents(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # both old
     assert write_latents(out, np.ones((5, 4), np.float32)) is None  # unlabelled now
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lat.npy"]
+
+
+# --- data: a FIFO where a file should be is refused, never opened for reading ----------
+
+
+def _png(path: Path, seed: int = 0) -> None:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8), dtype=np.uint8)
+                    ).save(path)
+
+
+@needs_fifo
+def test_a_fifo_in_a_packed_store_hangs_neither_info_verify_nor_training(
+        tmp_path: Path, cli: Cli) -> None:
+    from aezoo.data import load_dataset
+    from aezoo.errors import DataError
+    from aezoo.specs import DataSpec
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            _png(tmp_path / "imgs" / cls / f"{i}.png", i)
+    store = tmp_path / "store"
+    assert cli("data", "pack", f"folder:{tmp_path / 'imgs'}", "--out", str(store)).exit_code == 0
+    for name in ("train.labels.npy", "train.npy"):
+        fifo = store / name
+        fifo.rename(tmp_path / name)
+        os.mkfifo(fifo)
+        for args in (["data", "info", f"packed:{store}"], ["data", "verify", str(store)]):
+            result = no_hang(lambda args=args: cli(*args), [fifo])
+            assert "a FIFO, not a regular file" in one_line(result, 1), args
+        with pytest.raises(DataError, match="a FIFO, not a regular file"):
+            no_hang(lambda: load_dataset(DataSpec(name=f"packed:{store}")), [fifo])
+        fifo.unlink()
+        (tmp_path / name).rename(fifo)
+
+
+@needs_fifo
+def test_a_fifo_as_a_shard_an_hf_image_or_a_streamed_image_is_refused(
+        tmp_path: Path, cli: Cli) -> None:
+    from aezoo.data.hf import HFImages
+    from aezoo.data.stream_folder import FolderStream, PathTable
+    from aezoo.errors import DataError
+
+    fifo = tmp_path / "s.tar"
+    os.mkfifo(fifo)
+    result = no_hang(lambda: cli("data", "info", f"wds:{fifo}"), [fifo])
+    assert "a FIFO, not a regular file" in one_line(result, 1)
+    image = tmp_path / "x.png"
+    os.mkfifo(image)
+    rows = HFImages([{"image": {"bytes": None, "path": str(image)}}], "image", "hf:x train",
+                    (8, 8), 1)
+    with pytest.raises(DataError, match="a FIFO, not a regular file"):
+        no_hang(lambda: rows[0], [image])
+    stream = FolderStream(PathTable([str(image)]), (8, 8), 1)
+    with pytest.raises(DataError, match="a FIFO, not a regular file"):
+        no_hang(lambda: stream[0], [image])

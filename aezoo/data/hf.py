@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aezoo._io import file_identity
+from aezoo._io import file_identity, open_regular
 from aezoo.data import images as decoding
 from aezoo.data.download import offline_mode
 from aezoo.data.source import LoadContext
@@ -139,7 +139,7 @@ class HFImages(Dataset[torch.Tensor]):
             data = value.get("bytes")
             if data is None and value.get("path"):
                 try:
-                    with open(value["path"], "rb") as f:
+                    with open_regular(value["path"]) as f:
                         data = f.read()
                 except OSError as exc:
                     raise decoding.unreadable(f"{where} ({value['path']})", exc) from None

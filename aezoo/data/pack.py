@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from aezoo._io import atomic_write, commit, file_identity, fsync_dir
+from aezoo._io import atomic_write, commit, file_identity, fsync_dir, read_bounded
 from aezoo._version import __version__
 from aezoo.data import packed
 from aezoo.data.source import LoadContext, Progress, Shape, Splits
@@ -192,7 +192,7 @@ def _progress(out: Path, fingerprint: str) -> dict[str, Any]:
     """The interrupted pack's progress if it packed the same thing, else a fresh start."""
     path = out / packed.PROGRESS
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(read_bounded(path))
         if state.get("fingerprint") == fingerprint and isinstance(state.get("done"), dict):
             return cast(dict[str, Any], state)
     except (OSError, ValueError, AttributeError):

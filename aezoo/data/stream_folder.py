@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aezoo._io import file_identity
+from aezoo._io import file_identity, open_regular
 from aezoo.data import folder
 from aezoo.data import images as decoding
 from aezoo.data.source import LoadContext, Progress, Splits
@@ -120,7 +120,7 @@ def skipping(index: int, n: int, read: Callable[[int], np.ndarray],
 
 def _open_file(path: str):  # type: ignore[no-untyped-def]
     try:
-        return open(path, "rb")
+        return open_regular(path)  # a FIFO swapped in after listing: refused, not opened
     except OSError as exc:
         raise decoding.unreadable(path, exc) from None
 
