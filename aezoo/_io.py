@@ -13,12 +13,13 @@ without blocking, and a JSON-sized read has a size limit.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import secrets
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 MAX_JSON_BYTES = 64 * 2**20  # a run.json, status.json, bench.json, manifest: far below
 
@@ -210,3 +211,16 @@ def file_identity(path: str | Path) -> tuple[int, int]:
     except (OSError, ValueError):
         return (-1, -1)
     return st.st_size, st.st_mtime_ns
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinity (a model with NaN weights) as None: JSON has
+    neither, and ``json.dumps(..., allow_nan=False)`` refuses them. For every JSON aezoo
+    writes from numbers it computed (``eval --json``, ``score --out NAME.json``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value

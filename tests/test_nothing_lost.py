@@ -292,3 +292,76 @@ def test_a_fifo_as_a_shard_an_hf_image_or_a_streamed_image_is_refused(
     stream = FolderStream(PathTable([str(image)]), (8, 8), 1)
     with pytest.raises(DataError, match="a FIFO, not a regular file"):
         no_hang(lambda: stream[0], [image])
+
+
+# --- the catch-all, eliminated: score's JSON, the batch API, completion, sample, names --
+
+
+def test_score_json_of_a_nan_model_is_valid_json(cli: Cli, tmp_path: Path) -> None:
+    import torch
+
+    import aezoo
+
+    model = aezoo.build("cae-upsample")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    aezoo.save(model, tmp_path / "nan.safetensors")
+    result = cli("score", str(tmp_path / "nan.safetensors"), "--limit", "8", "--device",
+                 "cpu", "--out", "s.json")
+    assert result.exit_code == 0, result.output
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    scores = json.loads((tmp_path / "s.json").read_text(), parse_constant=refuse)
+    assert all(row["score"] is None for row in scores["rows"])
+
+
+def test_the_batch_api_answers_bad_input_with_aezoos_errors() -> None:
+    import numpy as np
+    import torch
+
+    import aezoo
+    from aezoo.errors import ShapeError, UsageError
+
+    model = aezoo.build("cae-upsample").eval()
+    images = np.zeros((3, 1, 28, 28), np.uint8)
+    codes = model.encode(images)
+    decoded = model.decode(codes)  # numpy in, numpy out
+    assert isinstance(decoded, np.ndarray) and decoded.shape == (3, 1, 28, 28)
+    assert torch.equal(model.decode(torch.from_numpy(codes)), torch.from_numpy(decoded))
+    with pytest.raises(UsageError, match="codes of dtype int64 cannot be decoded"):
+        model.decode(codes.astype(np.int64))
+    with pytest.raises(UsageError, match="codes of dtype int64 cannot be decoded"):
+        model.decode(torch.from_numpy(codes.astype(np.int64)))
+    with pytest.raises(UsageError, match="got a list"):
+        model.decode(codes.tolist())
+    with pytest.raises(ShapeError, match="decodes"):
+        model.decode(codes[:, :1])
+    for bad in (2.5, "2", True):
+        with pytest.raises(UsageError, match="batch_size must be a whole number"):
+            model.encode(images, batch_size=bad)
+    assert model.encode(images, batch_size=np.int64(2)).shape == codes.shape
+
+
+@pytest.mark.parametrize("cword", ["x", "", "-1", "99", "1e3"])
+def test_completion_with_a_malformed_word_index_is_one_line(cword: str) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_AEZOO_COMPLETE": "complete_bash", "COMP_WORDS": "aezoo tr",
+           "COMP_CWORD": cword}
+    result = subprocess.run([sys.executable, "-c", "from aezoo.cli import main; main()"],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: COMP_CWORD is ")
+
+
+def test_sample_n_0_and_a_300_character_dataset_name(cli: Cli, tmp_path: Path) -> None:
+    import aezoo
+
+    aezoo.save(aezoo.build("cae-vae"), tmp_path / "vae.safetensors")
+    zero = cli("sample", str(tmp_path / "vae.safetensors"), "--n", "0", "--out", "s.png")
+    assert one_line(zero, 2).endswith("pass at least 1")
+    long = cli("data", "info", "x" * 300)
+    assert "unknown dataset 'xxx" in one_line(long, 2)
