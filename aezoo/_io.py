@@ -4,14 +4,80 @@
 over the target and fsyncs the directory: a crash at any point leaves either the old file
 or the new one, never a mix. ``probe_writable`` proves a directory takes a real write
 (``os.access`` says yes to root on a read-only mount, and only a write sees a full disk).
+
+Reads of user files go through ``open_regular`` / ``read_bounded`` / ``check_regular``:
+only a regular file is read (a FIFO, device or socket would block or never end), checked
+without blocking, and a JSON-sized read has a size limit.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import secrets
+import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
+
+MAX_JSON_BYTES = 64 * 2**20  # a run.json, status.json, bench.json, manifest: far below
+
+
+class NotRegularFileError(OSError):
+    """A path aezoo would read that is a FIFO, a device, a socket or a directory: opening
+    or reading it could block forever or never end. An ``OSError`` (EINVAL) whose
+    ``strerror`` says so, so every ``except OSError`` that names ``strerror`` reports it."""
+
+    def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
+        super().__init__(errno.EINVAL, f"{kind}, not a regular file", os.fspath(path))
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def check_regular(path: str | os.PathLike[str]) -> os.stat_result:
+    """``path``'s stat (following links) if it is a regular file, else NotRegularFileError;
+    for libraries that open a path themselves (``np.load``). Never blocks."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(path, _kind(st.st_mode))
+    return st
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file only: opened with O_NONBLOCK (a FIFO with no
+    writer would block ``open`` itself), then checked with ``fstat`` on that very file, so
+    no FIFO, device or socket swapped in between is ever read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(path, _kind(st.st_mode))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them: a bigger file is
+    an OSError (EFBIG) before anything is read, a FIFO or device a NotRegularFileError."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", os.fspath(path))
+        data = f.read(limit + 1)
+    if len(data) > limit:  # grew while we read
+        raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", os.fspath(path))
+    return data
 
 
 def temp_path(path: Path, suffix: str = ".tmp") -> Path:
@@ -49,8 +115,16 @@ def atomic_write_many(writes: Sequence[tuple[Path, bytes]]) -> None:
     ``data`` object is written and fsynced once (paths given the very same object share
     one file through hard links), then the temporary files are renamed in the order given
     and each directory is fsynced once. A crash leaves every path either old or new; when
-    this returns, all are durable. Where hard links fail, the data is written again."""
+    this returns, all are durable.
+
+    Nothing is replaced until every replacement exists: a failed write (a full disk)
+    removes the temporary files and leaves every path as it was; a target that is a
+    directory is refused before any rename; and a rename that fails part-way puts back the
+    files renamed before it (kept through hard links), so the set is all old or all new.
+    Where hard links fail, the data is written again (and that rollback is not possible)."""
     staged: list[tuple[Path, Path]] = []
+    renamed: list[tuple[Path, Path | None, bool]] = []  # (target, old file's link, existed)
+    links: list[Path] = []
     written: dict[int, Path] = {}
     current = Path()
     try:
@@ -68,16 +142,45 @@ def atomic_write_many(writes: Sequence[tuple[Path, bytes]]) -> None:
                 written.setdefault(id(data), tmp)
             else:
                 staged.append((tmp, current))
+        for _, current in staged:
+            if current.is_dir():  # os.replace would fail here, after the renames before it
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(current))
         for tmp, current in staged:
+            existed, old = os.path.lexists(current), None
+            if existed and len(staged) > 1:  # kept until all are renamed, to roll back
+                old = temp_path(current, ".old")
+                if _linked(current, old):
+                    links.append(old)
+                else:
+                    old = None
             os.replace(tmp, current)
+            renamed.append((current, old, existed))
     except BaseException as exc:
+        for target, old, existed in reversed(renamed):  # the set goes back to all old
+            _restore(target, old, existed)
         for tmp, _ in staged:  # renamed ones are gone already
             tmp.unlink(missing_ok=True)
+        for old in links:
+            old.unlink(missing_ok=True)
         if isinstance(exc, OSError):  # name the file the caller asked for, not our temp file
             raise OSError(exc.errno, exc.strerror, str(current)) from None
         raise
+    for old in links:
+        old.unlink(missing_ok=True)
     for directory in dict.fromkeys(path.parent for path, _ in writes):
         fsync_dir(directory)  # the renames survive a crash once this returns
+
+
+def _restore(target: Path, old: Path | None, existed: bool) -> None:
+    """Put ``target`` back as it was before this write: its old file, or no file (a file
+    whose old version could not be kept stays new: nothing is removed without a copy)."""
+    try:
+        if old is not None:
+            os.replace(old, target)
+        elif not existed:
+            target.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _linked(source: Path, target: Path) -> bool:
@@ -98,3 +201,26 @@ def probe_writable(directory: Path) -> None:
     finally:
         os.close(fd)
         probe.unlink(missing_ok=True)
+
+
+def file_identity(path: str | Path) -> tuple[int, int]:
+    """A file's size and modification time (ns): what says it changed, without reading
+    it; ``(-1, -1)`` when it cannot be seen (a URL, a file gone)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return (-1, -1)
+    return st.st_size, st.st_mtime_ns
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinity (a model with NaN weights) as None: JSON has
+    neither, and ``json.dumps(..., allow_nan=False)`` refuses them. For every JSON aezoo
+    writes from numbers it computed (``eval --json``, ``score --out NAME.json``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aezoo._io import atomic_write
-from aezoo.errors import OutputExistsError, UnknownNameError, UsageError
+from aezoo.errors import OutputExistsError, UnknownNameError, UsageError, summary
 from aezoo.rundir import METRICS_JSONL, MODEL_FILE, RUN_FILE, STATE_FILE
 
 BENCH_FILE = "bench.json"
@@ -60,14 +60,31 @@ def _settings(data: str, epochs: int, limit: int | None, device: str,
 
 
 def _read(out: Path) -> dict[str, Any] | None:
+    """``OUT/bench.json`` as written by ``_write``, or None where there is none; anything
+    else (damaged, edited, a FIFO, another program's JSON) is refused, never overwritten."""
+    from aezoo.runs import read_json
+
+    path = out / BENCH_FILE
+    fix = "delete it (the runs stay and are evaluated again), or choose another --out"
     try:
-        loaded = json.loads((out / BENCH_FILE).read_text())
+        loaded = read_json(path)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read {out / BENCH_FILE} ({exc})",
-                         "delete it, or choose another --out") from None
-    return loaded if isinstance(loaded, dict) else None
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else summary(
+            exc, with_type=False, limit=200)
+        raise UsageError(f"cannot read {path} ({reason})", fix) from None
+    problem = None
+    if not isinstance(loaded, dict):
+        problem = f"a JSON {type(loaded).__name__}, not an object"
+    elif not isinstance(loaded.get("settings"), dict):
+        problem = "its settings are not an object"
+    elif not (isinstance(loaded.get("runs", {}), dict)
+              and all(isinstance(v, dict) for v in loaded.get("runs", {}).values())):
+        problem = "its runs are not an object of runs"
+    if problem:
+        raise UsageError(f"cannot read {path} ({problem})", fix)
+    return loaded
 
 
 def _numbers(run_dir: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -118,14 +135,20 @@ def run_bench(pattern: str | Sequence[str] | None, data: str, epochs: int, seeds
     settings = _settings(data, epochs, limit, device, batch_size)
     previous = None if force else _read(out)
     if previous is not None:
-        old = {k: previous.get("settings", {}).get(k) for k in settings if k != "device"}
+        old = {k: previous["settings"].get(k) for k in settings if k != "device"}
         new = {k: v for k, v in settings.items() if k != "device"}
         if old != new:
             changed = ", ".join(f"{k} {old[k]} -> {new[k]}" for k in new if old[k] != new[k])
             raise OutputExistsError(f"{out} holds a bench with other settings ({changed})",
                                     "choose another --out, or pass --force to start over")
+    elif not force and _has_runs(out, variants, seeds):
+        raise OutputExistsError(f"{out} holds runs but no {BENCH_FILE} saying their settings",
+                                "choose another --out, or pass --force to train them again")
     done: dict[str, dict[str, Any]] = dict(previous.get("runs", {})) if previous else {}
     out.mkdir(parents=True, exist_ok=True)
+    # The settings are recorded before the first run starts: an interrupted bench resumed
+    # with other settings is refused above, never continued under the new ones.
+    _write(out, settings, done, variants, seeds)
     total = len(variants) * seeds
     for i, (variant, seed) in enumerate(((v, s) for v in variants for s in range(seeds)), 1):
         key = f"{variant}/seed-{seed}"
@@ -160,6 +183,12 @@ def run_bench(pattern: str | Sequence[str] | None, data: str, epochs: int, seeds
 
     result.picture = write_picture(out / BENCH_PICTURE, bench_picture(result.summary))
     return result
+
+
+def _has_runs(out: Path, variants: Sequence[str], seeds: int) -> bool:
+    """Whether ``out`` holds a run directory this bench would resume or reuse."""
+    return any((out / v / f"seed-{s}" / name).exists() for v in variants
+               for s in range(seeds) for name in (RUN_FILE, STATE_FILE, MODEL_FILE))
 
 
 def _fmt(value: Any, spec: str) -> str:

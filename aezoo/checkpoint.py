@@ -291,6 +291,7 @@ def load_matching(model: Autoencoder, path: Path, source: str, strict: bool = Tr
     the same shape and dtype, and the file must hold no other; else one ShapeError naming
     the tensors that differ. Not strict: load the tensors that match, report the rest.
     """
+    read_header(path)  # a regular file with a sane header, before the library reads it
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(_OBJECTIVE_KEYS)}
     theirs = {k: v for k, v in load_tensors(path, "give an aezoo model file").items()
               if not k.startswith(_OBJECTIVE_KEYS)}

@@ -17,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from aezoo._io import atomic_write
+from aezoo._io import atomic_write, atomic_write_many
 from aezoo.errors import OutputExistsError, ShapeError, UsageError
 from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, psnr, ssim
 from aezoo.protocols import format_shape
@@ -349,9 +349,13 @@ def labels_path(out: Path) -> Path | None:
 
 def write_npy(path: Path, array: np.ndarray) -> None:
     """``array`` as a .npy file (no pickles), written atomically."""
+    atomic_write(path, _npy(array))
+
+
+def _npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def write_latents(out: Path, latents: np.ndarray, labels: Any = None,
@@ -372,9 +376,11 @@ def write_latents(out: Path, latents: np.ndarray, labels: Any = None,
         np.savez(buf, **arrays)
         atomic_write(out, buf.getvalue())
         return None
-    write_npy(out, latents)
     where = labels_path(out)
     if labels is None or where is None:
+        write_npy(out, latents)
+        if where is not None:  # an earlier encode's labels would label these latents
+            where.unlink(missing_ok=True)
         return None
-    write_npy(where, labels)
+    atomic_write_many([(out, _npy(latents)), (where, _npy(labels))])  # one set: both new
     return where

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from aezoo._io import atomic_write
+from aezoo._io import atomic_write_many
 from aezoo._version import __version__
-from aezoo.errors import AezooError, ExportError, OutputExistsError, UsageError
+from aezoo.errors import AezooError, ExportError, OutputExistsError, UsageError, WriteError
 
 __all__ = ["ATOL", "FORMATS", "PARTS", "RTOL", "Exported", "export", "export_run",
            "format_of", "output_paths", "sample_inputs"]
@@ -210,9 +210,14 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
         diffs[name] = _verify(name, module, runner, example, fmt)
         blobs[name] = blob
     info = _sidecar(model, fmt, files, used_opset, diffs, inputs_from, source)
-    for name, path in files.items():  # verified: now written, each atomically
-        atomic_write(path, blobs[name])
-    atomic_write(sidecar, (json.dumps(info, indent=2) + "\n").encode())
+    writes = [(path, blobs[name]) for name, path in files.items()]
+    writes.append((sidecar, (json.dumps(info, indent=2) + "\n").encode()))
+    try:  # verified: now written as one set (all new, or all as they were)
+        atomic_write_many(writes)
+    except OSError as exc:
+        raise WriteError(f"cannot write {exc.filename or out} ({exc.strerror or exc})",
+                         "check --out names a file in a writable directory with space; "
+                         "nothing was written") from None
     return Exported(files, sidecar, info)
 
 

@@ -34,7 +34,7 @@ def sample(model: Any, n: int, seed: int = 0) -> torch.Tensor:
                          "`aezoo interpolate` between real images")
     if not 1 <= n <= MAX_SAMPLES:
         raise UsageError(f"--n must be between 1 and {MAX_SAMPLES:,} (got {n})",
-                         "pass a smaller --n")
+                         "pass at least 1" if n < 1 else "pass a smaller --n")
     device = next(model.parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(seed)
     z = torch.randn((n, *model.latent_shape), generator=generator).to(device)

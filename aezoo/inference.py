@@ -60,9 +60,13 @@ class Images:
 
     def batches(self, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
         """Float32 ``(n, C, H, W)`` batches in [0, 1] on ``device``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+            raise UsageError(f"batch_size must be a whole number (got {batch_size!r})",
+                             "pass batch_size=1 or more")
         if batch_size < 1:
             raise UsageError(f"batch_size must be positive (got {batch_size})",
                              "pass batch_size=1 or more")
+        batch_size = int(batch_size)
         for start in range(0, len(self), batch_size):
             part: Any = self.data[start:start + batch_size]
             if not self.is_tensor:  # a copy of one batch at most (read-only or strided input)
@@ -110,6 +114,34 @@ def layout_of(shape: tuple[int, ...], spec: tuple[int, int, int], layout: str = 
     raise ShapeError(f"this model takes {takes} images, got {tuple(shape)}",
                      "pass images of the model's input_shape, or build the model for "
                      "yours: aezoo.build(NAME, input_shape=...)")
+
+
+def codes(model: Any, z: Any) -> torch.Tensor:
+    """``z`` as codes the decoder takes: a float tensor as is; a numpy array as a tensor on
+    the model's device and dtype. Another type, a non-float dtype or another shape than
+    ``(N, *model.latent_shape)`` is a UsageError / ShapeError, never a raw torch error."""
+    latent = tuple(model.latent_shape)
+    expected = f"(N, {', '.join(map(str, latent))})"
+    if isinstance(z, np.ndarray):
+        if z.dtype.kind != "f":
+            raise UsageError(f"codes of dtype {z.dtype} cannot be decoded",
+                             "pass float codes (what model.encode returns)")
+        param = next(model.parameters(), None)
+        t = torch.from_numpy(np.ascontiguousarray(z)).to(
+            param.device if param is not None else "cpu",
+            param.dtype if param is not None else torch.float32)
+    elif isinstance(z, torch.Tensor):
+        if not z.is_floating_point():
+            raise UsageError(f"codes of dtype {str(z.dtype).removeprefix('torch.')} cannot be "
+                             "decoded", "pass float codes (what model.encode returns)")
+        t = z
+    else:
+        raise UsageError(f"this model decodes a tensor or numpy array of {expected} codes, "
+                         f"got a {type(z).__name__}", "pass what model.encode returns")
+    if t.dim() != 4 or tuple(t.shape[1:]) != latent:
+        raise ShapeError(f"this model decodes {expected} codes, got {tuple(t.shape)}",
+                         "pass codes of model.latent_shape (what model.encode returns)")
+    return t
 
 
 def _run(model: Any, view: Images, batch_size: int | None, device: Any,

@@ -129,13 +129,15 @@ class Autoencoder(nn.Module):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Reconstructions in [0, 1] of codes ``(N, *latent_shape)``."""
-        if z.dim() != 4 or tuple(z.shape[1:]) != self.latent_shape:
-            raise ShapeError(f"this model decodes (N, {', '.join(map(str, self.latent_shape))})"
-                             f" codes, got {tuple(z.shape)}",
-                             "pass codes of model.latent_shape (what model.encode returns)")
-        return torch.sigmoid(self.decode_logits(z))
+    def decode(self, z: Any) -> Any:
+        """Reconstructions in [0, 1] of codes ``(N, *latent_shape)``: a float tensor goes
+        straight through the decoder (with autograd); a numpy array gives numpy, without
+        gradients. Anything else is refused with aezoo's errors (:func:`inference.codes`)."""
+        if isinstance(z, torch.Tensor):
+            return torch.sigmoid(self.decode_logits(inference.codes(self, z)))
+        t = inference.codes(self, z)
+        with torch.no_grad():
+            return torch.sigmoid(self.decode_logits(t)).cpu().numpy()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode_logits(self.encode_parts(x)[0]))

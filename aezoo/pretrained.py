@@ -15,11 +15,12 @@ from importlib import resources
 from pathlib import Path
 
 from aezoo import hub, registry
+from aezoo._io import read_bounded
 from aezoo.data.download import download_file, sha256_of, verify
 from aezoo.data.source import RemoteFile
-from aezoo.errors import AezooError, CheckpointError, UnknownNameError, UsageError
+from aezoo.errors import AezooError, CheckpointError, PluginError, UnknownNameError, UsageError
 from aezoo.rundir import model_path
-from aezoo.weightset import CARD_FILE, WeightSet, read_card, split_name
+from aezoo.weightset import CARD_FILE, MAX_CARD_BYTES, WeightSet, read_card, split_name
 
 KIND = "weights"
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), "
@@ -149,9 +150,13 @@ def is_reference(text: str) -> bool:
 
 def _card_beside(path: Path) -> WeightSet | None:
     card = path.parent / CARD_FILE
-    if not card.is_file():
+    if not card.exists():
         return None
-    return read_card(card.read_bytes(), str(card))
+    try:
+        return read_card(read_bounded(card, MAX_CARD_BYTES), str(card))
+    except OSError as exc:  # a FIFO, a device, a card bigger than any card
+        raise PluginError(f"cannot read {card} ({exc.strerror or exc})",
+                          "remove it, or pull the model again") from None
 
 
 def file_sha256(path: Path) -> str:

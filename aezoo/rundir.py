@@ -18,7 +18,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from aezoo._io import atomic_write, fsync_dir, probe_writable
+from aezoo._io import atomic_write, fsync_dir, probe_writable, read_bounded
 from aezoo.errors import (
     CheckpointError,
     OutputExistsError,
@@ -221,7 +221,7 @@ def read_run_spec(run_dir: Path) -> RunSpec:
         raise UsageError(f"{run_dir} is not a run directory", "give the --out of a run")
     path = run_dir / RUN_FILE
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_bounded(path))
     except FileNotFoundError:
         raise UsageError(f"{run_dir} has no {RUN_FILE}: not a run directory",
                          "give the --out directory of an aezoo train run") from None

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aezoo._io import read_bounded
 from aezoo.errors import CheckpointError, OutputExistsError, UsageError, summary
 from aezoo.rundir import (
     BEST_FILE,
@@ -35,6 +36,7 @@ STATUSES = ("running", "completed", "stopped", "interrupted", "diverged", "faile
             "not started", "unreadable")
 SORT_KEYS = ("name", "variant", "data", "epochs", "status", "val_loss", "best_epoch",
              "time", "params", "modified")
+MAX_METRICS_BYTES = 256 * 2**20  # a million epochs' rows; a runaway file is not read
 _SKIP = {"images", "tensorboard", "__pycache__", "node_modules"}
 
 
@@ -127,18 +129,52 @@ def is_running(run_dir: Path, held: set[tuple[int, int]] | None) -> bool:
     return False
 
 
-def _json(path: Path) -> Any:
-    return json.loads(path.read_bytes())
+MAX_DEPTH = 64  # nesting in a run.json beyond anything aezoo writes: refused, not recursed
+
+
+def read_json(path: Path) -> Any:
+    """A small JSON file: a regular file (a FIFO would hang), bounded in size and depth."""
+    value = json.loads(read_bounded(path))
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iterative: any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                   else item))
+    return deepest
 
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _text(v: Any, what: str) -> str | None:
+    """A name from run.json: a string, or absent; anything else makes the run unreadable."""
+    if v is None or isinstance(v, str):
+        return v
+    raise ValueError(f"{what} is {json.dumps(v)[:40]}, not a name")
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl (a line that does not parse is skipped)."""
     try:
-        lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
+        lines = [ln for ln in read_bounded(path, MAX_METRICS_BYTES).splitlines() if ln.strip()]
     except FileNotFoundError:
         return []
     try:  # one parse for the whole file: a thousand runs' worth of lines stays quick
@@ -148,7 +184,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         for line in lines:
             with contextlib.suppress(ValueError, RecursionError):
                 parsed.append(json.loads(line))
-    return [r for r in parsed if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
+    # Rows hold numbers: an edited "train_loss": "x" is dropped, not shown or summed.
+    return [{k: v for k, v in r.items() if _number(v)} for r in parsed
+            if isinstance(r, dict) and _int(r.get("epoch")) is not None]
 
 
 def header_params(path: Path) -> int | None:
@@ -186,10 +224,12 @@ def _take_summary(info: RunInfo, summary_: dict[str, Any]) -> None:
         value = summary_.get(key)
         return value if _finite(value) else None
 
-    info.epochs_done = int(number("epochs_done") or 0)
+    info.epochs_done = _int(number("epochs_done")) or 0
     info.seconds = float(number("seconds") or 0.0)
-    info.val_loss, info.best_epoch = number("val_loss"), number("best_epoch")
+    info.val_loss, info.best_epoch = number("val_loss"), _int(number("best_epoch"))
     info.last_val_loss = number("last_val_loss")
+    if info.val_loss is not None:
+        info.val_loss = float(info.val_loss)
 
 
 def _take_rows(info: RunInfo, rows: list[dict[str, Any]]) -> None:
@@ -199,7 +239,8 @@ def _take_rows(info: RunInfo, rows: list[dict[str, Any]]) -> None:
     info.rows = [latest[e] for e in sorted(latest)]
     if info.rows:
         info.epochs_done = info.rows[-1]["epoch"]
-        info.seconds = sum(r["seconds"] for r in info.rows if _finite(r.get("seconds")))
+        seconds = sum(float(r["seconds"]) for r in info.rows if _finite(r.get("seconds")))
+        info.seconds = seconds if math.isfinite(seconds) else 0.0
         finite = [r for r in info.rows if _finite(r.get("val_loss"))]
         if finite:
             best = min(finite, key=lambda r: r["val_loss"])
@@ -216,15 +257,15 @@ def read_run(run_dir: Path, name: str | None = None,
     info = RunInfo(name=name or str(run_dir), path=str(run_dir))
     try:
         info.modified = (run_dir / RUN_FILE).stat().st_mtime
-        spec = _json(run_dir / RUN_FILE)
+        spec = read_json(run_dir / RUN_FILE)
         if not isinstance(spec, dict):
             raise ValueError("not an object")
         info.spec = spec
         model = spec.get("model") or {}
-        info.variant = model.get("variant") or (model.get("encoder") or {}).get("name")
-        info.data = (spec.get("data") or {}).get("name")
-        epochs = (spec.get("train") or {}).get("epochs")
-        info.epochs = epochs if isinstance(epochs, int) else None
+        info.variant = _text(model.get("variant") or (model.get("encoder") or {}).get("name"),
+                             "model.variant")
+        info.data = _text((spec.get("data") or {}).get("name"), "data.name")
+        info.epochs = _int((spec.get("train") or {}).get("epochs"))
     except (OSError, ValueError, AttributeError, RecursionError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else summary(
             exc, with_type=False, limit=200)
@@ -232,15 +273,19 @@ def read_run(run_dir: Path, name: str | None = None,
         return info
     status: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError, RecursionError):
-        loaded = _json(run_dir / STATUS_FILE)
+        loaded = read_json(run_dir / STATUS_FILE)
         status = loaded if isinstance(loaded, dict) else {}
     summary_ = status.get("summary")
     if not rows and isinstance(summary_, dict) and _fresh(run_dir):
         _take_summary(info, summary_)  # what the trainer said when it ended: no parsing
     else:
-        _take_rows(info, read_rows(run_dir / METRICS_JSONL))
-    params = status.get("params")
-    info.params = params if isinstance(params, int) else None
+        try:
+            _take_rows(info, read_rows(run_dir / METRICS_JSONL))
+        except OSError as exc:  # a FIFO, a directory, a huge file: this run alone is bad
+            info.status = "unreadable"
+            info.problem = f"{METRICS_JSONL}: {exc.strerror or summary(exc, with_type=False)}"
+            return info
+    info.params = _int(status.get("params"))
     if info.params is None:
         for file in (MODEL_FILE, BEST_FILE, LAST_FILE):
             if (run_dir / file).is_file():
@@ -340,7 +385,9 @@ def open_run(path: str | os.PathLike[str]) -> RunInfo:
                          "give the --out directory of an aezoo train run")
     info = read_run(run_dir, str(path), held_locks(), rows=True)
     if info.problem:
-        raise UsageError(f"cannot read {run_dir / RUN_FILE} ({info.problem})", "restore run.json")
+        name = METRICS_JSONL if info.problem.startswith(METRICS_JSONL) else RUN_FILE
+        problem = info.problem.removeprefix(f"{METRICS_JSONL}: ")
+        raise UsageError(f"cannot read {run_dir / name} ({problem})", f"restore {name}")
     return info
 
 

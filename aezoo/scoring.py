@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from aezoo._io import atomic_write
+from aezoo._io import atomic_write, finite_or_null
 from aezoo.errors import UsageError
 from aezoo.evaluation import load_split, write_npy
 from aezoo.inference import METRICS, default_metric
@@ -130,7 +130,8 @@ def write_scores(out: Path, result: Scores) -> None:
                                    if result.flagged is not None else {})}
             for i, s in enumerate(result.scores)]
     if kind == "json":
-        text = json.dumps({**result.summary(), "rows": rows}, allow_nan=False) + "\n"
+        text = json.dumps(finite_or_null({**result.summary(), "rows": rows}),
+                          allow_nan=False) + "\n"
     else:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["index", "score"],

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aezoo._io import fsync_dir
+from aezoo._io import finite_or_null, fsync_dir
 from aezoo.errors import OutputExistsError, UsageError, WriteError
 from aezoo.pretrained import Located, file_sha256, locate
 from aezoo.rundir import CURVES_FILE, IMAGES_DIR, RUN_FILE, read_run_spec
@@ -62,22 +62,10 @@ def describe(target: str, tag: str, license: str = "mit", description: str = "",
         variant=spec.model.variant or spec.model.encoder.name, tag=tag, file=WEIGHTS_FILE,
         sha256=file_sha256(located.path), size=located.path.stat().st_size,
         dataset=spec.data.name, recipe=spec.model_dump(mode="json"),
-        metrics=_finite(metrics), license=license,
+        metrics=finite_or_null(metrics), license=license,
         description=description or f"{spec.model.variant or 'a custom model'} trained on "
         f"{spec.data.name} with aezoo", init=spec.train.init)
     return located, card, loaded
-
-
-def _finite(value: Any) -> Any:
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def write_folder(target: str, out: Path, tag: str, *, license: str = "mit",

@@ -228,3 +228,132 @@ def test_a_second_pack_into_the_same_directory_is_refused_while_the_first_runs(
     assert seen == ["refused"] and done.counts == {"train": 36}
     assert sorted(p.name for p in store.iterdir()) == ["manifest.json", "train.labels.npy",
                                                         "train.npy"]  # no lock file left
+
+
+def test_a_forced_repack_replaces_the_store_only_once_the_new_one_is_whole(
+        tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = folder(tmp_path / "imgs")
+    store = tmp_path / "store"
+    assert cli("data", "pack", f"folder:{src}", "--out", str(store)).exit_code == 0
+    (store / "my-embeddings.npy").write_bytes(b"mine")  # not the store's: never touched
+    before = {p.name: p.read_bytes() for p in store.iterdir() if p.is_file()}
+    missing = cli("data", "pack", f"folder:{tmp_path / 'nowhere'}", "--out", str(store),
+                  "--force")
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert {p.name: p.read_bytes() for p in store.iterdir() if p.is_file()} == before
+    # interrupted half-way: the old store still loads, unchanged
+    monkeypatch.setattr(pack_module, "CHUNK", 8)
+    monkeypatch.setattr(pack_module, "FLUSH_SECONDS", 0.0)
+    real = pack_module._plan
+
+    def plan(*args: Any) -> Any:
+        parts, names, fingerprint = real(*args)
+        read = parts["train"].read
+
+        def crashing(begin: int, stop: int) -> np.ndarray:
+            if begin >= 16:
+                raise KeyboardInterrupt
+            return read(begin, stop)
+
+        parts["train"].read = crashing
+        return parts, names, fingerprint
+
+    monkeypatch.setattr(pack_module, "_plan", plan)
+    with pytest.raises(KeyboardInterrupt):
+        pack(DataSpec(name=f"folder:{src}", image_size=(4, 4)), store, force=True)
+    assert {p.name: p.read_bytes() for p in store.iterdir() if p.is_file()} == before
+    assert load_dataset(DataSpec(name=f"packed:{store}")).train.shape[1:] == (1, 8, 6)
+    monkeypatch.setattr(pack_module, "_plan", real)
+    done = pack(DataSpec(name=f"folder:{src}", image_size=(4, 4)), store, force=True)
+    assert done.resumed == 16 and done.shape == (1, 4, 4)
+    assert sorted(p.name for p in store.iterdir()) == [
+        "manifest.json", "my-embeddings.npy", "train.labels.npy", "train.npy"]
+    assert (store / "my-embeddings.npy").read_bytes() == b"mine"
+    assert load_dataset(DataSpec(name=f"packed:{store}")).train.shape[1:] == (1, 4, 4)
+
+
+def test_a_swap_interrupted_between_its_renames_is_finished_by_the_next_pack(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = folder(tmp_path / "imgs")
+    store = tmp_path / "store"
+    pack(DataSpec(name=f"folder:{src}"), store)
+    real = pack_module.commit
+
+    def dying(tmp: Path, path: Path) -> None:
+        if path.name == "manifest.json" and tmp.parent.name == ".pack-new":
+            raise KeyboardInterrupt  # the new data files moved, the manifest not yet
+        real(tmp, path)
+
+    monkeypatch.setattr(pack_module, "commit", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pack(DataSpec(name=f"folder:{src}", image_size=(4, 4)), store, force=True)
+    with pytest.raises(DataError, match="interrupted while its store was replaced"):
+        load_dataset(DataSpec(name=f"packed:{store}"))
+    monkeypatch.setattr(pack_module, "commit", real)
+    with pytest.raises(OutputExistsError):  # finishes the swap, then refuses as ever
+        pack(DataSpec(name=f"folder:{src}"), store)
+    assert load_dataset(DataSpec(name=f"packed:{store}")).train.shape[1:] == (1, 4, 4)
+    assert not (store / ".pack-new").exists()
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, images: int) -> None:
+    """The next pack stops (KeyboardInterrupt) once ``images`` images are on disk."""
+    monkeypatch.setattr(pack_module, "CHUNK", 8)
+    monkeypatch.setattr(pack_module, "FLUSH_SECONDS", 0.0)
+    real = pack_module._plan
+
+    def plan(*args: Any) -> Any:
+        monkeypatch.setattr(pack_module, "_plan", real)  # once
+        parts, names, fingerprint = real(*args)
+        read = parts["train"].read
+
+        def crashing(begin: int, stop: int) -> np.ndarray:
+            if begin >= images:
+                raise KeyboardInterrupt
+            return read(begin, stop)
+
+        parts["train"].read = crashing
+        return parts, names, fingerprint
+
+    monkeypatch.setattr(pack_module, "_plan", plan)
+
+
+@pytest.mark.parametrize("kind", ["npy", "wds"])
+def test_a_resumed_pack_starts_over_when_the_source_changed_in_content_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    import io
+    import os
+    import tarfile
+
+    rng = np.random.default_rng(0)
+    source = tmp_path / ("x.npy" if kind == "npy" else "s.tar")
+
+    def write(seed: int) -> np.ndarray:
+        images = np.random.default_rng(seed).integers(0, 256, (40, 8, 8), dtype=np.uint8)
+        if kind == "npy":
+            np.save(source, images)
+        else:
+            with tarfile.open(source, "w") as tar:
+                for i, image in enumerate(images):
+                    buf = io.BytesIO()
+                    Image.fromarray(image).save(buf, format="png")
+                    info = tarfile.TarInfo(f"{i:03d}.png")
+                    info.size = len(buf.getvalue())
+                    tar.addfile(info, io.BytesIO(buf.getvalue()))
+        return images
+
+    write(1)
+    spec = DataSpec(name=f"{kind}:{source}")
+    _interrupt_after(monkeypatch, 16)
+    with pytest.raises(KeyboardInterrupt):
+        pack(spec, tmp_path / "store")
+    stat = source.stat()
+    fresh = write(2)  # the same shape, the same size on disk: other images
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9 * int(rng.integers(1, 9))))
+    done = pack(spec, tmp_path / "store")
+    assert done.resumed == 0
+    stored = np.asarray(load_dataset(DataSpec(name=f"packed:{tmp_path / 'store'}")).train)
+    if kind == "npy":
+        plain = load_dataset(DataSpec(name=f"npy:{source}"))
+        assert np.array_equal(stored, np.asarray(plain.train))
+        assert {bytes(im) for im in stored[:, 0]} <= {bytes(im) for im in fresh}

@@ -171,3 +171,47 @@ def test_cli_export_of_a_run(tmp_path: Path, monkeypatch) -> None:
     assert again.exit_code == 2 and "already exists" in again.stderr
     missing = runner.invoke(app, ["export", "nothere", "--format", "torchscript"])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_a_failed_export_writes_nothing_as_a_set(tmp_path: Path, monkeypatch) -> None:
+    """An --out that is a directory, a disk that fills, a rename that fails part-way: no
+    part is left behind, and --force over an older export leaves it whole, never a mix."""
+    import os
+
+    from aezoo.errors import WriteError
+
+    model = _model("cae-upsample")
+    (tmp_path / "cae.pt").mkdir()
+    with pytest.raises(WriteError, match=r"cae\.pt \(Is a directory\).*nothing was written"):
+        export(model, tmp_path / "cae.pt", "torchscript", images=_images(), force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cae.pt"]
+    old = export(model, tmp_path / "m.pt", "torchscript", images=_images())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert len(before) == 4 and old.files["model"].name == "m.pt"
+    torch.manual_seed(5)
+    other = aezoo.build("cae-upsample").eval()
+    real_replace, real_fsync = os.replace, os.fsync
+    calls = {"n": 0}
+
+    def full(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError, match="No space left on device"):
+        export(other, tmp_path / "m.pt", "torchscript", images=_images(), force=True)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+
+    def third_fails(src: object, dst: object) -> None:
+        if str(dst).endswith("m.pt") and not str(src).endswith(".old"):
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", third_fails)
+    with pytest.raises(WriteError, match="Input/output error"):
+        export(other, tmp_path / "m.pt", "torchscript", images=_images(), force=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before  # the old set, whole; no temporary file left

@@ -134,6 +134,24 @@ def enable_if_asked() -> None:
     """Register typer's completion protocol when a shell asks for candidates (the
     ``_AEZOO_COMPLETE`` variable set by the script); otherwise nothing is imported."""
     if os.environ.get(COMPLETE_VAR):
+        if os.environ[COMPLETE_VAR].startswith("complete_bash"):
+            _check_bash_word_index()
         from typer.completion import completion_init
 
         completion_init()
+
+
+def _check_bash_word_index() -> None:
+    """bash's completion protocol passes the word being completed as ``COMP_CWORD``; a
+    value that is not a word index is one error line (exit 2), not the parser's traceback."""
+    value = os.environ.get("COMP_CWORD", "")
+    words = os.environ.get("COMP_WORDS", "").split()
+    if not (value.isascii() and value.isdigit() and int(value) <= len(words)):
+        import sys
+
+        from aezoo.errors import one_line
+
+        sys.stderr.write(f"error: COMP_CWORD is {one_line(repr(value)[:40])}, not the index of "
+                         f"a word in COMP_WORDS: it is set by the completion script; reinstall "
+                         f"it with `aezoo completion bash`\n")
+        raise SystemExit(2)

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from aezoo._io import finite_or_null
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
 from aezoo.cli._tables import ID, NUMBER
-
-
-def finite_or_null(value: Any) -> Any:
-    """JSON has no NaN or infinity: such numbers (a model with NaN weights) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_null(v) for v in value]
-    return value
-
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from aezoo._io import NotRegularFileError, open_regular
 from aezoo.data.source import LoadContext, Splits
 from aezoo.errors import DataError, UsageError
 
@@ -206,12 +207,15 @@ def _bytes(n: int) -> str:
 
 
 def check_npy_header(path: Path) -> None:
-    """Refuse an .npy whose header declares more data than the file holds (before numpy
-    maps or allocates it)."""
+    """Refuse an .npy that is not a regular file (a FIFO would block), or whose header
+    declares more data than the file holds (before numpy maps or allocates it)."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             header = _read_header(f)
             offset = f.tell()
+    except NotRegularFileError as exc:  # a FIFO would block np.load: refused unopened
+        raise DataError(f"{path} is not a readable .npy file ({exc.strerror})",
+                        "replace it with a file written by numpy.save") from None
     except (OSError, ValueError, EOFError):
         return  # np.load says what is wrong
     shape, dtype, nbytes = _declared(header)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +101,15 @@ def resolve(name: str) -> Resolved:
 
 def _suggest(name: str) -> str:
     candidate = Path(name).expanduser()
-    for prefix, fits in (("packed", (candidate / "manifest.json").is_file()),
-                         ("folder", candidate.is_dir()), ("npz", name.endswith(".npz")),
+
+    def there(test: Callable[[], bool]) -> bool:  # a name too long for a path is not one
+        try:
+            return test()
+        except (OSError, ValueError):
+            return False
+
+    for prefix, fits in (("packed", there((candidate / "manifest.json").is_file)),
+                         ("folder", there(candidate.is_dir)), ("npz", name.endswith(".npz")),
                          ("npy", name.endswith(".npy"))):
         if fits:
             return f"did you mean '{prefix}:{name}'?"

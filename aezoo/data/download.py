@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aezoo._io import commit
+from aezoo._io import commit, open_regular
 from aezoo._version import __version__
 from aezoo.data.source import DatasetSource, Progress, RemoteFile
 from aezoo.errors import DataError
@@ -45,7 +45,7 @@ class _Failed(Exception):
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aezoo._io import check_regular, open_regular
 from aezoo.errors import DataError
 
 IDX_UBYTE = 0x08
@@ -29,11 +30,12 @@ def _refetch(path: Path) -> str:
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (gzip-compressed when its name ends in .gz) of unsigned bytes."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
+        with open_regular(path) as raw:
+            if path.suffix == ".gz":
+                with gzip.open(raw, "rb") as f:
+                    data = f.read()
+            else:
+                data = raw.read()
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read {path} ({exc})", _refetch(path)) from None
     if len(data) < 4 or data[:2] != b"\0\0":
@@ -62,6 +64,7 @@ def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     wanted = {*CIFAR_TRAIN, CIFAR_TEST}
     blobs: dict[str, bytes] = {}
     try:
+        check_regular(path)
         with tarfile.open(path, "r|gz") as tar:
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aezoo._io import file_identity, open_regular
 from aezoo.data import images as decoding
 from aezoo.data.download import offline_mode
 from aezoo.data.source import LoadContext
@@ -120,6 +121,13 @@ class HFImages(Dataset[torch.Tensor]):
     def __len__(self) -> int:
         return len(self.table)
 
+    def fingerprint(self) -> list[Any]:
+        """What identifies the rows (``aezoo data pack`` resumes only the same ones): the
+        dataset's own fingerprint, its column, and its files' sizes and times."""
+        files = [file_identity(f.get("filename", "")) for f in
+                 getattr(self.table, "cache_files", None) or [] if isinstance(f, dict)]
+        return [getattr(self.table, "_fingerprint", None), self.column, len(self), files]
+
     def __getitem__(self, index: int) -> torch.Tensor:
         return skipping(index, len(self), self.read, lambda i: f"{self.what} row {i}",
                         self.bad)
@@ -131,7 +139,7 @@ class HFImages(Dataset[torch.Tensor]):
             data = value.get("bytes")
             if data is None and value.get("path"):
                 try:
-                    with open(value["path"], "rb") as f:
+                    with open_regular(value["path"]) as f:
                         data = f.read()
                 except OSError as exc:
                     raise decoding.unreadable(f"{where} ({value['path']})", exc) from None

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from aezoo._io import check_regular
 from aezoo.errors import DataError, summary
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def _open(data: bytes | IO[bytes] | Path, where: str, fix: str = FIX) -> Image.I
     from PIL import Image, UnidentifiedImageError
 
     try:
+        if isinstance(data, Path):
+            check_regular(data)  # a FIFO would block Pillow's open
         return Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     except UnidentifiedImageError:
         raise DataError(f"cannot read image {where} (not an image Pillow can read)",

@@ -7,6 +7,8 @@ fingerprint of the source: file names, sizes, times; the conversions). A rerun w
 same source continues there; a changed source starts over. Atomic: ``manifest.json`` is
 written last (temp file, fsync, rename), after every data file has its final name and
 digest, so an interrupted pack never leaves a store that loads (``aezoo.data.packed``).
+A re-pack (``force``) builds the new store in ``DIR/.pack-new`` and moves it over the old
+one only once it is complete; only the file names a store owns are ever removed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from aezoo._io import atomic_write, commit, fsync_dir
+from aezoo._io import atomic_write, commit, file_identity, fsync_dir, read_bounded
 from aezoo._version import __version__
 from aezoo.data import packed
 from aezoo.data.source import LoadContext, Progress, Shape, Splits
@@ -84,12 +86,18 @@ def _locked(out: Path) -> Iterator[None]:
 
 def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
           start: float) -> Packed:
-    _claim(out, force)
-    parts, class_names, fingerprint = _plan(spec, progress)
-    state = _progress(out, fingerprint)
+    work = _claim(out, force)
+    parts, class_names, fingerprint = _plan(spec, progress)  # nothing written before this
+    if work != out:
+        try:
+            work.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create {work} ({exc.strerror})",
+                            "choose a writable --out directory") from None
+    state = _progress(work, fingerprint)
     resumed = sum(state["done"].values())
     for split, part in parts.items():
-        _write_split(out, split, part, state, spec, progress)
+        _write_split(work, split, part, state, spec, progress)
     shape = tuple(state["shape"])
     manifest: dict[str, Any] = {
         "format": packed.FORMAT, "version": packed.VERSION, "source": spec.name,
@@ -98,7 +106,7 @@ def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
         "aezoo": __version__, "splits": {}}
     total = 0
     for split, part in parts.items():
-        tmp, final = out / _part_name(split), out / packed.images_file(split)
+        tmp, final = work / _part_name(split), work / packed.images_file(split)
         entry: dict[str, Any] = {"count": part.count, "images": final.name}
         entry["sha256"] = packed.sha256(tmp)
         total += tmp.stat().st_size
@@ -106,13 +114,15 @@ def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
         if part.labels is not None:
             buf = io.BytesIO()
             np.save(buf, part.labels.astype(np.int64), allow_pickle=False)
-            atomic_write(out / packed.labels_file(split), buf.getvalue())
+            atomic_write(work / packed.labels_file(split), buf.getvalue())
             entry["labels"] = packed.labels_file(split)
             entry["labels_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
         manifest["splits"][split] = entry
-    atomic_write(out / packed.MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    (out / packed.PROGRESS).unlink(missing_ok=True)
-    fsync_dir(out)
+    atomic_write(work / packed.MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    (work / packed.PROGRESS).unlink(missing_ok=True)
+    fsync_dir(work)
+    if work != out:
+        _swap(work, out)
     return Packed(out, {k: p.count for k, p in parts.items()},
                   cast(Shape, shape), total, resumed, time.perf_counter() - start, class_names)
 
@@ -121,35 +131,75 @@ def _part_name(split: str) -> str:
     return f".{packed.images_file(split)}.part"
 
 
-def _claim(out: Path, force: bool) -> None:
-    """``out`` is new, empty, or a pack in progress; a finished store only with ``force``."""
+def _owned(split: str) -> tuple[str, ...]:
+    """The names a store's ``split`` may own in its directory: nothing else is touched."""
+    part = _part_name(split)
+    return (packed.images_file(split), packed.labels_file(split), part, part + ".wide")
+
+
+def _claim(out: Path, force: bool) -> Path:
+    """Where to pack: ``out`` itself when it is new, empty or a pack in progress; beside a
+    finished store (``out/.pack-new``, with ``force``), which stays whole and loadable
+    until the new one is complete and ``_swap`` replaces it."""
+    staging = out / packed.STAGING
+    if (staging / packed.MANIFEST).is_file():  # a swap was interrupted: finish it first
+        _swap(staging, out)
     if packed.is_store(out):
         if not force:
             raise OutputExistsError(f"{out} already holds a packed store",
                                     "pass --force to pack it again, or choose another --out")
-        (out / packed.MANIFEST).unlink()  # from here on the old store no longer loads
-        fsync_dir(out)
-        for name in os.listdir(out):
-            if name.endswith((".npy", ".part")) or name == packed.PROGRESS:
-                (out / name).unlink()
-    elif (any(p.name != LOCK_FILE for p in out.iterdir())
-          and not (out / packed.PROGRESS).exists()):
+        return staging
+    if staging.is_dir():  # a re-pack in progress whose old store was removed by hand
+        return staging
+    if (any(p.name != LOCK_FILE for p in out.iterdir())
+            and not (out / packed.PROGRESS).exists()):
         raise OutputExistsError(f"{out} exists and is neither empty nor a pack in progress",
                                 "choose a new or empty --out directory")
+    return out
+
+
+def _swap(work: Path, out: Path) -> None:
+    """Move the complete store in ``work`` over the one in ``out``: the old manifest goes
+    first (so no mix of old and new ever loads), then each new file replaces its old
+    namesake, old files the new store lacks go, and the new manifest comes last. Only
+    names a store owns are touched; a crash in between is finished by the next pack
+    (``_claim``), since the new store is whole in ``work`` until it is moved."""
+    info = packed.read_manifest(work)
+    keep: set[str] = set()
+    for split, entry in info["splits"].items():
+        keep.add(packed.images_file(split))
+        if entry.get("labels"):
+            keep.add(packed.labels_file(split))
+    (out / packed.MANIFEST).unlink(missing_ok=True)
+    fsync_dir(out)
+    for name in sorted(keep):
+        if (work / name).exists():  # absent: moved before an interruption
+            os.replace(work / name, out / name)
+    for split in packed.SPLITS:
+        for name in _owned(split):
+            if name not in keep:
+                (out / name).unlink(missing_ok=True)
+    fsync_dir(out)
+    commit(work / packed.MANIFEST, out / packed.MANIFEST)
+    for name in os.listdir(work):  # leftovers of our own: progress, parts
+        with contextlib.suppress(OSError):
+            (work / name).unlink()
+    with contextlib.suppress(OSError):
+        work.rmdir()
 
 
 def _progress(out: Path, fingerprint: str) -> dict[str, Any]:
     """The interrupted pack's progress if it packed the same thing, else a fresh start."""
     path = out / packed.PROGRESS
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(read_bounded(path))
         if state.get("fingerprint") == fingerprint and isinstance(state.get("done"), dict):
             return cast(dict[str, Any], state)
     except (OSError, ValueError, AttributeError):
         pass
-    for name in os.listdir(out):  # another source, or none recorded: start over
-        if name.endswith(".part"):
-            (out / name).unlink()
+    for split in packed.SPLITS:  # another source, or none recorded: start over
+        for name in _owned(split)[2:]:
+            (out / name).unlink(missing_ok=True)
     state = {"fingerprint": fingerprint, "done": {}, "shape": None}
     _save_progress(out, state)
     return state
@@ -271,7 +321,8 @@ def _folder_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[
         if files is None:
             continue
         assert isinstance(files, FolderImages)
-        what[split] = [(str(p.relative_to(files.root)), *_stat(p)) for p in files.paths]
+        what[split] = [(str(p.relative_to(files.root)), *file_identity(p))
+                       for p in files.paths]
 
         def read(begin: int, stop: int, files: FolderImages = files) -> np.ndarray:
             out = decode_splits({"x": (files, np.arange(begin, stop))}, spec.image_size,
@@ -284,12 +335,26 @@ def _folder_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[
     return parts
 
 
-def _stat(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (-1, -1)
-    return st.st_size, st.st_mtime_ns
+def _digest(array: np.ndarray | None) -> str | None:
+    """SHA-256 of an array's bytes, shape and dtype, hashed in chunks of images (a memory
+    map is read, never copied whole): a resumed pack of arrays checks their content."""
+    if array is None:
+        return None
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    for begin in range(0, len(array), CHUNK):
+        digest.update(np.ascontiguousarray(array[begin:begin + CHUNK]).tobytes())
+    return digest.hexdigest()
+
+
+def _identity(data: Any) -> Any:
+    """What identifies a streamed split's content: its own ``fingerprint()`` (aezoo's
+    streamed sources have one: files' sizes and times, a dataset's fingerprint), else
+    only its type and length (a plugin's split without one: a changed source of the same
+    length is not noticed, so pack such sources again with --force)."""
+    fingerprint = getattr(data, "fingerprint", None)
+    if callable(fingerprint):
+        return fingerprint()
+    return [type(data).__qualname__, len(data)]
 
 
 def _array_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[str, _Part]:
@@ -301,16 +366,18 @@ def _array_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[s
         if images is None:
             continue
         images = to_images(images, f"{spec.name} {split} split")
+        labels = _labels(splits, split, len(images), spec.name)
+        what[split] = [_digest(images), _digest(labels)]
         if spec.channels is not None:
             images = convert_channels(images, spec.channels, f"{spec.name} {split} split")
         if spec.image_size is not None:
             images = resize(images, spec.image_size)
-        what[split] = [int(v) for v in images.shape]
+        what[split].append([int(v) for v in images.shape])
 
         def read(begin: int, stop: int, images: np.ndarray = images) -> np.ndarray:
             return np.ascontiguousarray(images[begin:stop])
 
-        parts[split] = _Part(len(images), read, _labels(splits, split, len(images), spec.name))
+        parts[split] = _Part(len(images), read, labels)
     return parts
 
 
@@ -322,7 +389,7 @@ def _streamed_parts(splits: StreamedSplits, what: dict[str, Any]) -> dict[str, _
         data = getattr(splits, split)
         if data is None:
             continue
-        what[split] = len(data)
+        what[split] = _identity(data)
         if is_iterable(data):
             state: dict[str, Any] = {"it": None, "at": -1}
 
@@ -341,5 +408,6 @@ def _streamed_parts(splits: StreamedSplits, what: dict[str, Any]) -> dict[str, _
                      state: dict[str, Any] | None = None) -> np.ndarray:
                 return torch.stack([data[i] for i in range(begin, stop)]).numpy()
         labels = None if is_iterable(data) else _labels(splits, split, len(data), "source")
+        what[f"{split}_labels"] = _digest(labels)
         parts[split] = _Part(len(data), read, labels)
     return parts

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from aezoo._io import open_regular, read_bounded
 from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.errors import DataError, UsageError
 
@@ -31,6 +32,7 @@ FORMAT = "aezoo-packed"
 VERSION = 1
 MANIFEST = "manifest.json"
 PROGRESS = ".pack-progress.json"
+STAGING = ".pack-new"  # a re-pack (--force) builds here, beside the store it replaces
 SPLITS = ("train", "val", "test")
 MAX_MANIFEST = 16 * 2**20  # class names of a large dataset fit; a hostile file does not
 
@@ -50,7 +52,7 @@ def sha256(path: Path, progress: Progress | None = None) -> str:
     done = 0
     if progress is not None:
         progress(f"verifying {path.name}", 0, total, "bytes")
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         while block := f.read(16 * 2**20):
             digest.update(block)
             done += len(block)
@@ -72,6 +74,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
     """The manifest of the store at ``root``, checked for what loading relies on."""
     path = root / MANIFEST
     if not path.is_file():
+        if (root / STAGING / MANIFEST).is_file():
+            raise DataError(f"{root} was interrupted while its store was replaced (the new "
+                            f"store is whole in {root / STAGING})", f"rerun `aezoo data pack "
+                            f"SOURCE --out {root} --force` to finish it")
         if (root / PROGRESS).is_file():
             raise DataError(f"{root} is an unfinished pack (interrupted before its manifest "
                             "was written)", f"rerun the same `aezoo data pack SOURCE --out "
@@ -81,7 +87,9 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if path.stat().st_size > MAX_MANIFEST:
         raise _bad(root, f"larger than {MAX_MANIFEST:,} bytes")
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = json.loads(read_bounded(path, MAX_MANIFEST).decode("utf-8"))
+    except OSError as exc:
+        raise _bad(root, exc.strerror or str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _bad(root, f"not JSON: {type(exc).__name__}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
@@ -115,7 +123,7 @@ def load_store(root: Path) -> Splits:
     out: dict[str, Any] = {"class_names": info.get("class_names")}
     for split, entry in info["splits"].items():
         path = root / images_file(split)
-        if not path.is_file():
+        if not path.exists():  # there but not a file: check_npy_header says what it is
             raise DataError(f"packed store {root} lacks {path.name}",
                             f"pack it again: aezoo data pack SOURCE --out {root} --force")
         check_npy_header(path)
@@ -132,6 +140,7 @@ def load_store(root: Path) -> Splits:
         out[split] = images
         if entry.get("labels"):
             labels_path = root / labels_file(split)
+            check_npy_header(labels_path)
             try:
                 labels = np.load(labels_path, allow_pickle=False)
             except (OSError, ValueError, EOFError) as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
+from aezoo._io import check_regular, open_regular
 from aezoo._version import __version__
 from aezoo.data.download import TIMEOUT_S, offline_mode
 from aezoo.errors import DataError, UsageError, summary
@@ -105,7 +106,7 @@ def open_shard(name: str) -> IO[bytes]:
     if not is_url(name):
         path = _local(name)
         try:
-            return open(path, "rb")
+            return open_regular(path)  # a FIFO would block: refused, not opened
         except OSError as exc:
             raise DataError(f"cannot open shard {path} ({exc.strerror or summary(exc)})",
                             "check the path or the brace pattern after wds:") from None
@@ -164,6 +165,7 @@ def count(name: str, image_keys: tuple[str, ...]) -> int:
     if not is_url(name):
         path = _local(name)
         try:
+            check_regular(path)
             with tarfile.open(path, mode="r:") as tar:  # seeks past data: headers only
                 keys = {m.name for m in tar if m.isreg() and not _META.search(m.name)}
         except tarfile.ReadError:  # compressed: stream through it

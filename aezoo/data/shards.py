@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from aezoo._io import file_identity
 from aezoo.data import images as decoding
 from aezoo.data import shardio
 from aezoo.data.source import LoadContext
@@ -52,6 +53,12 @@ class ShardStream(IterableDataset[torch.Tensor]):
         self._skip = 0
         # The reading DataLoader's batch size: each worker decodes every n-th such batch.
         self.batch_size = LOADER_BATCH
+
+    def fingerprint(self) -> list[object]:
+        """The shards, their sizes and times where local (``aezoo data pack`` resumes only
+        the same ones), and which samples this stream takes."""
+        return [[s, *file_identity(s.removeprefix("file://"))] for s in self.shards] + [
+            self.counts, list(self.every or ())]
 
     # -- the streamed-split contract -------------------------------------------------
     def set_epoch(self, epoch: int, seed: int) -> None:

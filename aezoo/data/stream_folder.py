@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aezoo._io import file_identity, open_regular
 from aezoo.data import folder
 from aezoo.data import images as decoding
 from aezoo.data.source import LoadContext, Progress, Splits
@@ -87,6 +88,10 @@ class FolderStream(Dataset[torch.Tensor]):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def fingerprint(self) -> list[object]:
+        """Each file's name, size and time (``aezoo data pack`` resumes only the same)."""
+        return [[self.paths[i], *file_identity(self.paths[i])] for i in range(len(self))]
+
     def __getitem__(self, index: int) -> torch.Tensor:
         return skipping(index, len(self), lambda i: self.read(self.paths[i]),
                         lambda i: self.paths[i], self.bad)
@@ -115,7 +120,7 @@ def skipping(index: int, n: int, read: Callable[[int], np.ndarray],
 
 def _open_file(path: str):  # type: ignore[no-untyped-def]
     try:
-        return open(path, "rb")
+        return open_regular(path)  # a FIFO swapped in after listing: refused, not opened
     except OSError as exc:
         raise decoding.unreadable(path, exc) from None
 
