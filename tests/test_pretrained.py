@@ -270,10 +270,12 @@ def test_push_needs_a_run_directory_and_one_destination(cli, tmp_path):
 # --- the recipe reproduces the shipped weights --------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["cae-upsample", "cae-strided"])
+@pytest.mark.parametrize("variant", FIRST_PARTY)
 def test_the_stored_recipe_reproduces_the_shipped_metrics(variant, tmp_path):
     """Train the weight set's recipe from scratch; it measures what the shipped file does.
-    fp32 on any CPU, but kernels differ across CPU kinds in the last bits: 1% tolerance."""
+    fp32, the same seed: on the machine that trained them the numbers agree to the last
+    digit; fp32 kernels differ in their last bits across CPU kinds, and 50 epochs carry
+    that along, so 2% (a wrong recipe, e.g. PyTorch's init for cae-upsample, is 5% off)."""
     from aezoo.evaluation import evaluate
     from aezoo.specs import RunSpec
 
@@ -285,7 +287,7 @@ def test_the_stored_recipe_reproduces_the_shipped_metrics(variant, tmp_path):
         aezoo.data.load_dataset(spec.data).val)).to(torch.uint8)
     got = evaluate(result.model.eval(), images).as_dict()
     for key in ("bce", "mse", "psnr"):
-        assert got[key] == pytest.approx(w.metrics[key], rel=0.01), key
+        assert got[key] == pytest.approx(w.metrics[key], rel=0.02), key
 
 
 def test_registry_knows_the_weights_kind():

@@ -89,7 +89,8 @@ def run_dirs(incomplete: str) -> list[str]:
 
 
 def models(incomplete: str) -> list[str]:
-    """Run directories and ``.safetensors`` files (what MODEL takes)."""
+    """Run directories, ``.safetensors`` files and weight sets ``VARIANT.TAG`` (what MODEL
+    takes; names from entry-point metadata only)."""
     head, _, tail = incomplete.rpartition("/")
     files = []
     with_dirs = run_dirs(incomplete)
@@ -99,7 +100,7 @@ def models(incomplete: str) -> list[str]:
                        if p.name.startswith(tail) and p.suffix == ".safetensors")
     except OSError:
         pass
-    return [*with_dirs, *files]
+    return [*with_dirs, *files, *_names("weights", incomplete)]
 
 
 def _keys(model: Any, prefix: str = "") -> list[str]:
