@@ -400,6 +400,8 @@ def _arrays(data: Any, val: Any) -> dict[str, np.ndarray] | None:
                              "pass the validation images with the dataset (npz keys "
                              "train/val), or both as arrays")
         return None
+    if data is None or _is_number_like(data):
+        _data_name(data)  # says what fit takes
     if isinstance(data, tuple | list) and len(data) == 2 and val is None and \
             not _is_number_like(data[0]):
         data, val = data
