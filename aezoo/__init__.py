@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aezoo._version import __version__
+from aezoo.api import encode, evaluate, fit, reconstruct
 from aezoo.errors import AezooError, UsageError
 
 if TYPE_CHECKING:
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
     from aezoo.model import Autoencoder
     from aezoo.specs import ModelSpec
 
-__all__ = ["AezooError", "build", "list_pretrained", "list_variants", "load", "save",
-           "__version__"]
+__all__ = ["AezooError", "build", "encode", "evaluate", "fit", "list_pretrained",
+           "list_variants", "load", "reconstruct", "save", "__version__"]
 
 
 def build(name_or_spec: str | ModelSpec | dict[str, Any], *, pretrained: bool | str = False,

@@ -26,6 +26,7 @@ from aezoo.tensors import unit_batches
 
 __all__ = ["LATENT_SUFFIXES", "SPLITS", "Evaluation", "Loaded", "check_picture_path",
            "encode_split", "evaluate", "labels_path", "latents_format", "load_split",
+           "model_split",
            "refuse_overwrite", "write_latents", "write_npy"]
 
 SPLITS = ("test", "val", "train")
@@ -52,12 +53,9 @@ def load_split(target: str | Path, data: str | None, split: str | None, limit: i
     shape. ``data`` defaults to the run's (or weight set's) dataset, ``split`` to test
     (else val)."""
     from aezoo.checkpoint import load
-    from aezoo.data import load_dataset
-    from aezoo.data.streamed import as_array
     from aezoo.device import resolve_device
     from aezoo.pretrained import locate
     from aezoo.rundir import data_spec_beside
-    from aezoo.tensors import preferred_memory_format
 
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split '{split}'", "use test, val or train")
@@ -72,6 +70,19 @@ def load_split(target: str | Path, data: str | None, split: str | None, limit: i
     data_spec = data_spec_beside(path, data)
     if data is None and located.weight_set is not None:  # the data its recipe names
         data_spec = _recipe_data(located.weight_set.recipe, located.weight_set.dataset)
+    return model_split(model, path, data_spec, split, limit, dev)
+
+
+def model_split(model: Any, path: Path, data_spec: Any, split: str | None,
+                limit: int | None, dev: torch.device) -> Loaded:
+    """``model`` (on ``dev``, known as ``path``) with the images of one split of
+    ``data_spec``, checked for a matching shape."""
+    from aezoo.data import load_dataset
+    from aezoo.data.streamed import as_array
+    from aezoo.tensors import preferred_memory_format
+
+    if split is not None and split not in SPLITS:
+        raise UsageError(f"unknown split '{split}'", "use test, val or train")
     dataset = load_dataset(data_spec)
     test = getattr(dataset, "test", None)
     split = split or ("test" if test is not None else "val")

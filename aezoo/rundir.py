@@ -40,6 +40,8 @@ IMAGES_DIR = "images"
 CURVES_FILE = "curves.png"  # in IMAGES_DIR: the loss curves, rewritten each epoch
 STATUS_FILE = "status.json"  # how the last training process ended (aezoo runs reads it)
 TENSORBOARD_DIR = "tensorboard"
+DATA_PREFIX = "data-"  # data-HASH.npz: images aezoo.fit was given in memory (run.json names it)
+INIT_FILE = "init.safetensors"  # the built model aezoo.fit started from (train.init)
 LOCK_FILE = ".aezoo.lock"  # exists while a process writes the run (flock), holds its pid
 
 

@@ -29,11 +29,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "aezoo.runs", "aezoo.pretrained"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
     ("aezoo.checkpoint", "aezoo.evaluation", "aezoo.export", "aezoo.scoring", "aezoo.sharing"),
-    ("aezoo",),  # the public facade: build, save, load, list_variants
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),
     ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.bench"),
-    ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__"),
+    # The front doors: the commands, and the Python API (the facade and aezoo.api, whose
+    # functions the commands call; fit shows the commands' progress).
+    ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__", "aezoo", "aezoo.api"),
 )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -39,13 +38,10 @@ def eval_command(
     sigma 1.5 (Wang et al. 2004), so it is n/a (null in JSON) for smaller images. Numbers
     that are not finite (NaN weights) are null in JSON. See docs/training.md.
     """
-    from aezoo.evaluation import corruption, evaluate, load_split
+    from aezoo.api import evaluation
 
-    loaded = load_split(model, data, split, limit, device)
-    spec = corruption(corrupt, loaded.path) if corrupt else None
-    result = evaluate(loaded.model, loaded.images, batch_size, loaded.memory_format, spec, seed)
-    report = {"model": str(loaded.path), "data": loaded.data_name, "split": loaded.split,
-              "device": str(loaded.images.device), **result.as_dict()}
+    done = evaluation(model, data, split, limit, batch_size, device, corrupt, seed)
+    loaded, result, report = done.loaded, done.result, done.report
     if as_json:
         typer.echo(json.dumps(finite_or_null(report), allow_nan=False))
         return
@@ -93,54 +89,17 @@ def reconstruct_command(
 ) -> None:
     """Draw the first N images of a split (top row) over their reconstructions (bottom row).
 
-    Gray and RGB images; with --rows 1 the PNG is N*W*scale + (N+1)*2 pixels wide and
-    2*H*scale + 6 high (3*H*scale + 8 with --corrupt); --rows R stacks R such bands of
+    Gray and RGB images; with --rows 1 the PNG is `N*W*scale + (N+1)*2` pixels wide and
+    `2*H*scale + 6` high (`3*H*scale + 8` with --corrupt); --rows R stacks R such bands of
     ceil(N/R) images, 4 pixels apart.
     """
-    from aezoo.evaluation import (
-        check_picture_path,
-        corrupted_reconstructions,
-        corruption,
-        load_split,
-        refuse_overwrite,
-    )
-    from aezoo.viz import banded, captioned, default_scale, reconstruct, write_png
+    from aezoo.api import reconstruct
 
-    check_picture_path(out)
-    refuse_overwrite(out, force)
-    loaded = load_split(model, data, split, n, device)
-    scale = scale or default_scale(*loaded.images.shape[-2:])
-    if corrupt:
-        noisy, recon = corrupted_reconstructions(
-            loaded.model, loaded.images, corruption(corrupt, loaded.path),
-            loaded.memory_format, seed)
-        picture = banded(noisy, recon, loaded.images, bands=rows, scale=scale)
-        what = f"{corrupt}-corrupted images over their reconstructions over the clean ones"
-    else:
-        recon = reconstruct(loaded.model, loaded.images, loaded.memory_format)
-        picture = banded(loaded.images, recon, bands=rows, scale=scale)
-        what = "images over their reconstructions"
-    if caption:
-        picture = captioned(picture, _caption(loaded, recon))
-    write_png(out, picture)
-    console.print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px: "
-                  f"{len(loaded.images)} {loaded.data_name}/{loaded.split} {what})",
-                  highlight=False, soft_wrap=True)
-
-
-def _caption(loaded: Any, recon: Any) -> str:
-    """``RUN  epoch E  PSNR P dB (N DATA/SPLIT images)``; the epoch where the run says."""
-    from aezoo.metrics import psnr
-    from aezoo.runs import epoch_of
-    from aezoo.tensors import to_unit
-
-    path = loaded.path
-    epoch = epoch_of(path)
-    value = psnr(to_unit(recon).float(), to_unit(loaded.images).float()).mean().item()
-    where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
-    return "  ".join([where, *([f"epoch {epoch}"] if epoch is not None else []),
-                      f"PSNR {value:.2f} dB", f"({len(loaded.images)} {loaded.data_name}/"
-                      f"{loaded.split} images)"])
+    picture = reconstruct(model, n, rows, data, split, out, scale, caption, device, force,
+                          corrupt, seed)
+    h, w = picture.shape[:2]
+    console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
+                  soft_wrap=True)
 
 
 def encode_command(
@@ -162,30 +121,20 @@ def encode_command(
     """Encode a split to latents (float32) and, when the dataset has labels, their labels
     (int64, row i labelling latent i): OUT.npy plus OUT's stem + `.labels.npy`, or one
     OUT.npz holding arrays `latents` and `labels`."""
-    from aezoo.evaluation import (
-        encode_split,
-        labels_path,
-        load_split,
-        refuse_overwrite,
-        write_latents,
-    )
+    from aezoo.api import encode
 
-    labels_file = labels_path(out)  # refuses an extension other than .npy and .npz
-    refuse_overwrite(out, force)
-    if labels_file is not None:
-        refuse_overwrite(labels_file, force)
-    loaded = load_split(model, data, split, limit, device)
-    latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
-                           flatten, output, seed)
-    labels_out = write_latents(out, latents, loaded.labels, loaded.class_names)
+    encoded = encode(model, data, split, out, flatten, limit, batch_size, device, force,
+                     output, seed)
+    latents, labels, class_names = encoded.latents, encoded.labels, encoded.class_names
+    labels_out = encoded.files[1] if len(encoded.files) > 1 else None
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:
         wrote += f" and {labels_out}"
-    elif loaded.labels is not None:
+    elif labels is not None:
         wrote += " with its labels"
-    if loaded.labels is not None and loaded.class_names:
-        wrote += f" (classes {', '.join(f'{k}={n}' for k, n in enumerate(loaded.class_names))})"
-    console.print(f"{wrote} ({loaded.data_name}/{loaded.split})", highlight=False,
+    if labels is not None and class_names:
+        wrote += f" (classes {', '.join(f'{k}={n}' for k, n in enumerate(class_names))})"
+    console.print(f"{wrote} ({encoded.data}/{encoded.split})", highlight=False,
                   soft_wrap=True)
 
 

@@ -27,7 +27,7 @@ def _num(value: float | None, fmt: str = ".5f") -> str:
 
 def runs_command(
     directory: Path = typer.Argument(Path("runs"), metavar="[DIR]",
-                                     help="Where to look for runs [default: runs].",
+                                     help="Where to look for runs.",
                                      autocompletion=_complete.run_dirs),
     pattern: str | None = typer.Option(
         None, "--filter", "-f", metavar="PATTERN",
