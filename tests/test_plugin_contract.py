@@ -7,12 +7,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from plugin_fixtures import GOOD_COMPONENTS, FakeSite, variant_source
 
 import aezoo
+from aezoo.callbacks import Callback
+from aezoo.training import Trainer
 
 
 @pytest.fixture
@@ -68,3 +72,56 @@ def test_a_plugin_module_imported_by_load_keeps_its_tensors_off_meta(
     assert sys.modules["sobel_layers"].SOBEL.device.type == "cpu"
     x = torch.rand(2, 1, 28, 28)
     torch.testing.assert_close(loaded.reconstruct(x), model.reconstruct(x))
+
+
+# --- trainer.log across a resume -------------------------------------------------------
+
+def tiny_data(n: int = 96, n_val: int = 32) -> Any:
+    from aezoo.data import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    return ArrayDataset("tiny", rng.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8),
+                        rng.integers(0, 256, (n_val, 1, 28, 28), dtype=np.uint8))
+
+
+def train_spec(**settings: Any) -> Any:
+    from aezoo.specs import TrainSpec
+
+    base = {"device": "cpu", "epochs": 1, "batch_size": 16, "seed": 0, "images": False,
+            "precision": "32", "channels_last": False}
+    return TrainSpec(**{**base, **settings})
+
+
+def small_model(seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    return aezoo.build("cae-upsample")
+
+
+class StepLogger(Callback):
+    """Logs a device tensor and a host number per step; saves and stops after ``stop_at``."""
+
+    def __init__(self, path: Path | None = None, stop_at: int = 0) -> None:
+        self.path, self.stop_at = path, stop_at
+
+    def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
+        trainer.log("dev", torch.tensor(float(trainer.global_step) / 3))
+        trainer.log("host", trainer.global_step ** 2 / 7)
+        if self.path is not None and trainer.global_step == self.stop_at:
+            trainer.save_state(self.path)
+            raise RuntimeError("power cut")
+
+
+def test_trainer_log_means_survive_a_mid_epoch_resume_exactly(tmp_path: Path) -> None:
+    data = tiny_data()  # 6 steps per epoch
+    whole = Trainer(small_model(), data, train_spec(epochs=2), [StepLogger()])
+    whole.fit()
+    first = Trainer(small_model(), data, train_spec(epochs=2),
+                    [StepLogger(tmp_path / "state.safetensors", stop_at=8)])
+    with pytest.raises(RuntimeError, match="power cut"):
+        first.fit()
+    second = Trainer(small_model(), data, train_spec(epochs=2), [StepLogger()])
+    second.load_state(tmp_path / "state.safetensors")
+    second.fit()
+    assert second.history[1].terms["dev"] == whole.history[1].terms["dev"]
+    assert second.history[1].terms["host"] == whole.history[1].terms["host"]
+    assert [h.terms for h in second.history] == [h.terms for h in whole.history]

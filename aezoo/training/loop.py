@@ -143,6 +143,8 @@ class Trainer:
         self._epoch_seconds = 0.0
         self._compiled = False  # set after the first step: compile errors surface there
         self._logged: dict[str, list[Any]] = {}  # trainer.log: per-epoch values
+        # trainer.log sums a resumed state carried into this epoch (validation.logged_sums)
+        self._logged_carry: dict[str, tuple[torch.Tensor, float, int]] = {}
         self._val_head: tuple[int, torch.Tensor] | None = None  # (step, pictures): validation
         self.ema = WeightAverage(self.model, spec.ema) if spec.ema is not None else None
 
