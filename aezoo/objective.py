@@ -65,6 +65,23 @@ class UnavailableLoss(nn.Module):
                           "or evaluate the loss")
 
 
+def metric_values(metric: Any, fwd: Forward, recon: torch.Tensor) -> torch.Tensor:
+    """A metric descriptor's per-image values ``(N,)`` on one batch: ``compute(recon,
+    target)``, or ``compute(forward)`` for one that ``sees_forward``. A scalar counts as
+    the batch's mean; anything else that is not one value per image is a ``ValueError``."""
+    n = len(fwd.target)
+    out = (metric.compute(fwd) if getattr(metric, "sees_forward", False)
+           else metric.compute(recon, fwd.target))
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"compute returned a {type(out).__name__}, not a tensor")
+    if out.dim() == 0:
+        return out.expand(n)
+    if out.numel() != n:
+        raise ValueError(f"compute returned shape {list(out.shape)}, not one value per "
+                         f"image ({n})")
+    return out.reshape(n)
+
+
 def total(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The sum of the terms (the objective's value)."""
     values = list(terms.values())

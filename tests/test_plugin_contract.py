@@ -4,6 +4,7 @@ Fake installed distributions, tiny models, in process."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,71 @@ def test_trainer_log_means_survive_a_mid_epoch_resume_exactly(tmp_path: Path) ->
     assert second.history[1].terms["dev"] == whole.history[1].terms["dev"]
     assert second.history[1].terms["host"] == whole.history[1].terms["host"]
     assert [h.terms for h in second.history] == [h.terms for h in whole.history]
+
+
+# --- metrics: failures isolated, chosen by name, forward-seeing ------------------------
+
+METRICS = """
+import torch
+from aezoo.protocols import MetricComponent
+
+
+def _broken(recon, target):
+    raise ZeroDivisionError("division by zero")
+
+
+def _abs(recon, target):
+    return (recon - target).abs().flatten(1).mean(1)
+
+
+def _code_energy(fwd):
+    return fwd.latent.float().pow(2).flatten(1).mean(1)
+
+
+broken = MetricComponent(_broken, "always raises")
+mae = MetricComponent(_abs, "mean absolute error")
+energy = MetricComponent(_code_energy, "mean squared code", sees_forward=True)
+"""
+
+
+@pytest.fixture
+def metric_site(site: FakeSite, tmp_path: Path) -> Path:
+    site.add("aezoo-metrics-test", version="2.0", entry_points={"aezoo.metrics": {
+        "broken": "mets:broken", "mae": "mets:mae", "energy": "mets:energy"}},
+        modules={"mets": METRICS})
+    torch.manual_seed(0)
+    path = tmp_path / "m.safetensors"
+    aezoo.save(aezoo.build("cae-upsample"), path)
+    return path
+
+
+def test_a_failing_metric_is_left_out_with_a_warning_naming_its_plugin(
+        metric_site: Path, cli: Any) -> None:
+    result = cli("eval", str(metric_site), "--limit", "64", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["metrics"]) == {"mae", "energy"}
+    assert "unexpected" not in result.stderr
+    assert "metric 'broken' (plugin aezoo-metrics-test 2.0) failed" in result.stderr
+    assert "ZeroDivisionError" in result.stderr
+    assert any("broken" in note for note in report["notes"])
+
+
+def test_eval_reports_the_metrics_named_and_a_chosen_failure_is_an_error(
+        metric_site: Path, cli: Any) -> None:
+    result = cli("eval", str(metric_site), "--limit", "64", "--device", "cpu", "--json",
+                 "--metric", "energy", "--metric", "mae")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["metrics"]) == {"mae", "energy"} and "notes" not in report
+    assert report["metrics"]["energy"] > 0  # from the code the forward produced
+    none = cli("eval", str(metric_site), "--limit", "64", "--device", "cpu", "--json",
+               "--metric", "none")
+    assert "metrics" not in json.loads(none.stdout)
+    failed = cli("eval", str(metric_site), "--limit", "64", "--device", "cpu",
+                 "--metric", "broken")
+    assert failed.exit_code != 0
+    assert "metric 'broken' (plugin aezoo-metrics-test 2.0) failed" in failed.stderr
+    assert "unexpected" not in failed.stderr
+    unknown = cli("eval", str(metric_site), "--device", "cpu", "--metric", "nope")
+    assert unknown.exit_code != 0 and "nope" in unknown.stderr

@@ -32,6 +32,10 @@ def eval_command(
         None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
         "params if it trained with it) and measure against the clean images: denoising."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
+    metric: list[str] | None = typer.Option(
+        None, "--metric", metavar="NAME", help="A plugin metric to report (repeatable) "
+        "[default: every installed one; a failing one is left out with a warning]; "
+        "--metric none reports none."),
 ) -> None:
     """Evaluate a model: MSE, BCE, PSNR (dB), SSIM, loss, images/s and parameter count.
 
@@ -43,7 +47,9 @@ def eval_command(
 
     loaded = load_split(model, data, split, limit, device)
     spec = corruption(corrupt, loaded.path) if corrupt else None
-    result = evaluate(loaded.model, loaded.images, batch_size, loaded.memory_format, spec, seed)
+    chosen = None if not metric else [m for m in metric if m != "none"]
+    result = evaluate(loaded.model, loaded.images, batch_size, loaded.memory_format, spec, seed,
+                      chosen)
     report = {"model": str(loaded.path), "data": loaded.data_name, "split": loaded.split,
               "device": str(loaded.images.device), **result.as_dict()}
     if as_json:

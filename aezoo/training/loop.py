@@ -125,7 +125,7 @@ class Trainer:
         # Input corruption draws from its own generator, saved as it is at each checkpoint.
         self.corrupt = build_transform(spec.corrupt) if spec.corrupt is not None else None
         self.noise = torch.Generator(device=self.device).manual_seed((spec.seed + 1) % 2**64)
-        self.metrics = [(name.rpartition(":")[2], registry.load("metric", name).compute)
+        self.metrics = [(name.rpartition(":")[2], registry.load("metric", name))
                         for name in spec.metrics]  # train.metrics: logged as val_NAME
         # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
         # the epoch is complete); ``global_step`` counts all steps of the run.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from aezoo import distributed
-from aezoo.objective import total
+from aezoo.errors import PluginError, summary
+from aezoo.objective import metric_values, total
+from aezoo.protocols import Forward
 from aezoo.tensors import to_uint8
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
         values = [total(terms), *(terms[n] for n in trainer.term_names)]
         if metrics:
             recon = torch.sigmoid(fwd.logits.float())
-            values += [compute(recon, xb).float().mean() for _, compute in metrics]
+            values += [_metric(name, metric, fwd, recon) for name, metric in metrics]
         sums[:-1] += torch.stack([v.to(trainer._acc_dtype) for v in values]) * len(xb)
         sums[-1] += len(xb)
     model.train()
@@ -52,6 +54,16 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
     count = max(float(sums[-1]), 1.0)
     means = [float(v) / count for v in sums[:-1].tolist()]
     return {"loss": means[0], **dict(zip(names, means[1:], strict=True))}
+
+
+def _metric(name: str, metric: Any, fwd: Forward, recon: torch.Tensor) -> torch.Tensor:
+    """A ``train.metrics`` metric's batch mean; one that raises is an error naming it."""
+    try:
+        return metric_values(metric, fwd, recon).float().mean()
+    except Exception as exc:
+        raise PluginError(f"metric '{name}' (train.metrics) failed: {summary(exc)}",
+                          "drop it from train.metrics, or report it to its plugin's authors"
+                          ) from exc
 
 
 def reconstructions(trainer: Trainer, n: int) -> torch.Tensor:
