@@ -120,14 +120,23 @@ def build_regularizers(specs: list[RegularizerSpec]) -> list[tuple[str, float, n
 
 def check_needs(specs: list[RegularizerSpec], extras: Mapping[str, Any], encoder: str) -> None:
     """Every regulariser finds the encoder outputs it reads (e.g. KL: mean and logvar)."""
-    for reg in specs:
+    for i, reg in enumerate(specs):
         needs = registry.load("regularizer", reg.name).needs
         missing = [key for key in needs if key not in extras]
-        if missing:
-            raise SpecError(f"regularizer '{reg.name}' needs the encoder to return "
-                            f"{' and '.join(needs)}, which encoder '{encoder}' does not",
-                            "use a stochastic encoder (e.g. the 'gaussian-pool' of cae-vae) "
-                            "or drop the regularizer")
+        if not missing:
+            continue
+        has = (f"its code and {', '.join(sorted(extras))}" if extras else "only its code")
+        drop = f"or drop it (model.regularizers.{i})"
+        if set(missing) <= {"mean", "logvar"}:  # a Gaussian's: what a KL term reads
+            fix = ("use a stochastic encoder, one returning {'mean': ..., 'logvar': ...} "
+                   f"(e.g. the 'gaussian-pool' of cae-vae), {drop}")
+        else:
+            keys = ", ".join(f"'{k}': ..." for k in missing)
+            fix = (f"use an encoder whose forward returns {{'latent': ..., {keys}}} (the "
+                   f"one regularizer '{reg.name}' was written for), {drop}")
+        raise SpecError(f"regularizer '{reg.name}' needs the encoder to return "
+                        f"{' and '.join(missing)}, which encoder '{encoder}' does not "
+                        f"(it returns {has})", fix)
 
 
 def build_transform(spec: ComponentSpec) -> Callable[[torch.Tensor, torch.Generator],

@@ -194,3 +194,45 @@ def test_eval_reports_the_metrics_named_and_a_chosen_failure_is_an_error(
     assert "unexpected" not in failed.stderr
     unknown = cli("eval", str(metric_site), "--device", "cpu", "--metric", "nope")
     assert unknown.exit_code != 0 and "nope" in unknown.stderr
+
+
+# --- a regulariser's `needs`: the fix that is true for it ------------------------------
+
+COMMITMENT = """
+from pydantic import BaseModel, ConfigDict
+from aezoo.protocols import RegularizerComponent
+
+
+class P(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _build(params):
+    from torch import nn
+
+    class Commit(nn.Module):
+        def forward(self, fwd):
+            return (fwd.latent - fwd.extras["quantized"]).pow(2).mean()
+
+    return Commit()
+
+
+commit = RegularizerComponent(P, _build, "VQ commitment", needs=("quantized",))
+"""
+
+
+def test_a_missing_extra_gets_a_fix_for_the_part_that_needs_it(site: FakeSite) -> None:
+    from aezoo.errors import SpecError
+
+    site.add("aezoo-vq-test", entry_points={"aezoo.regularizers": {"commit": "vqreg:commit"}},
+             modules={"vqreg": COMMITMENT})
+    with pytest.raises(SpecError) as refused:
+        aezoo.build("cae-upsample", regularizers=[{"name": "commit", "weight": 0.25}])
+    error = refused.value
+    assert "regularizer 'commit' needs the encoder to return quantized" in error.problem
+    assert "(it returns only its code)" in error.problem
+    assert "stochastic" not in error.fix and "'quantized': ..." in error.fix
+    assert "model.regularizers.0" in error.fix
+    with pytest.raises(SpecError) as kl:
+        aezoo.build("cae-upsample", regularizers=[{"name": "kl", "weight": 0.1}])
+    assert "stochastic encoder" in kl.value.fix
