@@ -236,3 +236,42 @@ def test_a_missing_extra_gets_a_fix_for_the_part_that_needs_it(site: FakeSite) -
     with pytest.raises(SpecError) as kl:
         aezoo.build("cae-upsample", regularizers=[{"name": "kl", "weight": 0.1}])
     assert "stochastic encoder" in kl.value.fix
+
+
+# --- --callback adds to a variant's own; --no-callback takes one out --------------------
+
+CALLBACKS = """
+from aezoo.callbacks import Callback
+
+
+class Book(Callback):
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+"""
+
+
+@pytest.fixture
+def book_site(site: FakeSite) -> FakeSite:
+    site.add("aezoo-book-test", entry_points={
+        "aezoo.callbacks": {"book": "books:Book", "other": "books:Book"},
+        "aezoo.variants": {"booked": "booked:variant"}},
+        modules={"books": CALLBACKS, "booked": variant_source(
+            "pool", "upsample", "bce", train={"callbacks": ["book"], "epochs": 1})})
+    return site
+
+
+def test_callback_flags_add_to_and_drop_from_the_variants_own(
+        book_site: FakeSite, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo import run
+    from aezoo.config import run_spec_from
+
+    assert run_spec_from("booked").train.callbacks == ["book"]
+    assert run_spec_from("booked", callbacks=(["other"], [])).train.callbacks == ["book", "other"]
+    assert run_spec_from("booked", callbacks=(["other"], ["book"])).train.callbacks == ["other"]
+    seen: list[list[str]] = []
+    monkeypatch.setattr(run, "train", lambda spec, *a, **k: seen.append(spec.train.callbacks))
+    cli("train", "booked", "--callback", "other", "--limit", "64")
+    cli("train", "booked", "--no-callback", "book", "--limit", "64")
+    assert seen == [["book", "other"], []]
+    refused = cli("train", "booked", "--no-callback", "tensorboard", "--limit", "64")
+    assert refused.exit_code == 2 and "no callback 'tensorboard' is on (on: book)" in refused.stderr

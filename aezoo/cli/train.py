@@ -76,6 +76,7 @@ FLAGS: dict[str, tuple[str | None, bool]] = {
     "--channels-last": ("train.channels_last", True),
     "--no-images": ("train.images", True),
     "--callback": ("train.callbacks", True),
+    "--no-callback": (None, True),  # edits train.callbacks (aezoo.config.edit_callbacks)
     "--reader": ("train.reader", True),
     "--workers": ("train.workers", True),
     "--init": ("train.init", False),
@@ -163,7 +164,11 @@ def train_command(
         False, "--no-images", help="Do not write a reconstruction grid or curves.png each epoch."),
     callback: list[str] = typer.Option(
         [], "--callback", metavar="NAME",
-        help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
+        help="Add a callback from the aezoo.callbacks entry points, e.g. tensorboard, to "
+        "the variant's own (repeatable)."),
+    no_callback: list[str] = typer.Option(
+        [], "--no-callback", metavar="NAME",
+        help="Leave out a callback the variant (or the resumed run) turns on (repeatable)."),
     reader: str | None = typer.Option(
         None, metavar="KIND", help="How batches are read: memory (the split in memory), "
         "mapped (from a memory map) or stream (decoded by DataLoader workers); "
@@ -193,6 +198,7 @@ def train_command(
         "--grad-clip": grad_clip, "--patience": patience, "--precision": precision,
         "--compile": True if compile_ else None, "--channels-last": channels_last,
         "--no-images": False if no_images else None, "--callback": callback or None,
+        "--no-callback": no_callback or None,
         "--reader": reader, "--workers": workers,
         "--init": _absolute_if_path(init), "--init-strict": _truth("--init-strict", init_strict),
     }
@@ -210,8 +216,9 @@ def train_command(
     from aezoo.doctor import preflight
     from aezoo.run import train
 
-    flags = layer({_KEYS[flag]: value for flag, value in given.items() if flag in _KEYS})
-    spec = run_spec_from(name, config, flags, set_)
+    flags = layer({_KEYS[flag]: value for flag, value in given.items()
+                   if flag in _KEYS and flag != "--callback"})  # added below, not replacing
+    spec = run_spec_from(name, config, flags, set_, callbacks=(callback, no_callback))
     with progress_bars() as progress:  # a shape the model cannot serve fails before a download
         preflight(spec, progress)
     # A shape given with --set is kept (a mismatch with the data is an error). Otherwise
@@ -247,8 +254,8 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
         raise usage_error(f"{', '.join(fresh)} cannot be combined with --resume",
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {_KEYS[flag].removeprefix("train."): value
-                 for flag, value in given.items() if FLAGS[flag][1]}
-    _report(lambda: resume(run_dir, overrides,
+                 for flag, value in given.items() if FLAGS[flag][1] and flag in _KEYS}
+    _report(lambda: resume(run_dir, overrides, drop_callbacks=given.get("--no-callback", ()),
                            callbacks=[_warnings_callback(), ProgressCallback(console)]))
 
 
