@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,43 @@ def test_callback_flags_add_to_and_drop_from_the_variants_own(
     assert seen == [["book", "other"], []]
     refused = cli("train", "booked", "--no-callback", "tensorboard", "--limit", "64")
     assert refused.exit_code == 2 and "no callback 'tensorboard' is on (on: book)" in refused.stderr
+
+
+# --- the conformance kit on a forward-seeing loss warns nothing --------------------------
+
+ELBO = """
+from pydantic import BaseModel, ConfigDict
+from aezoo.protocols import LossComponent
+
+
+class P(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _build(params):
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Elbo(nn.Module):
+        sees_forward = True
+
+        def forward(self, fwd):
+            recon = F.binary_cross_entropy_with_logits(fwd.logits.float(), fwd.target.float())
+            m, lv = fwd.extras["mean"].float(), fwd.extras["logvar"].float()
+            return {"recon": recon, "kl": 0.5 * (m.pow(2) + lv.exp() - 1 - lv).mean()}
+
+    return Elbo()
+
+
+elbo = LossComponent(P, _build, "BCE + KL")
+"""
+
+
+def test_check_loss_component_on_a_forward_seeing_loss_warns_nothing(site: FakeSite) -> None:
+    from aezoo.testing import check_loss_component
+
+    site.add("aezoo-elbo-test", entry_points={"aezoo.losses": {"elbo-t": "elbo_t:elbo"}},
+             modules={"elbo_t": ELBO})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_loss_component("elbo-t", torch_free=False)
