@@ -57,6 +57,7 @@ class RunResult:
     rank: int = 0
     stop_reason: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. a resume that may not be exact
+    resumed: bool = False  # continued from a state: ``history`` holds earlier sessions' epochs
 
     @property
     def model_path(self) -> Path:
@@ -280,4 +281,4 @@ def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.D
                 save(trainer.model, out / MODEL_FILE)
             drop_set_aside(out)  # the replaced run's files: their replacements all exist now
     return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason,
-                     list(trainer.resume_warnings))
+                     list(trainer.resume_warnings), trainer.resumed)

@@ -316,3 +316,19 @@ def test_check_loss_component_on_a_forward_seeing_loss_warns_nothing(site: FakeS
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_loss_component("elbo-t", torch_free=False)
+
+
+def test_a_resumed_runs_summary_does_not_claim_less_time_than_it_trained(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from aezoo.cli.train import summary
+    from aezoo.training.hooks import EpochResult
+
+    history = [EpochResult(e, 0.1, 0.1, 28.0, 100.0, 1e-3, {}) for e in range(1, 9)]
+    result = SimpleNamespace(out_dir=tmp_path, history=history, resumed=True,
+                             model_path=tmp_path / "model.safetensors")
+    line = summary(result, 81.0)[0]
+    assert line == ("took 1m 21s to resume and finish (8 epochs in all, 3m 44s of training "
+                    "and validation across sessions)")
+    fresh = summary(SimpleNamespace(**{**vars(result), "resumed": False}), 230.0)[0]
+    assert fresh.startswith("took 3m 50s (8 epochs")

@@ -308,6 +308,9 @@ def summary(result: Any, wall: float) -> list[str]:
     trained = sum(r.seconds for r in history)
     lines = [f"took {_duration(wall)} ({len(history)} epochs, {_duration(trained)} of "
              "training and validation)"]
+    if getattr(result, "resumed", False):  # history holds the earlier sessions' epochs too
+        lines = [f"took {_duration(wall)} to resume and finish ({len(history)} epochs in all, "
+                 f"{_duration(trained)} of training and validation across sessions)"]
     finite = [r for r in history if math.isfinite(r.val_loss)]
     if finite:
         best = min(finite, key=lambda r: r.val_loss)
