@@ -34,6 +34,21 @@ class Objective(nn.Module):
         self.regularizers = nn.ModuleList([module for _, _, module in regularizers])
         self.reg_names = [name for name, _, _ in regularizers]
         self.reg_weights = [weight for _, weight, _ in regularizers]
+        # train.anneal: factors of named terms, set by the trainer before each step. A
+        # buffer (not saved), so compiled steps read new values without recompiling.
+        self.scaled: list[str] = []
+        self.factors: torch.Tensor
+        self.register_buffer("factors", torch.ones(0), persistent=False)
+
+    def scale(self, factors: Mapping[str, float]) -> None:
+        """Multiply the named terms by ``factors`` from now on (``{}``: by nothing)."""
+        names = list(factors)
+        values = torch.tensor([float(factors[n]) for n in names], dtype=torch.float32)
+        if names != self.scaled:
+            self.scaled = names
+            self.factors = values.to(self.factors.device)
+        elif names:
+            self.factors.copy_(values)  # in place: a compiled graph keeps reading it
 
     def forward(self, fwd: Forward, loss: nn.Module) -> dict[str, torch.Tensor]:
         sees_forward = bool(getattr(loss, "sees_forward", False))
@@ -48,6 +63,9 @@ class Objective(nn.Module):
                                         strict=True):
             key = name if name not in terms else f"{name}_{len(terms)}"
             terms[key] = module(fwd) * weight
+        for j, name in enumerate(self.scaled):
+            if name in terms:
+                terms[name] = terms[name] * self.factors[j]
         return terms
 
 

@@ -332,3 +332,56 @@ def test_a_resumed_runs_summary_does_not_claim_less_time_than_it_trained(tmp_pat
                     "and validation across sessions)")
     fresh = summary(SimpleNamespace(**{**vars(result), "resumed": False}), 230.0)[0]
     assert fresh.startswith("took 3m 50s (8 epochs")
+
+
+# --- train.anneal: a term's weight on a schedule, resumed exactly ------------------------
+
+def vae(seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    return aezoo.build("cae-vae")
+
+
+class Factors(Callback):
+    def __init__(self, path: Path | None = None, stop_at: int = 0) -> None:
+        self.seen: list[float] = []
+        self.path, self.stop_at = path, stop_at
+
+    def on_step_start(self, trainer: Trainer, step: int) -> None:
+        self.seen.append(float(trainer.model.objective.factors[0]))
+
+    def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
+        if self.path is not None and trainer.global_step == self.stop_at:
+            trainer.save_state(self.path)
+            raise RuntimeError("power cut")
+
+
+def test_anneal_ramps_a_terms_weight_and_resumes_exactly(tmp_path: Path) -> None:
+    from aezoo.errors import SpecError
+    from aezoo.specs import Anneal
+
+    ramp = {"kl": {"epochs": 1}}  # 6 steps per epoch: 0, 1/6, ..., 5/6, then 1
+    factors = Factors()
+    whole = Trainer(vae(), tiny_data(), train_spec(epochs=2, anneal=ramp), [factors])
+    whole.fit()
+    assert factors.seen == pytest.approx([i / 6 for i in range(6)] + [1.0] * 6)
+    assert whole.model.objective.scaled == []  # the model leaves with its full objective
+    first = Trainer(vae(), tiny_data(), train_spec(epochs=2, anneal=ramp),
+                    [Factors(tmp_path / "state.safetensors", stop_at=4)])
+    with pytest.raises(RuntimeError, match="power cut"):
+        first.fit()
+    resumed = Factors()
+    second = Trainer(vae(), tiny_data(), train_spec(epochs=2, anneal=ramp), [resumed])
+    second.load_state(tmp_path / "state.safetensors")
+    second.fit()
+    assert resumed.seen == factors.seen[4:]
+    for a, b in zip(whole.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [h.terms for h in second.history] == [h.terms for h in whole.history]
+    after = Anneal(start=1, end=0, steps=4, after=1, shape="cosine")
+    assert [after.factor(s, 6) for s in (0, 6, 8, 10, 99)] == pytest.approx([1, 1, .5, 0, 0])
+    with pytest.raises(SpecError, match="train.anneal names the term 'kld'.*recon, kl"):
+        Trainer(vae(), tiny_data(), train_spec(anneal={"kld": {"epochs": 1}}))
+    from aezoo.specs import TrainSpec, validate
+
+    with pytest.raises(SpecError, match="train.anneal.kl.*epochs or as steps"):
+        validate(TrainSpec, {"anneal": {"kl": {}}}, "train")

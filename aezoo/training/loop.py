@@ -25,7 +25,7 @@ from torch import nn
 from aezoo import distributed, registry
 from aezoo.data.base import ArrayDataset
 from aezoo.data.streamed import StreamedDataset
-from aezoo.errors import AezooError, PluginError, ShapeError, UsageError, summary
+from aezoo.errors import AezooError, PluginError, ShapeError, SpecError, UsageError, summary
 from aezoo.model import Autoencoder, probe
 from aezoo.objective import RECON, build_transform, total
 from aezoo.protocols import format_shape
@@ -114,6 +114,11 @@ class Trainer:
             probe(model)
         names = list(model.term_names)
         self.term_names = names if len(names) > 1 else []
+        unknown = [n for n in spec.anneal if n not in names]
+        if unknown:
+            raise SpecError(f"train.anneal names the term '{unknown[0]}', which this model's "
+                            f"objective does not have", f"anneal one of its terms: "
+                            f"{', '.join(names)}", key="train.anneal")
         self.step_module = self._wrap(_LossStep(self.model, self.term_names))
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
@@ -226,6 +231,8 @@ class Trainer:
             raise self._diverged_error(exc.step) from None
         finally:
             self.outcome = outcome
+            if self.spec.anneal:  # the model leaves with its full objective
+                self.model.objective.scale({})
             self.files.hold()  # every end-of-run hook runs; a write's error waits
             try:
                 self._call("on_train_end")
@@ -292,6 +299,7 @@ class Trainer:
         params = [p for g in opt.param_groups for p in g["params"]]
         scaled, clip = self.scaler.is_enabled(), spec.grad_clip
         set_lr = not getattr(self.schedule, "constant", False)
+        anneal, objective = self.spec.anneal, self.model.objective
         sync_every = spec.checkpoint_every or 0
         step_start, step_end = self._hooks["on_step_start"], self._hooks["on_step_end"]
         before_step = self._hooks["on_before_optimizer_step"]
@@ -302,6 +310,9 @@ class Trainer:
                 lr = self.schedule(self.global_step)
                 for group in opt.param_groups:
                     group["lr"] = lr
+            if anneal:  # a pure function of the step: a resumed run gets the same factors
+                objective.scale({n: a.factor(self.global_step, self.steps_per_epoch)
+                                 for n, a in anneal.items()})
             for fn in step_start:
                 fn(self, i + 1)
             opt.zero_grad(set_to_none=True)
