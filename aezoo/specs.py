@@ -138,6 +138,13 @@ class TrainSpec(Strict):
     patience: PositiveInt | None = Field(
         None, description="early stopping: epochs without a better val_loss")
     min_delta: float = Field(0.0, ge=0, description="early stopping: smallest improvement")
+    monitor: str = Field(
+        "val_loss", min_length=1, description="the epoch value that picks best.safetensors "
+        "and drives early stopping: val_loss, train_loss, val_TERM, train_TERM, val_METRIC "
+        "(train.metrics) or a trainer.log name")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="whether lower (min) or higher (max) monitor values are better; "
+        "auto: max for a val_METRIC whose metric is higher_is_better, else min")
     accumulate: PositiveInt = Field(
         1, description="optimiser steps take the gradients of this many batches (an effective "
         "batch of batch_size * accumulate)")

@@ -385,3 +385,29 @@ def test_anneal_ramps_a_terms_weight_and_resumes_exactly(tmp_path: Path) -> None
 
     with pytest.raises(SpecError, match="train.anneal.kl.*epochs or as steps"):
         validate(TrainSpec, {"anneal": {"kl": {}}}, "train")
+
+
+# --- train.monitor / train.mode: what "best" and early stopping compare -------------------
+
+def test_best_and_early_stopping_follow_the_monitored_value(tmp_path: Path) -> None:
+    from aezoo.callbacks import Checkpointer
+    from aezoo.callbacks.early_stopping import EarlyStopping
+    from aezoo.errors import SpecError
+
+    data = tiny_data()  # "host" (a trainer.log value) grows every epoch
+    rising = Checkpointer(tmp_path / "max")
+    (tmp_path / "max").mkdir()
+    trainer = Trainer(small_model(), data, train_spec(epochs=3, monitor="host", mode="max"),
+                      [StepLogger(), rising])
+    trainer.fit()
+    assert rising.best == -trainer.history[-1].terms["host"]  # the last epoch is the best
+    (tmp_path / "min").mkdir()
+    falling = Trainer(small_model(), data,
+                      train_spec(epochs=3, monitor="host", mode="min", patience=1),
+                      [StepLogger(), Checkpointer(tmp_path / "min"), EarlyStopping(None, None)])
+    falling.fit()
+    assert len(falling.history) == 2
+    assert falling.stop_reason is not None and "host has not improved" in falling.stop_reason
+    with pytest.raises(SpecError, match="train.monitor 'nope' is not among"):
+        Trainer(small_model(), data, train_spec(monitor="nope"),
+                [Checkpointer(tmp_path / "min")]).fit()

@@ -311,11 +311,17 @@ def summary(result: Any, wall: float) -> list[str]:
     if getattr(result, "resumed", False):  # history holds the earlier sessions' epochs too
         lines = [f"took {_duration(wall)} to resume and finish ({len(history)} epochs in all, "
                  f"{_duration(trained)} of training and validation across sessions)"]
-    finite = [r for r in history if math.isfinite(r.val_loss)]
+    monitor = getattr(getattr(result, "spec", None), "train", None)
+    key, sign = "val_loss", 1.0
+    if monitor is not None and monitor.monitor != "val_loss":  # best.safetensors' choice
+        from aezoo.training.loop import monitor_sign
+
+        key, sign = monitor.monitor, monitor_sign(monitor)
+    values = [(r, r.value(key)) for r in history]
+    finite = [(r, v) for r, v in values if v is not None and math.isfinite(v)]
     if finite:
-        best = min(finite, key=lambda r: r.val_loss)
-        lines.append(f"best epoch {best.epoch}: val_loss {best.val_loss:.5f} "
-                     f"({out / BEST_FILE})")
+        best, value = min(finite, key=lambda rv: sign * rv[1])
+        lines.append(f"best epoch {best.epoch}: {key} {value:.5f} ({out / BEST_FILE})")
     images = out / IMAGES_DIR
     files = [("model", result.model_path), ("curves", images / CURVES_FILE)]
     if history and (images / f"epoch-{history[-1].epoch:04d}.png").exists():

@@ -76,6 +76,18 @@ class _LossStep(nn.Module):
         return torch.stack([total(terms).float(), *(terms[n].float() for n in self.names)])
 
 
+def monitor_sign(spec: TrainSpec) -> float:
+    """1 when lower ``spec.monitor`` values are better, -1 when higher are (``mode`` max,
+    or auto and a ``val_METRIC`` of a ``train.metrics`` metric that is higher_is_better)."""
+    if spec.mode != "auto":
+        return -1.0 if spec.mode == "max" else 1.0
+    for name in spec.metrics:
+        if spec.monitor == f"val_{name.rpartition(':')[2]}":
+            return -1.0 if getattr(registry.load("metric", name), "higher_is_better",
+                                   False) else 1.0
+    return 1.0
+
+
 class Trainer:
     """Fits ``model`` on ``data`` as ``spec`` says; callbacks observe, the loop only trains."""
 
@@ -132,6 +144,7 @@ class Trainer:
         self.noise = torch.Generator(device=self.device).manual_seed((spec.seed + 1) % 2**64)
         self.metrics = [(name.rpartition(":")[2], registry.load("metric", name))
                         for name in spec.metrics]  # train.metrics: logged as val_NAME
+        self.monitor_sign = monitor_sign(spec)  # train.monitor: scores are value * sign
         # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
         # the epoch is complete); ``global_step`` counts all steps of the run.
         self.epoch, self.step, self.global_step = 1, 0, 0
@@ -192,6 +205,17 @@ class Trainer:
     def averaged(self) -> contextlib.AbstractContextManager[None]:
         """The model holds its EMA weights inside this block (a no-op without ``ema``)."""
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
+
+    def score(self, result: EpochResult) -> float:
+        """``train.monitor`` of ``result`` as a score, lower better (``train.mode``): what
+        best.safetensors and early stopping compare. NaN when the value is not finite."""
+        value = result.value(self.spec.monitor)
+        if value is None:
+            shown = ["train_loss", "val_loss", *result.terms]
+            raise SpecError(f"train.monitor '{self.spec.monitor}' is not among the epoch's "
+                            f"values ({', '.join(shown)})", "monitor one of those",
+                            key="train.monitor")
+        return self.monitor_sign * value if math.isfinite(value) else math.nan
 
     def request_stop(self, reason: str) -> None:
         """End training after the current epoch (e.g. early stopping)."""
