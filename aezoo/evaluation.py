@@ -46,12 +46,12 @@ class Loaded:
     class_names: list[str] | None = None  # class_names[k] names label k, where known
 
 
-def load_split(target: str | Path, data: str | None, split: str | None, limit: int | None,
-               device: str) -> Loaded:
+def load_split(target: str | Path, data: str | None = None, split: str | None = None,
+               limit: int | None = None, device: str = "auto") -> Loaded:
     """The model (a file, a run directory, a weight set or ``hf://`` repo: see
     ``aezoo.pretrained.locate``) and the images it should see, checked for a matching
     shape. ``data`` defaults to the run's (or weight set's) dataset, ``split`` to test
-    (else val)."""
+    (else val). What ``aezoo eval`` uses; a plugin's command uses it the same way."""
     from aezoo.checkpoint import load
     from aezoo.data import load_dataset
     from aezoo.data.streamed import as_array
