@@ -35,18 +35,20 @@ class Objective(nn.Module):
         self.reg_names = [name for name, _, _ in regularizers]
         self.reg_weights = [weight for _, weight, _ in regularizers]
         # train.anneal: factors of named terms, set by the trainer before each step. A
-        # buffer (not saved), so compiled steps read new values without recompiling.
+        # tensor updated in place, so compiled steps read new values without recompiling;
+        # not a buffer: no checkpoint, EMA or state file sees it.
         self.scaled: list[str] = []
-        self.factors: torch.Tensor
-        self.register_buffer("factors", torch.ones(0), persistent=False)
+        self.factors = torch.ones(0)
 
-    def scale(self, factors: Mapping[str, float]) -> None:
+    def scale(self, factors: Mapping[str, float], device: torch.device | str = "cpu") -> None:
         """Multiply the named terms by ``factors`` from now on (``{}``: by nothing)."""
         names = list(factors)
         values = torch.tensor([float(factors[n]) for n in names], dtype=torch.float32)
-        if names != self.scaled:
+        want, have = torch.device(device), self.factors.device
+        moved = want.type != have.type or want.index not in (None, have.index)
+        if names != self.scaled or moved:
             self.scaled = names
-            self.factors = values.to(self.factors.device)
+            self.factors = values.to(device)
         elif names:
             self.factors.copy_(values)  # in place: a compiled graph keeps reading it
 

@@ -336,7 +336,7 @@ class Trainer:
                     group["lr"] = lr
             if anneal:  # a pure function of the step: a resumed run gets the same factors
                 objective.scale({n: a.factor(self.global_step, self.steps_per_epoch)
-                                 for n, a in anneal.items()})
+                                 for n, a in anneal.items()}, device)
             for fn in step_start:
                 fn(self, i + 1)
             opt.zero_grad(set_to_none=True)
