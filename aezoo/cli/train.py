@@ -76,7 +76,7 @@ FLAGS: dict[str, tuple[str | None, bool]] = {
     "--channels-last": ("train.channels_last", True),
     "--no-images": ("train.images", True),
     "--callback": ("train.callbacks", True),
-    "--no-callback": (None, True),  # edits train.callbacks (aezoo.config.edit_callbacks)
+    "--no-callback": ("train.callbacks", True),  # both edit it: config.edit_callbacks
     "--reader": ("train.reader", True),
     "--workers": ("train.workers", True),
     "--init": ("train.init", False),
@@ -216,8 +216,8 @@ def train_command(
     from aezoo.doctor import preflight
     from aezoo.run import train
 
-    flags = layer({_KEYS[flag]: value for flag, value in given.items()
-                   if flag in _KEYS and flag != "--callback"})  # added below, not replacing
+    flags = layer({_KEYS[flag]: value for flag, value in given.items()  # callbacks: below
+                   if flag in _KEYS and flag not in ("--callback", "--no-callback")})
     spec = run_spec_from(name, config, flags, set_, callbacks=(callback, no_callback))
     with progress_bars() as progress:  # a shape the model cannot serve fails before a download
         preflight(spec, progress)
@@ -254,7 +254,7 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
         raise usage_error(f"{', '.join(fresh)} cannot be combined with --resume",
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {_KEYS[flag].removeprefix("train."): value
-                 for flag, value in given.items() if FLAGS[flag][1] and flag in _KEYS}
+                 for flag, value in given.items() if FLAGS[flag][1] and flag != "--no-callback"}
     _report(lambda: resume(run_dir, overrides, drop_callbacks=given.get("--no-callback", ()),
                            callbacks=[_warnings_callback(), ProgressCallback(console)]))
 
