@@ -587,14 +587,16 @@ class Evaluated:
 
 def evaluation(model: Any, data: Any = None, split: str | None = None,
                limit: int | None = None, batch_size: int = 1024, device: str = "auto",
-               corrupt: str | None = None, seed: int = 0) -> Evaluated:
+               corrupt: str | None = None, seed: int = 0,
+               metrics: list[str] | None = None) -> Evaluated:
     """``evaluate``'s work, returning the loaded model and metrics objects too."""
     from aezoo.evaluation import corruption
     from aezoo.evaluation import evaluate as measure
 
     loaded = _loaded(model, data, split, limit, device)
     spec = corruption(corrupt, loaded.path) if corrupt else None
-    result = measure(loaded.model, loaded.images, batch_size, loaded.memory_format, spec, seed)
+    result = measure(loaded.model, loaded.images, batch_size, loaded.memory_format, spec, seed,
+                     metrics)
     report = {"model": str(loaded.path), "data": loaded.data_name, "split": loaded.split,
               "device": str(loaded.images.device), **result.as_dict()}
     return Evaluated(loaded, result, report)
@@ -602,16 +604,19 @@ def evaluation(model: Any, data: Any = None, split: str | None = None,
 
 def evaluate(model: Any, data: Any = None, split: str | None = None,
              limit: int | None = None, batch_size: int = 1024, device: str = "auto",
-             corrupt: str | None = None, seed: int = 0) -> dict[str, Any]:
+             corrupt: str | None = None, seed: int = 0,
+             metrics: list[str] | None = None) -> dict[str, Any]:
     """``aezoo eval``: MSE, BCE, PSNR (dB), SSIM, loss, images/s and parameter count of a
-    model over a split, as the dict ``aezoo eval --json`` prints.
+    model over a split, as the dict ``aezoo eval --json`` prints (``metrics``: the plugin
+    metrics to add, as ``--metric``; None: every installed one, [] none).
 
     ``model``: a run (``Run`` or its directory), a model file, ``VARIANT.TAG``,
     ``hf://ORG/REPO`` or a built model. ``data``: a dataset name (default: the run's own,
     else mnist5k) or images in memory. ``split``: test, val or train (default test where
     the dataset has one, else val). ``corrupt``: a transform name (denoising).
     """
-    return evaluation(model, data, split, limit, batch_size, device, corrupt, seed).report
+    return evaluation(model, data, split, limit, batch_size, device, corrupt, seed,
+                      metrics).report
 
 
 class Picture:

@@ -7,7 +7,6 @@ Header metadata (all strings, as safetensors requires):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -181,13 +180,13 @@ def _missing_component(path: Path, kind: str, name: str, meta: dict[str, str]) -
 def _build(path: Path, spec: ModelSpec, on_meta: bool, check: bool = True,
            training_parts: bool = True) -> Autoencoder:
     """``from_spec``, with a spec the file got wrong reported as a bad file."""
-    import torch
-
     from aezoo.model import from_spec
+    from aezoo.model import on_meta as meta_build
 
     try:
-        with torch.device("meta") if on_meta else contextlib.nullcontext():
-            return from_spec(spec, check=check, training_parts=training_parts)
+        if on_meta:  # imports the plugin modules first, off the meta device
+            return meta_build(spec, check=check, training_parts=training_parts)
+        return from_spec(spec, check=check, training_parts=training_parts)
     except (ShapeError, SpecError) as exc:
         raise CheckpointError(f"{path} holds a spec that cannot be built ({exc.problem})",
                               "the file is corrupt or was edited; save the model again") from None

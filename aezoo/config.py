@@ -98,10 +98,29 @@ def layer(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def edit_callbacks(current: Iterable[str], add: Iterable[str] = (),
+                   drop: Iterable[str] = ()) -> list[str]:
+    """``train.callbacks`` with ``add`` appended (once each) and ``drop`` taken out: how
+    ``--callback`` and ``--no-callback`` change a variant's (or a resumed run's) own, which
+    stay on otherwise. ``drop`` matches a name bare or ``DIST:NAME``; one not on is an error."""
+    names = list(dict.fromkeys([*current, *add]))
+    for name in drop:
+        found = [n for n in names if name in (n, n.rpartition(":")[2])]
+        if not found:
+            raise UsageError(f"--no-callback {name}: no callback '{name}' is on "
+                             f"(on: {', '.join(names) or 'none'})",
+                             "name one of those; aezoo's own (metrics, checkpoint, ...) "
+                             "always run")
+        names = [n for n in names if n not in found]
+    return names
+
+
 def run_spec_from(name: str | None, config_path: str | Path | None = None,
-                  flags: Mapping[str, Any] | None = None, sets: Iterable[str] = ()) -> RunSpec:
+                  flags: Mapping[str, Any] | None = None, sets: Iterable[str] = (),
+                  callbacks: tuple[Iterable[str], Iterable[str]] = ((), ())) -> RunSpec:
     """What ``aezoo train`` resolves, later winning: variant ``name``'s defaults, the spec
-    file ``config_path``, the ``flags`` layer (see ``layer``), then each ``KEY=VALUE``."""
+    file ``config_path``, the ``flags`` layer (see ``layer``), then each ``KEY=VALUE``;
+    then ``callbacks``: (added, dropped) train callbacks (see ``edit_callbacks``)."""
     layers: list[Mapping[str, Any]] = []
     if config_path is not None:
         layers.append(_data_paths_from(read_config(config_path), Path(config_path).parent))
@@ -120,6 +139,11 @@ def run_spec_from(name: str | None, config_path: str | Path | None = None,
         raise SpecError(problem, exc.fix, key=exc.key) from None
     # Stored absolute (run.json), so --resume, eval, reconstruct and encode work from any
     # directory; a path from the command line is relative to the current one.
+    add, drop = callbacks
+    edited = edit_callbacks(spec.train.callbacks, add, drop)
+    if edited != spec.train.callbacks:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(
+            update={"callbacks": edited})})
     name_now = absolute_data_name(spec.data.name, Path.cwd())
     if name_now == spec.data.name:
         return spec

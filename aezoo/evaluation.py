@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 
 from aezoo._io import atomic_write, atomic_write_many
-from aezoo.errors import OutputExistsError, ShapeError, UsageError
+from aezoo.errors import AezooWarning, OutputExistsError, ShapeError, UsageError
 from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, psnr, ssim
 from aezoo.protocols import format_shape
 from aezoo.specs import ComponentSpec
@@ -46,12 +47,12 @@ class Loaded:
     class_names: list[str] | None = None  # class_names[k] names label k, where known
 
 
-def load_split(target: str | Path, data: str | None, split: str | None, limit: int | None,
-               device: str) -> Loaded:
+def load_split(target: str | Path, data: str | None = None, split: str | None = None,
+               limit: int | None = None, device: str = "auto") -> Loaded:
     """The model (a file, a run directory, a weight set or ``hf://`` repo: see
     ``aezoo.pretrained.locate``) and the images it should see, checked for a matching
     shape. ``data`` defaults to the run's (or weight set's) dataset, ``split`` to test
-    (else val)."""
+    (else val). What ``aezoo eval`` uses; a plugin's command uses it the same way."""
     from aezoo.checkpoint import load
     from aezoo.device import resolve_device
     from aezoo.pretrained import locate
@@ -160,24 +161,59 @@ class Evaluation:
         return out
 
 
-def _plugin_metrics() -> list[tuple[str, Callable[..., torch.Tensor]]]:
+@dataclass(frozen=True)
+class _Metric:
+    name: str  # as the user types it (DIST:NAME when ambiguous)
+    origin: str  # "DIST VERSION", for messages
+    descriptor: Any
+    chosen: bool  # named by the caller: a failure is an error, not a warning
+
+
+def _plugin_metrics(names: Sequence[str] | None) -> list[_Metric]:
+    """Every installed metric (``names`` None), or those named (unknown: an error)."""
     from aezoo import registry
 
-    return [(registry.display_name(entry), cast(Callable[..., torch.Tensor], desc.compute))
-            for entry, desc in registry.load_all("metric")]
+    if names is None:
+        return [_Metric(registry.display_name(e), f"{e.dist} {e.version}", desc, False)
+                for e, desc in registry.load_all("metric")]
+    out = []
+    for name in dict.fromkeys(names):
+        entry = registry.find("metric", name)
+        out.append(_Metric(registry.display_name(entry), f"{entry.dist} {entry.version}",
+                           registry.load("metric", name), True))
+    return out
+
+
+def _metric_failed(metric: _Metric, exc: Exception) -> str:
+    """One line about a metric that raised; an error when the caller chose it."""
+    from aezoo.errors import AezooError, PluginError, summary
+
+    why = exc.problem if isinstance(exc, AezooError) else summary(exc)
+    if metric.chosen:
+        raise PluginError(f"metric '{metric.name}' (plugin {metric.origin}) failed: {why}",
+                          f"leave out --metric {metric.name}, or report it to the plugin's "
+                          "authors") from exc
+    note = f"metric '{metric.name}' (plugin {metric.origin}) failed and is left out: {why}"
+    warnings.warn(AezooWarning(note), stacklevel=3)
+    return note
 
 
 @torch.no_grad()
 def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
              memory_format: torch.memory_format = torch.contiguous_format,
-             corrupt: ComponentSpec | None = None, seed: int = 0) -> Evaluation:
+             corrupt: ComponentSpec | None = None, seed: int = 0,
+             metrics: Sequence[str] | None = None) -> Evaluation:
     """Metrics of ``model`` on uint8 ``images`` (already on the model's device).
+
+    ``metrics``: the plugin metrics (``aezoo.metrics``) to compute, by name; None: every
+    installed one. A metric that raises is left out with an ``AezooWarning`` naming its
+    plugin (an error when it was named in ``metrics``); the others go on.
 
     ``corrupt``: a transform applied to the inputs (drawn from a generator seeded with
     ``seed``: the same numbers each time). images/s times the model's forward pass alone
     (encode + decode), after one warm-up batch, with a device sync before reading the clock.
     """
-    from aezoo.objective import UnavailableLoss, build_transform, total
+    from aezoo.objective import UnavailableLoss, build_transform, metric_values, total
 
     if len(images) == 0:
         raise ShapeError("no images to evaluate", "choose a split that has images")
@@ -185,11 +221,12 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
     device = images.device
     transform = build_transform(corrupt) if corrupt is not None else None
     generator = torch.Generator(device=device).manual_seed(seed)
-    plugin_metrics = _plugin_metrics()
+    plugin_metrics = _plugin_metrics(metrics)
+    failed: list[str] = []  # notes on the metrics that raised (left out)
     with_loss = not isinstance(model.loss_fn, UnavailableLoss)
     names = list(model.term_names) if len(model.term_names) > 1 else []
     keys = ["mse", "bce", "psnr", "ssim", "loss", "input_psnr", *(f"term:{n}" for n in names),
-            *(f"metric:{n}" for n, _ in plugin_metrics)]
+            *(f"metric:{m.name}" for m in plugin_metrics)]
     sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in keys}
     # SSIM's 11x11 window does not fit smaller images: no SSIM then, the rest as usual.
     with_ssim = min(images.shape[-2:]) >= SSIM_WINDOW
@@ -218,8 +255,13 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
             sums["loss"] += total(terms).double() * len(x)
             for n in names:
                 sums[f"term:{n}"] += terms[n].double() * len(x)
-        for n, compute in plugin_metrics:
-            sums[f"metric:{n}"] += compute(recon, x).double().sum()
+        for m in list(plugin_metrics):
+            try:
+                values = metric_values(m.descriptor, fwd, recon)
+                sums[f"metric:{m.name}"] += values.double().sum()
+            except Exception as exc:  # a plugin's bug: that metric is out, the rest go on
+                failed.append(_metric_failed(m, exc))
+                plugin_metrics.remove(m)
     timed = len(images) - min(batch_size, len(images))
     if timed == 0:  # one batch only: time it again, warm
         _sync(device)
@@ -237,13 +279,14 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
     if not with_loss:
         means["loss"] = None
         notes.append(f"loss '{model.spec.loss.name}' is not installed: no loss value")
+    notes += failed
     speed = timed / max(forward_seconds, 1e-9)
     return Evaluation(
         images=len(images), mse=means["mse"], bce=means["bce"], psnr=means["psnr"],
         ssim=means["ssim"], loss=means["loss"], images_per_s=speed,
         params=sum(p.numel() for p in model.parameters()), notes=tuple(notes),
         terms={n: means[f"term:{n}"] for n in names},
-        metrics={n: means[f"metric:{n}"] for n, _ in plugin_metrics},
+        metrics={m.name: means[f"metric:{m.name}"] for m in plugin_metrics},
         corrupt=corrupt.name if corrupt is not None else None,
         input_psnr=means["input_psnr"] if transform is not None else None)
 

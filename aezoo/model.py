@@ -28,6 +28,7 @@ from aezoo.protocols import (
     Decoder,
     Encoder,
     Forward,
+    LazyRef,
     Loss,
     Shape,
     builder,
@@ -210,19 +211,39 @@ def from_spec(spec: ModelSpec, *, check: bool = True, training_parts: bool = Tru
         # One forward pass; for a huge input (a typo'd --image-size, a hostile file) it runs
         # on a meta-device twin: slower to start, but it allocates nothing.
         huge = math.prod(spec.input_shape) > MAX_CHECKED_INPUT and model_device(model) != "meta"
-        twin = _on_meta(spec, training_parts) if huge else model
+        twin = on_meta(spec, training_parts=training_parts) if huge else model
         probe(twin)
         model.stochastic, model.term_names = twin.stochastic, twin.term_names
     return model
 
 
+def import_builders(spec: ModelSpec, training_parts: bool = True) -> None:
+    """Import the module behind every ``"module:function"`` builder ``spec`` names, now.
+
+    Call it before building under a device context (``torch.device("meta")``): a plugin
+    module imported inside one would create its module-level tensors (a Sobel kernel) on
+    that device, for the rest of the process. Importing a plugin never depends on where
+    aezoo happens to be building."""
+    parts = [registry.encoder(spec.encoder.name), registry.decoder(spec.decoder.name)]
+    if training_parts:
+        parts.append(registry.loss(spec.loss.name))
+        parts += [registry.load("regularizer", r.name) for r in spec.regularizers]
+    for descriptor in parts:
+        build = builder(descriptor)
+        if isinstance(build, LazyRef):
+            build.resolve()
+
+
+def on_meta(spec: ModelSpec, *, check: bool = False, training_parts: bool = True
+            ) -> Autoencoder:
+    """``from_spec`` on the meta device (nothing allocated), plugin modules imported first."""
+    import_builders(spec, training_parts)
+    with torch.device("meta"):
+        return from_spec(spec, check=check, training_parts=training_parts)
+
+
 def model_device(model: nn.Module) -> str:
     return next((p.device.type for p in model.parameters()), "cpu")
-
-
-def _on_meta(spec: ModelSpec, training_parts: bool = True) -> Autoencoder:
-    with torch.device("meta"):
-        return from_spec(spec, check=False, training_parts=training_parts)
 
 
 def probe(model: Autoencoder) -> None:

@@ -34,6 +34,23 @@ class Objective(nn.Module):
         self.regularizers = nn.ModuleList([module for _, _, module in regularizers])
         self.reg_names = [name for name, _, _ in regularizers]
         self.reg_weights = [weight for _, weight, _ in regularizers]
+        # train.anneal: factors of named terms, set by the trainer before each step. A
+        # tensor updated in place, so compiled steps read new values without recompiling;
+        # not a buffer: no checkpoint, EMA or state file sees it.
+        self.scaled: list[str] = []
+        self.factors = torch.ones(0)
+
+    def scale(self, factors: Mapping[str, float], device: torch.device | str = "cpu") -> None:
+        """Multiply the named terms by ``factors`` from now on (``{}``: by nothing)."""
+        names = list(factors)
+        values = torch.tensor([float(factors[n]) for n in names], dtype=torch.float32)
+        want, have = torch.device(device), self.factors.device
+        moved = want.type != have.type or want.index not in (None, have.index)
+        if names != self.scaled or moved:
+            self.scaled = names
+            self.factors = values.to(device)
+        elif names:
+            self.factors.copy_(values)  # in place: a compiled graph keeps reading it
 
     def forward(self, fwd: Forward, loss: nn.Module) -> dict[str, torch.Tensor]:
         sees_forward = bool(getattr(loss, "sees_forward", False))
@@ -48,6 +65,9 @@ class Objective(nn.Module):
                                         strict=True):
             key = name if name not in terms else f"{name}_{len(terms)}"
             terms[key] = module(fwd) * weight
+        for j, name in enumerate(self.scaled):
+            if name in terms:
+                terms[name] = terms[name] * self.factors[j]
         return terms
 
 
@@ -63,6 +83,23 @@ class UnavailableLoss(nn.Module):
         raise PluginError(f"loss '{self.name}' is not installed: this model was loaded for "
                           "inference only", "install the plugin that provides it to train "
                           "or evaluate the loss")
+
+
+def metric_values(metric: Any, fwd: Forward, recon: torch.Tensor) -> torch.Tensor:
+    """A metric descriptor's per-image values ``(N,)`` on one batch: ``compute(recon,
+    target)``, or ``compute(forward)`` for one that ``sees_forward``. A scalar counts as
+    the batch's mean; anything else that is not one value per image is a ``ValueError``."""
+    n = len(fwd.target)
+    out = (metric.compute(fwd) if getattr(metric, "sees_forward", False)
+           else metric.compute(recon, fwd.target))
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"compute returned a {type(out).__name__}, not a tensor")
+    if out.dim() == 0:
+        return out.expand(n)
+    if out.numel() != n:
+        raise ValueError(f"compute returned shape {list(out.shape)}, not one value per "
+                         f"image ({n})")
+    return out.reshape(n)
 
 
 def total(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -103,14 +140,23 @@ def build_regularizers(specs: list[RegularizerSpec]) -> list[tuple[str, float, n
 
 def check_needs(specs: list[RegularizerSpec], extras: Mapping[str, Any], encoder: str) -> None:
     """Every regulariser finds the encoder outputs it reads (e.g. KL: mean and logvar)."""
-    for reg in specs:
+    for i, reg in enumerate(specs):
         needs = registry.load("regularizer", reg.name).needs
         missing = [key for key in needs if key not in extras]
-        if missing:
-            raise SpecError(f"regularizer '{reg.name}' needs the encoder to return "
-                            f"{' and '.join(needs)}, which encoder '{encoder}' does not",
-                            "use a stochastic encoder (e.g. the 'gaussian-pool' of cae-vae) "
-                            "or drop the regularizer")
+        if not missing:
+            continue
+        has = (f"its code and {', '.join(sorted(extras))}" if extras else "only its code")
+        drop = f"or drop it (model.regularizers.{i})"
+        if set(missing) <= {"mean", "logvar"}:  # a Gaussian's: what a KL term reads
+            fix = ("use a stochastic encoder, one returning {'mean': ..., 'logvar': ...} "
+                   f"(e.g. the 'gaussian-pool' of cae-vae), {drop}")
+        else:
+            keys = ", ".join(f"'{k}': ..." for k in missing)
+            fix = (f"use an encoder whose forward returns {{'latent': ..., {keys}}} (the "
+                   f"one regularizer '{reg.name}' was written for), {drop}")
+        raise SpecError(f"regularizer '{reg.name}' needs the encoder to return "
+                        f"{' and '.join(missing)}, which encoder '{encoder}' does not "
+                        f"(it returns {has})", fix)
 
 
 def build_transform(spec: ComponentSpec) -> Callable[[torch.Tensor, torch.Generator],

@@ -259,12 +259,19 @@ class ScheduleComponent:
 @dataclass(frozen=True)
 class MetricComponent:
     """A reconstruction metric: ``compute(recon, target) -> per-image values (N,)``, both
-    batches in [0, 1]. ``aezoo eval`` reports the mean of every installed metric;
-    ``train.metrics`` adds chosen ones to each epoch's validation log."""
+    batches in [0, 1]. ``aezoo eval`` reports the mean of every installed metric (or of
+    those ``--metric`` names); ``train.metrics`` adds chosen ones to each epoch's
+    validation log.
 
-    compute: Callable[[Any, Any], Any] | str
+    With ``sees_forward=True`` it is called as ``compute(forward)`` with the evaluation's
+    :class:`Forward` (input, target, latent, logits, the encoder's extras), like a loss
+    that sees the forward pass. A scalar result counts as the batch's mean.
+    ``higher_is_better`` says which way is better (PSNR: True, an error: False)."""
+
+    compute: Callable[..., Any] | str
     description: str = ""
     higher_is_better: bool = False
+    sees_forward: bool = False
     kind: str = field(default="metric", init=False)
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ import torch
 from aezoo import _interrupts, distributed
 from aezoo.callbacks import load_callback
 from aezoo.checkpoint import save
-from aezoo.config import resolve_model
+from aezoo.config import edit_callbacks, resolve_model
 from aezoo.data import ArrayDataset, load_dataset
 from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import AezooError, ShapeError, UsageError
@@ -57,6 +57,7 @@ class RunResult:
     rank: int = 0
     stop_reason: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. a resume that may not be exact
+    resumed: bool = False  # continued from a state: ``history`` holds earlier sessions' epochs
 
     @property
     def model_path(self) -> Path:
@@ -143,18 +144,20 @@ def train(spec: RunSpec, out: str | os.PathLike[str] | None = None, *, force: bo
 
 
 def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
-           callbacks: Iterable[Any] = ()) -> RunResult:
+           callbacks: Iterable[Any] = (), drop_callbacks: Iterable[str] = ()) -> RunResult:
     """Continue the run in ``run_dir`` from its ``state.safetensors``.
 
     ``overrides`` may change the train settings in ``RESUMABLE`` (e.g. more ``epochs``,
     a lower ``lr`` after a divergence); with none, the result equals an uninterrupted run.
+    ``overrides["callbacks"]`` are added to the run's own; ``drop_callbacks`` are taken out.
     """
     run_dir = Path(run_dir)
     spec = read_run_spec(run_dir)
     overrides = dict(overrides or {})
-    if "callbacks" in overrides:  # added to the run's own
-        overrides["callbacks"] = list(dict.fromkeys([*spec.train.callbacks,
-                                                     *overrides["callbacks"]]))
+    drop_callbacks = list(drop_callbacks)
+    if "callbacks" in overrides or drop_callbacks:  # added to (taken from) the run's own
+        overrides["callbacks"] = edit_callbacks(spec.train.callbacks,
+                                                overrides.get("callbacks", ()), drop_callbacks)
     fixed = sorted(set(overrides) - set(RESUMABLE))
     if fixed:
         raise UsageError(f"{', '.join(fixed)} cannot change when resuming",
@@ -278,4 +281,4 @@ def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.D
                 save(trainer.model, out / MODEL_FILE)
             drop_set_aside(out)  # the replaced run's files: their replacements all exist now
     return RunResult(spec, out, trainer.model, history, dist.rank, trainer.stop_reason,
-                     list(trainer.resume_warnings))
+                     list(trainer.resume_warnings), trainer.resumed)

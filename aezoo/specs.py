@@ -7,11 +7,19 @@ saved beside the results (``run.json``) and, for the model part, inside the chec
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import reprlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aezoo.errors import SpecError
 
@@ -67,6 +75,36 @@ class ModelSpec(Strict):
         "of the objective (e.g. l1 for a sparse code, kl for a VAE)")
 
 
+class Anneal(Strict):
+    """A term's weight over training (``train.anneal``): a factor that goes from ``start``
+    to ``end`` over the first ``epochs`` (or ``steps``), then stays at ``end``. A pure
+    function of the optimiser step, so a resumed run uses the very same factors."""
+
+    start: float = Field(0.0, ge=0, description="the factor at the first step")
+    end: float = Field(1.0, ge=0, description="the factor once the ramp is over")
+    epochs: float | None = Field(None, gt=0, le=MAX_COUNT,
+                                 description="length of the ramp in epochs (or give steps)")
+    steps: PositiveInt | None = Field(None, description="length of the ramp in optimiser steps")
+    after: float = Field(0.0, ge=0, le=MAX_COUNT,
+                         description="epochs at start before the ramp (at the start factor)")
+    shape: Literal["linear", "cosine"] = Field("linear", description="linear or cosine ramp")
+
+    @model_validator(mode="after")
+    def _one_length(self) -> Anneal:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("give the ramp's length as epochs or as steps (one of them)")
+        return self
+
+    def factor(self, step: int, steps_per_epoch: int) -> float:
+        """The factor for the optimiser step ``step`` (0-based: steps done before it)."""
+        length = self.steps if self.steps is not None else (self.epochs or 0) * steps_per_epoch
+        t = (step - self.after * steps_per_epoch) / max(length, 1e-12)
+        t = min(max(t, 0.0), 1.0)
+        if self.shape == "cosine":
+            t = (1 - math.cos(math.pi * t)) / 2
+        return self.start + (self.end - self.start) * t
+
+
 class TrainSpec(Strict):
     """Optimisation and execution settings."""
 
@@ -100,6 +138,13 @@ class TrainSpec(Strict):
     patience: PositiveInt | None = Field(
         None, description="early stopping: epochs without a better val_loss")
     min_delta: float = Field(0.0, ge=0, description="early stopping: smallest improvement")
+    monitor: str = Field(
+        "val_loss", min_length=1, description="the epoch value that picks best.safetensors "
+        "and drives early stopping: val_loss, train_loss, val_TERM, train_TERM, val_METRIC "
+        "(train.metrics) or a trainer.log name")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="whether lower (min) or higher (max) monitor values are better; "
+        "auto: max for a val_METRIC whose metric is higher_is_better, else min")
     accumulate: PositiveInt = Field(
         1, description="optimiser steps take the gradients of this many batches (an effective "
         "batch of batch_size * accumulate)")
@@ -109,6 +154,9 @@ class TrainSpec(Strict):
     metrics: list[str] = Field(
         default_factory=list, description="plugin metrics (aezoo.metrics) to add to each "
         "epoch's validation log, as val_NAME")
+    anneal: dict[str, Anneal] = Field(
+        default_factory=dict, description="term name -> a schedule of its weight (e.g. "
+        "{'kl': {'epochs': 10}}: KL warm-up from 0 to its full weight over 10 epochs)")
     # Fine-tuning (docs/pretrained.md)
     init: str | None = Field(
         None, min_length=1, max_length=4096, description="start from these weights: a weight "

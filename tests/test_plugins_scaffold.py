@@ -33,7 +33,8 @@ EXPECTED_FILES = {
 def project(cli, tmp_path):
     result = cli("new-plugin", "aezoo-resnet", "--dir", str(tmp_path / "work"))
     assert result.exit_code == 0, result.output
-    assert "variant resnet" in result.stdout and "pip install -e" in result.stdout
+    assert "variant resnet" in result.stdout
+    assert 'pip install -e ".[test]"' in result.stdout  # as the docs say (not rich markup)
     return tmp_path / "work" / "aezoo-resnet"
 
 

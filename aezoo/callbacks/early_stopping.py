@@ -1,4 +1,4 @@
-"""Early stopping: end training once val_loss stops improving."""
+"""Early stopping: end training once ``train.monitor`` (val_loss) stops improving."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 class EarlyStopping(Callback):
-    """Stop when val_loss has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when ``train.monitor`` (val_loss unless set) has not improved by ``min_delta``
+    for ``patience`` epochs.
 
     ``None`` for either: the trainer spec's ``patience`` / ``min_delta``, read at train
     start (no patience there either: it never stops).
@@ -42,13 +43,15 @@ class EarlyStopping(Callback):
         self.wait = int(state.get("wait", 0))
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        if result.val_loss < self.best - (self.min_delta or 0.0):
-            self.best, self.wait = result.val_loss, 0
+        score = trainer.score(result)  # train.monitor, lower better (val_loss by default)
+        if score < self.best - (self.min_delta or 0.0):
+            self.best, self.wait = score, 0
             return
         self.wait += 1
         if self.patience is not None and self.wait >= self.patience:
-            trainer.request_stop(f"early stopping: val_loss has not improved for "
-                                 f"{self.patience} epoch(s) (best {self.best:.5f})")
+            best = self.best * trainer.monitor_sign
+            trainer.request_stop(f"early stopping: {trainer.spec.monitor} has not improved "
+                                 f"for {self.patience} epoch(s) (best {best:.5f})")
 
 
 def early_stopping(out_dir: str | Path) -> EarlyStopping:

@@ -70,7 +70,8 @@ def metrics(out_dir: str | Path) -> MetricsWriter:
 
 
 class Checkpointer(Callback):
-    """``last``, ``best`` (by val_loss) and ``state`` safetensors in ``out_dir``.
+    """``last``, ``best`` (by ``train.monitor``: val_loss unless set) and ``state``
+    safetensors in ``out_dir``.
 
     Written at each epoch end, every ``every`` optimiser steps, and when training is
     interrupted; never after the loss diverged (the last good files stay). Enabled as the
@@ -114,9 +115,10 @@ class Checkpointer(Callback):
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
         finite = trainer.weights_finite()
-        improved = result.val_loss < self.best and finite
+        score = trainer.score(result)  # train.monitor, lower better (val_loss by default)
+        improved = score < self.best and finite
         if improved:
-            self.best = result.val_loss
+            self.best = score
         self.save(trainer, finite, best=improved)
 
     def on_train_end(self, trainer: Trainer) -> None:

@@ -31,6 +31,10 @@ def eval_command(
         None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
         "params if it trained with it) and measure against the clean images: denoising."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
+    metric: list[str] | None = typer.Option(
+        None, "--metric", metavar="NAME", help="A plugin metric to report (repeatable) "
+        "[default: every installed one; a failing one is left out with a warning]; "
+        "--metric none reports none."),
 ) -> None:
     """Evaluate a model: MSE, BCE, PSNR (dB), SSIM, loss, images/s and parameter count.
 
@@ -40,7 +44,8 @@ def eval_command(
     """
     from aezoo.api import evaluation
 
-    done = evaluation(model, data, split, limit, batch_size, device, corrupt, seed)
+    chosen = None if not metric else [m for m in metric if m != "none"]
+    done = evaluation(model, data, split, limit, batch_size, device, corrupt, seed, chosen)
     loaded, result, report = done.loaded, done.result, done.report
     if as_json:
         typer.echo(json.dumps(finite_or_null(report), allow_nan=False))

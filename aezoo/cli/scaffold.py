@@ -36,7 +36,7 @@ def new_plugin_command(
     console.print(f"created {project.path} (variant [bold]{values['variant']}[/], package "
                   f"{values['package']})", highlight=False)
     console.print(f"next: cd {project.path} && pip install -e \".[test]\" && pytest -q && "
-                  "aezoo list", highlight=False, soft_wrap=True)
+                  "aezoo list", highlight=False, soft_wrap=True, markup=False)  # [test]: text
 
 
 def register(app: typer.Typer) -> None:

@@ -76,6 +76,7 @@ FLAGS: dict[str, tuple[str | None, bool]] = {
     "--channels-last": ("train.channels_last", True),
     "--no-images": ("train.images", True),
     "--callback": ("train.callbacks", True),
+    "--no-callback": ("train.callbacks", True),  # both edit it: config.edit_callbacks
     "--reader": ("train.reader", True),
     "--workers": ("train.workers", True),
     "--init": ("train.init", False),
@@ -163,7 +164,11 @@ def train_command(
         False, "--no-images", help="Do not write a reconstruction grid or curves.png each epoch."),
     callback: list[str] = typer.Option(
         [], "--callback", metavar="NAME",
-        help="Enable a callback from the aezoo.callbacks entry points, e.g. tensorboard."),
+        help="Add a callback from the aezoo.callbacks entry points, e.g. tensorboard, to "
+        "the variant's own (repeatable)."),
+    no_callback: list[str] = typer.Option(
+        [], "--no-callback", metavar="NAME",
+        help="Leave out a callback the variant (or the resumed run) turns on (repeatable)."),
     reader: str | None = typer.Option(
         None, metavar="KIND", help="How batches are read: memory (the split in memory), "
         "mapped (from a memory map) or stream (decoded by DataLoader workers); "
@@ -193,6 +198,7 @@ def train_command(
         "--grad-clip": grad_clip, "--patience": patience, "--precision": precision,
         "--compile": True if compile_ else None, "--channels-last": channels_last,
         "--no-images": False if no_images else None, "--callback": callback or None,
+        "--no-callback": no_callback or None,
         "--reader": reader, "--workers": workers,
         "--init": _absolute_if_path(init), "--init-strict": _truth("--init-strict", init_strict),
     }
@@ -210,8 +216,9 @@ def train_command(
     from aezoo.doctor import preflight
     from aezoo.run import train
 
-    flags = layer({_KEYS[flag]: value for flag, value in given.items() if flag in _KEYS})
-    spec = run_spec_from(name, config, flags, set_)
+    flags = layer({_KEYS[flag]: value for flag, value in given.items()  # callbacks: below
+                   if flag in _KEYS and flag not in ("--callback", "--no-callback")})
+    spec = run_spec_from(name, config, flags, set_, callbacks=(callback, no_callback))
     with progress_bars() as progress:  # a shape the model cannot serve fails before a download
         preflight(spec, progress)
     # A shape given with --set is kept (a mismatch with the data is an error). Otherwise
@@ -247,8 +254,8 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
         raise usage_error(f"{', '.join(fresh)} cannot be combined with --resume",
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {_KEYS[flag].removeprefix("train."): value
-                 for flag, value in given.items() if FLAGS[flag][1]}
-    _report(lambda: resume(run_dir, overrides,
+                 for flag, value in given.items() if FLAGS[flag][1] and flag != "--no-callback"}
+    _report(lambda: resume(run_dir, overrides, drop_callbacks=given.get("--no-callback", ()),
                            callbacks=[_warnings_callback(), ProgressCallback(console)]))
 
 
@@ -301,11 +308,20 @@ def summary(result: Any, wall: float) -> list[str]:
     trained = sum(r.seconds for r in history)
     lines = [f"took {_duration(wall)} ({len(history)} epochs, {_duration(trained)} of "
              "training and validation)"]
-    finite = [r for r in history if math.isfinite(r.val_loss)]
+    if getattr(result, "resumed", False):  # history holds the earlier sessions' epochs too
+        lines = [f"took {_duration(wall)} to resume and finish ({len(history)} epochs in all, "
+                 f"{_duration(trained)} of training and validation across sessions)"]
+    monitor = getattr(getattr(result, "spec", None), "train", None)
+    key, sign = "val_loss", 1.0
+    if monitor is not None and monitor.monitor != "val_loss":  # best.safetensors' choice
+        from aezoo.training.loop import monitor_sign
+
+        key, sign = monitor.monitor, monitor_sign(monitor)
+    values = [(r, r.value(key)) for r in history]
+    finite = [(r, v) for r, v in values if v is not None and math.isfinite(v)]
     if finite:
-        best = min(finite, key=lambda r: r.val_loss)
-        lines.append(f"best epoch {best.epoch}: val_loss {best.val_loss:.5f} "
-                     f"({out / BEST_FILE})")
+        best, value = min(finite, key=lambda rv: sign * rv[1])
+        lines.append(f"best epoch {best.epoch}: {key} {value:.5f} ({out / BEST_FILE})")
     images = out / IMAGES_DIR
     files = [("model", result.model_path), ("curves", images / CURVES_FILE)]
     if history and (images / f"epoch-{history[-1].epoch:04d}.png").exists():

@@ -251,12 +251,14 @@ def check_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         out = loss_fn(value, target)
         if not isinstance(out, torch.Tensor) or out.dim() != 0:
             raise AssertionError(f"the loss of {name} is not a scalar tensor")
-        if not math.isfinite(float(out)):
-            raise AssertionError(f"the loss of {name} is {float(out)}; compute it from logits "
+        number = float(out.detach())
+        if not math.isfinite(number):
+            raise AssertionError(f"the loss of {name} is {number}; compute it from logits "
                                  "stably (e.g. binary_cross_entropy_with_logits)")
-    right = float(loss_fn((target * 2 - 1) * 10, target))
-    neutral = float(loss_fn(torch.zeros_like(target), target))
-    wrong = float(loss_fn((1 - target * 2) * 10, target))
+    with torch.no_grad():  # values only (a loss with parameters would carry a graph)
+        right = float(loss_fn((target * 2 - 1) * 10, target))
+        neutral = float(loss_fn(torch.zeros_like(target), target))
+        wrong = float(loss_fn((1 - target * 2) * 10, target))
     if not right < neutral < wrong:
         raise AssertionError(f"the loss does not rank predictions (right {right:.4g}, neutral "
                              f"{neutral:.4g}, wrong {wrong:.4g}); it must take logits, not "

@@ -73,6 +73,12 @@ class EpochResult:
     # The objective's named terms when it has several: train_<name>, val_<name>.
     terms: dict[str, float] = field(default_factory=dict)
 
+    def value(self, name: str) -> float | None:
+        """``train_loss``, ``val_loss`` or one of ``terms`` by its column name (None: absent)."""
+        if name in ("train_loss", "val_loss"):
+            return float(getattr(self, name))
+        return self.terms.get(name)
+
     def as_dict(self) -> dict[str, Any]:
         """``dataclasses.asdict`` for this flat record, several times cheaper: every field
         is a number but ``terms`` (copied), and the metrics and state files convert the

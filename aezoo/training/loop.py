@@ -25,7 +25,7 @@ from torch import nn
 from aezoo import distributed, registry
 from aezoo.data.base import ArrayDataset
 from aezoo.data.streamed import StreamedDataset
-from aezoo.errors import AezooError, PluginError, ShapeError, UsageError, summary
+from aezoo.errors import AezooError, PluginError, ShapeError, SpecError, UsageError, summary
 from aezoo.model import Autoencoder, probe
 from aezoo.objective import RECON, build_transform, total
 from aezoo.protocols import format_shape
@@ -76,6 +76,18 @@ class _LossStep(nn.Module):
         return torch.stack([total(terms).float(), *(terms[n].float() for n in self.names)])
 
 
+def monitor_sign(spec: TrainSpec) -> float:
+    """1 when lower ``spec.monitor`` values are better, -1 when higher are (``mode`` max,
+    or auto and a ``val_METRIC`` of a ``train.metrics`` metric that is higher_is_better)."""
+    if spec.mode != "auto":
+        return -1.0 if spec.mode == "max" else 1.0
+    for name in spec.metrics:
+        if spec.monitor == f"val_{name.rpartition(':')[2]}":
+            return -1.0 if getattr(registry.load("metric", name), "higher_is_better",
+                                   False) else 1.0
+    return 1.0
+
+
 class Trainer:
     """Fits ``model`` on ``data`` as ``spec`` says; callbacks observe, the loop only trains."""
 
@@ -114,6 +126,11 @@ class Trainer:
             probe(model)
         names = list(model.term_names)
         self.term_names = names if len(names) > 1 else []
+        unknown = [n for n in spec.anneal if n not in names]
+        if unknown:
+            raise SpecError(f"train.anneal names the term '{unknown[0]}', which this model's "
+                            f"objective does not have", f"anneal one of its terms: "
+                            f"{', '.join(names)}", key="train.anneal")
         self.step_module = self._wrap(_LossStep(self.model, self.term_names))
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
@@ -125,8 +142,9 @@ class Trainer:
         # Input corruption draws from its own generator, saved as it is at each checkpoint.
         self.corrupt = build_transform(spec.corrupt) if spec.corrupt is not None else None
         self.noise = torch.Generator(device=self.device).manual_seed((spec.seed + 1) % 2**64)
-        self.metrics = [(name.rpartition(":")[2], registry.load("metric", name).compute)
+        self.metrics = [(name.rpartition(":")[2], registry.load("metric", name))
                         for name in spec.metrics]  # train.metrics: logged as val_NAME
+        self.monitor_sign = monitor_sign(spec)  # train.monitor: scores are value * sign
         # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
         # the epoch is complete); ``global_step`` counts all steps of the run.
         self.epoch, self.step, self.global_step = 1, 0, 0
@@ -143,6 +161,8 @@ class Trainer:
         self._epoch_seconds = 0.0
         self._compiled = False  # set after the first step: compile errors surface there
         self._logged: dict[str, list[Any]] = {}  # trainer.log: per-epoch values
+        # trainer.log sums a resumed state carried into this epoch (validation.logged_sums)
+        self._logged_carry: dict[str, tuple[torch.Tensor, float, int]] = {}
         self._val_head: tuple[int, torch.Tensor] | None = None  # (step, pictures): validation
         self.ema = WeightAverage(self.model, spec.ema) if spec.ema is not None else None
 
@@ -186,6 +206,17 @@ class Trainer:
         """The model holds its EMA weights inside this block (a no-op without ``ema``)."""
         return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
 
+    def score(self, result: EpochResult) -> float:
+        """``train.monitor`` of ``result`` as a score, lower better (``train.mode``): what
+        best.safetensors and early stopping compare. NaN when the value is not finite."""
+        value = result.value(self.spec.monitor)
+        if value is None:
+            shown = ["train_loss", "val_loss", *result.terms]
+            raise SpecError(f"train.monitor '{self.spec.monitor}' is not among the epoch's "
+                            f"values ({', '.join(shown)})", "monitor one of those",
+                            key="train.monitor")
+        return self.monitor_sign * value if math.isfinite(value) else math.nan
+
     def request_stop(self, reason: str) -> None:
         """End training after the current epoch (e.g. early stopping)."""
         self.stop_reason = self.stop_reason or reason
@@ -224,6 +255,8 @@ class Trainer:
             raise self._diverged_error(exc.step) from None
         finally:
             self.outcome = outcome
+            if self.spec.anneal:  # the model leaves with its full objective
+                self.model.objective.scale({})
             self.files.hold()  # every end-of-run hook runs; a write's error waits
             try:
                 self._call("on_train_end")
@@ -290,6 +323,7 @@ class Trainer:
         params = [p for g in opt.param_groups for p in g["params"]]
         scaled, clip = self.scaler.is_enabled(), spec.grad_clip
         set_lr = not getattr(self.schedule, "constant", False)
+        anneal, objective = self.spec.anneal, self.model.objective
         sync_every = spec.checkpoint_every or 0
         step_start, step_end = self._hooks["on_step_start"], self._hooks["on_step_end"]
         before_step = self._hooks["on_before_optimizer_step"]
@@ -300,6 +334,9 @@ class Trainer:
                 lr = self.schedule(self.global_step)
                 for group in opt.param_groups:
                     group["lr"] = lr
+            if anneal:  # a pure function of the step: a resumed run gets the same factors
+                objective.scale({n: a.factor(self.global_step, self.steps_per_epoch)
+                                 for n, a in anneal.items()}, device)
             for fn in step_start:
                 fn(self, i + 1)
             opt.zero_grad(set_to_none=True)

@@ -5,9 +5,11 @@ AMP scaler, RNG states, the epoch's shuffling and loss accumulators.
 
 Tensor names: ``model.<key>`` (weights), ``optim.<param>.<key>`` (per-parameter optimiser
 state), ``rng.torch``, ``rng.cuda.<i>``, ``rng.generator`` (uint8 RNG states),
-``acc.loss_sum`` (the epoch's loss accumulator). The header metadata ``aezoo.state``
-holds everything else as JSON: position, optimiser groups, AMP scaler, history,
-callback states. One file, written atomically, so it is always self-consistent.
+``acc.loss_sum`` (the epoch's loss accumulator), ``acc.logged.<i>`` (the device sum of
+the epoch's ``trainer.log`` values). The header metadata ``aezoo.state`` holds everything
+else as JSON: position, optimiser groups, AMP scaler, history, callback states, the
+logged values' names, host sums and counts. One file, written atomically, so it is always
+self-consistent.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aezoo._safetensors import load_tensors, read_metadata, save_tensors
 from aezoo.errors import CheckpointError, summary
 from aezoo.rundir import RUN_FILE, STATE_FILE
 from aezoo.training.hooks import EpochResult
+from aezoo.training.validation import logged_sums
 
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
@@ -122,11 +125,16 @@ def save_state(trainer: Trainer, path: str | Path) -> None:
     if trainer.ema is not None:
         tensors.update(trainer.ema.tensors())
     tensors["acc.loss_sum"] = trainer._loss_sum
+    logged = []  # trainer.log's sums so far: the resumed epoch's means take them in
+    for i, (name, (device_sum, host_sum, count)) in enumerate(logged_sums(trainer).items()):
+        tensors[f"acc.logged.{i}"] = device_sum.float()
+        logged.append([name, host_sum, count])
     info = {
         "epoch": epoch, "step": step, "global_step": trainer.global_step,
         "steps_per_epoch": trainer.steps_per_epoch, "world_size": trainer.dist.world_size,
         "loss_count": trainer._loss_count if step else 0,
         "epoch_seconds": trainer._epoch_seconds if step else 0.0,
+        "logged": logged,
         "optimizer": opt_meta, "scaler": trainer.scaler.state_dict(),
         "scheduler": trainer.spec.scheduler, "stopped": trainer.stop_reason,
         "history": [r.as_dict() for r in trainer.history],
@@ -238,6 +246,11 @@ def check_info(trainer: Trainer, path: str | Path, info: dict[str, Any]) -> None
         raise _corrupt(path, f"epoch_seconds is {info.get('epoch_seconds')!r}")
     if not (info.get("stopped") is None or isinstance(info["stopped"], str)):
         raise _corrupt(path, f"stopped is {info['stopped']!r}")
+    logged = info.get("logged", [])
+    if not (isinstance(logged, list) and all(
+            isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)
+            and _is_number(row[1]) and _is_int(row[2]) and row[2] >= 0 for row in logged)):
+        raise _corrupt(path, "logged is not a list of [name, sum, count]")
     if "optimizer" not in info:
         raise _corrupt(path, "no optimizer key")
     opt = _mapping(info["optimizer"], "optimizer")
@@ -269,7 +282,8 @@ def check_info(trainer: Trainer, path: str | Path, info: dict[str, Any]) -> None
             raise _corrupt(path, f"history[{i}] is not an epoch's numbers ({', '.join(names)})")
 
 
-def check_tensors(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+def check_tensors(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor],
+                  info: dict[str, Any]) -> None:
     """Tensors of the wrong dtype would be cast silently by ``load_state_dict``: refuse them,
     as ``aezoo.load`` refuses them in a model file."""
     mine = trainer.model.state_dict()
@@ -279,6 +293,10 @@ def check_tensors(trainer: Trainer, path: str | Path, tensors: dict[str, torch.T
             raise CheckpointError(
                 f"{path} does not match this model ({key} is {value.dtype}, the model "
                 f"expects {mine[name].dtype})", f"resume with the run directory's own {RUN_FILE}")
+    for i in range(len(info.get("logged", []))):
+        logged = tensors.get(f"acc.logged.{i}")
+        if logged is None or logged.dim() != 0 or not logged.is_floating_point():
+            raise _corrupt(path, f"acc.logged.{i} is missing or not a float scalar")
     loss_sum = tensors.get("acc.loss_sum")
     want = list(trainer._loss_sum.shape)  # [total, terms...]; a scalar: saved before terms
     if loss_sum is not None and (list(loss_sum.shape) not in (want, [] if want == [1] else want)
@@ -302,7 +320,7 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
                               f"this run has {len(trainer.train_images)}",
                               "resume with the same data, --limit and number of processes")
     check_info(trainer, path, info)
-    check_tensors(trainer, path, tensors)
+    check_tensors(trainer, path, tensors, info)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer = trainer.optimizer
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -345,6 +363,10 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
     trainer._loss_sum.copy_(tensors["acc.loss_sum"])
     trainer._loss_count = int(info["loss_count"])
     trainer._epoch_seconds = float(info["epoch_seconds"])
+    trainer._logged = {}
+    trainer._logged_carry = {
+        name: (tensors[f"acc.logged.{i}"].to(trainer.device), float(host_sum), int(count))
+        for i, (name, host_sum, count) in enumerate(info.get("logged", []))}
     trainer.history = [EpochResult(**r) for r in info["history"]]
     states = _mapping(info.get("callbacks", {}), "callbacks")
     for cb in trainer.callbacks:

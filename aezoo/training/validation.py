@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from aezoo import distributed
-from aezoo.objective import total
+from aezoo.errors import PluginError, summary
+from aezoo.objective import metric_values, total
+from aezoo.protocols import Forward
 from aezoo.tensors import to_uint8
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
         values = [total(terms), *(terms[n] for n in trainer.term_names)]
         if metrics:
             recon = torch.sigmoid(fwd.logits.float())
-            values += [compute(recon, xb).float().mean() for _, compute in metrics]
+            values += [_metric(name, metric, fwd, recon) for name, metric in metrics]
         sums[:-1] += torch.stack([v.to(trainer._acc_dtype) for v in values]) * len(xb)
         sums[-1] += len(xb)
     model.train()
@@ -52,6 +54,16 @@ def evaluate_terms(trainer: Trainer, images: torch.Tensor | None = None) -> dict
     count = max(float(sums[-1]), 1.0)
     means = [float(v) / count for v in sums[:-1].tolist()]
     return {"loss": means[0], **dict(zip(names, means[1:], strict=True))}
+
+
+def _metric(name: str, metric: Any, fwd: Forward, recon: torch.Tensor) -> torch.Tensor:
+    """A ``train.metrics`` metric's batch mean; one that raises is an error naming it."""
+    try:
+        return metric_values(metric, fwd, recon).float().mean()
+    except Exception as exc:
+        raise PluginError(f"metric '{name}' (train.metrics) failed: {summary(exc)}",
+                          "drop it from train.metrics, or report it to its plugin's authors"
+                          ) from exc
 
 
 def reconstructions(trainer: Trainer, n: int) -> torch.Tensor:
@@ -67,11 +79,28 @@ def reconstructions(trainer: Trainer, n: int) -> torch.Tensor:
         return reconstruct(trainer.model, trainer.val_images[:n], trainer.memory_format)
 
 
+def logged_sums(trainer: Trainer) -> dict[str, tuple[torch.Tensor, float, int]]:
+    """The epoch's ``trainer.log`` so far, per name: (the tensors' sum on the device, the
+    numbers' sum, how many calls). Summed in call order from what a resumed state carried,
+    so an interrupted and resumed epoch reduces to the very same mean."""
+    carried, logged = trainer._logged_carry, trainer._logged
+    out = {}
+    for n in sorted(set(carried) | set(logged)):
+        device_sum, host_sum, count = carried.get(
+            n, (torch.zeros((), device=trainer.device), 0.0, 0))
+        values = logged.get(n, [])
+        device_sum = sum((v for v in values if isinstance(v, torch.Tensor)), device_sum)
+        host_sum = sum((v for v in values if not isinstance(v, torch.Tensor)), host_sum)
+        out[n] = (device_sum, host_sum, count + len(values))
+    return out
+
+
 def reduce_logged(trainer: Trainer) -> dict[str, float]:
     """The epoch's ``trainer.log`` means, across ranks. Under DDP every rank takes part
     (callbacks log on rank 0 only, unless ``all_ranks``): the names are rank 0's, a rank
     that logged none of one contributes nothing to its mean."""
-    logged, trainer._logged = trainer._logged, {}
+    logged = logged_sums(trainer)
+    trainer._logged, trainer._logged_carry = {}, {}
     names = sorted(logged)
     if trainer.dist.enabled:
         text = distributed.broadcast_text("\n".join(names), trainer.dist, trainer.device)
@@ -80,12 +109,10 @@ def reduce_logged(trainer: Trainer) -> dict[str, float]:
         return {}
     rows = []
     for n in names:
-        values = logged.get(n, [])
-        device_sum = sum((v for v in values if isinstance(v, torch.Tensor)),
-                         torch.zeros((), device=trainer.device))
-        host_sum = sum(v for v in values if not isinstance(v, torch.Tensor))
+        device_sum, host_sum, count = logged.get(
+            n, (torch.zeros((), device=trainer.device), 0.0, 0))
         rows.append(torch.stack([device_sum.double() + host_sum,
-                                 torch.tensor(float(len(values)), dtype=torch.float64,
+                                 torch.tensor(float(count), dtype=torch.float64,
                                               device=trainer.device)]))
     reduced = distributed.all_reduce(torch.stack(rows)).tolist()
     return {n: s / c for n, (s, c) in zip(names, reduced, strict=True) if c}
