@@ -40,6 +40,7 @@ IMAGES_DIR = "images"
 CURVES_FILE = "curves.png"  # in IMAGES_DIR: the loss curves, rewritten each epoch
 STATUS_FILE = "status.json"  # how the last training process ended (aezoo runs reads it)
 TENSORBOARD_DIR = "tensorboard"
+TRIAL_FILE = "trial.json"  # a sweep's trial: its sweep, study, trial number and params
 LOCK_FILE = ".aezoo.lock"  # exists while a process writes the run (flock), holds its pid
 
 

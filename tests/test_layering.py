@@ -26,13 +26,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
      "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold",
-     "aezoo.runs", "aezoo.pretrained"),
+     "aezoo.runs", "aezoo.pretrained", "aezoo.sweepspec"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
     ("aezoo.checkpoint", "aezoo.evaluation", "aezoo.export", "aezoo.scoring", "aezoo.sharing"),
     ("aezoo",),  # the public facade: build, save, load, list_variants
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),
-    ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.bench"),
+    ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.bench", "aezoo.sweep",
+     "aezoo.sweepshow"),
     ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__"),
 )
 
