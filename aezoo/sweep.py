@@ -257,7 +257,9 @@ def _objective(spec: SweepSpec, out: Path, optuna: Any, say: Callable[[str], Non
         shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
         say(f"trial {trial.number}{f' (resuming {resumes})' if resumes is not None else ''}:"
             f" {shown}")
-        extra = [reporter, _TrialFile(run_dir, record), *callbacks()]
+        run_dir.mkdir(parents=True, exist_ok=True)  # trial.json first: trackers read it
+        atomic_write(run_dir / TRIAL_FILE, (json.dumps(record) + "\n").encode())
+        extra = [reporter, *callbacks()]
         try:
             if resumes is not None:
                 result = resume(run_dir, callbacks=extra)
@@ -298,18 +300,6 @@ def _failed(trial: Any, outcome: str, exc: BaseException, say: Callable[[str], N
     trial.set_user_attr(ATTR + "error", message)
     say(f"trial {trial.number} {outcome}: {message}")
     raise TrialFailed(message) from None
-
-
-class _TrialFile:
-    """Writes ``trial.json`` into the trial's run directory once training starts (the
-    directory is then locked and ours): ``aezoo runs`` shows its trial number and params."""
-
-    def __init__(self, run_dir: Path, record: dict[str, Any]) -> None:
-        self.path = run_dir / TRIAL_FILE
-        self.record = record
-
-    def on_train_start(self, trainer: Any) -> None:
-        atomic_write(self.path, (json.dumps(self.record) + "\n").encode())
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, study_name: str | None = None,
