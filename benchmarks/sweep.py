@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,16 @@ def run(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def together(args: list[str], n: int, threads: int | None = None) -> float:
+    """Wall time of ``n`` processes running ``aezoo ARGS`` at once (one shared study)."""
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    start = time.perf_counter()
+    procs = [subprocess.Popen(AEZOO + args, stdout=subprocess.DEVNULL, env=env)
+             for _ in range(n)]
+    assert all(proc.wait() == 0 for proc in procs)
+    return time.perf_counter() - start
+
+
 def last_val_loss(run_dir: Path) -> float:
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     return float(json.loads(rows[-1])["val_loss"])
@@ -47,8 +58,30 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=2048)
     p.add_argument("--scale-trials", type=int, default=6)
     p.add_argument("--json", type=Path)
+    p.add_argument("--scaling-only", action="store_true")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="aezoo-sweep-bench-"))
+    result: dict[str, object] = {"settings": vars(a) | {"json": None}}
+    if not a.scaling_only:
+        result.update(quality(a, tmp))
+    scale = ["sweep", "cae-upsample", "--param", "train.lr=log(1e-4,1e-2)", "--trials",
+             str(a.scale_trials), "--epochs", "2", "--limit", str(a.limit), "--pruner",
+             "none", "--sampler", "random", "--set", "train.images=false"]
+    one_s = run([*scale, "--out", str(tmp / "one")])
+    two_s = together([*scale, "--out", str(tmp / "two")], 2)
+    two_1t_s = together([*scale, "--out", str(tmp / "two-1t")], 2, threads=1)
+    counts = [json.loads(subprocess.run(
+        AEZOO + ["sweep", "show", str(tmp / d), "--json", "--no-pictures"], check=True,
+        capture_output=True, text=True).stdout)["counts"] for d in ("one", "two", "two-1t")]
+    result["scaling"] = {"trials": a.scale_trials, "one_process_s": one_s,
+                         "two_processes_s": two_s, "two_processes_1_thread_s": two_1t_s,
+                         "counts": counts}
+    print(json.dumps(result, indent=2))
+    if a.json:
+        write_json(a.json, result)
+
+
+def quality(a: argparse.Namespace, tmp: Path) -> dict[str, object]:
     budget = ["--epochs", str(a.epochs), "--limit", str(a.limit)]
     default_s = run(["train", "cae-upsample", *budget, "--no-images", "--out",
                      str(tmp / "default")])
@@ -61,30 +94,10 @@ def main() -> None:
                                                 "--json", "--no-pictures"], check=True,
                                        capture_output=True, text=True).stdout)
     best = report["best"]
-    scale = ["sweep", "cae-upsample", "--param", "train.lr=log(1e-4,1e-2)", "--trials",
-             str(a.scale_trials), "--epochs", "2", "--limit", str(a.limit), "--pruner",
-             "none", "--sampler", "random", "--set", "train.images=false"]
-    one_s = run([*scale, "--out", str(tmp / "one")])
-    start = time.perf_counter()
-    procs = [subprocess.Popen(AEZOO + [*scale, "--out", str(tmp / "two")],
-                              stdout=subprocess.DEVNULL) for _ in range(2)]
-    assert all(proc.wait() == 0 for proc in procs)
-    two_s = time.perf_counter() - start
-    two = json.loads(subprocess.run(AEZOO + ["sweep", "show", str(tmp / "two"), "--json",
-                                             "--no-pictures"], check=True,
-                                    capture_output=True, text=True).stdout)
-    result = {
-        "settings": vars(a) | {"json": None},
-        "default": {"val_loss": default, "seconds": default_s},
-        "sweep": {"best_val_loss": best["value"], "best_params": best["params"],
-                  "best_trial": best["number"], "counts": report["counts"],
-                  "seconds": sweep_s},
-        "scaling": {"trials": a.scale_trials, "one_process_s": one_s,
-                    "two_processes_s": two_s, "two_counts": two["counts"]},
-    }
-    print(json.dumps(result, indent=2))
-    if a.json:
-        write_json(a.json, result)
+    return {"default": {"val_loss": default, "seconds": default_s},
+            "sweep": {"best_val_loss": best["value"], "best_params": best["params"],
+                      "best_trial": best["number"], "counts": report["counts"],
+                      "seconds": sweep_s}}
 
 
 if __name__ == "__main__":
