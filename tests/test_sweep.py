@@ -246,3 +246,24 @@ def test_join_refuses_other_settings(tmp_path: Path) -> None:
     assert "is not a sweep directory" in line
     line = one_line_error(sweep(tmp_path, "--join", str(tmp_path), "--metric", "val_recon"))
     assert "cannot be combined with --join" in line
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "median"])
+def test_pruners_stop_trials_after_a_checkpoint(tmp_path: Path, pruner: str) -> None:
+    from aezoo.sweep import run_sweep
+    from aezoo.sweepshow import show_sweep
+
+    spec = SweepSpec(variant="cae-upsample", set=[*BASE, "train.epochs=3"],
+                     params=parse_params(["train.lr=log(1e-4,1e-2)"]), trials=4,
+                     pruner=pruner, sampler="random", seed=3)
+    run_sweep(spec, tmp_path / "s")
+    report = show_sweep(tmp_path / "s", pictures=False)
+    assert set(report.counts) <= {"complete", "pruned"} and sum(report.counts.values()) == 4
+    for trial in report.trials:
+        status = json.loads((Path(trial["run_dir"]) / "status.json").read_text())
+        if trial["state"] == "pruned":
+            assert status["stop_reason"].startswith(f"pruned by the sweep's {pruner}")
+            assert (Path(trial["run_dir"]) / "last.safetensors").exists()
+            assert status["epochs_done"] < 3
+        else:
+            assert status["outcome"] == "completed" and status["epochs_done"] == 3

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,15 @@ def read_records(path: Path) -> dict[str, list[Any]]:
         record.ParseFromString(chunk)
         out.setdefault(str(record.WhichOneof("record_type")), []).append(record)
     return out
+
+
+@pytest.mark.parametrize("name", ["mlflow", "wandb"])
+def test_a_missing_tracker_extra_is_named(name: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo.callbacks import load_callback
+    from aezoo.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, name, None)  # import NAME -> ImportError
+    monkeypatch.setitem(sys.modules, f"{name}.tracking", None)
+    with pytest.raises(UsageError, match=rf"pip install 'aezoo\[{name}\]'"):
+        load_callback(name, tmp_path)
