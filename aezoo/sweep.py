@@ -159,9 +159,9 @@ def read_sweep(out: Path) -> dict[str, Any]:
 
 def joined(out: Path) -> SweepSpec:
     """The spec of the sweep in ``out`` (``aezoo sweep --join OUT``)."""
-    from aezoo.specs import validate
+    from aezoo.sweepspec import validate_sweep
 
-    return validate(SweepSpec, read_sweep(out)["spec"])
+    return validate_sweep(read_sweep(out)["spec"])
 
 
 def trial_state(trial: Any, resumed: set[Any]) -> str:

@@ -25,8 +25,9 @@ from aezoo.errors import SpecError, UsageError
 from aezoo.specfile import read_config
 from aezoo.specs import Strict, validate
 
-__all__ = ["DIRECTIONS", "PRUNERS", "SAMPLERS", "Param", "SweepSpec", "param_sets",
-           "parse_param", "parse_params", "read_sweep_file", "space_of"]
+__all__ = ["DIRECTIONS", "PRUNERS", "SAMPLERS", "Param", "SweepSpec", "check_space",
+           "param_sets", "parse_param", "parse_params", "read_sweep_file", "space_of",
+           "validate_sweep"]
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc")
 PRUNERS = ("median", "hyperband", "successive-halving", "none")
@@ -250,9 +251,19 @@ def read_sweep_file(path: str | Path, overrides: Mapping[str, Any] | None = None
     parsed.update(overrides.pop("params", {}))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return validate(SweepSpec, {**data, "params": parsed})
+        return validate_sweep({**data, "params": parsed})
     except SpecError as exc:
         problem = exc.problem.replace(f"invalid {exc.key}:", f"invalid {exc.key} in {path}:", 1)
+        raise SpecError(problem, exc.fix, key=exc.key) from None
+
+
+def validate_sweep(data: Mapping[str, Any]) -> SweepSpec:
+    """``data`` as a SweepSpec, or a one-line SpecError (without the echo of the whole
+    table that a sweep-level check's error would carry)."""
+    try:
+        return validate(SweepSpec, dict(data))
+    except SpecError as exc:
+        problem = exc.problem.split(" (got {")[0] if exc.key is None else exc.problem
         raise SpecError(problem, exc.fix, key=exc.key) from None
 
 

@@ -122,10 +122,9 @@ def sweep_command(
         if sets:
             spec = spec.model_copy(update={"set": [*spec.set, *sets]})
     else:
-        from aezoo.specs import validate
-        from aezoo.sweepspec import SweepSpec
+        from aezoo.sweepspec import validate_sweep
 
-        spec = validate(SweepSpec, {**given, "set": sets, "params": params})
+        spec = validate_sweep({**given, "set": sets, "params": params})
     target = out or Path("sweeps") / (spec.study or spec.variant or "sweep")
     _run(spec, target)
 
