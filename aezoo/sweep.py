@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,15 +84,24 @@ def identity(spec: SweepSpec) -> dict[str, Any]:
             "variant": spec.variant, "config": spec.config, "set": list(spec.set)}
 
 
-def _sampler(optuna: Any, spec: SweepSpec) -> Any:
+def _sampler(optuna: Any, spec: SweepSpec, seed: int | None) -> Any:
     samplers = optuna.samplers
     if spec.sampler == "random":
-        return samplers.RandomSampler(seed=spec.seed)
+        return samplers.RandomSampler(seed=seed)
     if spec.sampler == "cmaes":
-        return samplers.CmaEsSampler(seed=spec.seed)
+        return samplers.CmaEsSampler(seed=seed)
     if spec.sampler == "qmc":
-        return samplers.QMCSampler(seed=spec.seed)
-    return samplers.TPESampler(seed=spec.seed)
+        return samplers.QMCSampler(seed=seed)
+    return samplers.TPESampler(seed=seed)
+
+
+def _seed(spec: SweepSpec, existing: int, shared: bool) -> int | None:
+    """``spec.seed`` for the first process of a new study (the sweep is reproducible);
+    another for a process that resumes or joins, so it does not draw the very values
+    the first process drew (each process seeds its own sampler)."""
+    if spec.seed is None or (existing == 0 and not shared):
+        return spec.seed
+    return (spec.seed + 7919 * existing + os.getpid()) % 2**31
 
 
 def _pruner(optuna: Any, spec: SweepSpec) -> Any:
@@ -105,19 +115,22 @@ def _pruner(optuna: Any, spec: SweepSpec) -> Any:
     return pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
 
 
-def open_study(spec: SweepSpec, out: Path, name: str | None = None) -> Any:
+def open_study(spec: SweepSpec, out: Path, name: str | None = None,
+               shared: bool = False) -> Any:
     """The study of ``spec`` (created, or loaded when it exists); a study made by a sweep
     with another space, metric or base is refused, and left as it was."""
     optuna = import_optuna()
     url = storage_url(out, spec.storage)
     storage = open_storage(url)
     study_name = name or spec.study or Path(out).absolute().name
-    sampler, pruner = _sampler(optuna, spec), _pruner(optuna, spec)
+    pruner = _pruner(optuna, spec)
     try:
         try:  # loaded first: a refused join appends nothing to the storage
-            study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
-                                      pruner=pruner)
+            study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
+            existing = len(study.get_trials(deepcopy=False))
+            study.sampler = _sampler(optuna, spec, _seed(spec, existing, shared))
         except KeyError:  # no such study yet
+            sampler = _sampler(optuna, spec, _seed(spec, 0, shared))
             study = optuna.create_study(storage=storage, study_name=study_name,
                                         direction=spec.goal, sampler=sampler, pruner=pruner,
                                         load_if_exists=True)
@@ -303,7 +316,7 @@ def _failed(trial: Any, outcome: str, exc: BaseException, say: Callable[[str], N
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, study_name: str | None = None,
-              say: Callable[[str], None] = lambda _: None,
+              shared: bool = False, say: Callable[[str], None] = lambda _: None,
               callbacks: Callable[[], Sequence[Any]] = tuple) -> SweepResult:
     """Run trials of ``spec``'s study until it holds ``spec.trials`` (counted over every
     process sharing it) or ``spec.timeout`` seconds have passed in this process.
@@ -317,7 +330,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, study_name: str | None = None
     out = Path(out)
     check_space(spec, lambda sets: run_spec_from(spec.variant, spec.config, None,
                                                  [*spec.set, *sets]))
-    study = open_study(spec, out, study_name)
+    study = open_study(spec, out, study_name, shared)
     url = storage_url(out, spec.storage)
     record = {"spec": spec.model_dump(mode="json"), "study": study.study_name, "storage": url}
     out.mkdir(parents=True, exist_ok=True)

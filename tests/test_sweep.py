@@ -239,6 +239,11 @@ def test_ctrl_c_stops_after_the_checkpoint_and_the_same_sweep_resumes(tmp_path: 
     rows = (run0 / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
     assert not (tmp_path / "s" / "trial-0001").exists()  # the resuming trial reused trial-0000
+    trials = {json.loads((d / "trial.json").read_text())["trial"]: d
+              for d in (tmp_path / "s").glob("trial-*")}
+    lrs = [json.loads((trials[n] / "trial.json").read_text())["params"]["train.lr"]
+           for n in sorted(trials)]
+    assert len(lrs) == 2 and lrs[0] != lrs[1]  # the second process drew values of its own
 
 
 def test_join_refuses_other_settings(tmp_path: Path) -> None:

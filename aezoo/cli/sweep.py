@@ -143,10 +143,10 @@ def _join(sweep: Path, given: dict[str, Any], params: dict[str, Any], sets: list
     update: dict[str, Any] = {"timeout": timeout}
     if trials is not None:
         update["trials"] = trials
-    _run(spec.model_copy(update=update), sweep)
+    _run(spec.model_copy(update=update), sweep, shared=True)
 
 
-def _run(spec: Any, out: Path) -> None:
+def _run(spec: Any, out: Path, shared: bool = False) -> None:
     import logging
 
     from aezoo.sweep import import_optuna, run_sweep
@@ -161,7 +161,7 @@ def _run(spec: Any, out: Path) -> None:
         console.print(text, highlight=False, soft_wrap=True)
 
     try:
-        result = run_sweep(spec, out, say=say)
+        result = run_sweep(spec, out, shared=shared, say=say)
     except TrainingInterrupted as exc:
         warn(str(exc))
         raise typer.Exit(exc.exit_code) from None
