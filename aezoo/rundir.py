@@ -42,6 +42,7 @@ STATUS_FILE = "status.json"  # how the last training process ended (aezoo runs r
 TENSORBOARD_DIR = "tensorboard"
 DATA_PREFIX = "data-"  # data-HASH.npz: images aezoo.fit was given in memory (run.json names it)
 INIT_FILE = "init.safetensors"  # the built model aezoo.fit started from (train.init)
+TRIAL_FILE = "trial.json"  # a sweep's trial: its sweep, study, trial number and params
 LOCK_FILE = ".aezoo.lock"  # exists while a process writes the run (flock), holds its pid
 
 

@@ -30,6 +30,7 @@ from aezoo.rundir import (
     SET_ASIDE_PREFIX,
     STATE_FILE,
     STATUS_FILE,
+    TRIAL_FILE,
 )
 
 STATUSES = ("running", "completed", "stopped", "interrupted", "diverged", "failed",
@@ -58,6 +59,8 @@ class RunInfo:
     params: int | None = None
     modified: float = 0.0
     problem: str | None = None  # why a file could not be read
+    trial: int | None = None  # a sweep's trial (trial.json): its number and params
+    trial_params: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
     spec: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -286,6 +289,10 @@ def read_run(run_dir: Path, name: str | None = None,
             info.problem = f"{METRICS_JSONL}: {exc.strerror or summary(exc, with_type=False)}"
             return info
     info.params = _int(status.get("params"))
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        trial = read_json(run_dir / TRIAL_FILE) if (run_dir / TRIAL_FILE).is_file() else None
+        if isinstance(trial, dict) and isinstance(trial.get("params"), dict):
+            info.trial, info.trial_params = _int(trial.get("trial")), trial["params"]
     if info.params is None:
         for file in (MODEL_FILE, BEST_FILE, LAST_FILE):
             if (run_dir / file).is_file():

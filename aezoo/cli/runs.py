@@ -62,6 +62,11 @@ def runs_command(
              f"{r.epochs_done}/{'?' if r.epochs is None else r.epochs}", r.status,
              _num(r.val_loss), _num(r.best_epoch, "d"), duration(r.seconds),
              _num(r.params, ",")] for r in runs]
+    if any(r.trial is not None for r in runs):  # a sweep's trials: their number and params
+        columns += [("trial", NUMBER), ("trial params", ID)]
+        for row, r in zip(rows, runs, strict=True):
+            row += [_num(r.trial, "d"), " ".join(f"{k.rpartition('.')[2]}={_short(v)}"
+                                                  for k, v in (r.trial_params or {}).items())]
     if len(rows) > PLAIN_ABOVE:
         plain(columns, rows)
         return
@@ -85,6 +90,10 @@ def plain(columns: list[tuple[str, str]], rows: list[list[str]]) -> None:
 
     text = "\n".join([line([h for h, _ in columns]), *(line(r) for r in rows)])
     console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+def _short(v: Any) -> str:
+    return format(v, ".4g") if isinstance(v, float) else json.dumps(v)
 
 
 def _value(v: Any) -> str:

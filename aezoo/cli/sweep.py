@@ -1,0 +1,221 @@
+"""``aezoo sweep``: a hyperparameter search with Optuna; ``aezoo sweep show SWEEP``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from aezoo.cli import _complete
+from aezoo.cli import _tables as tables
+from aezoo.cli._common import console, usage_error, warn
+from aezoo.cli._tables import ID, NUMBER
+
+HELP = """Search hyperparameters: each trial trains an ordinary run directory
+(OUT/trial-NNNN) with the sweep's base spec plus the trial's values as `--set` overrides;
+Optuna samples, prunes (per epoch) and stores the study. Needs `pip install 'aezoo[sweep]'`.
+
+A param is PATH=DIST with PATH any `--set` key and DIST float(a,b), log(a,b), int(a,b),
+logint(a,b) or choice(v1,v2,...) (each v JSON, else a string). Settings may also come
+from a sweep file (--config, TOML/YAML/JSON; the flags win). The default storage is a
+journal file in OUT; several processes share a study with `aezoo sweep --join OUT` (or
+the same --storage URL and --study NAME). Ctrl-C stops after the running trial's
+checkpoint; the same command resumes the sweep.
+
+`aezoo sweep show OUT` prints the best trial, a table of trials and writes OUT/best.toml
+(the best trial's spec: `aezoo train --config OUT/best.toml`), OUT/history.png and
+OUT/importances.png.
+
+Examples:
+
+    aezoo sweep cae-upsample --param 'train.lr=log(1e-4,1e-2)' --epochs 3 --trials 12
+
+    aezoo sweep cae-upsample --param 'model.encoder.params.channels=choice([16,8,8],[32,16,8])'
+
+    aezoo sweep --config sweep.toml --out sweeps/lr
+
+    aezoo sweep --join sweeps/lr
+
+    aezoo sweep show sweeps/lr
+"""
+
+
+def sweep_command(
+    args: list[str] | None = typer.Argument(
+        None, metavar="[VARIANT | show SWEEP]", help="The variant every trial trains, or "
+        "`show SWEEP` to report a sweep.", autocompletion=_complete.variants),
+    param: list[str] = typer.Option([], "--param", "-p", metavar="PATH=DIST",
+                                    help="A dimension of the search space, e.g. "
+                                    "'train.lr=log(1e-4,1e-2)'."),
+    config: Path | None = typer.Option(None, metavar="FILE", help="Sweep file (.toml, "
+                                       ".yaml, .json): variant, config, set, params, metric, "
+                                       "trials..."),
+    spec_file: Path | None = typer.Option(None, "--spec", metavar="FILE",
+                                          help="Run spec file every trial starts from."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="Override a spec value in every trial.",
+                                   autocompletion=_complete.set_keys),
+    epochs: int | None = typer.Option(None, min=1, metavar="N", help="Epochs per trial."),
+    limit: int | None = typer.Option(None, min=1, metavar="N",
+                                     help="Training images per trial [default: all]."),
+    data: str | None = typer.Option(None, metavar="NAME", help="Dataset of every trial.",
+                                    autocompletion=_complete.datasets),
+    metric: str | None = typer.Option(None, metavar="NAME", help="Per-epoch value to "
+                                      "optimise: val_loss, a term, val_METRIC [default: "
+                                      "val_loss]."),
+    direction: str | None = typer.Option(None, metavar="minimize|maximize",
+                                         help="[default: maximize psnr/ssim, else minimize]"),
+    trials: int | None = typer.Option(None, min=1, metavar="N",
+                                      help="Trials in the study, all processes [default: 20]."),
+    timeout: float | None = typer.Option(None, metavar="SECONDS",
+                                         help="Start no trial after this long [default: none]."),
+    sampler: str | None = typer.Option(None, metavar="NAME",
+                                       help="tpe, random, cmaes or qmc [default: tpe]."),
+    pruner: str | None = typer.Option(None, metavar="NAME", help="median, hyperband, "
+                                      "successive-halving or none [default: median]."),
+    seed: int | None = typer.Option(None, metavar="N", help="Sampler seed [default: 0]."),
+    callback: list[str] = typer.Option([], "--callback", metavar="NAME",
+                                       help="A callback for every trial, e.g. mlflow."),
+    out: Path | None = typer.Option(None, metavar="DIR",
+                                    help="Sweep directory [default: sweeps/STUDY or "
+                                    "sweeps/VARIANT]."),
+    storage: str | None = typer.Option(None, metavar="URL", help="Optuna storage URL, e.g. "
+                                       "sqlite:///sweeps.db [default: OUT/study.journal]."),
+    study: str | None = typer.Option(None, metavar="NAME",
+                                     help="Study name [default: OUT's name]."),
+    join: Path | None = typer.Option(None, "--join", metavar="SWEEP",
+                                     help="Run more trials of the sweep in SWEEP (its own "
+                                     "settings).", autocompletion=_complete.run_dirs),
+    as_json: bool = typer.Option(False, "--json", help="show: print the report as JSON."),
+    no_pictures: bool = typer.Option(False, "--no-pictures",
+                                     help="show: skip history.png and importances.png."),
+) -> None:
+    args = list(args or [])
+    if args and args[0] == "show":
+        if len(args) != 2:
+            raise usage_error("`aezoo sweep show` takes one sweep directory",
+                              "aezoo sweep show sweeps/NAME")
+        _show(Path(args[1]), as_json, not no_pictures)
+        return
+    if len(args) > 1:
+        raise usage_error(f"unexpected arguments {' '.join(args[1:])}",
+                          "give one VARIANT, or `show SWEEP`")
+    from aezoo.sweepspec import parse_params, read_sweep_file
+
+    given: dict[str, Any] = {
+        "variant": args[0] if args else None, "config": str(spec_file) if spec_file else None,
+        "metric": metric, "direction": direction, "trials": trials, "timeout": timeout,
+        "sampler": sampler, "pruner": pruner, "seed": seed, "storage": storage,
+        "study": study, "callbacks": callback or None}
+    sets = [*([f"train.epochs={epochs}"] if epochs else []),
+            *([f"data.limit={limit}"] if limit else []),
+            *([f"data.name={json.dumps(data)}"] if data else []), *set_]
+    given = {k: v for k, v in given.items() if v is not None}
+    params = parse_params(param)
+    if join is not None:
+        _join(join, given, params, sets, trials, timeout)
+        return
+    if config is not None:
+        spec = read_sweep_file(config, {**given, "params": params})
+        if sets:
+            spec = spec.model_copy(update={"set": [*spec.set, *sets]})
+    else:
+        from aezoo.sweepspec import validate_sweep
+
+        spec = validate_sweep({**given, "set": sets, "params": params})
+    target = out or Path("sweeps") / (spec.study or spec.variant or "sweep")
+    _run(spec, target)
+
+
+def _join(sweep: Path, given: dict[str, Any], params: dict[str, Any], sets: list[str],
+          trials: int | None, timeout: float | None) -> None:
+    from aezoo.sweep import joined
+
+    fixed = sorted(set(given) - {"trials", "timeout"}) + (["--param"] if params else []) + (
+        ["--set/--epochs/--limit/--data"] if sets else [])
+    if fixed:
+        raise usage_error(f"{', '.join(fixed)} cannot be combined with --join",
+                          "a joined sweep keeps its own settings (--trials and --timeout "
+                          "may change)")
+    spec = joined(sweep)
+    update: dict[str, Any] = {"timeout": timeout}
+    if trials is not None:
+        update["trials"] = trials
+    _run(spec.model_copy(update=update), sweep, shared=True)
+
+
+def _run(spec: Any, out: Path, shared: bool = False) -> None:
+    import logging
+
+    from aezoo.sweep import import_optuna, run_sweep
+    from aezoo.training import TrainingInterrupted
+    from aezoo.training.precision import flush_denormals
+
+    flush_denormals()
+    optuna = import_optuna()
+    optuna.logging.set_verbosity(logging.ERROR)  # aezoo says what each trial did
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    try:
+        result = run_sweep(spec, out, shared=shared, say=say)
+    except TrainingInterrupted as exc:
+        warn(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
+    say(f"sweep {out}: study {result.study} has {counts} (this process ran "
+        f"{len(result.ran)})")
+    say(f"next:\n  aezoo sweep show {out}\n  aezoo runs {out}")
+
+
+def _show(out: Path, as_json: bool, pictures: bool) -> None:
+    from aezoo.sweepshow import show_sweep
+
+    report = show_sweep(out, pictures=pictures)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), allow_nan=False, default=str))
+        return
+    say = console.print
+    say(f"sweep {out}: study {report.study}, {report.metric} ({report.direction})",
+        highlight=False, soft_wrap=True)
+    best = report.best
+    if best:
+        say(f"best trial {best['number']}: {report.metric} {best['value']:.5g}",
+            highlight=False, soft_wrap=True)
+        for key, value in best["params"].items():
+            say(f"  {key} = {json.dumps(value)}", highlight=False, soft_wrap=True)
+    else:
+        say("no completed trial yet", highlight=False)
+    names = sorted({k for row in report.trials for k in row["params"]})
+    table = tables.table([("#", NUMBER), ("state", ID), (report.metric, NUMBER),
+                          ("epochs", NUMBER), ("time", NUMBER)] + [(n, ID) for n in names])
+    for row in report.trials:
+        value = "—" if row["value"] is None else f"{row['value']:.5f}"
+        secs = "—" if row["seconds"] is None else f"{row['seconds']:.1f}s"
+        table.add_row(str(row["number"]), row["state"], value, str(row["epochs"] or "—"),
+                      secs, *[_short(row["params"].get(n)) for n in names])
+    tables.show(table, console)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items()))
+    say(f"{len(report.trials)} trials: {counts}", highlight=False)
+    for what, path in report.files.items():
+        say(f"  {what:<12}{path}", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        warn(note)
+    if "best spec" in report.files:
+        say(f"next:\n  aezoo train --config {report.files['best spec']}", highlight=False,
+            soft_wrap=True)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep", help=HELP)(sweep_command)
