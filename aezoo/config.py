@@ -38,18 +38,40 @@ def variant_defaults(name: str) -> dict[str, Any]:
     }
 
 
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge. Choosing another component drops the params meant for the old one."""
+def merge(base: Mapping[str, Any], override: Mapping[str, Any], path: str = ""
+          ) -> dict[str, Any]:
+    """Deep merge. Choosing another component drops the params meant for the old one. A
+    mapping of indices onto a list sets those items (``--set model.regularizers.0.weight=``)."""
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         old = out.get(key)
         if isinstance(value, Mapping) and isinstance(old, Mapping):
             if "name" in value and "params" in old and value["name"] != old.get("name"):
                 old = {k: v for k, v in old.items() if k != "params"}
-            out[key] = merge(old, value)
+            out[key] = merge(old, value, f"{path}{key}.")
+        elif isinstance(value, Mapping) and isinstance(old, list) and _indices(value):
+            out[key] = _merge_items(f"{path}{key}", old, value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _indices(value: Mapping[str, Any]) -> bool:
+    return bool(value) and all(isinstance(k, str) and k.isdigit() for k in value)
+
+
+def _merge_items(key: str, old: list[Any], value: Mapping[str, Any]) -> list[Any]:
+    items = copy.deepcopy(old)
+    for index, item in value.items():
+        i = int(index) if len(index) < 10 else len(items)
+        if i >= len(items):
+            raise SpecError(f"{key} has {len(items)} item(s): there is no item {index[:12]}",
+                            f"index from 0 to {len(items) - 1}, or set the whole list "
+                            f"(--set '{key}=[...]')" if items else
+                            f"set the whole list (--set '{key}=[...]')", key=key)
+        items[i] = merge(items[i], item, f"{key}.{i}.") if isinstance(
+            items[i], Mapping) and isinstance(item, Mapping) else copy.deepcopy(item)
+    return items
 
 
 def parse_assignment(text: str) -> dict[str, Any]:

@@ -313,3 +313,20 @@ def test_run_spec_json_round_trip() -> None:
     again = RunSpec.model_validate_json(spec.model_dump_json())
     assert again == spec
     assert ModelSpec.model_validate(spec.model.model_dump(mode="json")) == spec.model
+
+
+def test_set_reaches_into_lists_by_index():
+    """`--set model.regularizers.0.weight=...` edits one item instead of restating the list
+    (the sweep's --param takes the same paths)."""
+    from aezoo.config import run_spec_from
+    from aezoo.errors import SpecError
+
+    spec = run_spec_from("cae-sparse", None, {}, ["model.regularizers.0.weight=0.5"])
+    assert [(r.name, r.weight) for r in spec.model.regularizers] == [("l1", 0.5)]
+    spec = run_spec_from("cae-upsample", None, {}, ["model.encoder.params.channels.0=32"])
+    assert spec.model.encoder.params["channels"] == [32, 8, 8]
+    with pytest.raises(SpecError, match=r"model\.regularizers has 1 item\(s\): there is no "
+                       r"item 3"):
+        run_spec_from("cae-sparse", None, {}, ["model.regularizers.3.weight=0.5"])
+    with pytest.raises(SpecError, match="set the whole list"):
+        run_spec_from("cae-upsample", None, {}, ["model.regularizers.0.weight=0.5"])
