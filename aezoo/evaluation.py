@@ -301,7 +301,7 @@ def _sync(device: torch.device) -> None:
 # --- latents ------------------------------------------------------------------------
 
 
-ENCODE_OUTPUTS = ("mean", "logvar", "sample")
+ENCODE_OUTPUTS = ("mean", "logvar", "sample")  # and any extra the encoder returns by name
 
 
 @torch.no_grad()
@@ -310,13 +310,13 @@ def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
                  flatten: bool = False, output: str = "mean", seed: int = 0) -> np.ndarray:
     """The float32 latents of uint8 ``images``: ``(N, C, H, W)``, or ``(N, C*H*W)`` with
     ``flatten``. ``output``: the code (``mean``: a stochastic encoder's mean), its
-    ``logvar``, or a ``sample`` drawn with the reparameterisation trick (from ``seed``)."""
+    ``logvar``, a ``sample`` drawn with the reparameterisation trick (from ``seed``), or
+    any other tensor the encoder returns by name (a VQ encoder's codebook ``indices``),
+    in its own dtype."""
     from aezoo.model import sample_latent
     from aezoo.protocols import LOGVAR
 
-    if output not in ENCODE_OUTPUTS:
-        raise UsageError(f"unknown --output '{output}'", "use mean, logvar or sample")
-    if output != "mean" and not getattr(model, "stochastic", False):
+    if output in ("logvar", "sample") and not getattr(model, "stochastic", False):
         raise UsageError(f"--output {output} needs a stochastic encoder (a VAE's); "
                          f"{model.spec.encoder.name} returns a plain code",
                          "use --output mean (the default)")
@@ -330,9 +330,22 @@ def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
         elif output == "sample":
             noise = torch.randn(code.shape, generator=generator).to(code.device)
             code = sample_latent(extras, noise)
-        parts.append(code.float().cpu())
+        elif output != "mean":
+            code = _extra(model, extras, output)
+        parts.append((code.float() if code.is_floating_point() else code).cpu())
     latents: np.ndarray = torch.cat(parts).contiguous().numpy()
     return latents.reshape(len(latents), -1) if flatten else latents
+
+
+def _extra(model: Any, extras: dict[str, Any], name: str) -> torch.Tensor:
+    """The encoder's extra ``name`` (one row per image), or a one-line UsageError."""
+    value = extras.get(name)
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        known = ", ".join(["mean", *(k for k, v in extras.items()
+                                     if isinstance(v, torch.Tensor) and v.dim() > 0)])
+        raise UsageError(f"unknown --output '{name[:60]}': {model.spec.encoder.name} returns "
+                         f"no tensor of that name", f"use one of: {known}")
+    return value
 
 
 def corruption(name: str, model_file: Path) -> ComponentSpec:

@@ -222,3 +222,28 @@ def test_latents_npz_holds_exactly_its_arrays(tmp_path: Path, monkeypatch: pytes
             assert npz["labels"].dtype == np.int64 and npz["labels"].tolist() == labels
         if names:
             assert npz["class_names"].tolist() == names
+
+
+def test_encode_outputs_any_extra_the_encoder_returns_by_name():
+    """A VQ encoder's codebook indices (any named extra) come out as they are returned."""
+    import torch
+
+    import aezoo
+    from aezoo.errors import UsageError
+    from aezoo.evaluation import encode_split
+
+    model = aezoo.build("cae-upsample")
+    plain = model.encode_parts
+
+    def with_indices(x):
+        code, extras = plain(x)
+        return code, {**extras, "indices": code.flatten(1).argmax(1)}
+
+    model.encode_parts = with_indices
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    indices = encode_split(model, images, batch_size=2, output="indices")
+    assert indices.shape == (5,) and indices.dtype.kind == "i"
+    codes = encode_split(model, images, output="mean")
+    assert (indices == codes.reshape(5, -1).argmax(1)).all()
+    with pytest.raises(UsageError, match="returns no tensor of that name.*mean, indices"):
+        encode_split(model, images, output="codes")

@@ -119,8 +119,9 @@ def encode_command(
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
-    output: str = typer.Option("mean", metavar="mean|logvar|sample", help="The code (a "
-                               "VAE's mean), or a VAE's log-variance, or a sample."),
+    output: str = typer.Option("mean", metavar="mean|logvar|sample|EXTRA", help="The code "
+                               "(a VAE's mean), a VAE's log-variance, a sample, or any other "
+                               "tensor the encoder returns by name (e.g. codebook indices)."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --output sample."),
 ) -> None:
     """Encode a split to latents (float32) and, when the dataset has labels, their labels
