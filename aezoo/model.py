@@ -25,6 +25,7 @@ from aezoo.protocols import (
     LATENT,
     LOGVAR,
     MEAN,
+    RESERVED_NAMES,
     Decoder,
     Encoder,
     Forward,
@@ -38,7 +39,6 @@ from aezoo.specs import ModelSpec
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
 # Term names that would overwrite metrics columns (train_<term>, val_<term>, loss).
-RESERVED_TERMS = ("loss", "epoch", "seconds", "images_per_s", "lr", "terms")
 
 
 class Autoencoder(nn.Module):
@@ -270,11 +270,11 @@ def probe(model: Autoencoder) -> None:
             if not isinstance(model.loss_fn, UnavailableLoss):
                 check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)
                 model.term_names = list(model.objective(fwd, model.loss_fn))
-                taken = [n for n in model.term_names if n in RESERVED_TERMS]
+                taken = [n for n in model.term_names if n in RESERVED_NAMES]
                 if taken and len(model.term_names) > 1:
                     raise PluginError(f"the objective has a term named '{taken[0]}', which would "
                                       "overwrite a standard column",
-                                      f"name terms otherwise (not {', '.join(RESERVED_TERMS)})")
+                                      f"name terms otherwise (not {', '.join(RESERVED_NAMES)})")
     finally:
         model.train(was_training)
 

@@ -139,6 +139,9 @@ class Forward:
 # What an encoder may return instead of a bare latent: a mapping with "latent" (plus any
 # extras), or "mean" and "logvar" (a diagonal Gaussian: the model samples it in training).
 LATENT, MEAN, LOGVAR = "latent", "mean", "logvar"
+# Columns of metrics.jsonl/csv: no objective term and no trainer.log name may take one.
+RESERVED_NAMES = ("epoch", "train_loss", "val_loss", "seconds", "images_per_s", "lr", "terms",
+                  "loss")
 
 
 @dataclass(frozen=True)

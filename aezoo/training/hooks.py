@@ -91,9 +91,6 @@ class EpochResult:
 _EPOCH_FIELDS = tuple(f.name for f in fields(EpochResult))
 
 
-# Columns of metrics.jsonl/csv that a term or a trainer.log name must not take.
-RESERVED_NAMES = ("epoch", "train_loss", "val_loss", "seconds", "images_per_s", "lr", "terms",
-                  "loss")
 
 
 class Callback:

@@ -28,14 +28,14 @@ from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import AezooError, PluginError, ShapeError, SpecError, UsageError, summary
 from aezoo.model import Autoencoder, probe
 from aezoo.objective import RECON, build_transform, total
-from aezoo.protocols import format_shape
+from aezoo.protocols import RESERVED_NAMES, format_shape
 from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
 from aezoo.training import batches, state, validation
 from aezoo.training.background import BackgroundWriter
 from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop, all_finite
 from aezoo.training.ema import WeightAverage
-from aezoo.training.hooks import HOOKS, RESERVED_NAMES, EpochResult, Outcome, defines
+from aezoo.training.hooks import HOOKS, EpochResult, Outcome, defines
 from aezoo.training.optim import make_optimizer, make_schedule
 from aezoo.training.precision import (
     autocast,
