@@ -25,6 +25,9 @@ model or descriptor, for finer-grained tests:
 - ``check_bf16``: a bf16 autocast forward/backward on CPU works and stays close to fp32.
 - ``check_loss``: a scalar, finite for logits of +-100, lower for a perfect prediction.
 - ``check_param_count``: the declared ``param_count`` is the real one.
+- ``check_metric``, ``check_regularizer``, ``check_dataset``, ``check_command``,
+  ``check_callback``: the contract of each of those kinds of parts.
+- ``check_resume``: 1 epoch then ``--resume`` equals 2 epochs straight, bit for bit.
 - ``check_weight_set``: a declared weight set ``VARIANT.TAG`` loads, its file has the
   declared SHA-256, and it measures the metrics it declares on the data you give.
 """
@@ -37,6 +40,14 @@ from aezoo.testing.descriptors import (
     check_torch_free,
     component_names,
     variant_names,
+)
+from aezoo.testing.kit import (
+    check_callback,
+    check_command,
+    check_dataset,
+    check_metric,
+    check_regularizer,
+    check_resume,
 )
 from aezoo.testing.models import (
     PROBE_SHAPES,
@@ -56,13 +67,19 @@ from aezoo.testing.weights import check_weight_set
 __all__ = [
     "PROBE_SHAPES",
     "check_bf16",
+    "check_callback",
+    "check_command",
+    "check_dataset",
     "check_descriptor",
     "check_determinism",
     "check_gradients",
     "check_loss",
     "check_loss_component",
+    "check_metric",
     "check_param_count",
     "check_params_model",
+    "check_regularizer",
+    "check_resume",
     "check_save_load",
     "check_shape_errors",
     "check_shapes",
