@@ -111,7 +111,7 @@ def locate(target: str | os.PathLike[str]) -> Located:
     if hub.is_hub_ref(text):
         ref = hub.parse(text)
         path = hub.pull(ref)
-        card = _card_beside(path)
+        card = _card_or_none(path)  # another library's config.json is not ours to judge
         return Located(path, str(ref), card, card.dataset if card else None)
     path = Path(text)
     if path.exists():
@@ -119,10 +119,7 @@ def locate(target: str | os.PathLike[str]) -> Located:
             found = model_path(path)
         except CheckpointError as exc:  # a directory without a model: the wrong directory
             raise UsageError(exc.problem, exc.fix) from None
-        try:  # a shared folder (aezoo push --to) says what it was trained on
-            card = _card_beside(found)
-        except AezooError:
-            card = None
+        card = _card_or_none(found)  # a shared folder (aezoo push --to) names its data
         return Located(found, text, card, card.dataset if card else None)
     if names_weight_set(text):
         ws = weight_set(text)
@@ -146,6 +143,14 @@ def is_reference(text: str) -> bool:
     """Whether ``text`` names a model by reference (``hf://``, ``VARIANT.TAG``) rather
     than by a path."""
     return hub.is_hub_ref(text) or (not Path(text).exists() and names_weight_set(text))
+
+
+def _card_or_none(path: Path) -> WeightSet | None:
+    """The card beside ``path``, or None when there is none or it is not aezoo's."""
+    try:
+        return _card_beside(path)
+    except AezooError:
+        return None
 
 
 def _card_beside(path: Path) -> WeightSet | None:

@@ -163,3 +163,12 @@ def test_fine_tune_from_the_hub(hub, tmp_path):
 
 def test_references_parse():
     assert str(parse("hf://a/b@v1")) == "hf://a/b@v1" and parse("hf://a/b").revision is None
+
+
+def test_another_librarys_repo_is_refused_as_not_an_aezoo_model(hub, tmp_path):
+    import torch
+    from safetensors.torch import save
+
+    weights = save({"bert.weight": torch.zeros(2, 2)})  # no aezoo spec in the header
+    hub.add("org/bert", {"model.safetensors": weights, "config.json": b'{"model_type": "bert"}'})
+    one_line_error(run(hub.env, "eval", "hf://org/bert"), "is not an aezoo model")
