@@ -145,53 +145,46 @@ RESERVED_NAMES = ("epoch", "train_loss", "val_loss", "seconds", "images_per_s", 
 
 
 @dataclass(frozen=True)
-class EncoderComponent:
-    """An encoder a plugin provides. ``build(params, input_shape) -> Encoder``.
-
-    ``build`` may be a ``"module:function"`` string: imported when a model is built."""
+class _Part:
+    """What every built part declares: a params model, a builder (a ``"module:function"``
+    string is imported when a model is built), a description, and its kind."""
 
     params: type[BaseModel]
-    build: Callable[[Any, Shape], Encoder] | str
+    build: Callable[..., Any] | str
     description: str = ""
+    kind: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", lazy(self.build))
+
+
+@dataclass(frozen=True)
+class EncoderComponent(_Part):
+    """An encoder a plugin provides. ``build(params, input_shape) -> Encoder``."""
+
     kind: str = field(default="encoder", init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "build", lazy(self.build))
-
 
 @dataclass(frozen=True)
-class DecoderComponent:
-    """A decoder. ``build(params, latent_shape, output_shape) -> Decoder`` (or a
-    ``"module:function"`` string)."""
+class DecoderComponent(_Part):
+    """A decoder. ``build(params, latent_shape, output_shape) -> Decoder``."""
 
-    params: type[BaseModel]
-    build: Callable[[Any, Shape, Shape], Decoder] | str
-    description: str = ""
     kind: str = field(default="decoder", init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "build", lazy(self.build))
-
 
 @dataclass(frozen=True)
-class LossComponent:
-    """A loss. ``build(params) -> Loss`` (or a ``"module:function"`` string).
+class LossComponent(_Part):
+    """A loss. ``build(params) -> Loss``.
 
     ``shape_aware``: the builder is called as ``build(params, input_shape)``, so a loss
     that cannot serve small images (SSIM) refuses them at build time."""
 
-    params: type[BaseModel]
-    build: Callable[..., Loss] | str
-    description: str = ""
     shape_aware: bool = False
     kind: str = field(default="loss", init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "build", lazy(self.build))
-
 
 @dataclass(frozen=True)
-class RegularizerComponent:
+class RegularizerComponent(_Part):
     """A latent regulariser: ``build(params) -> module``, ``module(forward) -> scalar``.
 
     Used on any variant through ``model.regularizers`` (a name, a weight and params); the
@@ -199,64 +192,40 @@ class RegularizerComponent:
     keys it reads (e.g. ``("mean", "logvar")`` for KL), checked when the model is built.
     """
 
-    params: type[BaseModel]
-    build: Callable[[Any], Any] | str
-    description: str = ""
     needs: tuple[str, ...] = ()
     kind: str = field(default="regularizer", init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "build", lazy(self.build))
-
 
 @dataclass(frozen=True)
-class TransformComponent:
+class TransformComponent(_Part):
     """A training-time input corruption: ``build(params) -> t``, ``t(x, generator) -> x'``.
 
     ``x`` is a float batch in [0, 1]; every random draw must come from ``generator`` (the
     trainer checkpoints it, so resume stays bit-exact). The target stays the clean batch.
     """
 
-    params: type[BaseModel]
-    build: Callable[[Any], Any] | str
-    description: str = ""
     kind: str = field(default="transform", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "build", lazy(self.build))
 
 
 @dataclass(frozen=True)
-class OptimizerComponent:
+class OptimizerComponent(_Part):
     """An optimiser: ``build(params, parameters, train_spec, fused) -> torch.optim.Optimizer``.
 
     ``params`` validates ``train.optimizer_params``; the common hyperparameters (``lr``,
     ``weight_decay``, ``betas``, ``eps``, ``momentum``) are read from the train spec.
     ``fused`` is True on CUDA, where a fused kernel avoids host syncs."""
 
-    params: type[BaseModel]
-    build: Callable[..., Any] | str
-    description: str = ""
     kind: str = field(default="optimizer", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "build", lazy(self.build))
 
 
 @dataclass(frozen=True)
-class ScheduleComponent:
+class ScheduleComponent(_Part):
     """A learning-rate schedule: ``build(params, train_spec, steps_per_epoch) -> lr(step)``.
 
     ``lr(step)`` (0-based optimiser step) must be a pure function of the step, so resume
     needs nothing but the step count. ``params`` validates ``train.scheduler_params``."""
 
-    params: type[BaseModel]
-    build: Callable[..., Any] | str
-    description: str = ""
     kind: str = field(default="schedule", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "build", lazy(self.build))
 
 
 @dataclass(frozen=True)
