@@ -44,6 +44,7 @@ class Scores:
     outlier_labels: tuple[int, ...] = ()
     auc: float | None = None
     loaded: Any = None  # the Loaded split (model and images), for pictures
+    picture: Path | None = None  # the PNG of the worst, where one was written
 
     def summary(self) -> dict[str, Any]:
         """Everything but the per-image rows (one JSON object)."""
@@ -104,7 +105,8 @@ def score_split(target: str | Path, data: str | None = None, split: str | None =
             batch_size=batch_size, output="numpy")
         result.percentile = percentile
         result.threshold = float(np.percentile(val, percentile))
-        result.flagged = np.flatnonzero(scores > result.threshold)
+        above = np.flatnonzero(scores > result.threshold)  # highest score first
+        result.flagged = above[np.argsort(-scores[above], kind="stable")]
     if outlier_labels:
         if result.labels is None:
             raise UsageError(f"dataset {loaded.data_name} has no labels on its {loaded.split} "

@@ -136,6 +136,13 @@ def encode_png(image: np.ndarray, level: int = 6) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + chunk(b"IEND", b""))
 
 
+def png_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of a PNG file, from its header."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return struct.unpack(">II", head[16:24])
+
+
 def write_png(path: str | Path, image: np.ndarray, level: int = 6) -> Path:
     """Atomically write ``image`` as a PNG file (``level``: zlib's compression level)."""
     return write_bytes(path, encode_png(image, level))

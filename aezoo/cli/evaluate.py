@@ -11,6 +11,7 @@ from aezoo._io import finite_or_null
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
+from aezoo.cli._help import check_seed
 from aezoo.cli._tables import ID, NUMBER
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
@@ -30,7 +31,8 @@ def eval_command(
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
         "params if it trained with it) and measure against the clean images: denoising."),
-    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
+    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
+                             "2^64-1)."),
 ) -> None:
     """Evaluate a model: MSE, BCE, PSNR (dB), SSIM, loss, images/s and parameter count.
 
@@ -85,7 +87,8 @@ def reconstruct_command(
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Three rows: the corrupted inputs, their "
         "reconstructions, the clean images (e.g. gaussian)."),
-    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
+    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
+                             "2^64-1)."),
 ) -> None:
     """Draw the first N images of a split (top row) over their reconstructions (bottom row).
 
@@ -116,7 +119,8 @@ def encode_command(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     output: str = typer.Option("mean", metavar="mean|logvar|sample", help="The code (a "
                                "VAE's mean), or a VAE's log-variance, or a sample."),
-    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --output sample."),
+    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --output sample (0 to "
+                             "2^64-1)."),
 ) -> None:
     """Encode a split to latents (float32) and, when the dataset has labels, their labels
     (int64, row i labelling latent i): OUT.npy plus OUT's stem + `.labels.npy`, or one
