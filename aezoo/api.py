@@ -663,10 +663,12 @@ class Picture:
 def reconstruct(model: Any, n: int = 10, rows: int = 1, data: Any = None,
                 split: str | None = None, out: str | os.PathLike[str] | None = None,
                 scale: int | None = None, caption: bool = False, device: str = "auto",
-                force: bool = False, corrupt: str | None = None, seed: int = 0) -> Picture:
+                force: bool = False, corrupt: str | None = None, seed: int = 0,
+                labels: bool = True) -> Picture:
     """``aezoo reconstruct``: the first ``n`` images of a split (top row) over their
     reconstructions (bottom row), as a :class:`Picture`; written to ``out`` (a PNG) when
     given (the CLI's default is recon.png; here nothing is written without ``out``).
+    ``labels`` names each row in a margin on the left (``--no-labels``: the bare grid).
 
     ``rows`` stacks that many bands; ``scale`` enlarges each pixel (default 4 up to 32x32,
     else 2); ``caption`` adds a line naming the run, its epoch and the PSNR; ``corrupt``
@@ -679,7 +681,7 @@ def reconstruct(model: Any, n: int = 10, rows: int = 1, data: Any = None,
         corruption,
         refuse_overwrite,
     )
-    from aezoo.viz import banded, captioned, default_scale, write_png
+    from aezoo.viz import banded, captioned, default_scale, labelled, write_png
     from aezoo.viz import reconstruct as recon_of
 
     target = Path(out) if out is not None else None
@@ -693,11 +695,16 @@ def reconstruct(model: Any, n: int = 10, rows: int = 1, data: Any = None,
             loaded.model, loaded.images, corruption(corrupt, loaded.path),
             loaded.memory_format, seed)
         picture = banded(noisy, recon, loaded.images, bands=rows, scale=scale)
+        names: tuple[str, ...] = (f"corrupted ({corrupt})", "reconstruction", "original")
         what = f"{corrupt}-corrupted images over their reconstructions over the clean ones"
     else:
         recon = recon_of(loaded.model, loaded.images, loaded.memory_format)
         picture = banded(loaded.images, recon, bands=rows, scale=scale)
+        names = ("original", "reconstruction")
         what = "images over their reconstructions"
+    if labels:
+        picture = labelled(picture, names, loaded.images.shape[-2] * scale,
+                           bands=max(1, min(rows, len(loaded.images))))
     if caption:
         picture = captioned(picture, _caption(loaded, recon))
     description = f"{len(loaded.images)} {loaded.data_name}/{loaded.split} {what}"

@@ -147,15 +147,19 @@ def write_scores(out: Path, result: Scores) -> None:
 
 def worst_picture(result: Scores, k: int, scale: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest-scoring images: originals over reconstructions over error maps
-    (``|image - reconstruction|``, scaled so the largest error shown is white), and their
-    indices, worst first."""
+    (``|image - reconstruction|``, scaled so the largest error shown is white), each row
+    named on the left and each tile's index and score below it; and their indices, worst
+    first."""
     import torch
 
-    from aezoo.viz import grid
+    from aezoo.viz import grid, labelled, tile_captions
 
     worst = np.argsort(-result.scores, kind="stable")[:k]
     images = result.loaded.images[torch.from_numpy(worst).to(result.loaded.images.device)]
     recon = result.loaded.model.reconstruct(images, output="torch")
     error = (images.float() / 255 - recon).abs()
     error = error / error.max().clamp_min(1e-12)
-    return grid(images, recon, error, scale=scale), worst
+    h, w = images.shape[-2:]
+    picture = tile_captions(grid(images, recon, error, scale=scale),
+                            [(f"#{i}", f"{result.scores[i]:.4g}") for i in worst], w * scale)
+    return labelled(picture, ("original", "reconstruction", "|error|"), h * scale), worst

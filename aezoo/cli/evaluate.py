@@ -89,17 +89,21 @@ def reconstruct_command(
         "reconstructions, the clean images (e.g. gaussian)."),
     seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
                              "2^64-1)."),
+    no_labels: bool = typer.Option(False, "--no-labels", help="No margin naming the rows: "
+                                   "the bare grid."),
 ) -> None:
     """Draw the first N images of a split (top row) over their reconstructions (bottom row).
 
-    Gray and RGB images; with --rows 1 the PNG is `N*W*scale + (N+1)*2` pixels wide and
+    Each row is named in a margin on the left (original, reconstruction; with --corrupt:
+    corrupted, reconstruction, original). Gray and RGB images; with --rows 1 the grid is
+    `N*W*scale + (N+1)*2` pixels wide (plus the margin, ~100 px; --no-labels: none) and
     `2*H*scale + 6` high (`3*H*scale + 8` with --corrupt); --rows R stacks R such bands of
     ceil(N/R) images, 4 pixels apart.
     """
     from aezoo.api import reconstruct
 
     picture = reconstruct(model, n, rows, data, split, out, scale, caption, device, force,
-                          corrupt, seed)
+                          corrupt, seed, labels=not no_labels)
     h, w = picture.shape[:2]
     console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
                   soft_wrap=True)
