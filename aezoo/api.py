@@ -743,17 +743,38 @@ class Encoded(NamedTuple):
 def encode(model: Any, data: Any = None, split: str | None = None,
            out: str | os.PathLike[str] | None = None, flatten: bool = False,
            limit: int | None = None, batch_size: int = 1024, device: str = "auto",
-           force: bool = False, output: str = "mean", seed: int = 0) -> Encoded:
+           force: bool = False, output: str = "mean", seed: int = 0,
+           plot: str | os.PathLike[str] | None = None, projection: str = "pca") -> Encoded:
     """``aezoo encode``: the latents of a split (``(N, C, H, W)``, or ``(N, C*H*W)`` with
     ``flatten``) and their labels, as an :class:`Encoded` (``latents, labels, *_ =
     aezoo.encode(run)``). With ``out`` (``NAME.npy``, labels in ``NAME.labels.npy``, or
     ``NAME.npz``) they are written too (the CLI's default is latents.npy). ``output``:
     ``mean`` (the code), or a VAE's ``logvar`` or a ``sample``. ``model`` and ``data`` as
     for :func:`evaluate`.
+
+    ``plot=PATH.png`` also draws the latent space: the codes projected to 2-D
+    (``projection``: pca, always available; umap with umap-learn; tsne with scikit-learn),
+    a dot per image coloured by its label, a legend of the class names.
     """
-    from aezoo.evaluation import encode_split, labels_path, refuse_overwrite, write_latents
+    from aezoo.evaluation import (
+        check_picture_path,
+        encode_split,
+        labels_path,
+        refuse_overwrite,
+        write_latents,
+    )
 
     target = Path(out) if out is not None else None
+    drawing = Path(plot) if plot is not None else None
+    if drawing is not None:
+        from aezoo.latents import PROJECTIONS
+
+        if projection not in PROJECTIONS:
+            from aezoo.errors import UsageError
+
+            raise UsageError(f"unknown projection '{projection}'", "use pca, umap or tsne")
+        check_picture_path(drawing)
+        refuse_overwrite(drawing, force)
     labels_file = None
     if target is not None:
         labels_file = labels_path(target)  # refuses an extension other than .npy and .npz
@@ -764,9 +785,21 @@ def encode(model: Any, data: Any = None, split: str | None = None,
     latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
                            flatten, output, seed)
     files: tuple[Path, ...] = ()
+    if drawing is not None:
+        from aezoo import latents as space
+
+        points = space.project(latents, projection, seed)
+        where = loaded.path.parent.name if loaded.path.name.endswith(".safetensors") \
+            else loaded.path.name
+        title = (f"{where}: {len(latents):,} {loaded.data_name}/{loaded.split} codes, "
+                 f"{points.method}")
+        space.write(drawing, space.picture(points, loaded.labels, loaded.class_names, title,
+                                           seed=seed))
     if target is not None:
         labels_out = write_latents(target, latents, loaded.labels, loaded.class_names)
         files = (target,) if labels_out is None else (target, labels_out)
+    if drawing is not None:
+        files = (*files, drawing)
     return Encoded(latents, loaded.labels, loaded.class_names, loaded.data_name,
                    loaded.split, files)
 

@@ -194,3 +194,38 @@ def test_guide_lists_every_metrics_field() -> None:
     for field in ("`lr`", "`train_TERM`", "`val_TERM`"):
         assert field in line, field
     assert json  # json is used by helpers above
+
+
+def test_latent_picture_projects_and_names_classes(two_runs: tuple[Any, Any],
+                                                    tmp_path: Path, cli: Any) -> None:
+    from PIL import Image
+
+    from aezoo import latents
+
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(60, 4, 2, 2)) * np.linspace(3, 0.1, 16).reshape(1, 4, 2, 2)
+    proj = latents.project(codes)
+    x = codes.reshape(60, -1) - codes.reshape(60, -1).mean(0)
+    top = np.linalg.svd(x, full_matrices=False)[2][:2]
+    assert np.allclose(np.abs(proj.points), np.abs(x @ top.T))
+    assert proj.axes[0].startswith("PC1 (") and "% of variance" in proj.axes[0]
+    labels = np.repeat(np.arange(3), 20)
+    image = latents.picture(proj, labels, ["cat", "dog", "bird"], title="t")
+    assert image.size[0] > 620  # the legend column
+    plain, _ = two_runs
+    encoded = aezoo.encode(plain, split="val", plot=tmp_path / "space.png")
+    assert tmp_path / "space.png" in encoded.files and (tmp_path / "space.png").exists()
+    with Image.open(tmp_path / "space.png") as drawn:
+        assert drawn.size[0] > 620 and drawn.size[1] == 480
+    for missing, package in (("umap", "umap-learn"), ("tsne", "scikit-learn")):
+        try:
+            __import__({"umap": "umap", "tsne": "sklearn"}[missing])
+        except ImportError:
+            with pytest.raises(aezoo.UsageError, match=package):
+                latents.project(codes, missing)
+    result = cli("encode", str(plain.out_dir), "--split", "val", "--out", "z.npy", "--plot",
+                 "z.png")
+    assert result.exit_code == 0, result.output
+    assert "wrote z.png (the codes projected to 2-D by pca" in result.stdout
+    bad = cli("encode", str(plain.out_dir), "--plot", "z2.png", "--projection", "lda")
+    assert bad.exit_code == 2 and "use pca, umap or tsne" in bad.output

@@ -125,6 +125,11 @@ def encode_command(
                                "VAE's mean), or a VAE's log-variance, or a sample."),
     seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --output sample (0 to "
                              "2^64-1)."),
+    plot: Path | None = typer.Option(None, help="Also draw the latent space to this PNG: the "
+                                     "codes projected to 2-D, coloured by label."),
+    projection: str = typer.Option("pca", metavar="pca|umap|tsne", help="How --plot projects "
+                                   "the codes: pca (always), umap (pip install umap-learn), "
+                                   "tsne (pip install scikit-learn)."),
 ) -> None:
     """Encode a split to latents (float32) and, when the dataset has labels, their labels
     (int64, row i labelling latent i): OUT.npy plus OUT's stem + `.labels.npy`, or one
@@ -132,9 +137,10 @@ def encode_command(
     from aezoo.api import encode
 
     encoded = encode(model, data, split, out, flatten, limit, batch_size, device, force,
-                     output, seed)
+                     output, seed, plot, projection)
     latents, labels, class_names = encoded.latents, encoded.labels, encoded.class_names
-    labels_out = encoded.files[1] if len(encoded.files) > 1 else None
+    files = [f for f in encoded.files if f != plot]
+    labels_out = files[1] if len(files) > 1 else None
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:
         wrote += f" and {labels_out}"
@@ -144,6 +150,9 @@ def encode_command(
         wrote += f" (classes {', '.join(f'{k}={n}' for k, n in enumerate(class_names))})"
     console.print(f"{wrote} ({encoded.data}/{encoded.split})", highlight=False,
                   soft_wrap=True)
+    if plot is not None:
+        console.print(f"wrote {plot} (the codes projected to 2-D by {projection}, coloured by "
+                      "label)", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
