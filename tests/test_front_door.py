@@ -229,3 +229,19 @@ def test_latent_picture_projects_and_names_classes(two_runs: tuple[Any, Any],
     assert "wrote z.png (the codes projected to 2-D by pca" in result.stdout
     bad = cli("encode", str(plain.out_dir), "--plot", "z2.png", "--projection", "lda")
     assert bad.exit_code == 2 and "use pca, umap or tsne" in bad.output
+
+
+def test_curves_put_terms_of_another_scale_in_their_own_panel() -> None:
+    from aezoo import curves
+
+    vae = [{"epoch": e, "train_loss": 200 / e + 90, "val_loss": 195 / e + 92,
+            "train_recon": 190 / e + 80, "val_recon": 185 / e + 82, "train_kl": 3 + e * 0.4,
+            "val_kl": 3.2 + e * 0.4, "lr": 1e-3 / e} for e in range(1, 11)]
+    plain = [{k: v for k, v in r.items() if not k.endswith(("_recon", "_kl"))} for r in vae]
+    one, two = curves.run_curves(plain), curves.run_curves(vae)
+    assert one.height < curves.HEIGHT + 40  # a single panel and its legend
+    assert two.height > curves.HEIGHT * 3 // 2  # kl (~5) apart from the loss (~100)
+    same, other = curves._by_scale(
+        [curves.Line(k, curves._series(vae, k), (0, 0, 0))
+         for k in ("train_loss", "val_loss", "val_recon", "val_kl")])
+    assert [ln.label for ln in other] == ["val_kl"] and len(same) == 3

@@ -240,9 +240,14 @@ def test_runs_is_quick_on_many_runs(trained: Path, tmp_path: Path, cli: Cli,
 
 
 def test_reconstruct_rows_caption_and_scale(trained: Path, cli: Cli, tmp_path: Path) -> None:
+    named = cli("reconstruct", str(trained), "--n", "10", "--rows", "3", "--scale", "1",
+                "--device", "cpu", "--out", "named.png")
+    assert named.exit_code == 0, named.output
     result = cli("reconstruct", str(trained), "--n", "10", "--rows", "3", "--scale", "1",
-                 "--device", "cpu", "--out", "bands.png")
+                 "--device", "cpu", "--out", "bands.png", "--no-labels")
     assert result.exit_code == 0, result.output
+    with_names = decode((tmp_path / "named.png").read_bytes())  # the rows named on the left
+    assert with_names.height == 3 * (2 * 28 + 6) + 2 * 4 and with_names.width > 4 * 28 + 70
     # 3 bands of ceil(10/3) = 4 images (the last padded white), each 2*28 + 3*2 high,
     # 4 px between bands.
     picture = decode((tmp_path / "bands.png").read_bytes())
