@@ -70,9 +70,11 @@ def score_command(
     outlier_label: list[int] = typer.Option([], "--outlier-label", metavar="LABEL",
                                             help="A label of known outliers (repeatable): "
                                             "report the ROC AUC."),
-    top: int = typer.Option(0, "--top", min=0, max=1000, help="List the K worst images."),
+    top: int = typer.Option(0, "--top", min=0, max=1000, metavar="K",
+                            help="List the K worst images."),
     picture: Path | None = typer.Option(None, help="With --top K: a PNG of the K worst "
-                                        "(image / reconstruction / error map)."),
+                                        "(image / reconstruction / error map rows, each "
+                                        "tile's index and score under it)."),
     limit: int | None = typer.Option(None, help="Score at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
