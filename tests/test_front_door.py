@@ -168,6 +168,8 @@ def test_messages_that_misled(cli: Any) -> None:
     assert "aezoo config VARIANT" in unknown.output and "docs/specs.md" in unknown.output
     spaced = cli("train", "--set", "train.lr", "0.1")
     assert spaced.exit_code == 2 and "--set train.lr=0.01" in spaced.output
+    after_name = cli("train", "cae-upsample", "--set", "train.lr", "0.1")
+    assert after_name.exit_code == 2 and "--set train.lr=VALUE" in after_name.output
     typo = cli("trian")
     assert "?: see" not in typo.output and "(see `aezoo --help`)" in typo.output
 

@@ -111,6 +111,11 @@ def _one_line_usage_error(exc: Exception) -> typer.Exit:
     command = ctx.command_path if ctx is not None else "aezoo"
     message = " ".join(getattr(exc, "format_message", lambda: str(exc))().split()).rstrip(".")
     see = f" (see `{command} --help`)" if message.endswith("?") else f": see `{command} --help`"
+    sets = (getattr(ctx, "params", None) or {}).get("set_") or []
+    spaced = next((s for s in sets if isinstance(s, str) and "=" not in s), None)
+    if spaced is not None and "extra argument" in message:  # --set train.lr 0.1
+        see = (f"; --set takes KEY=VALUE as one word, e.g. --set {spaced}=VALUE (not "
+               f"--set {spaced} VALUE)")
     error(message + see)
     return typer.Exit(2)
 
