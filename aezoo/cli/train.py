@@ -245,10 +245,16 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {_KEYS[flag].removeprefix("train."): value
                  for flag, value in given.items() if FLAGS[flag][1]}
+    from aezoo.errors import AezooError
     from aezoo.rundir import METRICS_JSONL
     from aezoo.runs import read_rows
 
-    before = len(read_rows(run_dir / METRICS_JSONL))  # epochs of earlier sessions
+    before = 0  # epochs of earlier sessions; resume itself reports a directory it cannot use
+    if (run_dir / METRICS_JSONL).is_file():
+        try:
+            before = len(read_rows(run_dir / METRICS_JSONL))
+        except (AezooError, OSError):
+            pass
     _report(lambda: resume(run_dir, overrides,
                            callbacks=[_warnings_callback(), ProgressCallback(console)]),
             before)
