@@ -24,11 +24,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     import numpy as np
 
+    from aezoo.bench import BenchResult
+    from aezoo.export import Exported
     from aezoo.model import Autoencoder
+    from aezoo.runs import Comparison, RunInfo
+    from aezoo.scoring import Scores
     from aezoo.specs import ModelSpec, RunSpec
 
-__all__ = ["MAX_ARRAY_BYTES", "Encoded", "Picture", "Run", "encode", "evaluate", "fit",
-           "reconstruct"]
+__all__ = ["MAX_ARRAY_BYTES", "Encoded", "Picture", "Run", "bench", "compare", "encode",
+           "evaluate", "export", "fit", "interpolate", "reconstruct", "runs", "sample", "score"]
 
 # In-memory training images are saved into the run directory (so that resume, eval and
 # reconstruct find them) as uint8; beyond this size fit refuses them and says how to pass
@@ -664,10 +668,12 @@ class Picture:
 def reconstruct(model: Any, n: int = 10, rows: int = 1, data: Any = None,
                 split: str | None = None, out: str | os.PathLike[str] | None = None,
                 scale: int | None = None, caption: bool = False, device: str = "auto",
-                force: bool = False, corrupt: str | None = None, seed: int = 0) -> Picture:
+                force: bool = False, corrupt: str | None = None, seed: int = 0,
+                labels: bool = True) -> Picture:
     """``aezoo reconstruct``: the first ``n`` images of a split (top row) over their
     reconstructions (bottom row), as a :class:`Picture`; written to ``out`` (a PNG) when
     given (the CLI's default is recon.png; here nothing is written without ``out``).
+    ``labels`` names each row in a margin on the left (``--no-labels``: the bare grid).
 
     ``rows`` stacks that many bands; ``scale`` enlarges each pixel (default 4 up to 32x32,
     else 2); ``caption`` adds a line naming the run, its epoch and the PSNR; ``corrupt``
@@ -680,7 +686,7 @@ def reconstruct(model: Any, n: int = 10, rows: int = 1, data: Any = None,
         corruption,
         refuse_overwrite,
     )
-    from aezoo.viz import banded, captioned, default_scale, write_png
+    from aezoo.viz import banded, captioned, default_scale, labelled, write_png
     from aezoo.viz import reconstruct as recon_of
 
     target = Path(out) if out is not None else None
@@ -694,11 +700,16 @@ def reconstruct(model: Any, n: int = 10, rows: int = 1, data: Any = None,
             loaded.model, loaded.images, corruption(corrupt, loaded.path),
             loaded.memory_format, seed)
         picture = banded(noisy, recon, loaded.images, bands=rows, scale=scale)
+        names: tuple[str, ...] = (f"corrupted ({corrupt})", "reconstruction", "original")
         what = f"{corrupt}-corrupted images over their reconstructions over the clean ones"
     else:
         recon = recon_of(loaded.model, loaded.images, loaded.memory_format)
         picture = banded(loaded.images, recon, bands=rows, scale=scale)
+        names = ("original", "reconstruction")
         what = "images over their reconstructions"
+    if labels:
+        picture = labelled(picture, names, loaded.images.shape[-2] * scale,
+                           bands=max(1, min(rows, len(loaded.images))))
     if caption:
         picture = captioned(picture, _caption(loaded, recon))
     description = f"{len(loaded.images)} {loaded.data_name}/{loaded.split} {what}"
@@ -737,17 +748,38 @@ class Encoded(NamedTuple):
 def encode(model: Any, data: Any = None, split: str | None = None,
            out: str | os.PathLike[str] | None = None, flatten: bool = False,
            limit: int | None = None, batch_size: int = 1024, device: str = "auto",
-           force: bool = False, output: str = "mean", seed: int = 0) -> Encoded:
+           force: bool = False, output: str = "mean", seed: int = 0,
+           plot: str | os.PathLike[str] | None = None, projection: str = "pca") -> Encoded:
     """``aezoo encode``: the latents of a split (``(N, C, H, W)``, or ``(N, C*H*W)`` with
     ``flatten``) and their labels, as an :class:`Encoded` (``latents, labels, *_ =
     aezoo.encode(run)``). With ``out`` (``NAME.npy``, labels in ``NAME.labels.npy``, or
     ``NAME.npz``) they are written too (the CLI's default is latents.npy). ``output``:
     ``mean`` (the code), or a VAE's ``logvar`` or a ``sample``. ``model`` and ``data`` as
     for :func:`evaluate`.
+
+    ``plot=PATH.png`` also draws the latent space: the codes projected to 2-D
+    (``projection``: pca, always available; umap with umap-learn; tsne with scikit-learn),
+    a dot per image coloured by its label, a legend of the class names.
     """
-    from aezoo.evaluation import encode_split, labels_path, refuse_overwrite, write_latents
+    from aezoo.evaluation import (
+        check_picture_path,
+        encode_split,
+        labels_path,
+        refuse_overwrite,
+        write_latents,
+    )
 
     target = Path(out) if out is not None else None
+    drawing = Path(plot) if plot is not None else None
+    if drawing is not None:
+        from aezoo.latents import PROJECTIONS
+
+        if projection not in PROJECTIONS:
+            from aezoo.errors import UsageError
+
+            raise UsageError(f"unknown projection '{projection}'", "use pca, umap or tsne")
+        check_picture_path(drawing)
+        refuse_overwrite(drawing, force)
     labels_file = None
     if target is not None:
         labels_file = labels_path(target)  # refuses an extension other than .npy and .npz
@@ -758,8 +790,210 @@ def encode(model: Any, data: Any = None, split: str | None = None,
     latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
                            flatten, output, seed)
     files: tuple[Path, ...] = ()
+    if drawing is not None:
+        from aezoo import latents as space
+
+        points = space.project(latents, projection, seed)
+        where = loaded.path.parent.name if loaded.path.name.endswith(".safetensors") \
+            else loaded.path.name
+        title = (f"{where}: {len(latents):,} {loaded.data_name}/{loaded.split} codes, "
+                 f"{points.method}")
+        space.write(drawing, space.picture(points, loaded.labels, loaded.class_names, title,
+                                           seed=seed))
     if target is not None:
         labels_out = write_latents(target, latents, loaded.labels, loaded.class_names)
         files = (target,) if labels_out is None else (target, labels_out)
+    if drawing is not None:
+        files = (*files, drawing)
     return Encoded(latents, loaded.labels, loaded.class_names, loaded.data_name,
                    loaded.split, files)
+
+
+# --- the other commands: score, export, sample, interpolate, runs, compare, bench ---------
+
+
+def _target(model: Any) -> Any:
+    """A Run as its directory; everything else as given."""
+    return model.out_dir if isinstance(model, Run) else model
+
+
+def score(model: Any, data: str | None = None, split: str | None = None,
+          metric: str | None = None, out: str | os.PathLike[str] | None = None,
+          threshold_percentile: float | None = None, outlier_label: Iterable[int] = (),
+          top: int = 0, picture: str | os.PathLike[str] | None = None,
+          limit: int | None = None, batch_size: int = 1024, device: str = "auto",
+          force: bool = False) -> Scores:
+    """``aezoo score``: every image of a split scored by its reconstruction error (higher:
+    more unusual), as :class:`aezoo.scoring.Scores` (``.scores``, ``.labels``,
+    ``.threshold``, ``.flagged`` — indices above the threshold, highest score first —,
+    ``.auc``, ``.summary()``).
+
+    ``threshold_percentile=P`` flags images above the P-th percentile of the validation
+    split's scores; ``outlier_label=[k, ...]`` reports the ROC AUC for those labels;
+    ``top=K`` with ``picture=`` draws the K worst (image / reconstruction / error map,
+    each tile's index and score). ``out`` (``.csv``, ``.json`` or ``.npy``) writes the
+    scores; unlike the command (``scores.csv``), nothing is written without it.
+    ``model``: a run (``Run`` or its directory), a model file, ``VARIANT.TAG`` or
+    ``hf://``.
+    """
+    from aezoo.errors import UsageError
+    from aezoo.evaluation import check_picture_path, refuse_overwrite
+    from aezoo.scoring import check_scores_path, score_split, worst_picture, write_scores
+    from aezoo.viz import write_png
+
+    target = Path(out) if out is not None else None
+    drawing = Path(picture) if picture is not None else None
+    if target is not None:
+        check_scores_path(target)
+        refuse_overwrite(target, force)
+    if drawing is not None:
+        if not top:
+            raise UsageError("--picture needs --top K", "pass --top 10 --picture worst.png")
+        check_picture_path(drawing)
+        refuse_overwrite(drawing, force)
+    result = score_split(_target(model), data, split, metric, limit, batch_size, device,
+                         threshold_percentile, tuple(outlier_label))
+    if target is not None:
+        write_scores(target, result)
+    if drawing is not None:
+        image, _ = worst_picture(result, top)
+        write_png(drawing, image)
+        result.picture = drawing
+    return result
+
+
+def export(model: Any, format: str | None = None,  # noqa: A002 - the flag's name
+           part: str | None = None, out: str | os.PathLike[str] | None = None,
+           data: str | None = None, opset: int | None = None, force: bool = False
+           ) -> Exported:
+    """``aezoo export``: the encoder, the decoder and the whole model (or one ``part``) as
+    ONNX or TorchScript files with a JSON sidecar, each verified against PyTorch before
+    anything is written; returns :class:`aezoo.export.Exported` (``.files`` by part,
+    ``.sidecar``, ``.info``). ``format``: onnx or torchscript (default: from ``out``'s
+    extension, else onnx); ``out`` default ``model.onnx``. ONNX needs ``aezoo[onnx]``."""
+    from aezoo.export import export_run
+
+    return export_run(_target(model), format, part,
+                      Path(out) if out is not None else None, data, opset, force)
+
+
+def _model_on(model: Any, device: str) -> Any:
+    """A built model moved to ``device``, or one loaded from a reference."""
+    if hasattr(model, "state_dict"):
+        from aezoo.device import resolve_device
+
+        return model.to(resolve_device(device))
+    from aezoo.checkpoint import load
+    from aezoo.pretrained import locate
+
+    return load(locate(_target(model)).path, device=device)
+
+
+def sample(model: Any, n: int = 64, seed: int = 0,
+           out: str | os.PathLike[str] | None = None, scale: int = 2, device: str = "auto",
+           force: bool = False) -> Picture:
+    """``aezoo sample``: ``n`` draws from the prior N(0, I) of a variational model (e.g.
+    cae-vae) decoded into a grid of ceil(sqrt(n)) columns, as a :class:`Picture`;
+    written to ``out`` when given (the command's default: samples.png)."""
+    import math
+
+    import torch
+
+    from aezoo.evaluation import check_picture_path, refuse_overwrite
+    from aezoo.generation import sample as draw
+    from aezoo.viz import grid, write_png
+
+    target = Path(out) if out is not None else None
+    if target is not None:
+        check_picture_path(target)
+        refuse_overwrite(target, force)
+    images = draw(_model_on(model, device), n, seed)
+    cols = math.ceil(math.sqrt(n))
+    rows = [images[i:i + cols] for i in range(0, n, cols)]
+    if len(rows[-1]) < cols:  # pad the last row with blank cells
+        pad = torch.full((cols - len(rows[-1]), *images.shape[1:]), 255, dtype=torch.uint8,
+                         device=images.device)
+        rows[-1] = torch.cat([rows[-1], pad])
+    picture = grid(*rows, scale=scale)
+    if target is not None:
+        write_png(target, picture)
+    return Picture(picture, f"{n} draws from the prior, seed {seed}", target)
+
+
+def interpolate(model: Any, from_: int = 0, to: int = 1, steps: int = 10,
+                data: Any = None, split: str | None = None,
+                out: str | os.PathLike[str] | None = None, scale: int = 2,
+                device: str = "auto", force: bool = False) -> Picture:
+    """``aezoo interpolate``: the straight line between the codes of images ``from_`` and
+    ``to`` of a split (indices; ``--from`` and ``--to``), decoded into a strip of
+    ``steps`` images, both ends included, as a :class:`Picture`; written to ``out`` when
+    given (the command's default: interpolation.png). ``model`` and ``data`` as for
+    :func:`evaluate`."""
+    from aezoo.errors import UsageError
+    from aezoo.evaluation import check_picture_path, refuse_overwrite
+    from aezoo.generation import interpolate as line
+    from aezoo.viz import grid, write_png
+
+    target = Path(out) if out is not None else None
+    if target is not None:
+        check_picture_path(target)
+        refuse_overwrite(target, force)
+    loaded = _loaded(model, data, split, None, device)
+    count = len(loaded.images)
+    for flag, index in (("--from", from_), ("--to", to)):
+        if not 0 <= index < count:
+            raise UsageError(f"{flag} {index} is not an image of {loaded.data_name}/"
+                             f"{loaded.split}", f"use 0 to {count - 1}")
+    strip = line(loaded.model, loaded.images[from_], loaded.images[to], steps)
+    picture = grid(strip, scale=scale)
+    if target is not None:
+        write_png(target, picture)
+    return Picture(picture, f"{steps} steps from image {from_} to image {to} of "
+                   f"{loaded.data_name}/{loaded.split}", target)
+
+
+def runs(directory: str | os.PathLike[str] = "runs",
+         filter: str | None = None,  # noqa: A002 - the flag's name
+         sort: str = "name") -> list[RunInfo]:
+    """``aezoo runs``: the training runs under ``directory`` as
+    :class:`aezoo.runs.RunInfo` records (``name``, ``variant``, ``data``, ``epochs_done``,
+    ``epochs``, ``status``, ``val_loss``, ``best_epoch``, ``seconds``, ``params``;
+    ``.as_dict()`` is a row of ``aezoo runs --json``). ``filter``: an fnmatch pattern on
+    the name or variant (a plain word matches anywhere); ``sort``: name, variant, data,
+    epochs, status, val_loss, best_epoch, time, params or modified (newest first)."""
+    from aezoo.runs import list_runs
+
+    return list_runs(directory, filter, sort)
+
+
+def compare(*runs: str | os.PathLike[str] | Run, out: str | os.PathLike[str] | None = None,
+            force: bool = False) -> Comparison:
+    """``aezoo compare``: two or more runs side by side, as :class:`aezoo.runs.Comparison`
+    (``.runs``, ``.diff`` — the spec keys that differ, a value per run —, ``.notes``);
+    ``out=NAME.png`` draws their val_loss curves overlaid (the command's default is
+    compare.png; here nothing is written without ``out``)."""
+    from aezoo.runs import compare_runs
+
+    return compare_runs([_target(r) for r in runs], Path(out) if out is not None else None,
+                        force)
+
+
+def bench(patterns: str | Iterable[str] | None = None, data: str = "mnist5k",
+          epochs: int = 5, seeds: int = 1, limit: int | None = None,
+          batch_size: int | None = None, device: str = "auto",
+          out: str | os.PathLike[str] = "bench", force: bool = False, verbose: int = 1
+          ) -> BenchResult:
+    """``aezoo bench``: train every variant matching ``patterns`` (fnmatch; default all)
+    on the same data, budget and seeds 0..K-1, evaluate each on the same split, rank them
+    by PSNR; writes ``out/VARIANT/seed-K`` runs, ``out/bench.json`` and ``out/bench.png``.
+    Returns :class:`aezoo.bench.BenchResult` (``.summary``: one dict per variant, best
+    first). Running it again reuses finished runs and resumes an interrupted one.
+    ``verbose=0`` prints nothing; ``1`` a line per run."""
+    from aezoo.bench import run_bench
+    from aezoo.training.precision import flush_denormals
+
+    flush_denormals()
+    chosen = patterns if patterns is None or isinstance(patterns, str) else list(patterns)
+    return run_bench(chosen, data, epochs, seeds, out=Path(out), limit=limit, device=device,
+                     batch_size=batch_size, force=force,
+                     say=print if verbose else (lambda _: None))

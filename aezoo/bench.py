@@ -243,9 +243,10 @@ def bench_picture(summary: Sequence[dict[str, Any]]) -> Any:
         return plot(lines, xlabel=xlabel, ylabel="PSNR (dB)", log=False, xlog=xlog,
                     title=f"PSNR vs {xlabel}", size=(560, 420))
 
-    left, right = panel("params", "parameters", True), panel("seconds", "training s", False)
+    left = panel("params", "parameters", True)  # the x label adds "(log scale)"
+    right = panel("seconds", "training time (s)", False)
     both = Image.new("P", (left.width + right.width, max(left.height, right.height)), 0)
-    both.putpalette(left.getpalette() or [])
+    both.putpalette(right.getpalette() or [])  # the later: inks only ever get added
     both.paste(left, (0, 0))
     both.paste(right, (left.width, 0))
     return both

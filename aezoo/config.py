@@ -81,8 +81,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise SpecError(
-            f"invalid --set '{shown}'", "write KEY=VALUE with a dotted key, e.g. train.lr=0.01"
-        )
+            f"invalid --set '{shown}'", "write KEY=VALUE as one word with a dotted key, e.g. "
+            "--set train.lr=0.01 (not --set train.lr 0.01)")
     try:
         value: Any = json.loads(raw, parse_int=_parse_int)
     except (ValueError, RecursionError):  # ValueError: JSONDecodeError is one

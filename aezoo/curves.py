@@ -269,7 +269,8 @@ def plot(lines: Sequence[Line], *, title: str = "", xlabel: str = "epoch",
         canvas.line((x0, py, x1, py), GRID)
         canvas.text((x0 - 5, py), label(t), INK, "rm")
     canvas.draw.rectangle((x0, y0, x1, y1), outline=ink(INK))
-    canvas.text(((x0 + x1) / 2, y1 + 20), xlabel, INK, "ma")
+    canvas.text(((x0 + x1) / 2, y1 + 20), xlabel + (" (log scale)" if xa.log else ""), INK,
+                "ma")
     canvas.text((6, y0 - 8), ylabel + (" (log scale)" if ya.log else ""), INK, "ls")
     if title:
         canvas.text(((x0 + x1) / 2, y0 - 8), title, INK, "ms")
@@ -285,14 +286,20 @@ def plot(lines: Sequence[Line], *, title: str = "", xlabel: str = "epoch",
             _draw_line(canvas, right, xa, ra)
     for ln in lines:
         _draw_line(canvas, ln, xa, ya)
+    box = (x0 + 1, y0 + 1, x1 - 1, y1 - 1)
     if best is not None and _finite(best[1]) and (not ya.log or best[1] > 0):
         bx, by = xa(best[0]), ya(best[1])
         canvas.draw.ellipse((bx - 5, by - 5, bx + 5, by + 5), outline=ink(MARK), width=2)
-        right_half = bx > (x0 + x1) / 2
-        canvas.text((bx + (-8 if right_half else 8), by - 8), best[2], MARK,
-                    "rb" if right_half else "lb")
+        spots = [((bx + dx, by + dy), anchor) for dx, dy, anchor in
+                 ((-8, -8, "rb"), (8, -8, "lb"), (-8, 8, "rt"), (8, 8, "lt"),
+                  (-8, -30, "rb"), (8, -30, "lb"), (-8, 30, "rt"), (8, 30, "lt"))]
+        xy, anchor = _free_spot(canvas, best[2], spots, box)
+        canvas.text(xy, best[2], MARK, anchor)
     if note:
-        canvas.text((x0 + 6, y1 - 6), note, LR_COLOR, "ld")
+        spots = [((x0 + 6, y1 - 6), "ld"), ((x1 - 6, y1 - 6), "rd"), ((x0 + 6, y0 + 6), "la"),
+                 ((x1 - 6, y0 + 6), "ra")]
+        xy, anchor = _free_spot(canvas, note, spots, box)
+        canvas.text(xy, note, LR_COLOR, anchor)
     for r, entries in enumerate(rows):
         cx, cy = float(LEFT), h_plot + LEGEND_ROW * r + 6
         for ln, item in entries:
@@ -300,6 +307,35 @@ def plot(lines: Sequence[Line], *, title: str = "", xlabel: str = "epoch",
             canvas.text((cx + 30, cy), ln.label, INK, "lm")
             cx += item
     return canvas.finish()
+
+
+def _free_spot(canvas: Canvas, text: str,
+               spots: Sequence[tuple[tuple[float, float], str]],
+               box: tuple[float, float, float, float]
+               ) -> tuple[tuple[float, float], str]:
+    """The first of ``spots`` (a point and a text anchor) where ``text`` stays inside
+    ``box`` and covers the fewest pixels already drawn (lines, the grid): labels that do
+    not sit on the curves."""
+    import numpy as np
+
+    pixels = np.asarray(canvas.image)
+    grid = ink(GRID)
+    best: tuple[int, int] | None = None
+    chosen = spots[0]
+    for xy, anchor in spots:
+        left, top, right, bottom = _font().getbbox(text, anchor=anchor)
+        x, y = round(xy[0]), round(xy[1])
+        area = (x + int(left), y + int(top), x + int(right), y + int(bottom))
+        inside = (area[0] >= box[0] and area[1] >= box[1] and area[2] <= box[2]
+                  and area[3] <= box[3])
+        region = pixels[max(area[1], 0):max(area[3], 0), max(area[0], 0):max(area[2], 0)]
+        covered = int(((region != 0) & (region != grid)).sum())
+        score = (0 if inside else 1, covered)
+        if best is None or score < best:
+            best, chosen = score, (xy, anchor)
+        if score == (0, 0):
+            break
+    return chosen
 
 
 def _draw_line(canvas: Canvas, ln: Line, xa: Axis, ya: Axis) -> None:
@@ -353,7 +389,44 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "") -> Image.Imag
     best = best_row(rows)
     mark = None if best is None else (float(best["epoch"]), float(best["val_loss"]),
                                       f"best {best['val_loss']:.5f} @ epoch {best['epoch']}")
-    return plot(lines, title=title, right=right, best=mark, note=note)
+    same, other = _by_scale(lines)
+    if not other:
+        return plot(lines, title=title, right=right, best=mark, note=note)
+    top = plot(same, title=title, right=right, best=mark, note=note)
+    bottom = plot(other, title="terms on another scale", ylabel="term",
+                  size=(WIDTH, HEIGHT * 2 // 3))
+    return _stacked(top, bottom)
+
+
+PANEL_RATIO = 5.0  # terms whose typical value is this far from the loss's: their own panel
+
+
+def _by_scale(lines: list[Line]) -> tuple[list[Line], list[Line]]:
+    """The loss curves with the terms of their scale, and the terms of another scale (a
+    VAE's KL beside its reconstruction term, a small penalty beside the loss)."""
+    def typical(ln: Line) -> float | None:
+        values = sorted(abs(y) for _, y in ln.points if _finite(y) and y != 0)
+        return values[len(values) // 2] if values else None
+
+    loss = typical(lines[1]) or typical(lines[0])
+    if loss is None:
+        return lines, []
+    same, other = lines[:2], list[Line]()
+    for ln in lines[2:]:
+        t = typical(ln)
+        far = t is not None and max(t / loss, loss / t) > PANEL_RATIO
+        (other if far else same).append(ln)
+    return same, other
+
+
+def _stacked(top: Image.Image, bottom: Image.Image) -> Image.Image:
+    from PIL import Image as PILImage
+
+    both = PILImage.new("P", (max(top.width, bottom.width), top.height + bottom.height), 0)
+    both.putpalette(bottom.getpalette() or [])  # the later: inks only ever get added
+    both.paste(top, (0, 0))
+    both.paste(bottom, (0, top.height))
+    return both
 
 
 def overlay_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "val_loss",

@@ -177,7 +177,7 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         raise UsageError(f"{run_dir} has finished: {info['stopped']}",
                          "pass a larger --patience (or --epochs) to train it further")
     dist, device = distributed.setup(spec.train.device)
-    lock = RunLock(run_dir)
+    lock = RunLock(run_dir, resuming=True)
     try:
         check_switches(spec.train, device)
         # Lock and probe now (before data loads); run.json is rewritten once the state has

@@ -54,9 +54,13 @@ class RunLock:
     ``flock`` (Windows), the lock is a no-op.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, resuming: bool = False) -> None:
         self.path = run_dir / LOCK_FILE
         self._fd: int | None = None
+        # Where another process holds it: a new run can go elsewhere; a resume cannot.
+        self.busy_fix = ("wait for it to finish (`aezoo runs` shows it running), then "
+                         "resume" if resuming else "wait for it to finish, or choose another "
+                         "--out")
 
     def acquire(self) -> RunLock:
         try:
@@ -78,7 +82,7 @@ class RunLock:
                 who = f" (pid {holder})" if holder.isdigit() else ""
                 raise RunDirBusyError(
                     f"{self.path.parent} is in use by another aezoo process{who}",
-                    "wait for it to finish, or choose another --out") from None
+                    self.busy_fix) from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -91,7 +95,7 @@ class RunLock:
                 return self
             os.close(fd)  # we locked a file its holder had just removed
         raise RunDirBusyError(f"{self.path.parent} is in use by other aezoo processes",
-                              "wait for them to finish, or choose another --out")
+                              self.busy_fix)
 
     def release(self) -> None:
         if self._fd is not None:

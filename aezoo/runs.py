@@ -374,11 +374,50 @@ MISSING = object()
 
 def spec_diff(specs: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Any]]]:
     """The dotted keys whose values differ between ``specs`` (``MISSING`` where a spec
-    lacks the key), in the order the first spec has them."""
-    flat = [flatten(s) for s in specs]
-    keys = list(dict.fromkeys(k for f in flat for k in f))
-    return [(k, [f.get(k, MISSING) for f in flat]) for k in keys
-            if len({json.dumps(f.get(k, "\0missing"), sort_keys=True) for f in flat}) > 1]
+    lacks the key), in the order the first spec has them. A key that is a table in one
+    spec and a value (or absent) in another is one row with the whole tables (turning on
+    ``train.corrupt`` is one change, not a row per parameter)."""
+    out: list[tuple[str, list[Any]]] = []
+
+    def walk(values: list[Any], prefix: str) -> None:
+        if prefix and not all(isinstance(v, Mapping) for v in values):
+            shown = {"\0missing" if v is MISSING else json.dumps(v, sort_keys=True)
+                     for v in values}
+            if len(shown) > 1:
+                out.append((prefix, values))
+            return
+        keys = list(dict.fromkeys(k for v in values for k in v))
+        for key in keys:
+            walk([v.get(key, MISSING) for v in values], f"{prefix}.{key}" if prefix else key)
+
+    walk(list(specs), "")
+    return out
+
+
+def comparable_notes(runs: Sequence[RunInfo]) -> list[str]:
+    """Why the runs' val_loss may not rank them: corrupted validation inputs in some runs
+    only (a denoiser's val_loss is measured on noisy inputs), or different losses."""
+    notes = []
+
+    def corrupt(r: RunInfo) -> str | None:
+        train = r.spec.get("train") or {}
+        c = train.get("corrupt") if isinstance(train, Mapping) else None
+        if not isinstance(c, Mapping) or train.get("corrupt_val") is False:
+            return None
+        return str(c.get("name"))
+
+    kinds = [corrupt(r) for r in runs]
+    if len(set(kinds)) > 1:
+        noisy = [f"{r.name} ({k})" for r, k in zip(runs, kinds, strict=True) if k]
+        notes.append(f"val_loss of {', '.join(noisy)} is measured on corrupted inputs "
+                     "(train.corrupt), of the others on clean ones: it does not rank them; "
+                     "compare `aezoo eval RUN` (add --corrupt NAME for denoising) instead")
+    losses = {json.dumps((r.spec.get("model") or {}).get("loss"), sort_keys=True)
+              for r in runs}
+    if len(losses) > 1:
+        notes.append("the runs use different losses (model.loss): val_loss does not rank "
+                     "them; compare PSNR or SSIM with `aezoo eval RUN` instead")
+    return notes
 
 
 def open_run(path: str | os.PathLike[str]) -> RunInfo:
@@ -403,6 +442,7 @@ class Comparison:
     runs: list[RunInfo]
     diff: list[tuple[str, list[Any]]]  # the spec keys that differ, a value per run
     picture: Path | None
+    notes: list[str] = field(default_factory=list)  # why val_loss may not rank them
 
 
 def compare_runs(paths: Sequence[str | os.PathLike[str]], out: Path | None = None,
@@ -424,4 +464,4 @@ def compare_runs(paths: Sequence[str | os.PathLike[str]], out: Path | None = Non
 
         picture = write_picture(out, overlay_curves({r.name: r.rows for r in runs},
                                                     title="val_loss"))
-    return Comparison(runs, diff, picture)
+    return Comparison(runs, diff, picture, comparable_notes(runs))

@@ -44,6 +44,7 @@ class Scores:
     outlier_labels: tuple[int, ...] = ()
     auc: float | None = None
     loaded: Any = None  # the Loaded split (model and images), for pictures
+    picture: Path | None = None  # the PNG of the worst, where one was written
 
     def summary(self) -> dict[str, Any]:
         """Everything but the per-image rows (one JSON object)."""
@@ -104,7 +105,8 @@ def score_split(target: str | Path, data: str | None = None, split: str | None =
             batch_size=batch_size, output="numpy")
         result.percentile = percentile
         result.threshold = float(np.percentile(val, percentile))
-        result.flagged = np.flatnonzero(scores > result.threshold)
+        above = np.flatnonzero(scores > result.threshold)  # highest score first
+        result.flagged = above[np.argsort(-scores[above], kind="stable")]
     if outlier_labels:
         if result.labels is None:
             raise UsageError(f"dataset {loaded.data_name} has no labels on its {loaded.split} "
@@ -145,15 +147,19 @@ def write_scores(out: Path, result: Scores) -> None:
 
 def worst_picture(result: Scores, k: int, scale: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest-scoring images: originals over reconstructions over error maps
-    (``|image - reconstruction|``, scaled so the largest error shown is white), and their
-    indices, worst first."""
+    (``|image - reconstruction|``, scaled so the largest error shown is white), each row
+    named on the left and each tile's index and score below it; and their indices, worst
+    first."""
     import torch
 
-    from aezoo.viz import grid
+    from aezoo.viz import grid, labelled, tile_captions
 
     worst = np.argsort(-result.scores, kind="stable")[:k]
     images = result.loaded.images[torch.from_numpy(worst).to(result.loaded.images.device)]
     recon = result.loaded.model.reconstruct(images, output="torch")
     error = (images.float() / 255 - recon).abs()
     error = error / error.max().clamp_min(1e-12)
-    return grid(images, recon, error, scale=scale), worst
+    h, w = images.shape[-2:]
+    picture = tile_captions(grid(images, recon, error, scale=scale),
+                            [(f"#{i}", f"{result.scores[i]:.4g}") for i in worst], w * scale)
+    return labelled(picture, ("original", "reconstruction", "|error|"), h * scale), worst

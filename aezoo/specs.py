@@ -315,6 +315,8 @@ def validate(model: type[Strict], data: Any, prefix: str = "") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(
-            describe_validation_error(exc, prefix, model), "fix the value or see `aezoo info`",
-            key=error_key(exc, prefix) or None) from None
+        key = error_key(exc, prefix)
+        where = ("`aezoo info`" if key.startswith("model.") or not key
+                 else "`aezoo config VARIANT` (every key, with its value) or docs/specs.md")
+        raise SpecError(describe_validation_error(exc, prefix, model),
+                        f"fix the value or see {where}", key=key or None) from None

@@ -8,8 +8,10 @@ from __future__ import annotations
 import errno
 import struct
 import zlib
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,6 +119,72 @@ def captioned(image: np.ndarray, text: str) -> np.ndarray:
     return out[:, :, None] if c == 1 else out
 
 
+LABEL_INK = 70  # row labels and tile captions: dark grey on white
+
+
+def _font(size: int = 12) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, ValueError):  # pragma: no cover - Pillow without FreeType
+        return ImageFont.load_default()
+
+
+@lru_cache(maxsize=64)
+def _label_gutter(labels: tuple[str, ...], cell_h: int, pad: int) -> np.ndarray:
+    """A white (H, W) column with ``labels`` right-aligned, one per row of cells."""
+    from PIL import Image, ImageDraw
+
+    font = _font()
+    width = max(int(font.getlength(t)) for t in labels) + 8
+    height = len(labels) * cell_h + (len(labels) + 1) * pad
+    gutter = Image.new("L", (width, height), PAD_VALUE)
+    draw = ImageDraw.Draw(gutter)
+    for r, text in enumerate(labels):
+        y = pad + r * (cell_h + pad) + cell_h / 2
+        draw.text((width - 4, y), text, fill=LABEL_INK, font=font, anchor="rm")
+    return np.asarray(gutter, dtype=np.uint8)
+
+
+def labelled(picture: np.ndarray, labels: Sequence[str], cell_h: int, pad: int = PAD,
+             bands: int = 1) -> np.ndarray:
+    """``picture`` (a :func:`grid` or :func:`banded` of ``len(labels)`` rows of cells
+    ``cell_h`` pixels high) with each row's label in a margin on its left. The margin is
+    drawn once per size and cached: a picture written every epoch pays a copy."""
+    gutter = _label_gutter(tuple(labels), cell_h, pad)
+    column = [gutter]
+    for _ in range(bands - 1):  # banded: 2*pad between bands
+        column += [np.full((2 * pad, gutter.shape[1]), PAD_VALUE, np.uint8), gutter]
+    margin = np.concatenate(column)[:picture.shape[0]]
+    if margin.shape[0] < picture.shape[0]:  # pragma: no cover - a caption strip below
+        margin = np.pad(margin, ((0, picture.shape[0] - margin.shape[0]), (0, 0)),
+                        constant_values=PAD_VALUE)
+    margin = np.repeat(margin[:, :, None], picture.shape[2], axis=2)
+    return np.concatenate([margin, picture], axis=1)
+
+
+def tile_captions(picture: np.ndarray, captions: Sequence[Sequence[str]], cell_w: int,
+                  pad: int = PAD) -> np.ndarray:
+    """``picture`` (a :func:`grid`) with lines of text under each column of cells, centred
+    (e.g. an image's index and score); the picture widens where a caption needs it."""
+    from PIL import Image, ImageDraw
+
+    font = _font(11)
+    lines = max((len(c) for c in captions), default=0)
+    if not lines:
+        return picture
+    h, w, c = picture.shape
+    strip = Image.new("L", (w, 13 * lines + 4), PAD_VALUE)
+    draw = ImageDraw.Draw(strip)
+    for i, caption in enumerate(captions):
+        x = pad + i * (cell_w + pad) + cell_w / 2
+        for k, text in enumerate(caption):
+            draw.text((x, 2 + 13 * k), text, fill=LABEL_INK, font=font, anchor="ma")
+    below = np.repeat(np.asarray(strip, dtype=np.uint8)[:, :, None], c, axis=2)
+    return np.concatenate([picture, below])
+
+
 def encode_png(image: np.ndarray, level: int = 6) -> bytes:
     """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 -> PNG bytes (``level``: zlib's)."""
     if image.ndim == 2:
@@ -134,6 +202,13 @@ def encode_png(image: np.ndarray, level: int = 6) -> bytes:
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + chunk(b"IEND", b""))
+
+
+def png_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of a PNG file, from its header."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return struct.unpack(">II", head[16:24])
 
 
 def write_png(path: str | Path, image: np.ndarray, level: int = 6) -> Path:

@@ -93,11 +93,16 @@ def test_eval_table_and_errors(run: Any, run_dir: Path, tmp_path: Path) -> None:
 
 def test_reconstruct_writes_a_gray_grid_of_the_expected_size(run: Any, run_dir: Path,
                                                              tmp_path: Path) -> None:
-    result = run("reconstruct", str(run_dir), "--n", "6", "--device", "cpu", "--out", "r.png")
+    result = run("reconstruct", str(run_dir), "--n", "6", "--device", "cpu", "--out", "r.png",
+                 "--no-labels")
     assert result.exit_code == 0, result.output
     # 6 images of 28 px enlarged 4x (the default up to 32 px), 2 px gaps: 6*112 + 7*2
     # wide, 2*112 + 3*2 high, gray
     assert png_size(tmp_path / "r.png") == (686, 230, 0)
+    named = run("reconstruct", str(run_dir), "--n", "6", "--device", "cpu", "--out", "n.png")
+    assert named.exit_code == 0, named.output
+    width, height, kind = png_size(tmp_path / "n.png")  # a margin naming the rows on the left
+    assert 686 + 60 < width < 686 + 140 and (height, kind) == (230, 0)
     again = run("reconstruct", str(run_dir), "--out", "r.png")
     assert again.exit_code == 2 and "--force" in again.output
 
@@ -120,7 +125,7 @@ def test_rgb_model_reconstruct_encode_and_eval_on_the_test_split(
         run: Any, rgb: tuple[Path, Path], tmp_path: Path) -> None:
     model, data = rgb
     pic = run("reconstruct", str(model), "--data", f"npz:{data}", "--n", "4", "--scale", "1",
-              "--out", "rgb.png")
+              "--out", "rgb.png", "--no-labels")
     assert pic.exit_code == 0, pic.output
     assert png_size(tmp_path / "rgb.png") == (4 * 32 + 5 * 2, 2 * 32 + 3 * 2, 2)  # RGB
     assert "/test images" in pic.output

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.errors", "aezoo.protocols", "aezoo._version", "aezoo._io", "aezoo._safetensors",
      "aezoo._interrupts",
      "aezoo.device", "aezoo.tensors", "aezoo.metrics", "aezoo.viz", "aezoo.curves",
-     "aezoo.data.source", "aezoo.kinds", "aezoo.weightset", "aezoo.hub"),
+     "aezoo.latents", "aezoo.data.source", "aezoo.kinds", "aezoo.weightset", "aezoo.hub"),
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
      "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold",

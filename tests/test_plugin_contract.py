@@ -332,9 +332,9 @@ def test_a_resumed_runs_summary_does_not_claim_less_time_than_it_trained(tmp_pat
     history = [EpochResult(e, 0.1, 0.1, 28.0, 100.0, 1e-3, {}) for e in range(1, 9)]
     result = SimpleNamespace(out_dir=tmp_path, history=history, resumed=True,
                              model_path=tmp_path / "model.safetensors")
-    line = summary(result, 81.0)[0]
-    assert line == ("took 1m 21s to resume and finish (8 epochs in all, 3m 44s of training "
-                    "and validation across sessions)")
+    line = summary(result, 81.0, before=6)[0]  # 6 epochs before the resume, 2 in it
+    assert line == ("took 1m 21s (this session: 2 epochs, 56.0s of training and validation; "
+                    "8 epochs in all)")
     fresh = summary(SimpleNamespace(**{**vars(result), "resumed": False}), 230.0)[0]
     assert fresh.startswith("took 3m 50s (8 epochs")
 

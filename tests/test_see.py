@@ -168,11 +168,13 @@ def test_runs_reports_every_status_and_never_imports_torch(trained: Path, tmp_pa
     assert read_run(root / "group/running").status == "interrupted"
 
 
-def test_runs_table_sort_and_filter(trained: Path, cli: Cli, tmp_path: Path) -> None:
+def test_runs_table_sort_and_filter(trained: Path, cli: Cli, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "runs"
     fake_runs(trained, root)
     (root / "broken").mkdir()
     (root / "broken/run.json").write_text("{not json")
+    monkeypatch.setenv("COLUMNS", "160")  # every column (80: test_runs_table_fits_80_columns)
     result = cli("runs", str(root), "--sort", "status")
     assert result.exit_code == 0, result.output
     for word in ("group/old-interrupted", "cae-upsample", "mnist5k", "2/2", "diverged",
@@ -238,9 +240,14 @@ def test_runs_is_quick_on_many_runs(trained: Path, tmp_path: Path, cli: Cli,
 
 
 def test_reconstruct_rows_caption_and_scale(trained: Path, cli: Cli, tmp_path: Path) -> None:
+    named = cli("reconstruct", str(trained), "--n", "10", "--rows", "3", "--scale", "1",
+                "--device", "cpu", "--out", "named.png")
+    assert named.exit_code == 0, named.output
     result = cli("reconstruct", str(trained), "--n", "10", "--rows", "3", "--scale", "1",
-                 "--device", "cpu", "--out", "bands.png")
+                 "--device", "cpu", "--out", "bands.png", "--no-labels")
     assert result.exit_code == 0, result.output
+    with_names = decode((tmp_path / "named.png").read_bytes())  # the rows named on the left
+    assert with_names.height == 3 * (2 * 28 + 6) + 2 * 4 and with_names.width > 4 * 28 + 70
     # 3 bands of ceil(10/3) = 4 images (the last padded white), each 2*28 + 3*2 high,
     # 4 px between bands.
     picture = decode((tmp_path / "bands.png").read_bytes())
@@ -257,3 +264,29 @@ def test_reconstruct_rows_caption_and_scale(trained: Path, cli: Cli, tmp_path: P
     assert epoch_of(trained / "model.safetensors") == 2
     assert epoch_of(trained / "best.safetensors") in (1, 2)
     assert epoch_of(tmp_path / "cap.png") is None
+
+
+def test_runs_table_fits_80_columns(trained: Path, cli: Cli, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # A new user's listing: long run names and an absolute packed:/... path made a
+    # ~150-character table that wrapped into a mess at 80 columns.
+    import json as json_
+
+    root = tmp_path / "runs"
+    fake_runs(trained, root)
+    long_name = root / "cae-upsample-packed-digits-20250101-120000"
+    shutil.copytree(root / "done", long_name)
+    spec = json_.loads((long_name / "run.json").read_text())
+    spec["data"]["name"] = f"packed:{tmp_path / 'digits.pack'}"
+    (long_name / "run.json").write_text(json_.dumps(spec))
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli("runs", str(root))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    assert any(long_name.name in line for line in lines)  # a name is never cut
+    assert "left out at 80 columns" in result.stdout
+    monkeypatch.setenv("COLUMNS", "120")
+    wider = cli("runs", str(root)).stdout
+    assert "packed:digits.pack" in wider  # relative to the working directory
+    assert f"packed:{tmp_path}" not in wider and max(map(len, wider.splitlines())) <= 120

@@ -126,8 +126,12 @@ class Checkpointer(Callback):
             self.save(trainer)
 
 
+ROW_LABELS = ("original", "reconstruction")
+
+
 class ImageWriter(Callback):
-    """``images/epoch-NNNN.png``: validation images (top) and reconstructions (bottom)."""
+    """``images/epoch-NNNN.png``: validation images (top) and reconstructions (bottom),
+    each row named in a margin on its left."""
 
     def __init__(self, out_dir: str | Path, n: int = 10, scale: int = 2) -> None:
         self.dir = Path(out_dir) / IMAGES_DIR
@@ -139,11 +143,12 @@ class ImageWriter(Callback):
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
         from aezoo.training.validation import reconstructions
-        from aezoo.viz import grid, write_png
+        from aezoo.viz import grid, labelled, write_png
 
         images = trainer.val_images[: self.n]
         recon = reconstructions(trainer, self.n)  # usually the epoch's validation made them
-        path, picture = self.dir / f"epoch-{result.epoch:04d}.png", grid(images, recon,
-                                                                          scale=self.scale)
+        path = self.dir / f"epoch-{result.epoch:04d}.png"
+        picture = labelled(grid(images, recon, scale=self.scale), ROW_LABELS,
+                           images.shape[-2] * self.scale)
         # Level 1: a third of level 6's time for a file ~15% larger, written every epoch.
         trainer.files.submit(lambda: write_png(path, picture, level=1))

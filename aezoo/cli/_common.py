@@ -9,9 +9,9 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
 
 from aezoo import _interrupts
+from aezoo.cli._help import ManualGroup
 from aezoo.errors import AezooError, one_line, summary
 
 if TYPE_CHECKING:
@@ -110,7 +110,13 @@ def _one_line_usage_error(exc: Exception) -> typer.Exit:
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else "aezoo"
     message = " ".join(getattr(exc, "format_message", lambda: str(exc))().split()).rstrip(".")
-    error(f"{message}: see `{command} --help`")
+    see = f" (see `{command} --help`)" if message.endswith("?") else f": see `{command} --help`"
+    sets = (getattr(ctx, "params", None) or {}).get("set_") or []
+    spaced = next((s for s in sets if isinstance(s, str) and "=" not in s), None)
+    if spaced is not None and "extra argument" in message:  # --set train.lr 0.1
+        see = (f"; --set takes KEY=VALUE as one word, e.g. --set {spaced}=VALUE (not "
+               f"--set {spaced} VALUE)")
+    error(message + see)
     return typer.Exit(2)
 
 
@@ -128,7 +134,7 @@ def _out_of_memory(exc: BaseException) -> bool:
                                               or "out of memory" in text)
 
 
-class AezooGroup(TyperGroup):
+class AezooGroup(ManualGroup):
     """Turns aezoo errors into one red line and an exit code; tracebacks only in debug."""
 
     def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]

@@ -24,9 +24,8 @@ finished runs are reused, an interrupted one is resumed.
 
 Examples:
 
-    aezoo bench --data mnist5k --epochs 10 --seeds 3
-
-    aezoo bench cae-upsample 'cae-s*' --epochs 2 --limit 1024 --out bench/quick
+- `aezoo bench --data mnist5k --epochs 10 --seeds 3`
+- `aezoo bench cae-upsample 'cae-s*' --epochs 2 --limit 1024 --out bench/quick`
 """
 
 
@@ -40,7 +39,7 @@ def _cell(row: dict[str, Any], key: str, fmt: str, seeds: int) -> str:
 
 def bench_command(
     patterns: list[str] | None = typer.Argument(
-        None, metavar="[PATTERN]...", help="Variant names or fnmatch patterns, e.g. "
+        None, metavar="PATTERN", help="Variant names or fnmatch patterns, e.g. "
         "'cae-*' [default: every installed variant].", autocompletion=_complete.variants),
     data: str = typer.Option("mnist5k", metavar="NAME", help="Dataset (see `aezoo data "
                              "list`).", autocompletion=_complete.datasets),
@@ -55,19 +54,12 @@ def bench_command(
     force: bool = typer.Option(False, "--force", help="Train every run again."),
     as_json: bool = typer.Option(False, "--json", help="Print bench.json's summary as JSON."),
 ) -> None:
-    from aezoo.bench import run_bench
+    from aezoo.api import bench
     from aezoo.training import TrainingInterrupted
-    from aezoo.training.precision import flush_denormals
-
-    flush_denormals()
-
-    def say(text: str) -> None:
-        if not as_json:
-            console.print(text, highlight=False, soft_wrap=True)
 
     try:
-        result = run_bench(patterns, data, epochs, seeds, out=out, limit=limit, device=device,
-                           batch_size=batch_size, force=force, say=say)
+        result = bench(patterns, data, epochs, seeds, limit, batch_size, device, out, force,
+                       verbose=0 if as_json else 1)
     except TrainingInterrupted as exc:
         warn(f"{exc.problem}; run the same `aezoo bench` command again to go on (finished "
              "runs are reused)")

@@ -41,9 +41,9 @@ def export_command(
     16 and 5 and must match PyTorch within 1e-4 + 1e-3*|value|, else nothing is written.
     ONNX needs `pip install 'aezoo[onnx]'`.
     """
-    from aezoo.export import export_run
+    from aezoo.api import export
 
-    result = export_run(model, format, part, out, data, opset, force)
+    result = export(model, format, part, out, data, opset, force)
     info = result.info
     diffs = info["verification"]["max_abs_diff"]
     table = tables.table([("part", ID), ("file", ID), ("max |diff| vs PyTorch", NUMBER)])
@@ -70,9 +70,11 @@ def score_command(
     outlier_label: list[int] = typer.Option([], "--outlier-label", metavar="LABEL",
                                             help="A label of known outliers (repeatable): "
                                             "report the ROC AUC."),
-    top: int = typer.Option(0, "--top", min=0, max=1000, help="List the K worst images."),
+    top: int = typer.Option(0, "--top", min=0, max=1000, metavar="K",
+                            help="List the K worst images."),
     picture: Path | None = typer.Option(None, help="With --top K: a PNG of the K worst "
-                                        "(image / reconstruction / error map)."),
+                                        "(image / reconstruction / error map rows, each "
+                                        "tile's index and score under it)."),
     limit: int | None = typer.Option(None, help="Score at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
@@ -83,21 +85,10 @@ def score_command(
     Scores are the per-image values `aezoo eval` averages. The error map of --picture is
     |image - reconstruction|, scaled so the largest error shown is white.
     """
-    from aezoo.cli._common import usage_error
-    from aezoo.evaluation import check_picture_path, refuse_overwrite
-    from aezoo.scoring import check_scores_path, score_split, worst_picture, write_scores
-    from aezoo.viz import write_png
+    from aezoo.api import score
 
-    check_scores_path(out)
-    refuse_overwrite(out, force)
-    if picture is not None:
-        if not top:
-            raise usage_error("--picture needs --top K", "pass --top 10 --picture worst.png")
-        check_picture_path(picture)
-        refuse_overwrite(picture, force)
-    result = score_split(model, data, split, metric, limit, batch_size, device,
-                         threshold_percentile, tuple(outlier_label))
-    write_scores(out, result)
+    result = score(model, data, split, metric, out, threshold_percentile, outlier_label, top,
+                   picture, limit, batch_size, device, force)
     summary = result.summary()
     console.print(f"{result.model} on {result.data_name}/{result.split}: {len(result.scores):,}"
                   f" images, {result.metric} mean {summary['mean']:.6f}; wrote {out}",
@@ -108,17 +99,18 @@ def score_command(
     if result.flagged is not None:
         console.print(f"threshold {result.threshold:.6f} (val percentile {result.percentile:g}):"
                       f" {len(result.flagged):,} flagged", highlight=False, soft_wrap=True)
-        _rows(result, result.flagged[:SHOWN], "flagged")
+        _rows(result, result.flagged[:SHOWN], "flagged, highest score first")
         if len(result.flagged) > SHOWN:
             console.print(f"... and {len(result.flagged) - SHOWN:,} more, all in {out}",
                           highlight=False, soft_wrap=True)
     if top:
-        if picture is not None:
-            image, worst = worst_picture(result, top)
-            write_png(picture, image)
-            console.print(f"wrote {picture} ({image.shape[1]}x{image.shape[0]} px: the "
-                          f"{len(worst)} worst, image / reconstruction / error map)",
-                          highlight=False, soft_wrap=True)
+        if result.picture is not None:
+            from aezoo.viz import png_size
+
+            w, h = png_size(result.picture)
+            console.print(f"wrote {result.picture} ({w}x{h} px: the {min(top, len(result.scores))}"
+                          " worst: image / reconstruction / error map, each with its index and "
+                          "score)", highlight=False, soft_wrap=True)
         order = sorted(range(len(result.scores)), key=lambda i: -result.scores[i])[:top]
         _rows(result, order, f"top {top}")
 

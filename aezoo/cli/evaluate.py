@@ -11,6 +11,7 @@ from aezoo._io import finite_or_null
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
 from aezoo.cli._common import console
+from aezoo.cli._help import check_seed
 from aezoo.cli._tables import ID, NUMBER
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
@@ -30,7 +31,8 @@ def eval_command(
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
         "params if it trained with it) and measure against the clean images: denoising."),
-    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
+    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
+                             "2^64-1)."),
     metric: list[str] | None = typer.Option(
         None, "--metric", metavar="NAME", help="A plugin metric to report (repeatable) "
         "[default: every installed one; a failing one is left out with a warning]; "
@@ -90,18 +92,23 @@ def reconstruct_command(
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Three rows: the corrupted inputs, their "
         "reconstructions, the clean images (e.g. gaussian)."),
-    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --corrupt's draws."),
+    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
+                             "2^64-1)."),
+    no_labels: bool = typer.Option(False, "--no-labels", help="No margin naming the rows: "
+                                   "the bare grid."),
 ) -> None:
     """Draw the first N images of a split (top row) over their reconstructions (bottom row).
 
-    Gray and RGB images; with --rows 1 the PNG is `N*W*scale + (N+1)*2` pixels wide and
+    Each row is named in a margin on the left (original, reconstruction; with --corrupt:
+    corrupted, reconstruction, original). Gray and RGB images; with --rows 1 the grid is
+    `N*W*scale + (N+1)*2` pixels wide (plus the margin, ~100 px; --no-labels: none) and
     `2*H*scale + 6` high (`3*H*scale + 8` with --corrupt); --rows R stacks R such bands of
     ceil(N/R) images, 4 pixels apart.
     """
     from aezoo.api import reconstruct
 
     picture = reconstruct(model, n, rows, data, split, out, scale, caption, device, force,
-                          corrupt, seed)
+                          corrupt, seed, labels=not no_labels)
     h, w = picture.shape[:2]
     console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
                   soft_wrap=True)
@@ -122,7 +129,13 @@ def encode_command(
     output: str = typer.Option("mean", metavar="mean|logvar|sample|EXTRA", help="The code "
                                "(a VAE's mean), a VAE's log-variance, a sample, or any other "
                                "tensor the encoder returns by name (e.g. codebook indices)."),
-    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Seed of --output sample."),
+    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --output sample (0 to "
+                             "2^64-1)."),
+    plot: Path | None = typer.Option(None, help="Also draw the latent space to this PNG: the "
+                                     "codes projected to 2-D, coloured by label."),
+    projection: str = typer.Option("pca", metavar="pca|umap|tsne", help="How --plot projects "
+                                   "the codes: pca (always), umap (pip install umap-learn), "
+                                   "tsne (pip install scikit-learn)."),
 ) -> None:
     """Encode a split to latents (float32) and, when the dataset has labels, their labels
     (int64, row i labelling latent i): OUT.npy plus OUT's stem + `.labels.npy`, or one
@@ -130,9 +143,10 @@ def encode_command(
     from aezoo.api import encode
 
     encoded = encode(model, data, split, out, flatten, limit, batch_size, device, force,
-                     output, seed)
+                     output, seed, plot, projection)
     latents, labels, class_names = encoded.latents, encoded.labels, encoded.class_names
-    labels_out = encoded.files[1] if len(encoded.files) > 1 else None
+    files = [f for f in encoded.files if f != plot]
+    labels_out = files[1] if len(files) > 1 else None
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:
         wrote += f" and {labels_out}"
@@ -142,6 +156,9 @@ def encode_command(
         wrote += f" (classes {', '.join(f'{k}={n}' for k, n in enumerate(class_names))})"
     console.print(f"{wrote} ({encoded.data}/{encoded.split})", highlight=False,
                   soft_wrap=True)
+    if plot is not None:
+        console.print(f"wrote {plot} (the codes projected to 2-D by {projection}, coloured by "
+                      "label)", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

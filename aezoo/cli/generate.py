@@ -8,6 +8,7 @@ import typer
 
 from aezoo.cli import _complete
 from aezoo.cli._common import console
+from aezoo.cli._help import check_seed
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
@@ -17,8 +18,9 @@ def sample_command(
     model: str = typer.Argument(..., help=MODEL_HELP,
                                 autocompletion=_complete.models),
     n: int = typer.Option(64, "--n", help="Number of draws."),
-    seed: int = typer.Option(0, min=0, max=2**64 - 1,
-                             help="Seed of the draws (the same seed, the same picture)."),
+    seed: int = typer.Option(0, min=0, callback=check_seed,
+                             help="Seed of the draws (0 to 2^64-1; the same seed, the same "
+                             "picture)."),
     out: Path = typer.Option(Path("samples.png"), help="PNG file to write."),
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
@@ -26,28 +28,12 @@ def sample_command(
 ) -> None:
     """Decode N draws from the prior N(0, I) of a variational model (e.g. cae-vae) into a
     grid of ceil(sqrt(N)) columns."""
-    import math
+    from aezoo.api import sample
 
-    import aezoo
-    from aezoo.evaluation import refuse_overwrite
-    from aezoo.generation import sample
-    from aezoo.viz import grid, write_png
-
-    refuse_overwrite(out, force)
-    loaded = aezoo.load(model, device=device)
-    images = sample(loaded, n, seed)
-    cols = math.ceil(math.sqrt(n))
-    rows = [images[i:i + cols] for i in range(0, n, cols)]
-    if len(rows[-1]) < cols:  # pad the last row with blank cells
-        import torch
-
-        pad = torch.full((cols - len(rows[-1]), *images.shape[1:]), 255, dtype=torch.uint8,
-                         device=images.device)
-        rows[-1] = torch.cat([rows[-1], pad])
-    picture = grid(*rows, scale=scale)
-    write_png(out, picture)
-    console.print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px: {n} draws from "
-                  f"the prior, seed {seed})", highlight=False, soft_wrap=True)
+    picture = sample(model, n, seed, out, scale, device, force)
+    h, w = picture.shape[:2]
+    console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
+                  soft_wrap=True)
 
 
 def interpolate_command(
@@ -66,24 +52,12 @@ def interpolate_command(
 ) -> None:
     """Decode the straight line between two images' codes: a strip from image FROM to
     image TO of a split."""
-    from aezoo.errors import UsageError
-    from aezoo.evaluation import load_split, refuse_overwrite
-    from aezoo.generation import interpolate
-    from aezoo.viz import grid, write_png
+    from aezoo.api import interpolate
 
-    refuse_overwrite(out, force)
-    loaded = load_split(model, data, split, None, device)
-    count = len(loaded.images)
-    for flag, index in (("--from", from_), ("--to", to)):
-        if not 0 <= index < count:
-            raise UsageError(f"{flag} {index} is not an image of {loaded.data_name}/"
-                             f"{loaded.split}", f"use 0 to {count - 1}")
-    strip = interpolate(loaded.model, loaded.images[from_], loaded.images[to], steps)
-    picture = grid(strip, scale=scale)
-    write_png(out, picture)
-    console.print(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px: {steps} steps "
-                  f"from image {from_} to image {to} of {loaded.data_name}/{loaded.split})",
-                  highlight=False, soft_wrap=True)
+    picture = interpolate(model, from_, to, steps, data, split, out, scale, device, force)
+    h, w = picture.shape[:2]
+    console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -163,24 +163,25 @@ def _type_name(annotation: Any) -> str:
     return text.replace("typing.", "")
 
 
-def _params_table(title: str, model: Any, values: dict[str, Any]) -> Table | str:
+def _params_table(title: str, model: Any, values: dict[str, Any]) -> tuple[str, Table | None]:
+    """The title line (printed above the table, so it wraps between words) and the table."""
     if not model.model_fields:
-        return f"{title} (no hyperparameters)"
+        return f"{title} (no hyperparameters)", None
     params = table([("param", ID), ("value", ID), ("default", ID), ("type", ID),
-                    ("description", TEXT)], title=title, title_justify="left")
+                    ("description", TEXT)])
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default())
         cells = (name, repr(values.get(name)), default, _type_name(field.annotation),
                  field.description or "")
         params.add_row(*(escape(c) for c in cells))  # list[int] is not rich markup
-    return params
+    return title, params
 
 
-def _print_params(params: Table | str) -> None:
-    if isinstance(params, Table):
-        show(params, console)
-    else:
-        console.print(params)
+def _print_params(params: tuple[str, Table | None]) -> None:
+    title, rows = params
+    console.print(title, highlight=False, markup=False)
+    if rows is not None:
+        show(rows, console)
 
 
 def info_command(
@@ -233,7 +234,13 @@ def info_command(
         desc = registry.load(kind, comp.name)
         _print_params(_params_table(f"{kind}: {comp.name} — {desc.description}",
                                     desc.params, comp.params))
-    console.print(f"training defaults: {json.dumps(dict(v.train))}", highlight=False)
+    console.print("training defaults (`aezoo config NAME` shows every key):", highlight=False,
+                  markup=False)
+    defaults = table([("train key", ID), ("default", TEXT)])  # a JSON value may wrap
+    for key, value in v.train.items():
+        defaults.add_row(escape(f"train.{key}"),
+                         escape(value if isinstance(value, str) else json.dumps(value)))
+    show(defaults, console)
 
 
 def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
@@ -26,7 +27,7 @@ def _num(value: float | None, fmt: str = ".5f") -> str:
 
 
 def runs_command(
-    directory: Path = typer.Argument(Path("runs"), metavar="[DIR]",
+    directory: Path = typer.Argument(Path("runs"), metavar="DIR",
                                      help="Where to look for runs.",
                                      autocompletion=_complete.run_dirs),
     pattern: str | None = typer.Option(
@@ -45,7 +46,7 @@ def runs_command(
     Reads each run's run.json, metrics.jsonl and status.json only; "running" means a
     process holds the run's lock now.
     """
-    from aezoo.runs import list_runs
+    from aezoo.api import runs as list_runs
 
     runs = list_runs(directory, pattern, sort)
     if as_json:
@@ -58,7 +59,7 @@ def runs_command(
     columns = [("run", ID), ("variant", ID), ("data", ID), ("epochs", NUMBER),
                ("status", ID), ("best val_loss", NUMBER), ("at epoch", NUMBER),
                ("time", NUMBER), ("params", NUMBER)]
-    rows = [[r.name, r.variant or "?", r.data or "?",
+    rows = [[r.name, r.variant or "?", short_path(r.data) if r.data else "?",
              f"{r.epochs_done}/{'?' if r.epochs is None else r.epochs}", r.status,
              _num(r.val_loss), _num(r.best_epoch, "d"), duration(r.seconds),
              _num(r.params, ",")] for r in runs]
@@ -70,10 +71,48 @@ def runs_command(
     if len(rows) > PLAIN_ABOVE:
         plain(columns, rows)
         return
-    table = tables.table(columns)
-    for row in rows:
-        table.add_row(*row)
+    hidden: list[str] = []
+    compact: dict[str, Any] = {}
+    while True:
+        table = tables.table(columns, **compact)
+        for row in rows:
+            table.add_row(*row)
+        if tables.needed_width(table, console) <= console.width:
+            break
+        if not compact:  # first without the borders (3 characters a column)
+            compact = {"box": box.SIMPLE_HEAD, "pad_edge": False, "show_edge": False}
+            continue
+        drop = next((c for c in NARROW_DROPS if c in [h for h, _ in columns]), None)
+        if drop is None:
+            break
+        at = [h for h, _ in columns].index(drop)  # the lowest-value column goes first
+        columns = columns[:at] + columns[at + 1:]
+        rows = [row[:at] + row[at + 1:] for row in rows]
+        hidden.append(drop)
     tables.show(table, console)
+    if hidden:
+        console.print(f"({', '.join(hidden)} left out at {console.width} columns; --json or a "
+                      "wider terminal shows them)", highlight=False, style="dim")
+
+
+# Columns left out, in this order, while the table is wider than the terminal; the run's
+# name is never cut nor left out.
+NARROW_DROPS = ("params", "at epoch", "time", "variant", "epochs", "data")
+
+
+def short_path(name: str) -> str:
+    """A dataset name with its absolute path (``packed:/home/me/x.pack``) relative to the
+    current directory where that is shorter (``packed:x.pack``)."""
+    import os
+
+    prefix, sep, rest = name.rpartition(":") if ":" in name else ("", "", name)
+    if not os.path.isabs(rest) or "://" in name:
+        return name
+    try:
+        relative = os.path.relpath(rest)
+    except ValueError:  # another drive (Windows)
+        return name
+    return f"{prefix}{sep}{relative}" if len(relative) < len(rest) else name
 
 
 PLAIN_ABOVE = 200  # rich lays out ~1 ms of CPU a row: long listings are plain text
@@ -115,16 +154,18 @@ def compare_command(
 ) -> None:
     """Put runs side by side: the spec keys that differ between them (only those), their
     final and best metrics, and one PNG of their val_loss curves overlaid."""
-    from aezoo.runs import MISSING, compare_runs
+    from aezoo.api import compare
+    from aezoo.runs import MISSING
 
-    result = compare_runs(run_dirs, None if no_picture else out, force)
+    result = compare(*run_dirs, out=None if no_picture else out, force=force)
     names = [r.name for r in result.runs]
     if as_json:
         typer.echo(json.dumps({
             "runs": [r.as_dict() for r in result.runs],
             "differences": {k: [None if v is MISSING else v for v in vs]
                             for k, vs in result.diff},
-            "picture": None if result.picture is None else str(result.picture)}))
+            "picture": None if result.picture is None else str(result.picture),
+            "notes": result.notes}))
         return
     if result.diff:
         diff = tables.table([("spec key", ID), *((n, ID) for n in names)])
@@ -152,6 +193,8 @@ def compare_command(
     for label, values in lines:
         metrics.add_row(label, *values)
     tables.show(metrics, console)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if result.picture is not None:
         console.print(f"wrote {result.picture} (val_loss of {len(names)} runs)",
                       highlight=False, soft_wrap=True)

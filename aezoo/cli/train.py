@@ -32,15 +32,11 @@ Ctrl-C stops after the current step, saves the state and exits with code 130;
 
 Examples:
 
-    aezoo train cae-upsample --epochs 5
-
-    aezoo train cae-strided --loss bce --device cuda --out runs/strided-bce
-
-    aezoo train cae-upsample --set model.encoder.params.channels=[32,16,8] --set train.optimizer=sgd
-
-    aezoo train cae-upsample --scheduler cosine --warmup 100 --patience 5 --checkpoint-every 200
-
-    aezoo train --resume runs/cae-upsample-20250101-120000
+- `aezoo train cae-upsample --epochs 5`
+- `aezoo train cae-strided --loss bce --device cuda --out runs/strided-bce`
+- `aezoo train cae-upsample --set model.encoder.params.channels=[32,16,8] --set train.optimizer=sgd`
+- `aezoo train cae-upsample --scheduler cosine --warmup 100 --patience 5 --checkpoint-every 200`
+- `aezoo train --resume runs/cae-upsample-20250101-120000`
 """
 
 
@@ -105,8 +101,9 @@ def train_command(
                                     help="Random seed (init, shuffling) [default: 0]."),
     data: str | None = typer.Option(
         None, metavar="NAME", help="Dataset: mnist5k (embedded), mnist, fashion-mnist, "
-        "kmnist, cifar10, folder:PATH, npz:PATH or npy:PATH (see `aezoo data list`); a "
-        "relative PATH is stored absolute [default: mnist5k].",
+        "kmnist, cifar10, folder:PATH, npz:PATH, npy:PATH, packed:PATH (`aezoo data pack`), "
+        "wds:URL (WebDataset shards) or hf:REPO (Hugging Face datasets) (see `aezoo data "
+        "list`, docs/data.md); a relative PATH is stored absolute [default: mnist5k].",
         autocompletion=_complete.datasets),
     limit: int | None = typer.Option(None, metavar="N",
                                      help="Use at most N training images [default: all]."),
@@ -255,8 +252,19 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {_KEYS[flag].removeprefix("train."): value
                  for flag, value in given.items() if FLAGS[flag][1] and flag != "--no-callback"}
+    from aezoo.errors import AezooError
+    from aezoo.rundir import METRICS_JSONL
+    from aezoo.runs import read_rows
+
+    before = 0  # epochs of earlier sessions; resume itself reports a directory it cannot use
+    if (run_dir / METRICS_JSONL).is_file():
+        try:
+            before = len(read_rows(run_dir / METRICS_JSONL))
+        except (AezooError, OSError):
+            pass
     _report(lambda: resume(run_dir, overrides, drop_callbacks=given.get("--no-callback", ()),
-                           callbacks=[_warnings_callback(), ProgressCallback(console)]))
+                           callbacks=[_warnings_callback(), ProgressCallback(console)]),
+            before)
 
 
 def _warnings_callback() -> Any:
@@ -274,7 +282,7 @@ def _warnings_callback() -> Any:
     return Warnings()
 
 
-def _report(run: Callable[[], Any]) -> None:
+def _report(run: Callable[[], Any], before: int = 0) -> None:
     """Run, then one line about the result; an interrupt is a warning with exit 130/143."""
     from aezoo.training import TrainingInterrupted
 
@@ -295,22 +303,23 @@ def _report(run: Callable[[], Any]) -> None:
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
     console.print(f"saved {result.model_path}{stop} ({loss}metrics in "
                   f"{result.out_dir / 'metrics.jsonl'})", highlight=False, soft_wrap=True)
-    for text in summary(result, time.perf_counter() - started):
+    for text in summary(result, time.perf_counter() - started, before):
         console.print(text, highlight=False, soft_wrap=True)
 
 
-def summary(result: Any, wall: float) -> list[str]:
-    """What a user needs next: the time, the best epoch, where the files are, what to run."""
+def summary(result: Any, wall: float, before: int = 0) -> list[str]:
+    """What a user needs next: the time, the best epoch, where the files are, what to run.
+    ``before``: epochs an earlier session trained (a resumed run's time is this session's)."""
     from aezoo.cli.runs import duration as _duration
     from aezoo.rundir import BEST_FILE, CURVES_FILE, IMAGES_DIR
 
     out, history = result.out_dir, result.history
-    trained = sum(r.seconds for r in history)
-    lines = [f"took {_duration(wall)} ({len(history)} epochs, {_duration(trained)} of "
-             "training and validation)"]
-    if getattr(result, "resumed", False):  # history holds the earlier sessions' epochs too
-        lines = [f"took {_duration(wall)} to resume and finish ({len(history)} epochs in all, "
-                 f"{_duration(trained)} of training and validation across sessions)"]
+    session = history[before:]
+    trained = sum(r.seconds for r in session)
+    earlier = f"; {len(history)} epochs in all" if before else ""
+    lines = [f"took {_duration(wall)} ({'this session: ' if before else ''}{len(session)} "
+             f"epoch{'s' * (len(session) != 1)}, {_duration(trained)} of training and "
+             f"validation{earlier})"]
     monitor = getattr(getattr(result, "spec", None), "train", None)
     key, sign = "val_loss", 1.0
     if monitor is not None and monitor.monitor != "val_loss":  # best.safetensors' choice
