@@ -1,0 +1,191 @@
+"""Bounded sources: whatever a shard, a dataset row or a model file holds, reading it costs
+bounded time and memory and ends in one line naming the limit (docs/errors.md, section 16).
+
+Limits are lowered with monkeypatch where the real ones would take real memory to reach.
+"""
+
+from __future__ import annotations
+
+import bz2
+import http.server
+import io
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aezoo.data import load_dataset, shardio
+from aezoo.errors import DataError, UsageError
+from aezoo.specs import DataSpec
+
+
+def png(value: int) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full((8, 8), value, np.uint8)).save(out, format="png")
+    return out.getvalue()
+
+
+def tar_bytes(n: int = 20) -> tuple[bytes, list[int]]:
+    """A tar of ``n`` PNG members, and each member header's offset."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for i in range(n):
+            data = png(i * 10)
+            info = tarfile.TarInfo(f"{i:03d}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    raw = out.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        offsets = [m.offset for m in tar.getmembers()]
+    return raw, offsets
+
+
+def every_sample(name: str) -> int:
+    with shardio.open_shard(name) as stream:
+        return sum(1 for _ in shardio.samples(name, stream))
+
+
+# --- wds: truncation is an error, never a shorter shard --------------------------------
+
+
+@pytest.mark.parametrize("how", ["inside a header", "at a member boundary", "damaged header"])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_shard_cut_inside_a_member_header_is_truncated_not_shorter(
+        tmp_path: Path, how: str, compressed: bool) -> None:
+    import gzip
+
+    raw, offsets = tar_bytes()
+    if how == "inside a header":
+        cut = raw[:offsets[15] + 100]
+    elif how == "at a member boundary":
+        cut = raw[:offsets[15]]
+    else:
+        cut = raw[:offsets[15]] + b"\xff" * 512 + raw[offsets[15] + 512:]
+    path = tmp_path / ("cut.tar.gz" if compressed else "cut.tar")
+    path.write_bytes(gzip.compress(cut) if compressed else cut)
+    with pytest.raises(DataError, match=r"^shard cut\.tar(\.gz)? is truncated or not a tar"):
+        load_dataset(DataSpec(name=f"wds:{path}"))
+    with pytest.raises(DataError, match=r"is truncated or not a tar"):
+        every_sample(str(path))
+    whole = tmp_path / "whole.tar"
+    whole.write_bytes(raw)
+    assert every_sample(str(whole)) == 20  # a whole tar still reads every member
+
+
+def test_a_shard_member_over_the_size_limit_is_refused_unread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The declared size decides, before a byte of the member is read: a 1 GiB member in a
+    4.6 MB .tar.gz once peaked at 2.4 GB."""
+    monkeypatch.setattr(shardio, "MAX_MEMBER_BYTES", 4096)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo("000.png")
+        info.size = 5000
+        tar.addfile(info, io.BytesIO(bytes(5000)))
+    (tmp_path / "big.tar.gz").write_bytes(out.getvalue())
+    (tmp_path / "big.tar").write_bytes(__import__("gzip").decompress(out.getvalue()))
+    for name in ("big.tar.gz", "big.tar"):
+        with pytest.raises(DataError, match=r"is refused: member 000\.png declares 5,000 "
+                                            r"bytes, over the limit of 4,096 per member"):
+            load_dataset(DataSpec(name=f"wds:{tmp_path / name}"))
+
+
+def test_a_compressed_shard_beyond_the_ratio_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shardio, "MAX_RATIO", 10)
+    monkeypatch.setattr(shardio, "RATIO_SLACK", 0)
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for i in range(4):
+            info = tarfile.TarInfo(f"{i:03d}.bin")
+            info.size = 1 << 20
+            tar.addfile(info, io.BytesIO(bytes(1 << 20)))
+    path = tmp_path / "bomb.tar.bz2"
+    path.write_bytes(bz2.compress(plain.getvalue()))
+    with pytest.raises(DataError, match=r"is refused: it decompresses to over 10x"):
+        every_sample(str(path))
+
+
+def test_a_brace_pattern_is_bounded_before_it_is_expanded() -> None:
+    started = time.perf_counter()
+    for pattern in ("x{0..999}{0..999}{0..999}.tar", "{a,b}{0..999}{0..999}.tar",
+                    "{{0..9},{0..9}}{{0..99},{0..999}}{{0..999},{0..9}}.tar"):
+        with pytest.raises(UsageError, match=r"names over 1,000,000 shards"):
+            shardio.expand(pattern)
+    assert time.perf_counter() - started < 2  # once 61 s and 3.5 GB
+    assert len(shardio.expand("s{0..9}{0..99}.tar")) == 1000
+
+
+# --- wds: over HTTP: bounded members, and a pace ---------------------------------------
+
+
+def serve(body: Callable[[Any], None]) -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            try:
+                body(self)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_an_http_shard_declaring_a_huge_member_is_refused_at_its_header() -> None:
+    header = tarfile.TarInfo("000.png")
+    header.size = 8 * 2**30
+
+    def body(handler: Any) -> None:
+        handler.send_response(200)
+        handler.end_headers()
+        handler.wfile.write(header.tobuf())
+        for _ in range(64):  # zeros, as long as the client reads
+            handler.wfile.write(bytes(1 << 16))
+
+    for url in serve(body):
+        with pytest.raises(DataError, match=r"declares 8,589,934,592 bytes, over the limit"):
+            every_sample(f"{url}/s.tar")
+
+
+def test_an_http_shard_that_drips_fails_within_its_window(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shardio, "WINDOW_S", 0.5)
+    monkeypatch.setattr(shardio, "MIN_BYTES_PER_WINDOW", 1000)
+    raw, _ = tar_bytes(4)
+    stop = threading.Event()
+
+    def body(handler: Any) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(raw)))
+        handler.end_headers()
+        for byte in raw:
+            if stop.is_set():
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    for url in serve(body):
+        started = time.perf_counter()
+        try:
+            with pytest.raises(DataError, match=r"below the minimum of 1,000 bytes per 0.5 s"):
+                every_sample(f"{url}/s.tar")
+        finally:
+            stop.set()
+        assert time.perf_counter() - started < 5
