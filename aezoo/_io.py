@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 MAX_JSON_BYTES = 64 * 2**20  # a run.json, status.json, bench.json, manifest: far below
+# One encoded image a dataset names (an hf: row's path, a wds: shard member): far past
+# what Pillow decodes (89 megapixels), far below what would exhaust memory.
+MAX_IMAGE_BYTES = 256 * 2**20
 
 
 class NotRegularFileError(OSError):

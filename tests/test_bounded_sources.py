@@ -189,3 +189,89 @@ def test_an_http_shard_that_drips_fails_within_its_window(
         finally:
             stop.set()
         assert time.perf_counter() - started < 5
+
+
+# --- hf: what a row may name and hold --------------------------------------------------
+
+
+def _hf_dataset(tmp_path: Path, name: str, columns: dict[str, Any]) -> str:
+    datasets = pytest.importorskip("datasets")
+    path = tmp_path / name
+    datasets.Dataset.from_dict(columns).save_to_disk(str(path))
+    return f"hf:{path}"
+
+
+@pytest.fixture
+def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+
+
+def test_an_hf_row_may_name_only_a_bounded_regular_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aezoo.data.hf as hf
+    from aezoo.data.hf import HFImages
+
+    monkeypatch.setattr(hf, "MAX_IMAGE_BYTES", 1000)
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(1001)  # sparse: a 3 GiB one once took 14 s and 3.4 GB
+    small = tmp_path / "small.png"
+    small.write_bytes(png(7))
+    for path, says in (("/dev/zero", "a character device, not a regular file"),
+                       (str(big), "larger than 1,000 bytes"), (str(tmp_path), "directory")):
+        rows = HFImages([{"image": {"bytes": None, "path": path}}], "image", "hf:x train",
+                        (8, 8), 1)
+        with pytest.raises(DataError, match=rf"cannot read image hf:x train row 0 .*{says}"):
+            rows[0]
+    rows = HFImages([{"image": {"bytes": None, "path": str(small)}}], "image", "hf:x train",
+                    (8, 8), 1)
+    assert rows[0].shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize(("labels", "says"), [
+    ([0.5, 1.5, 2.9, 0.0], r"has dtype float64, not integer class labels \(row 0: 0\.5\)"),
+    (["a", "b", "a", "b"], r"has dtype <U1, not integer class labels \(row 0: 'a'\)"),
+    ([1, None, 0, 1], r"has dtype object, not integer class labels \(row 1: None\)"),
+    ([[1], [1, 2], [0], [1]], r"holds ragged lists, not integer class labels"),
+])
+def test_hf_labels_that_are_not_whole_numbers_are_refused_like_npz(
+        tmp_path: Path, hf_offline: None, labels: list[Any], says: str) -> None:
+    images = [Image.fromarray(np.full((8, 8), i, np.uint8)) for i in range(4)]
+    name = _hf_dataset(tmp_path, "d", {"image": images, "label": labels})
+    with pytest.raises(DataError, match=rf"column 'label' {says}"):
+        load_dataset(DataSpec(name=name))
+    arrays = tmp_path / "d.npz"
+    np.savez(arrays, images=np.zeros((4, 8, 8), np.uint8),
+             labels=np.array([0.5, 1.5, 2.9, 0.0]))
+    with pytest.raises(DataError, match=r"not integer class labels \(row 0: 0\.5\)"):
+        load_dataset(DataSpec(name=f"npz:{arrays}"))
+    whole = _hf_dataset(tmp_path, "w", {"image": images, "label": [0.0, 1.0, 2.0, 1.0]})
+    assert load_dataset(DataSpec(name=whole)).train_labels is not None
+
+
+@pytest.mark.parametrize(("column", "says"), [
+    ([[[1, 2], [3]]] * 4, r"holds ragged lists \(rows of different lengths\), not an image"),
+    ([1, 2, 3, 4], r"holds an integer \(1\), not an image"),
+    (["a"] * 4, r"holds a string \('a'\), not an image"),
+    ([[1, 2, 3]] * 4, r"holds an array of shape \[3\], not an image"),
+    ([None] * 4, r"holds nothing \(null\), not an image"),
+])
+def test_an_hf_image_column_holding_no_image_is_named_in_one_line(
+        tmp_path: Path, hf_offline: None, column: list[Any], says: str) -> None:
+    name = _hf_dataset(tmp_path, "d", {"image": column})
+    with pytest.raises(DataError, match=rf"^hf:.* row 0: column 'image' {says}"):
+        load_dataset(DataSpec(name=name))
+
+
+def test_an_hf_binary_column_is_decoded_as_encoded_images(
+        tmp_path: Path, hf_offline: None) -> None:
+    name = _hf_dataset(tmp_path, "d", {"image": [png(i * 20) for i in range(6)]})
+    data = load_dataset(DataSpec(name=name))
+    assert data.shape == (1, 8, 8)
+    garbage = _hf_dataset(tmp_path, "g", {"image": [b"\x89PNG garbage"] * 4})
+    with pytest.raises(DataError, match=r"cannot read image hf:.* row 0 \(not an image"):
+        load_dataset(DataSpec(name=garbage))

@@ -115,21 +115,38 @@ def _stats(array: np.ndarray) -> tuple[float, float, bool, bool]:
     return float(lo), float(hi), finite, whole
 
 
-def to_labels(labels: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
-    """Labels as int64 ``(N,)``, or None."""
+def to_labels(labels: Any, n: int, what: str) -> np.ndarray | None:
+    """Labels as int64 ``(N,)``, or None. Floats are accepted where each is a whole
+    number; a fraction, NaN, null or string is refused naming the first, as is a list of
+    ragged rows (an npz array and an hf: column alike)."""
     if labels is None:
         return None
-    labels = np.asarray(labels)
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError):
+        raise DataError(f"{what} holds ragged lists, not integer class labels",
+                        "give one integer label per image") from None
     if labels.ndim != 1 or len(labels) != n:
         raise DataError(f"{what} has shape {labels.shape}, expected ({n},) to match the images",
                         "give one integer label per image")
     if labels.dtype.kind in "iub":
         return labels.astype(np.int64)
-    if labels.dtype.kind == "f" and np.isfinite(labels).all() and \
-            np.array_equal(labels, np.floor(labels)):
-        return labels.astype(np.int64)
-    raise DataError(f"{what} has dtype {labels.dtype}, not integer class labels",
-                    "save labels as integers")
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.floor(labels)) & (np.abs(labels) < 2.0**62)
+        if whole.all():
+            return labels.astype(np.int64)
+        index = int(np.argmin(whole))
+    else:  # strings, nulls, objects
+        index = next((i for i, v in enumerate(labels.tolist()) if not (
+            isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**62)), -1)
+        if index < 0:
+            return labels.astype(np.int64)
+    from aezoo.specs import short_repr
+
+    value = labels[index]
+    value = value.item() if isinstance(value, np.generic) else value
+    raise DataError(f"{what} has dtype {labels.dtype}, not integer class labels (row "
+                    f"{index}: {short_repr(value)})", "save labels as integers")
 
 
 # PIL's own fixed-point ITU-R 601-2 luma, so arrays and folders convert identically.

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 from urllib.parse import unquote, urlsplit
 
-from aezoo._io import check_regular, open_regular
+from aezoo._io import MAX_IMAGE_BYTES, check_regular, open_regular
 from aezoo._version import __version__
 from aezoo.data.download import TIMEOUT_S, offline_mode
 from aezoo.errors import DataError, UsageError, summary
@@ -39,7 +39,7 @@ from aezoo.errors import DataError, UsageError, summary
 BRACE = re.compile(r"\{([^{}]*)\}")
 RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
 MAX_SHARDS = 1_000_000
-MAX_MEMBER_BYTES = 256 * 2**20  # an image far past Pillow's 89-megapixel bomb limit
+MAX_MEMBER_BYTES = MAX_IMAGE_BYTES  # an image far past Pillow's 89-megapixel bomb limit
 MAX_RATIO = 1100  # aezoo.data.arrays.MAX_NPZ_RATIO: deflate tops out near 1032:1
 RATIO_SLACK = 64 * 2**20  # decompressed bytes allowed before the ratio is judged
 WINDOW_S = 30.0  # an HTTP shard delivers at least MIN_BYTES_PER_WINDOW in every window
