@@ -25,6 +25,8 @@ MAX_JSON_BYTES = 64 * 2**20  # a run.json, status.json, bench.json, manifest: fa
 # One encoded image a dataset names (an hf: row's path, a wds: shard member): far past
 # what Pillow decodes (89 megapixels), far below what would exhaust memory.
 MAX_IMAGE_BYTES = 256 * 2**20
+# A spec as text (a config file, the spec in a model file's header): real ones are a few kB.
+MAX_SPEC_BYTES = 1 << 20
 
 
 class NotRegularFileError(OSError):

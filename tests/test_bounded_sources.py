@@ -275,3 +275,130 @@ def test_an_hf_binary_column_is_decoded_as_encoded_images(
     garbage = _hf_dataset(tmp_path, "g", {"image": [b"\x89PNG garbage"] * 4})
     with pytest.raises(DataError, match=r"cannot read image hf:.* row 0 \(not an image"):
         load_dataset(DataSpec(name=garbage))
+
+
+# --- model files and specs: bounded size and structure, bounded error rendering ---------
+
+
+def _model_file(path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    import json
+    import struct
+
+    import aezoo
+
+    aezoo.save(aezoo.build("cae-upsample"), path)
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    spec = json.loads(header["__metadata__"]["aezoo.spec"])
+    edit(spec)
+    header["__metadata__"]["aezoo.spec"] = json.dumps(spec)
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    return path
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda s: s.__setitem__("regularizers", [{"name": "l1", "weight": 0.0}] * 50_000),
+     r"holds a spec of [\d,]+ characters, over the limit of 1,048,576"),
+    (lambda s: s.__setitem__("variant", "v" * 10_000_000),
+     r"holds a spec of [\d,]+ characters, over the limit of 1,048,576"),
+    (lambda s: s.__setitem__("p" * 20_000_000, 1),
+     r"malformed safetensors header \(a value of over 16,777,216 bytes\)"),
+    (lambda s: s.__setitem__("regularizers", [{"name": "l1", "weight": 0.0}] * 5_000),
+     r"model\.regularizers: List should have at most 64 items"),
+    (lambda s: s.__setitem__("variant", "v" * 300_000),
+     r"model\.variant: String should have at most 256 characters"),
+    (lambda s: s.__setitem__("p" * 900_000, 1),
+     r"invalid model\.p{40}\.\.\.\(900,000 characters\): unknown key\)"),
+    (lambda s: s["encoder"].__setitem__("params", {"x": [[0] * 100] * 200}),
+     r"params: Value error, holds over 10,000 values|params: holds over 10,000 values"),
+])
+def test_a_hostile_spec_in_a_model_file_is_refused_in_milliseconds(
+        tmp_path: Path, edit: Callable[[dict[str, Any]], None], says: str) -> None:
+    import tracemalloc
+
+    import aezoo
+    from aezoo.errors import CheckpointError
+
+    aezoo.load(_model_file(tmp_path / "good.safetensors", lambda s: None))  # imports done
+    path = _model_file(tmp_path / "m.safetensors", edit)
+    size = path.stat().st_size
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(CheckpointError, match=says) as caught:
+            aezoo.load(path)
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(str(caught.value)) < 600
+    assert seconds < 2, seconds  # once 10-17 s (and 0.5-6 GB) on a 2-vCPU EPYC
+    assert peak < 3 * size + 50 * 2**20, peak
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_spec_is_bounded_in_names_lists_and_params() -> None:
+    from aezoo.errors import SpecError
+    from aezoo.specs import RunSpec, validate
+
+    model = {"encoder": {"name": "pool"}, "decoder": {"name": "upsample"},
+             "loss": {"name": "bce"}}
+    cases = [
+        ({"data": {"name": "x" * 5000}}, r"data\.name: String should have at most 4096"),
+        ({"train": {"optimizer_params": {f"k{i}": 1 for i in range(300)}}},
+         r"train\.optimizer_params: Dictionary should have at most 256 items"),
+        ({"train": {"metrics": ["m"] * 65}}, r"train\.metrics: List should have at most 64"),
+        ({"train": {"callbacks": ["c" * 300]}}, r"train\.callbacks\.0: String should have at"),
+        ({"train": {"scheduler_params": {"a": "s" * 5000}}},
+         r"holds a string of 5,000 characters \(the limit is 4,096\)"),
+        ({"train": {"optimizer_params": {"a": nested(20)}}},
+         r"is nested over 16 levels deep"),
+    ]
+    for extra, says in cases:
+        with pytest.raises(SpecError, match=says) as caught:
+            validate(RunSpec, {"model": model, **extra})
+        assert len(caught.value.problem) < 300
+    started = time.perf_counter()
+    with pytest.raises(SpecError, match=r"Dictionary should have at most 256 items"):
+        validate(RunSpec, {"model": model,
+                           "train": {"optimizer_params": {f"k{i}": i for i in range(10**6)}}})
+    assert time.perf_counter() - started < 5  # once 29 s and 1.36 GB from an 18 MB config
+
+
+def test_a_config_file_over_the_spec_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    from aezoo.specfile import read_config
+
+    big = tmp_path / "big.json"
+    big.write_text('{"train": {"optimizer_params": {' + ", ".join(
+        f'"k{i}": {i}' for i in range(100_000)) + "}}}")
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match=r"cannot read config file .*big\.json \(larger than "
+                                         r"1,048,576 bytes\)"):
+        read_config(big)
+    assert time.perf_counter() - started < 1
+
+
+def test_a_picture_over_pillows_bomb_limit_is_refused_before_it_is_drawn(
+        tmp_path: Path, cli: Callable[..., Any]) -> None:
+    import aezoo
+    from aezoo.viz import MAX_PICTURE_PIXELS, grid
+
+    with pytest.raises(UsageError, match=rf"over the limit of {MAX_PICTURE_PIXELS:,}"):
+        grid(np.zeros((1000, 1, 28, 28), np.uint8), scale=16)
+    aezoo.save(aezoo.build("cae-vae"), tmp_path / "vae.safetensors")
+    started = time.perf_counter()
+    result = cli("sample", str(tmp_path / "vae.safetensors"), "--n", "10000", "--scale", "8",
+                 "--out", str(tmp_path / "s.png"))
+    assert result.exit_code == 2, result.output
+    assert "the picture would be 22,602x22,602 pixels (510,850,404), over the limit of " \
+           "89,478,485" in " ".join(result.output.split())
+    assert not (tmp_path / "s.png").exists()
+    assert time.perf_counter() - started < 10  # no draw decoded: once 21 s and 2 GB

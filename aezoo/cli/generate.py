@@ -31,12 +31,15 @@ def sample_command(
     import aezoo
     from aezoo.evaluation import refuse_overwrite
     from aezoo.generation import sample
-    from aezoo.viz import grid, write_png
+    from aezoo.viz import check_picture, grid, grid_size, write_png
 
     refuse_overwrite(out, force)
     loaded = aezoo.load(model, device=device)
-    images = sample(loaded, n, seed)
     cols = math.ceil(math.sqrt(n))
+    _, h, w = loaded.spec.input_shape
+    if n >= 1:  # refused before any draw is decoded
+        check_picture(*grid_size(math.ceil(n / cols), cols, h, w, scale))
+    images = sample(loaded, n, seed)
     rows = [images[i:i + cols] for i in range(0, n, cols)]
     if len(rows[-1]) < cols:  # pad the last row with blank cells
         import torch
