@@ -196,6 +196,24 @@ def _linked(source: Path, target: Path) -> bool:
     return True
 
 
+def preallocate(path: str | os.PathLike[str]) -> None:
+    """Reserve the disk blocks of the file ``path`` up to its size, before it is written
+    through a memory map: a store in a sparse file on a full disk would otherwise die of
+    SIGBUS at the first page the kernel cannot back; here it is an OSError (ENOSPC) the
+    caller reports. Blocks already written are kept. Where the platform has no
+    ``posix_fallocate`` (macOS), nothing is reserved."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None:
+        return
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
 def probe_writable(directory: Path) -> None:
     """Write, fsync and remove a probe file in ``directory``; raises OSError if it fails."""
     probe = directory / f".aezoo-probe-{secrets.token_hex(4)}"

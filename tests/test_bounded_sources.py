@@ -402,3 +402,49 @@ def test_a_picture_over_pillows_bomb_limit_is_refused_before_it_is_drawn(
            "89,478,485" in " ".join(result.output.split())
     assert not (tmp_path / "s.png").exists()
     assert time.perf_counter() - started < 10  # no draw decoded: once 21 s and 2 GB
+
+
+# --- data pack: a full disk is one line, and the pack resumes --------------------------
+
+
+def test_a_full_disk_while_packing_is_one_line_and_the_pack_resumes(
+        tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The .part file is written through a memory map: its blocks are reserved first
+    (``aezoo._io.preallocate``), so a full disk is ENOSPC there, not SIGBUS (exit 135)."""
+    import errno
+    import os
+
+    from aezoo import _io
+    from aezoo.data import pack as pack_module
+
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate here")
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate(1 << 20)
+    _io.preallocate(sparse)
+    assert os.stat(sparse).st_blocks * 512 >= 1 << 20  # reserved, not a hole
+
+    images = np.random.default_rng(0).integers(0, 256, (300, 1, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", images=images)
+    monkeypatch.setattr(pack_module, "CHUNK", 64)
+    monkeypatch.setattr(pack_module, "FLUSH_SECONDS", 0.0)
+    real = os.posix_fallocate
+    calls = []
+
+    def full(fd: int, offset: int, length: int) -> None:
+        calls.append(length)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    store = tmp_path / "store"
+    result = cli("data", "pack", f"npz:{tmp_path / 'a.npz'}", "--out", str(store))
+    assert result.exit_code == 1, result.output
+    line = " ".join(result.output.split())
+    assert "Traceback" not in line and "unexpected" not in line
+    assert f"cannot write the packed store {store} (No space left on device)" in line
+    assert "the pack resumes where it stopped" in line and calls
+    monkeypatch.setattr(os, "posix_fallocate", real)  # space freed
+    again = cli("data", "pack", f"npz:{tmp_path / 'a.npz'}", "--out", str(store))
+    assert again.exit_code == 0, again.output
+    assert np.array_equal(np.load(store / "train.npy"), images)
