@@ -448,3 +448,32 @@ def test_a_full_disk_while_packing_is_one_line_and_the_pack_resumes(
     again = cli("data", "pack", f"npz:{tmp_path / 'a.npz'}", "--out", str(store))
     assert again.exit_code == 0, again.output
     assert np.array_equal(np.load(store / "train.npy"), images)
+
+
+# --- IDX files: hostile dimensions are one DataError each ------------------------------
+
+
+@pytest.mark.parametrize(("dims", "body", "says"), [
+    ((2**32 - 1,) * 4, b"", r"declares [\d,]+ values .* over the limit of 2,147,483,648"),
+    ((2**16, 2**16, 2**16, 2**16), b"\0" * 16, r"declares 18,446,744,073,709,551,616"),
+    ((0, 5), b"\0" * 3, r"should hold 0 values \(0, 5\) but holds"),
+    ((3, 4), b"\0" * 5, r"should hold 12 values \(3, 4\) but holds 5"),
+    ((3, 4), b"\0" * 13, r"should hold 12 values \(3, 4\) but holds"),
+])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_an_idx_file_with_hostile_dimensions_is_one_data_error(
+        tmp_path: Path, dims: tuple[int, ...], body: bytes, says: str,
+        compressed: bool) -> None:
+    import gzip
+    import struct
+
+    from aezoo.data.formats import read_idx
+
+    raw = b"\0\0\x08" + bytes([len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + body
+    path = tmp_path / ("x.idx.gz" if compressed else "x.idx")
+    path.write_bytes(gzip.compress(raw) if compressed else raw)
+    with pytest.raises(DataError, match=says):
+        read_idx(path)
+    good = b"\0\0\x08\x02" + struct.pack(">2I", 3, 4) + bytes(range(12))
+    path.write_bytes(gzip.compress(good) if compressed else good)
+    assert read_idx(path).tolist() == np.arange(12).reshape(3, 4).tolist()
