@@ -477,3 +477,63 @@ def test_an_idx_file_with_hostile_dimensions_is_one_data_error(
     good = b"\0\0\x08\x02" + struct.pack(">2I", 3, 4) + bytes(range(12))
     path.write_bytes(gzip.compress(good) if compressed else good)
     assert read_idx(path).tolist() == np.arange(12).reshape(3, 4).tolist()
+
+
+# --- in-range requests whose cost a flag or a file multiplies --------------------------
+
+
+def test_a_store_labels_file_declaring_10_to_the_12_labels_is_refused_unread(
+        tmp_path: Path) -> None:
+    """Refused from its header, whatever the file holds (a sparse one "holds" 8 TB: it once
+    reached np.load and read as an out-of-memory error blaming --image-size)."""
+    from aezoo.data.pack import pack
+
+    np.savez(tmp_path / "a.npz", images=np.zeros((20, 1, 8, 8), np.uint8),
+             labels=np.arange(20) % 2)
+    store = tmp_path / "store"
+    pack(DataSpec(name=f"npz:{tmp_path / 'a.npz'}"), store)
+    labels = next(store.glob("*.labels.npy"))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<i8", "fortran_order": False, "shape": (10**12,)})
+    labels.write_bytes(header.getvalue() + bytes(8 * 20))
+    started = time.perf_counter()
+    with pytest.raises(DataError, match=r"declares shape \(1000000000000,\), the store "
+                                        r"expects \(\d+,\)"):
+        load_dataset(DataSpec(name=f"packed:{store}"))
+    assert time.perf_counter() - started < 5
+
+
+def test_check_every_allocates_no_window_beyond_its_bound() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from aezoo.training.control import MAX_WINDOW, Control
+
+    eager = Control(torch.device("cpu"), SimpleNamespace(enabled=False), 10**8)
+    assert eager.window.numel() == 0  # CPU, one process: each step is checked at once
+    synced = Control(torch.device("cpu"), SimpleNamespace(enabled=True), 10**12)
+    assert synced.check_every == MAX_WINDOW
+    synced.check(torch.tensor(1.0), 1)
+    assert synced.window.numel() == MAX_WINDOW
+
+
+def test_eval_corrupt_names_run_json_for_a_value_that_came_from_it(
+        tmp_path: Path, cli: Callable[..., Any]) -> None:
+    import json
+
+    import aezoo
+    from aezoo.config import build_run_spec
+
+    run = tmp_path / "run"
+    run.mkdir()
+    aezoo.save(aezoo.build("cae-upsample"), run / "model.safetensors")
+    spec = build_run_spec("cae-upsample").model_dump(mode="json")
+    spec["train"]["corrupt"] = {"name": "gaussian", "params": {"sigma": -1.0}}
+    (run / "run.json").write_text(json.dumps(spec))
+    result = cli("eval", str(run), "--corrupt", "gaussian", "--device", "cpu", "--limit", "8")
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0 and "Traceback" not in text, text
+    assert f"{run / 'run.json'} holds invalid train.corrupt.params.sigma" in text, text
+    assert "--corrupt.sigma" not in text

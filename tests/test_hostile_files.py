@@ -578,6 +578,8 @@ STATE_CASES: list[tuple[str, Callable[[Path], bytes], str]] = [
      r"optim\.0\.step has shape \[.*\], not a scalar"),
     ("optimizer-step-a-vector", _state(edit_tensors=lambda t: t.update(
         {"optim.0.step": torch.zeros(3)})), r"optim\.0\.step has shape \[3\], not a scalar"),
+    ("info-world-size-a-string", _state(edit_info=lambda i: i.update(world_size="1")),
+     r"world_size is '1', not a whole number"),
     ("optimizer-scalar-a-list", _state(edit_info=lambda i: i["optimizer"].update(
         scalars={"0": {"step": [1, 2]}})), r"optimizer\.scalars\.0\.step is \[1, 2\], not a"),
 ]

@@ -223,9 +223,11 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def check_npy_header(path: Path) -> None:
+def check_npy_header(path: Path, expect: tuple[int, ...] | None = None) -> None:
     """Refuse an .npy that is not a regular file (a FIFO would block), or whose header
-    declares more data than the file holds (before numpy maps or allocates it)."""
+    declares more data than the file holds (before numpy maps or allocates it), or
+    another shape than ``expect`` (a store's labels: one per image, whatever a sparse
+    file of 8 TB holds)."""
     try:
         with open_regular(path) as f:
             header = _read_header(f)
@@ -236,6 +238,10 @@ def check_npy_header(path: Path) -> None:
     except (OSError, ValueError, EOFError):
         return  # np.load says what is wrong
     shape, dtype, nbytes = _declared(header)
+    if expect is not None and tuple(shape) != expect:
+        raise DataError(f"{path} declares shape {tuple(shape)}, the store expects {expect}",
+                        "the file is damaged or was replaced; pack the store again with "
+                        "--force")
     holds = path.stat().st_size - offset
     if nbytes > holds:
         raise DataError(f"{path} declares shape {shape} {dtype} ({_bytes(nbytes)}), more than "

@@ -292,6 +292,8 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
              info: dict[str, Any]) -> None:
     for key, mine in (("world_size", trainer.dist.world_size),
                       ("steps_per_epoch", trainer.steps_per_epoch)):
+        if not _is_int(info.get(key)):  # "1" would read "saved with world_size=1, has 1"
+            raise _corrupt(path, f"{key} is {short_repr(info.get(key))}, not a whole number")
         if info.get(key) != mine:
             raise CheckpointError(
                 f"{path} was saved with {key}={info.get(key)}, this run has {mine}",
