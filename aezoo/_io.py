@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 MAX_JSON_BYTES = 64 * 2**20  # a run.json, status.json, bench.json, manifest: far below
+# One encoded image a dataset names (an hf: row's path, a wds: shard member): far past
+# what Pillow decodes (89 megapixels), far below what would exhaust memory.
+MAX_IMAGE_BYTES = 256 * 2**20
+# A spec as text (a config file, the spec in a model file's header): real ones are a few kB.
+MAX_SPEC_BYTES = 1 << 20
 
 
 class NotRegularFileError(OSError):
@@ -189,6 +194,24 @@ def _linked(source: Path, target: Path) -> bool:
     except OSError:  # a file system without hard links
         return False
     return True
+
+
+def preallocate(path: str | os.PathLike[str]) -> None:
+    """Reserve the disk blocks of the file ``path`` up to its size, before it is written
+    through a memory map: a store in a sparse file on a full disk would otherwise die of
+    SIGBUS at the first page the kernel cannot back; here it is an OSError (ENOSPC) the
+    caller reports. Blocks already written are kept. Where the platform has no
+    ``posix_fallocate`` (macOS), nothing is reserved."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None:
+        return
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
 
 
 def probe_writable(directory: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import struct
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit; refuse before reading
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+MAX_HEADER_STRING = 16 * 1024 * 1024  # one metadata value (a spec is at most 1 MiB)
 QUICK_HEADER = 1 << 20  # headers up to 1 MiB are parsed as they are (at worst ~20 MB, ~30 ms)
 
 # safetensors' dtype names for the torch dtypes a model holds.
@@ -128,13 +127,45 @@ def _check_large_header(path: Path, raw: bytes,
     holds costs milliseconds, not seconds and gigabytes."""
     if require is not None and json.dumps(require[0]).encode() not in raw:
         raise require[1]
+    longest, nested = _scan_json(raw)
+    # No string aezoo writes comes near MAX_HEADER_STRING; a 50 MB one (a padding key in
+    # the spec) once cost 23 s and 6 GB to refuse.
+    if longest > MAX_HEADER_STRING:
+        raise CheckpointError(f"{path} has a malformed safetensors header (a value of over "
+                              f"{MAX_HEADER_STRING:,} bytes)", "the file is corrupt or not "
+                              "a model; do not load it")
     # Parsing builds a Python object per JSON value: millions of tiny values ("[],[],..."),
     # which no real header has (a tensor entry is ~60 bytes with 3 brackets), would cost
     # ~25x the header's size. Brackets inside strings (the spec, the history) do not count.
-    structure = _STRINGS.sub(b"", raw)
-    if structure.count(b"[") + structure.count(b"{") > len(raw) // 8:
+    if nested > len(raw) // 8:
         raise CheckpointError(f"{path} has a malformed safetensors header (far more nested "
                               "values than tensors)", "the file is corrupt; save it again")
+
+
+def _scan_json(raw: bytes, chunk: int = 1 << 20) -> tuple[int, int]:
+    """(the longest string, the ``[`` and ``{`` outside strings) of JSON text, without
+    parsing it: escapes removed, then a chunk at a time with numpy, so the cost is a few
+    copies of ``raw`` whatever it holds (a regular expression over a spec's escaped quotes
+    once took seconds and 100 MB; a list of pieces of a header of ``""`` would take GBs)."""
+    import numpy as np
+
+    data = np.frombuffer(raw.replace(b"\\\\", b"").replace(b'\\"', b""), np.uint8)
+    inside, run, longest, nested = False, 0, 0, 0
+    for start in range(0, len(data), chunk):
+        part = data[start:start + chunk]
+        quotes = np.flatnonzero(part == ord('"'))
+        # Segments between quotes; segment i is inside a string iff inside ^ (i odd).
+        lengths = np.diff(np.concatenate(([-1], quotes, [len(part)]))) - 1
+        within = (np.arange(len(lengths)) % 2 == 1) ^ inside
+        if inside:
+            lengths[0] += run
+        if within.any():
+            longest = max(longest, int(lengths[within].max()))
+        brackets = np.flatnonzero((part == ord("[")) | (part == ord("{")))
+        nested += int((~within[np.searchsorted(quotes, brackets)]).sum())
+        inside = bool(within[-1])
+        run = int(lengths[-1]) if inside else 0
+    return longest, nested
 
 
 def metadata_of(path: str | Path, header: dict[str, Any]) -> dict[str, str]:

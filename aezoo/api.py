@@ -901,14 +901,18 @@ def sample(model: Any, n: int = 64, seed: int = 0,
 
     from aezoo.evaluation import check_picture_path, refuse_overwrite
     from aezoo.generation import sample as draw
-    from aezoo.viz import grid, write_png
+    from aezoo.viz import check_picture, grid, grid_size, write_png
 
     target = Path(out) if out is not None else None
     if target is not None:
         check_picture_path(target)
         refuse_overwrite(target, force)
-    images = draw(_model_on(model, device), n, seed)
-    cols = math.ceil(math.sqrt(n))
+    loaded = _model_on(model, device)
+    cols = math.ceil(math.sqrt(n)) if n >= 1 else 1
+    if n >= 1:  # a picture past Pillow's limit is refused before any draw is decoded
+        _, h, w = loaded.spec.input_shape
+        check_picture(*grid_size(math.ceil(n / cols), cols, h, w, scale))
+    images = draw(loaded, n, seed)
     rows = [images[i:i + cols] for i in range(0, n, cols)]
     if len(rows[-1]) < cols:  # pad the last row with blank cells
         pad = torch.full((cols - len(rows[-1]), *images.shape[1:]), 255, dtype=torch.uint8,

@@ -36,7 +36,7 @@ from aezoo.errors import (
     UnknownNameError,
 )
 from aezoo.rundir import model_path
-from aezoo.specs import ModelSpec, validate
+from aezoo.specs import MAX_SPEC_BYTES, ModelSpec, validate
 
 if TYPE_CHECKING:
     import torch
@@ -129,6 +129,10 @@ def read_spec(path: str | Path) -> ModelSpec:
 def _spec_of(path: str | Path, meta: dict[str, str]) -> ModelSpec:
     if "aezoo.spec" not in meta:
         raise _not_a_model(path)
+    if len(meta["aezoo.spec"]) > MAX_SPEC_BYTES:  # before parsing: bounded cost
+        raise CheckpointError(f"{path} holds a spec of {len(meta['aezoo.spec']):,} "
+                              f"characters, over the limit of {MAX_SPEC_BYTES:,}",
+                              "the file is corrupt or was edited; save the model again")
     try:
         raw = json.loads(meta["aezoo.spec"])
     except (ValueError, RecursionError):  # ValueError: bad JSON, or a 5,000-digit integer

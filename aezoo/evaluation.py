@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from aezoo._io import atomic_write, atomic_write_many
-from aezoo.errors import AezooWarning, OutputExistsError, ShapeError, UsageError
+from aezoo.errors import AezooWarning, OutputExistsError, ShapeError, SpecError, UsageError
 from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, psnr, ssim
 from aezoo.protocols import format_shape
 from aezoo.specs import ComponentSpec
@@ -355,14 +355,23 @@ def corruption(name: str, model_file: Path) -> ComponentSpec:
     from aezoo.rundir import RUN_FILE, read_run_spec
 
     params: dict[str, Any] = {}
-    if (model_file.parent / RUN_FILE).exists():
+    run_file = model_file.parent / RUN_FILE
+    from_run = False
+    if run_file.exists():
         try:
             trained = read_run_spec(model_file.parent).train.corrupt
         except UsageError:
             trained = None
         if trained is not None and trained.name == name:
-            params = dict(trained.params)
-    typed = part_params("transform", name, params, "--corrupt")
+            params, from_run = dict(trained.params), True
+    if not from_run:
+        typed = part_params("transform", name, params, "--corrupt")
+    else:  # a bad value came from the run, not from the flag: name where it is
+        try:
+            typed = part_params("transform", name, params, "train.corrupt.params")
+        except SpecError as exc:
+            raise UsageError(f"{run_file} holds {exc.problem}",
+                             f"fix train.corrupt in {run_file}") from None
     return ComponentSpec(name=name, params=typed.model_dump(mode="json"))
 
 

@@ -14,12 +14,16 @@ from aezoo.tensors import to_uint8, to_unit
 MAX_SAMPLES = 10_000
 
 
+DECODE_BATCH = 256  # codes decoded at once: 10,000 draws once took 2 GB in one batch
+
+
 def _decode(model: Any, z: torch.Tensor) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return to_uint8(model.decode(z))
+            return torch.cat([to_uint8(model.decode(part))
+                              for part in z.split(DECODE_BATCH)])
     finally:
         model.train(was_training)
 

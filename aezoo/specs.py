@@ -13,6 +13,7 @@ import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from aezoo import _io
 from aezoo.errors import SpecError
 
 MAX_COUNT = 2**62  # counts stay far inside int64 (torch step counters, tensor sizes)
@@ -28,7 +30,45 @@ MAX_SEED = 2**64 - 1  # what torch.manual_seed takes
 MAX_SIDE = 1 << 20  # pixels per side (and channels); bigger inputs are typos, not images
 PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
 Side = Annotated[int, Field(gt=0, le=MAX_SIDE)]
+# Bounds on a spec's size and structure, so a hostile model file or config costs
+# milliseconds to refuse, not seconds and gigabytes (a 10 MB variant name once took 1.4 GB,
+# 50,000 regularisers 13 s): names, lists and params far beyond any real spec.
+MAX_SPEC_BYTES = _io.MAX_SPEC_BYTES  # a spec as text: a config file, a model's header
+MAX_NAME = 256  # a component, variant, optimiser, schedule, metric or callback name
+MAX_PATH = 4096  # a dataset name may be a path or URL (PATH_MAX)
+MAX_ITEMS = 64  # regularisers, metrics, callbacks
+MAX_PARAMS = 256  # keys of one params table
+MAX_VALUES = 10_000  # values nested in one params table, all levels together
+MAX_DEPTH = 16
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _bounded_params(value: dict[str, Any]) -> dict[str, Any]:
+    """A params table of at most MAX_VALUES values nested at most MAX_DEPTH deep (counted
+    with an explicit stack: bounded time, no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    count = 0
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ValueError(f"holds over {MAX_VALUES:,} values (the limit)")
+        if depth > MAX_DEPTH:
+            raise ValueError(f"is nested over {MAX_DEPTH} levels deep (the limit)")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+            stack.extend((k, depth + 1) for k in item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str) and len(item) > MAX_PATH:
+            raise ValueError(f"holds a string of {len(item):,} characters (the limit is "
+                             f"{MAX_PATH:,})")
+    return value
+
+
+Params = Annotated[dict[str, Any], Field(max_length=MAX_PARAMS),
+                   AfterValidator(_bounded_params)]
 
 
 class Strict(BaseModel):
@@ -41,8 +81,9 @@ class Strict(BaseModel):
 class ComponentSpec(Strict):
     """A component by its public name (or ``DIST:NAME``) and its hyperparameters."""
 
-    name: str = Field(min_length=1, description="registered name, or DIST:NAME")
-    params: dict[str, Any] = Field(
+    name: str = Field(min_length=1, max_length=MAX_NAME,
+                      description="registered name, or DIST:NAME")
+    params: Params = Field(
         default_factory=dict, description="hyperparameters, validated by the component"
     )
 
@@ -50,17 +91,19 @@ class ComponentSpec(Strict):
 class RegularizerSpec(Strict):
     """A latent regulariser by name, its weight in the objective, and its params."""
 
-    name: str = Field(min_length=1, description="registered name (`aezoo list --components`)")
+    name: str = Field(min_length=1, max_length=MAX_NAME,
+                      description="registered name (`aezoo list --components`)")
     weight: float = Field(1.0, ge=0, description="the term added to the objective is "
                           "weight * penalty")
-    params: dict[str, Any] = Field(default_factory=dict,
-                                   description="hyperparameters, validated by the regulariser")
+    params: Params = Field(default_factory=dict,
+                           description="hyperparameters, validated by the regulariser")
 
 
 class ModelSpec(Strict):
     """Which encoder, decoder and loss, their params, and the input shape (C, H, W)."""
 
-    variant: str | None = Field(None, description="the preset this spec started from")
+    variant: str | None = Field(None, max_length=MAX_NAME,
+                                description="the preset this spec started from")
     encoder: ComponentSpec
     decoder: ComponentSpec
     loss: ComponentSpec
@@ -71,7 +114,8 @@ class ModelSpec(Strict):
         "default", description="weight init: PyTorch's default, or Keras' Glorot-uniform"
     )
     regularizers: list[RegularizerSpec] = Field(
-        default_factory=list, description="latent regularisers: each a named, weighted term "
+        default_factory=list, max_length=MAX_ITEMS,
+        description="latent regularisers: each a named, weighted term "
         "of the objective (e.g. l1 for a sparse code, kl for a VAE)")
 
 
@@ -108,9 +152,10 @@ class Anneal(Strict):
 class TrainSpec(Strict):
     """Optimisation and execution settings."""
 
-    optimizer: str = Field("adam", min_length=1, description="adam, adamw, sgd, or a plugin's "
+    optimizer: str = Field("adam", min_length=1, max_length=MAX_NAME,
+                           description="adam, adamw, sgd, or a plugin's "
                            "(`aezoo list --components`)")
-    optimizer_params: dict[str, Any] = Field(
+    optimizer_params: Params = Field(
         default_factory=dict, description="the optimiser's own hyperparameters, if any")
     lr: float = Field(1e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0)
@@ -125,9 +170,10 @@ class TrainSpec(Strict):
         None, description="NHWC memory layout; None picks the faster one for the device"
     )
     # Schedules and controls (docs/training.md)
-    scheduler: str = Field("none", min_length=1, description="learning-rate schedule, stepped "
+    scheduler: str = Field("none", min_length=1, max_length=MAX_NAME,
+                           description="learning-rate schedule, stepped "
                            "every optimiser step: none, cosine, step, onecycle, or a plugin's")
-    scheduler_params: dict[str, Any] = Field(
+    scheduler_params: Params = Field(
         default_factory=dict, description="the schedule's own hyperparameters, if any")
     warmup: int = Field(0, ge=0, le=MAX_COUNT,
                         description="linear warm-up steps (onecycle: its rise)")
@@ -151,8 +197,9 @@ class TrainSpec(Strict):
     ema: float | None = Field(
         None, gt=0, lt=1, description="decay of an exponential moving average of the weights "
         "(e.g. 0.999); when set it is validated, checkpointed and saved as the model")
-    metrics: list[str] = Field(
-        default_factory=list, description="plugin metrics (aezoo.metrics) to add to each "
+    metrics: list[Name] = Field(
+        default_factory=list, max_length=MAX_ITEMS,
+        description="plugin metrics (aezoo.metrics) to add to each "
         "epoch's validation log, as val_NAME")
     anneal: dict[str, Anneal] = Field(
         default_factory=dict, description="term name -> a schedule of its weight (e.g. "
@@ -191,8 +238,9 @@ class TrainSpec(Strict):
     checkpoint_every: PositiveInt | None = Field(
         None, description="also checkpoint every N optimiser steps (resumable mid-epoch)")
     images: bool = Field(True, description="write a reconstruction grid each epoch")
-    callbacks: list[str] = Field(
-        default_factory=list, description="extra callbacks by entry-point name")
+    callbacks: list[Name] = Field(
+        default_factory=list, max_length=MAX_ITEMS,
+        description="extra callbacks by entry-point name")
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -217,7 +265,7 @@ class TrainSpec(Strict):
 class DataSpec(Strict):
     """Which dataset to train on, and how to shape and split it (docs/data.md)."""
 
-    name: str = Field("mnist5k", min_length=1,
+    name: str = Field("mnist5k", min_length=1, max_length=MAX_PATH,
                       description="dataset (`aezoo data list`), or folder:PATH, npz:PATH, npy:PATH")
     limit: PositiveInt | None = Field(None, description="use at most N training images")
     val_fraction: float = Field(
@@ -286,26 +334,38 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _loc_part(part: Any) -> str:
+    """One part of an error's location, bounded: an unknown key may be 50 MB long."""
+    text = str(part) if not isinstance(part, str) else part
+    return text if len(text) <= 60 else f"{text[:40]}...({len(text):,} characters)"
+
+
+def _first_error(error: ValidationError) -> Any:
+    """The first error, without the input values (rendering them is what costs)."""
+    return error.errors(include_url=False, include_context=False)[0]
+
+
 def error_key(error: ValidationError, prefix: str = "") -> str:
     """The dotted path of the first invalid value (``train.lr``), or ""."""
-    return ".".join(str(p) for p in (prefix, *error.errors()[0]["loc"]) if p != "")
+    return ".".join(_loc_part(p) for p in (prefix, *_first_error(error)["loc"]) if p != "")
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "",
                               model: type[BaseModel] | None = None) -> str:
     """One line naming the first invalid value and why (bounded in size and time)."""
-    first = error.errors()[0]
+    first = _first_error(error)
     loc = error_key(error, prefix)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
         known = _fields_at(model, tuple(first["loc"][:-1])) if model else []
-        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+        typed = str(first["loc"][-1])
+        close = difflib.get_close_matches(typed, known, n=1) if len(typed) <= 100 else []
         if close:
             message += f" (did you mean '{close[0]}'?)"
     elif first["type"] != "missing":
         message += f" (got {short_repr(first.get('input'))})"  # one short line
-    more = len(error.errors()) - 1
+    more = error.error_count() - 1
     tail = f" (and {more} more)" if more else ""
     return f"invalid {loc or 'spec'}: {message}{tail}"
 

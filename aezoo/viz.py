@@ -27,6 +27,24 @@ if TYPE_CHECKING:
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
 PAD = 2  # pixels between and around the cells
 PAD_VALUE = 255  # white separators
+# Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): a bigger picture would not
+# open in the tools that show it, and `sample --n 10000 --scale 8` once wrote 1.9 GB.
+MAX_PICTURE_PIXELS = 89_478_485
+
+
+def grid_size(rows: int, n: int, height: int, width: int, scale: int, pad: int = PAD
+              ) -> tuple[int, int]:
+    """(height, width) of the :func:`grid` of ``rows`` rows of ``n`` HxW images."""
+    return rows * height * scale + (rows + 1) * pad, n * width * scale + (n + 1) * pad
+
+
+def check_picture(height: int, width: int) -> None:
+    """Refuse, before anything is allocated or computed, a picture over
+    MAX_PICTURE_PIXELS."""
+    if height * width > MAX_PICTURE_PIXELS:
+        raise UsageError(f"the picture would be {width:,}x{height:,} pixels "
+                         f"({width * height:,}), over the limit of {MAX_PICTURE_PIXELS:,}",
+                         "use a smaller --scale, or fewer images (--n, --rows, --steps)")
 
 
 def _to_numpy(images: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -53,6 +71,7 @@ def grid(*rows: np.ndarray | torch.Tensor, scale: int = 2, pad: int = PAD) -> np
     if c not in (1, 3):
         raise UsageError(f"cannot draw {c}-channel images", "draw gray (1) or RGB (3) images")
     ch, cw = h * scale, w * scale
+    check_picture(*grid_size(len(arrays), n, h, w, scale, pad))
     out = np.full((len(arrays) * ch + (len(arrays) + 1) * pad, n * cw + (n + 1) * pad, c),
                   PAD_VALUE, dtype=np.uint8)
     for r, row in enumerate(arrays):
@@ -83,6 +102,9 @@ def banded(*rows: np.ndarray | torch.Tensor, bands: int = 1, scale: int = 2,
     if bands == 1:
         return grid(*arrays, scale=scale, pad=pad)
     per = -(-n // bands)
+    _, _, h, w = arrays[0].shape
+    height, width = grid_size(len(arrays), per, h, w, scale, pad)
+    check_picture(bands * height + (bands - 1) * 2 * pad, width)
     parts = []
     for b in range(bands):
         chunk = [a[b * per:(b + 1) * per] for a in arrays]

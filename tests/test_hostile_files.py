@@ -479,6 +479,15 @@ def _state(edit_tensors: Callable[[dict[str, torch.Tensor]], None] | None = None
     return make
 
 
+def _raw_info(edit: Callable[[str], str]) -> Callable[[Path], bytes]:
+    """A state whose info's JSON text is edited (values json.dumps cannot write)."""
+    def make(run: Path) -> bytes:
+        tensors, meta = _state_parts(run)
+        meta["aezoo.state"] = edit(meta["aezoo.state"])
+        return st_save(tensors, metadata=meta)
+    return make
+
+
 def _drop(key: str) -> Callable[[dict[str, Any]], None]:
     """An edit that removes ``key`` (and returns nothing: the edited dict stays the info)."""
     def edit(d: dict[str, Any]) -> None:
@@ -561,6 +570,18 @@ STATE_CASES: list[tuple[str, Callable[[Path], bytes], str]] = [
      "optim.0.exp_avg is torch.int64, the parameter torch.float32"),
     ("loss-sum-not-a-scalar", _state(edit_tensors=lambda t: t.update(
         {"acc.loss_sum": torch.zeros(3, dtype=torch.float64)})), "acc.loss_sum is"),
+    ("info-5000-digit-integer", _raw_info(lambda text: text.replace(
+        '"loss_count": ', '"loss_count": ' + "9" * 5000 + ', "was": ', 1)),
+     "holds a corrupt training state"),
+    ("optimizer-step-shaped-like-its-parameter", _state(edit_tensors=lambda t: t.update(
+        {"optim.0.step": torch.zeros_like(t["optim.0.exp_avg"])})),
+     r"optim\.0\.step has shape \[.*\], not a scalar"),
+    ("optimizer-step-a-vector", _state(edit_tensors=lambda t: t.update(
+        {"optim.0.step": torch.zeros(3)})), r"optim\.0\.step has shape \[3\], not a scalar"),
+    ("info-world-size-a-string", _state(edit_info=lambda i: i.update(world_size="1")),
+     r"world_size is '1', not a whole number"),
+    ("optimizer-scalar-a-list", _state(edit_info=lambda i: i["optimizer"].update(
+        scalars={"0": {"step": [1, 2]}})), r"optimizer\.scalars\.0\.step is \[1, 2\], not a"),
 ]
 
 

@@ -115,21 +115,38 @@ def _stats(array: np.ndarray) -> tuple[float, float, bool, bool]:
     return float(lo), float(hi), finite, whole
 
 
-def to_labels(labels: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
-    """Labels as int64 ``(N,)``, or None."""
+def to_labels(labels: Any, n: int, what: str) -> np.ndarray | None:
+    """Labels as int64 ``(N,)``, or None. Floats are accepted where each is a whole
+    number; a fraction, NaN, null or string is refused naming the first, as is a list of
+    ragged rows (an npz array and an hf: column alike)."""
     if labels is None:
         return None
-    labels = np.asarray(labels)
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError):
+        raise DataError(f"{what} holds ragged lists, not integer class labels",
+                        "give one integer label per image") from None
     if labels.ndim != 1 or len(labels) != n:
         raise DataError(f"{what} has shape {labels.shape}, expected ({n},) to match the images",
                         "give one integer label per image")
     if labels.dtype.kind in "iub":
         return labels.astype(np.int64)
-    if labels.dtype.kind == "f" and np.isfinite(labels).all() and \
-            np.array_equal(labels, np.floor(labels)):
-        return labels.astype(np.int64)
-    raise DataError(f"{what} has dtype {labels.dtype}, not integer class labels",
-                    "save labels as integers")
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.floor(labels)) & (np.abs(labels) < 2.0**62)
+        if whole.all():
+            return labels.astype(np.int64)
+        index = int(np.argmin(whole))
+    else:  # strings, nulls, objects
+        index = next((i for i, v in enumerate(labels.tolist()) if not (
+            isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**62)), -1)
+        if index < 0:
+            return labels.astype(np.int64)
+    from aezoo.specs import short_repr
+
+    value = labels[index]
+    value = value.item() if isinstance(value, np.generic) else value
+    raise DataError(f"{what} has dtype {labels.dtype}, not integer class labels (row "
+                    f"{index}: {short_repr(value)})", "save labels as integers")
 
 
 # PIL's own fixed-point ITU-R 601-2 luma, so arrays and folders convert identically.
@@ -206,9 +223,11 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def check_npy_header(path: Path) -> None:
+def check_npy_header(path: Path, expect: tuple[int, ...] | None = None) -> None:
     """Refuse an .npy that is not a regular file (a FIFO would block), or whose header
-    declares more data than the file holds (before numpy maps or allocates it)."""
+    declares more data than the file holds (before numpy maps or allocates it), or
+    another shape than ``expect`` (a store's labels: one per image, whatever a sparse
+    file of 8 TB holds)."""
     try:
         with open_regular(path) as f:
             header = _read_header(f)
@@ -219,6 +238,10 @@ def check_npy_header(path: Path) -> None:
     except (OSError, ValueError, EOFError):
         return  # np.load says what is wrong
     shape, dtype, nbytes = _declared(header)
+    if expect is not None and tuple(shape) != expect:
+        raise DataError(f"{path} declares shape {tuple(shape)}, the store expects {expect}",
+                        "the file is damaged or was replaced; pack the store again with "
+                        "--force")
     holds = path.stat().st_size - offset
     if nbytes > holds:
         raise DataError(f"{path} declares shape {shape} {dtype} ({_bytes(nbytes)}), more than "

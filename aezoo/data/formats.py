@@ -6,6 +6,8 @@ Both are plain bytes with a fixed layout; nothing here unpickles or extracts to 
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import struct
 import tarfile
 import zlib
@@ -17,6 +19,7 @@ from aezoo._io import check_regular, open_regular
 from aezoo.errors import DataError
 
 IDX_UBYTE = 0x08
+MAX_IDX_BYTES = 2**31  # EMNIST's largest file holds 0.64 GB; a header may claim 2**128
 CIFAR_SIDE = 32
 CIFAR_RECORD = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE  # label byte, then R, G, B planes
 CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -28,31 +31,40 @@ def _refetch(path: Path) -> str:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip-compressed when its name ends in .gz) of unsigned bytes."""
+    """An IDX file (gzip-compressed when its name ends in .gz) of unsigned bytes. The
+    header's dimensions are checked (exactly, in Python integers) before the data is
+    read: at most MAX_IDX_BYTES, and never more than they declare (a gzip bomb stops
+    there)."""
     try:
         with open_regular(path) as raw:
-            if path.suffix == ".gz":
-                with gzip.open(raw, "rb") as f:
-                    data = f.read()
-            else:
-                data = raw.read()
+            size = os.fstat(raw.fileno()).st_size
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0":
+                raise DataError(f"{path} is not an IDX file", _refetch(path))
+            dtype, ndim = head[2], head[3]
+            if dtype != IDX_UBYTE:
+                raise DataError(f"{path} holds IDX type 0x{dtype:02x}, not unsigned bytes",
+                                _refetch(path))
+            packed = f.read(4 * ndim)
+            if ndim == 0 or len(packed) < 4 * ndim:
+                raise DataError(f"{path} has a truncated IDX header", _refetch(path))
+            dims = struct.unpack(f">{ndim}I", packed)
+            expected = math.prod(dims)
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path} declares {expected:,} values {dims}, over the limit "
+                                f"of {MAX_IDX_BYTES:,}", _refetch(path))
+            if f is raw and size - 4 - 4 * ndim != expected:  # before reading a byte
+                raise DataError(f"{path} should hold {expected:,} values {dims} but holds "
+                                f"{size - 4 - 4 * ndim:,}", _refetch(path))
+            data = f.read(expected + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read {path} ({exc})", _refetch(path)) from None
-    if len(data) < 4 or data[:2] != b"\0\0":
-        raise DataError(f"{path} is not an IDX file", _refetch(path))
-    dtype, ndim = data[2], data[3]
-    if dtype != IDX_UBYTE:
-        raise DataError(f"{path} holds IDX type 0x{dtype:02x}, not unsigned bytes",
+    if len(data) != expected:
+        held = f"{len(data):,}" if len(data) <= expected else "more"
+        raise DataError(f"{path} should hold {expected:,} values {dims} but holds {held}",
                         _refetch(path))
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"{path} has a truncated IDX header", _refetch(path))
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
-    if len(data) - header != expected:
-        raise DataError(f"{path} should hold {expected:,} values {dims} but holds "
-                        f"{len(data) - header:,}", _refetch(path))
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

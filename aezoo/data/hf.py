@@ -22,13 +22,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aezoo._io import file_identity, open_regular
+from aezoo._io import MAX_IMAGE_BYTES, file_identity, read_bounded
 from aezoo.data import images as decoding
+from aezoo.data.arrays import to_labels
 from aezoo.data.download import offline_mode
 from aezoo.data.source import LoadContext
 from aezoo.data.stream_folder import BadImages, skipping
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError, UsageError, summary
+from aezoo.specs import short_repr
 
 SPLITS = {"train": "train", "validation": "val", "val": "val", "valid": "val",
           "test": "test"}
@@ -135,28 +137,64 @@ class HFImages(Dataset[torch.Tensor]):
     def read(self, row: int) -> np.ndarray:
         value = self.table[row][self.column]
         where = f"{self.what} row {row}"
-        if isinstance(value, dict):  # an Image feature, not decoded: {"bytes", "path"}
-            data = value.get("bytes")
-            if data is None and value.get("path"):
-                try:
-                    with open_regular(value["path"]) as f:
-                        data = f.read()
-                except OSError as exc:
-                    raise decoding.unreadable(f"{where} ({value['path']})", exc) from None
-            if data is None:
-                raise DataError(f"{where} has no image", "remove the row")
+        data = _encoded(value, where)
+        if data is not None:
             return decoding.decode(data, where, self.size, self.channels)
-        return _array_image(value, where, self.size, self.channels)
+        return _array_image(_image_array(value, where, self.column), where, self.size,
+                            self.channels)
 
 
-def _array_image(value: Any, where: str, size: tuple[int, int], channels: int) -> np.ndarray:
+def _encoded(value: Any, where: str) -> bytes | None:
+    """An encoded image's bytes: an Image feature (not decoded) ``{"bytes", "path"}`` or a
+    plain binary value; None for a value that may be pixels. A path a row names is read
+    only if it is a regular file of at most MAX_IMAGE_BYTES (``/dev/zero`` never ends, a
+    3 GiB file once took 14 s and 3.4 GB before Pillow said it was no image)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if not isinstance(value, dict):
+        return None
+    data = value.get("bytes")
+    path = value.get("path")
+    if data is None and path:
+        try:
+            data = read_bounded(path, MAX_IMAGE_BYTES)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            raise decoding.unreadable(f"{where} ({path})", exc) from None
+    if data is None:
+        raise DataError(f"{where} has no image", "remove the row")
+    return bytes(data)
+
+
+def _image_array(value: Any, where: str, column: str) -> np.ndarray:
+    """Pixels stored as nested lists / an array, (H, W) or (H, W, C) numbers; anything
+    else in the image column is named in one line."""
+    fix = "pick the image column with ?image=COLUMN"
+    if value is None or isinstance(value, (str, int, float, bool)):
+        kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+        what = ("nothing (null)" if value is None
+                else f"{kind[type(value)]} ({short_repr(value)})" if type(value) in kind
+                else f"a {type(value).__name__} ({short_repr(value)})")
+        raise DataError(f"{where}: column '{column}' holds {what}, not an image", fix)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        raise DataError(f"{where}: column '{column}' holds ragged lists (rows of different "
+                        "lengths), not an image", fix) from None
+    if array.dtype.kind not in "iubf":
+        raise DataError(f"{where}: column '{column}' holds values of type {array.dtype}, "
+                        "not pixels", fix)
+    if array.ndim not in (2, 3) or 0 in array.shape or (
+            array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise DataError(f"{where}: column '{column}' holds an array of shape "
+                        f"{list(array.shape)}, not an image (H, W) or (H, W, C)", fix)
+    return array
+
+
+def _array_image(array: np.ndarray, where: str, size: tuple[int, int],
+                 channels: int) -> np.ndarray:
     """An image stored as nested lists / an array (H, W) or (H, W, C)."""
     from aezoo.data.arrays import convert_channels, resize, to_images
 
-    array = np.asarray(value)
-    if array.ndim not in (2, 3):
-        raise DataError(f"{where} holds a {array.ndim}-d value, not an image",
-                        "pick the image column with ?image=COLUMN")
     images = to_images(array[None], where)
     images = convert_channels(images, channels, where)
     return np.ascontiguousarray(resize(images, size)[0])
@@ -197,7 +235,8 @@ def load_hf(ctx: LoadContext) -> StreamedSplits:
     for part, table in tables.items():
         out[part] = HFImages(table, image, f"{what} {part}", shape[1:], shape[0], bad)
         if label is not None:
-            out[f"{part}_labels"] = np.asarray(table[label], dtype=np.int64)
+            out[f"{part}_labels"] = to_labels(table[label], len(table),
+                                              f"{what} {part} column '{label}'")
     names = None
     if label is not None and isinstance(first.features[label], datasets.ClassLabel):
         names = list(first.features[label].names)
@@ -209,17 +248,13 @@ def _shape(table: Any, column: str, what: str, ctx: LoadContext) -> tuple[int, i
     if len(table) == 0:
         raise DataError(f"{what} has no rows", "check the dataset")
     value = table[0][column]
-    if isinstance(value, dict):
-        probe = HFImages(table, column, what, (1, 1), 3)
-        data = value.get("bytes")
-        if data is None:
-            array = probe.read(0)  # by path: decode it once
-            header = decoding.Header(array.shape[1:], False)
-        else:
-            header = decoding.header(data, f"{what} row 0")
+    where = f"{what} row 0"
+    data = _encoded(value, where)
+    if data is not None:
+        header = decoding.header(data, where)
         size, grey = header.size, header.grey
     else:
-        array = np.asarray(value)
+        array = _image_array(value, where, column)
         size, grey = array.shape[:2], array.ndim == 2 or array.shape[2] in (1, 2)
     channels = ctx.channels or (1 if grey else 3)
     h, w = ctx.image_size or size

@@ -14,6 +14,7 @@ one only once it is complete; only the file names a store owns are ever removed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -26,7 +27,14 @@ from typing import Any, cast
 
 import numpy as np
 
-from aezoo._io import atomic_write, commit, file_identity, fsync_dir, read_bounded
+from aezoo._io import (
+    atomic_write,
+    commit,
+    file_identity,
+    fsync_dir,
+    preallocate,
+    read_bounded,
+)
 from aezoo._version import __version__
 from aezoo.data import packed
 from aezoo.data.source import LoadContext, Progress, Shape, Splits
@@ -61,6 +69,8 @@ class Packed:
     class_names: list[str] | None
 
 
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
 def pack(spec: DataSpec, out: Path, progress: Progress | None = None,
          force: bool = False) -> Packed:
     """Pack the source ``spec`` names (with its ``image_size`` / ``channels``) into ``out``."""
@@ -94,6 +104,19 @@ def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
         except OSError as exc:
             raise DataError(f"cannot create {work} ({exc.strerror})",
                             "choose a writable --out directory") from None
+    try:
+        return _write(spec, out, work, parts, class_names, fingerprint, progress, start)
+    except OSError as exc:  # a full disk, a quota: one line, and the pack resumes
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        raise DataError(f"cannot write the packed store {out} ({exc.strerror or exc})",
+                        "free space (or choose another --out) and run the same command "
+                        "again: the pack resumes where it stopped") from None
+
+
+def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, _Part],
+           class_names: list[str] | None, fingerprint: Any, progress: Progress | None,
+           start: float) -> Packed:
     state = _progress(work, fingerprint)
     resumed = sum(state["done"].values())
     for split, part in parts.items():
@@ -220,6 +243,7 @@ def _write_split(out: Path, split: str, part: _Part, state: dict[str, Any], spec
         progress(label, done, part.count, "images")
     store: Any = None
     if done:
+        preallocate(path)  # blocks reserved: a full disk is ENOSPC here, never SIGBUS
         store = np.lib.format.open_memmap(path, mode="r+")
     last = time.perf_counter()
     try:
@@ -243,6 +267,7 @@ def _write_split(out: Path, split: str, part: _Part, state: dict[str, Any], spec
                 store = np.lib.format.open_memmap(
                     path, mode="r+" if path.exists() else "w+", dtype=np.uint8,
                     shape=(part.count, c, h, w))
+                preallocate(path)
             store[begin:stop] = chunk
             state["done"][split] = stop
             if time.perf_counter() - last > FLUSH_SECONDS or stop == part.count:
@@ -266,6 +291,7 @@ def _widen(out: Path, state: dict[str, Any]) -> None:
         tmp = path.with_name(path.name + ".wide")
         new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                         shape=(len(old), 3, h, w))
+        preallocate(tmp)
         for s in range(0, done, CHUNK):
             new[s:min(s + CHUNK, done)] = np.repeat(old[s:min(s + CHUNK, done)], 3, axis=1)
         new.flush()

@@ -140,7 +140,7 @@ def load_store(root: Path) -> Splits:
         out[split] = images
         if entry.get("labels"):
             labels_path = root / labels_file(split)
-            check_npy_header(labels_path)
+            check_npy_header(labels_path, (int(entry["count"]),))
             try:
                 labels = np.load(labels_path, allow_pickle=False)
             except (OSError, ValueError, EOFError) as exc:

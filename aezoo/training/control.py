@@ -46,6 +46,8 @@ class Diverged(Exception):
         self.step = step
 
 
+MAX_WINDOW = 4096  # steps between sync points at most, whatever check_every says
+
 class Control:
     """The stop flag, the signal received and the NaN/inf guard of one trainer."""
 
@@ -57,8 +59,10 @@ class Control:
         # Check NaN per step on one CPU process (free); elsewhere keep the losses of the
         # last steps on the device and look at them at the next sync point.
         self.eager = device.type == "cpu" and not dist.enabled
-        self.check_every = check_every
-        self.window = torch.zeros(check_every, device=device)
+        # The window holds the losses between sync points: none where each step is checked
+        # eagerly, and at most MAX_WINDOW (check_every=10**8 once asked for gigabytes).
+        self.check_every = min(check_every, MAX_WINDOW)
+        self.window = torch.zeros(0 if self.eager else self.check_every, device=device)
         self.since_check = 0
 
     def reset(self) -> None:
@@ -99,6 +103,8 @@ class Control:
             if not math.isfinite(loss.item()):  # before the step: weights stay good
                 raise Diverged(global_step)
         else:
+            if self.window.numel() < self.check_every:  # first use (eager turned off)
+                self.window = torch.zeros(self.check_every, device=self.device)
             self.window[self.since_check] = loss
             self.since_check += 1
 

@@ -25,6 +25,7 @@ import torch
 from aezoo._safetensors import load_tensors, read_metadata, save_tensors
 from aezoo.errors import CheckpointError, summary
 from aezoo.rundir import RUN_FILE, STATE_FILE
+from aezoo.specs import short_repr
 from aezoo.training.hooks import EpochResult
 from aezoo.training.validation import logged_sums
 
@@ -75,7 +76,7 @@ def read_info(path: str | Path) -> dict[str, Any]:
     info: Any
     try:
         info = json.loads(meta[META_KEY])
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad JSON, or a 5,000-digit integer
         info = None
     if not isinstance(info, dict) or not isinstance(info.get("epoch"), int):
         raise CheckpointError(f"{path} holds a corrupt training state",
@@ -309,6 +310,8 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
              info: dict[str, Any]) -> None:
     for key, mine in (("world_size", trainer.dist.world_size),
                       ("steps_per_epoch", trainer.steps_per_epoch)):
+        if not _is_int(info.get(key)):  # "1" would read "saved with world_size=1, has 1"
+            raise _corrupt(path, f"{key} is {short_repr(info.get(key))}, not a whole number")
         if info.get(key) != mine:
             raise CheckpointError(
                 f"{path} was saved with {key}={info.get(key)}, this run has {mine}",
@@ -325,6 +328,8 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
     optimizer = trainer.optimizer
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for key, value in tensors.items():  # load_state_dict checks no shapes: the step would
+        if key.startswith("optim.") and key.endswith(".step") and value.dim() != 0:
+            raise _corrupt(path, f"{key} has shape {list(value.shape)}, not a scalar")
         if key.startswith("optim.") and value.dim() > 0:
             param = params[int(key.split(".")[1])]
             if value.shape != param.shape:
@@ -337,7 +342,11 @@ def _restore(trainer: Trainer, path: str | Path, tensors: dict[str, torch.Tensor
                     f"{path} does not match this model ({key} is {value.dtype}, the "
                     f"parameter {param.dtype})", f"resume with the run directory's own {RUN_FILE}")
     opt_meta = _mapping(info["optimizer"], "optimizer")
-    _mapping(opt_meta.get("scalars", {}), "optimizer.scalars")
+    for index, values in _mapping(opt_meta.get("scalars", {}), "optimizer.scalars").items():
+        for field, value in _mapping(values, f"optimizer.scalars.{index}").items():
+            if not (_is_number(value) or value is None or isinstance(value, bool)):
+                raise _corrupt(path, f"optimizer.scalars.{index}.{field} is "
+                               f"{short_repr(value)}, not a number")
     try:
         trainer.model.load_state_dict(weights, strict=True)
         optimizer.load_state_dict(unflatten_optimizer(tensors, opt_meta))
