@@ -136,7 +136,7 @@ def _zero_grads(model: Autoencoder, x: torch.Tensor, only: list[str] | None = No
 
 
 def _one_step(model: Autoencoder, x: torch.Tensor) -> None:
-    """A plain SGD step by hand (a torch optimiser would import torch._dynamo: seconds)."""
+    """A plain SGD step by hand (constructing a torch optimiser costs seconds of imports)."""
     import torch
 
     model.train()
