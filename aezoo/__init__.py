@@ -5,13 +5,22 @@ Importing aezoo is cheap: torch is imported when a model is built or loaded.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
-from aezoo import api as _api
 from aezoo._version import __version__
-from aezoo.api import compare, encode, evaluate, fit, interpolate, reconstruct, sample, score
+from aezoo.api import (
+    bench,
+    compare,
+    encode,
+    evaluate,
+    export,
+    fit,
+    interpolate,
+    reconstruct,
+    runs,
+    sample,
+    score,
+)
 from aezoo.errors import AezooError, UsageError
 
 if TYPE_CHECKING:
@@ -19,47 +28,12 @@ if TYPE_CHECKING:
 
     import torch
 
-    from aezoo.api import bench, export, runs
     from aezoo.model import Autoencoder
     from aezoo.specs import ModelSpec
 
 __all__ = ["AezooError", "bench", "build", "compare", "encode", "evaluate", "export", "fit",
            "interpolate", "list_pretrained", "list_variants", "load", "reconstruct", "runs",
            "sample", "save", "score", "__version__"]
-
-# `aezoo.bench`, `aezoo.export` and `aezoo.runs` are both core modules (aezoo/bench.py, ...)
-# and the functions of the commands of those names. Python sets a package's attribute to
-# its submodule on import, so these three attributes are the modules, made callable: the
-# call is aezoo.api's function (its signature shows in help and in Jupyter), and
-# `from aezoo.runs import list_runs`, `import aezoo.export as m` and patching keep working.
-_COMMAND_MODULES = ("bench", "export", "runs")
-
-
-class _CommandModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(_api, self.__name__.rpartition(".")[2])(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _COMMAND_MODULES and type(value) is types.ModuleType:
-            import inspect
-
-            value.__class__ = _CommandModule
-            value.__signature__ = inspect.signature(getattr(_api, name))  # type: ignore[attr-defined]
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-def __getattr__(name: str) -> Any:
-    if name in _COMMAND_MODULES:  # imported on first use (bench and export import torch)
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def build(name_or_spec: str | ModelSpec | dict[str, Any], *, pretrained: bool | str = False,
           **overrides: Any) -> Autoencoder:

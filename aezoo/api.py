@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     import numpy as np
 
-    from aezoo.bench import BenchResult
-    from aezoo.export import Exported
+    from aezoo.exporting import Exported
+    from aezoo.leaderboard import BenchResult
     from aezoo.model import Autoencoder
-    from aezoo.runs import Comparison, RunInfo
+    from aezoo.records import Comparison, RunInfo
     from aezoo.scoring import Scores
     from aezoo.specs import ModelSpec, RunSpec
 
@@ -292,8 +292,8 @@ def open_run(run_dir: str | os.PathLike[str], *, interrupted: bool = False) -> R
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
+    from aezoo.records import read_rows
     from aezoo.rundir import METRICS_JSONL
-    from aezoo.runs import read_rows
 
     return read_rows(run_dir / METRICS_JSONL)
 
@@ -721,7 +721,7 @@ def reconstruct(model: Any, n: int = 10, rows: int = 1, data: Any = None,
 def _caption(loaded: Any, recon: Any) -> str:
     """``RUN  epoch E  PSNR P dB (N DATA/SPLIT images)``; the epoch where the run says."""
     from aezoo.metrics import psnr
-    from aezoo.runs import epoch_of
+    from aezoo.records import epoch_of
     from aezoo.tensors import to_unit
 
     path = loaded.path
@@ -868,10 +868,10 @@ def export(model: Any, format: str | None = None,  # noqa: A002 - the flag's nam
            ) -> Exported:
     """``aezoo export``: the encoder, the decoder and the whole model (or one ``part``) as
     ONNX or TorchScript files with a JSON sidecar, each verified against PyTorch before
-    anything is written; returns :class:`aezoo.export.Exported` (``.files`` by part,
+    anything is written; returns :class:`aezoo.exporting.Exported` (``.files`` by part,
     ``.sidecar``, ``.info``). ``format``: onnx or torchscript (default: from ``out``'s
     extension, else onnx); ``out`` default ``model.onnx``. ONNX needs ``aezoo[onnx]``."""
-    from aezoo.export import export_run
+    from aezoo.exporting import export_run
 
     return export_run(_target(model), format, part,
                       Path(out) if out is not None else None, data, opset, force)
@@ -960,23 +960,23 @@ def runs(directory: str | os.PathLike[str] = "runs",
          filter: str | None = None,  # noqa: A002 - the flag's name
          sort: str = "name") -> list[RunInfo]:
     """``aezoo runs``: the training runs under ``directory`` as
-    :class:`aezoo.runs.RunInfo` records (``name``, ``variant``, ``data``, ``epochs_done``,
+    :class:`aezoo.records.RunInfo` records (``name``, ``variant``, ``data``, ``epochs_done``,
     ``epochs``, ``status``, ``val_loss``, ``best_epoch``, ``seconds``, ``params``;
     ``.as_dict()`` is a row of ``aezoo runs --json``). ``filter``: an fnmatch pattern on
     the name or variant (a plain word matches anywhere); ``sort``: name, variant, data,
     epochs, status, val_loss, best_epoch, time, params or modified (newest first)."""
-    from aezoo.runs import list_runs
+    from aezoo.records import list_runs
 
     return list_runs(directory, filter, sort)
 
 
 def compare(*runs: str | os.PathLike[str] | Run, out: str | os.PathLike[str] | None = None,
             force: bool = False) -> Comparison:
-    """``aezoo compare``: two or more runs side by side, as :class:`aezoo.runs.Comparison`
+    """``aezoo compare``: two or more runs side by side, as :class:`aezoo.records.Comparison`
     (``.runs``, ``.diff`` — the spec keys that differ, a value per run —, ``.notes``);
     ``out=NAME.png`` draws their val_loss curves overlaid (the command's default is
     compare.png; here nothing is written without ``out``)."""
-    from aezoo.runs import compare_runs
+    from aezoo.records import compare_runs
 
     return compare_runs([_target(r) for r in runs], Path(out) if out is not None else None,
                         force)
@@ -990,10 +990,10 @@ def bench(patterns: str | Iterable[str] | None = None, data: str = "mnist5k",
     """``aezoo bench``: train every variant matching ``patterns`` (fnmatch; default all)
     on the same data, budget and seeds 0..K-1, evaluate each on the same split, rank them
     by PSNR; writes ``out/VARIANT/seed-K`` runs, ``out/bench.json`` and ``out/bench.png``.
-    Returns :class:`aezoo.bench.BenchResult` (``.summary``: one dict per variant, best
+    Returns :class:`aezoo.leaderboard.BenchResult` (``.summary``: one dict per variant, best
     first). Running it again reuses finished runs and resumes an interrupted one.
     ``verbose=0`` prints nothing; ``1`` a line per run."""
-    from aezoo.bench import run_bench
+    from aezoo.leaderboard import run_bench
     from aezoo.training.precision import flush_denormals
 
     flush_denormals()

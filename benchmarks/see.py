@@ -75,7 +75,7 @@ def make_runs(root: Path, count: int) -> None:
 
 
 def runs_cost(count: int) -> dict[str, float]:
-    from aezoo.runs import list_runs
+    from aezoo.records import list_runs
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

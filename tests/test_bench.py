@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from aezoo.bench import select_variants, summarise
+from aezoo.leaderboard import select_variants, summarise
 
 Cli = Callable[..., Any]
 ARGS = ["bench", "cae-upsample", "cae-strided", "--epochs", "1", "--limit", "32",

@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 import aezoo
-import aezoo.export as export_mod
+import aezoo.exporting as export_mod
 from aezoo.errors import ExportError, OutputExistsError, UsageError
-from aezoo.export import export, output_paths
+from aezoo.exporting import export, output_paths
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 

@@ -26,12 +26,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
      "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold",
-     "aezoo.runs", "aezoo.pretrained", "aezoo.sweepspec"),
+     "aezoo.records", "aezoo.pretrained", "aezoo.sweepspec"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
-    ("aezoo.checkpoint", "aezoo.evaluation", "aezoo.export", "aezoo.scoring", "aezoo.sharing"),
+    ("aezoo.checkpoint", "aezoo.evaluation", "aezoo.exporting", "aezoo.scoring", "aezoo.sharing"),
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),
-    ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.bench", "aezoo.sweep",
+    ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.leaderboard", "aezoo.sweep",
      "aezoo.sweepshow"),
     # The front doors: the commands, and the Python API (the facade and aezoo.api, whose
     # functions the commands call; fit shows the commands' progress).

@@ -174,15 +174,15 @@ BENCH = ["bench", "cae-upsample", "--epochs", "1", "--limit", "32", "--batch-siz
 
 def test_an_interrupted_bench_resumed_with_other_settings_is_refused(
         cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import aezoo.bench
+    import aezoo.leaderboard
 
     def killed(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt  # the run trained, its numbers not yet recorded
 
-    real = aezoo.bench.evaluate_run
-    monkeypatch.setattr(aezoo.bench, "evaluate_run", killed)
+    real = aezoo.leaderboard.evaluate_run
+    monkeypatch.setattr(aezoo.leaderboard, "evaluate_run", killed)
     assert cli(*BENCH).exit_code == 130
-    monkeypatch.setattr(aezoo.bench, "evaluate_run", real)
+    monkeypatch.setattr(aezoo.leaderboard, "evaluate_run", real)
     recorded = json.loads((tmp_path / "B/bench.json").read_text())
     assert recorded["settings"]["limit"] == 32 and recorded["runs"] == {}
     other = cli(*BENCH[:3], "2", *BENCH[4:5], "64", *BENCH[6:])

@@ -18,7 +18,7 @@ from PIL import Image
 import aezoo
 from aezoo import curves
 from aezoo.config import build_run_spec
-from aezoo.runs import list_runs, read_run, spec_diff
+from aezoo.records import list_runs, read_run, spec_diff
 
 Cli = Callable[..., Any]
 
@@ -259,7 +259,7 @@ def test_reconstruct_rows_caption_and_scale(trained: Path, cli: Cli, tmp_path: P
     captioned = decode((tmp_path / "cap.png").read_bytes())
     assert captioned.height == 2 * 28 * 4 + 6 + 18  # scale 4 for 28x28, an 18 px caption
     assert captioned.width > 2 * 28 * 4 + 6  # widened to fit the caption's text
-    from aezoo.runs import epoch_of
+    from aezoo.records import epoch_of
 
     assert epoch_of(trained / "model.safetensors") == 2
     assert epoch_of(trained / "best.safetensors") in (1, 2)

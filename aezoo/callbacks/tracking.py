@@ -62,7 +62,7 @@ class Tracker(Callback):
 
     def params(self) -> dict[str, str]:
         """The run spec (``run.json``) as dotted keys, with a sweep trial's number."""
-        from aezoo.runs import flatten
+        from aezoo.records import flatten
 
         spec = json.loads((self.out / RUN_FILE).read_text(encoding="utf-8"))
         out = {k: v if isinstance(v, str) else json.dumps(v)

@@ -136,7 +136,7 @@ def _short(v: Any) -> str:
 
 
 def _value(v: Any) -> str:
-    from aezoo.runs import MISSING
+    from aezoo.records import MISSING
 
     if v is MISSING:
         return "—"
@@ -155,7 +155,7 @@ def compare_command(
     """Put runs side by side: the spec keys that differ between them (only those), their
     final and best metrics, and one PNG of their val_loss curves overlaid."""
     from aezoo.api import compare
-    from aezoo.runs import MISSING
+    from aezoo.records import MISSING
 
     result = compare(*run_dirs, out=None if no_picture else out, force=force)
     names = [r.name for r in result.runs]

@@ -253,8 +253,8 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     overrides = {_KEYS[flag].removeprefix("train."): value
                  for flag, value in given.items() if FLAGS[flag][1] and flag != "--no-callback"}
     from aezoo.errors import AezooError
+    from aezoo.records import read_rows
     from aezoo.rundir import METRICS_JSONL
-    from aezoo.runs import read_rows
 
     before = 0  # epochs of earlier sessions; resume itself reports a directory it cannot use
     if (run_dir / METRICS_JSONL).is_file():
