@@ -5,14 +5,16 @@ over the target and fsyncs the directory: a crash at any point leaves either the
 or the new one, never a mix. ``probe_writable`` proves a directory takes a real write
 (``os.access`` says yes to root on a read-only mount, and only a write sees a full disk).
 
-Reads of user files go through ``open_regular`` / ``read_bounded`` / ``check_regular``:
-only a regular file is read (a FIFO, device or socket would block or never end), checked
-without blocking, and a JSON-sized read has a size limit.
+Reads of user files go through ``open_regular`` / ``read_bounded`` / ``check_regular`` /
+``read_json``: only a regular file is read (a FIFO, device or socket would block or never
+end), checked without blocking, and a JSON-sized read has a size limit (``read_json``: a
+depth limit too).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import secrets
@@ -247,3 +249,26 @@ def finite_or_null(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_or_null(v) for v in value]
     return value
+
+
+MAX_DEPTH = 64  # nesting in a run.json beyond anything aezoo writes: refused, not recursed
+
+
+def read_json(path: Path) -> Any:
+    """A small JSON file: a regular file (a FIFO would hang), bounded in size and depth."""
+    value = json.loads(read_bounded(path))
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iterative: any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                   else item))
+    return deepest

@@ -16,14 +16,14 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from aezoo._io import read_bounded
+from aezoo._io import read_json
+from aezoo.epochs import best, finite, read_rows
 from aezoo.errors import CheckpointError, OutputExistsError, UsageError, summary
 from aezoo.rundir import (
     BEST_FILE,
     LAST_FILE,
-    LOCK_FILE,
     METRICS_JSONL,
     MODEL_FILE,
     RUN_FILE,
@@ -31,13 +31,14 @@ from aezoo.rundir import (
     STATE_FILE,
     STATUS_FILE,
     TRIAL_FILE,
+    held_locks,
+    is_running,
 )
 
 STATUSES = ("running", "completed", "stopped", "interrupted", "diverged", "failed",
             "not started", "unreadable")
 SORT_KEYS = ("name", "variant", "data", "epochs", "status", "val_loss", "best_epoch",
              "time", "params", "modified")
-MAX_METRICS_BYTES = 256 * 2**20  # a million epochs' rows; a runaway file is not read
 _SKIP = {"images", "tensorboard", "__pycache__", "node_modules"}
 
 
@@ -52,7 +53,7 @@ class RunInfo:
     epochs_done: int = 0
     epochs: int | None = None
     status: str = "not started"
-    val_loss: float | None = None  # the best (lowest) val_loss, and its epoch
+    val_loss: float | None = None  # the val_loss of the best epoch (by train.monitor)
     best_epoch: int | None = None
     last_val_loss: float | None = None
     seconds: float = 0.0  # training and validation time, summed over the epochs
@@ -88,81 +89,6 @@ def find_runs(root: Path) -> Iterator[Path]:
                 yield from find_runs(Path(entry.path))
 
 
-def held_locks() -> set[tuple[int, int]] | None:
-    """(device, inode) of every file some process holds a flock on, from /proc/locks, or
-    None where the OS has no such table."""
-    try:
-        text = Path("/proc/locks").read_text()
-    except OSError:
-        return None
-    held: set[tuple[int, int]] = set()
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 6 or parts[1] != "FLOCK" or parts[0].endswith("->"):
-            continue
-        with contextlib.suppress(ValueError):
-            major, minor, inode = parts[5].split(":")
-            held.add((os.makedev(int(major, 16), int(minor, 16)), int(inode)))
-    return held
-
-
-def is_running(run_dir: Path, held: set[tuple[int, int]] | None) -> bool:
-    """Whether another process holds ``run_dir``'s lock (the run is training now)."""
-    lock = run_dir / LOCK_FILE
-    try:
-        st = lock.stat()
-    except OSError:
-        return False
-    if held is not None:
-        return (st.st_dev, st.st_ino) in held
-    try:  # no lock table: try a shared lock and let it go at once
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        return False
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # drops our lock, if we got it
-    return False
-
-
-MAX_DEPTH = 64  # nesting in a run.json beyond anything aezoo writes: refused, not recursed
-
-
-def read_json(path: Path) -> Any:
-    """A small JSON file: a regular file (a FIFO would hang), bounded in size and depth."""
-    value = json.loads(read_bounded(path))
-    if _depth(value) > MAX_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    return value
-
-
-def _depth(value: Any) -> int:
-    """How deeply ``value`` nests lists and objects (iterative: any depth is safe)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
-                                                   else item))
-    return deepest
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
@@ -172,24 +98,6 @@ def _text(v: Any, what: str) -> str | None:
     if v is None or isinstance(v, str):
         return v
     raise ValueError(f"{what} is {json.dumps(v)[:40]}, not a name")
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl (a line that does not parse is skipped)."""
-    try:
-        lines = [ln for ln in read_bounded(path, MAX_METRICS_BYTES).splitlines() if ln.strip()]
-    except FileNotFoundError:
-        return []
-    try:  # one parse for the whole file: a thousand runs' worth of lines stays quick
-        parsed = json.loads(b"[" + b",".join(lines) + b"]")
-    except (ValueError, RecursionError):  # a torn or edited line: parse line by line
-        parsed = []
-        for line in lines:
-            with contextlib.suppress(ValueError, RecursionError):
-                parsed.append(json.loads(line))
-    # Rows hold numbers: an edited "train_loss": "x" is dropped, not shown or summed.
-    return [{k: v for k, v in r.items() if _number(v)} for r in parsed
-            if isinstance(r, dict) and _int(r.get("epoch")) is not None]
 
 
 def header_params(path: Path) -> int | None:
@@ -225,7 +133,7 @@ def _fresh(run_dir: Path) -> bool:
 def _take_summary(info: RunInfo, summary_: dict[str, Any]) -> None:
     def number(key: str) -> Any:
         value = summary_.get(key)
-        return value if _finite(value) else None
+        return value if finite(value) else None
 
     info.epochs_done = _int(number("epochs_done")) or 0
     info.seconds = float(number("seconds") or 0.0)
@@ -235,21 +143,34 @@ def _take_summary(info: RunInfo, summary_: dict[str, Any]) -> None:
         info.val_loss = float(info.val_loss)
 
 
-def _take_rows(info: RunInfo, rows: list[dict[str, Any]]) -> None:
+def _monitor(spec: dict[str, Any], status: dict[str, Any]) -> tuple[str, Literal["min", "max"]]:
+    """What picks a run's best epoch: as its trainer resolved it (status.json), else as its
+    run.json says (``auto``: min; a run from before status.json said so)."""
+    train = spec.get("train")
+    train = train if isinstance(train, dict) else {}
+    monitor = status.get("monitor", train.get("monitor"))
+    mode = status.get("mode", train.get("mode"))
+    return (monitor if isinstance(monitor, str) else "val_loss",
+            "max" if mode == "max" else "min")
+
+
+def _take_rows(info: RunInfo, rows: list[dict[str, Any]],
+               monitor: tuple[str, Literal["min", "max"]]) -> None:
     latest: dict[int, dict[str, Any]] = {}
     for row in rows:  # an epoch trained again after a resume: its last row counts
         latest[row["epoch"]] = row
     info.rows = [latest[e] for e in sorted(latest)]
     if info.rows:
         info.epochs_done = info.rows[-1]["epoch"]
-        seconds = sum(float(r["seconds"]) for r in info.rows if _finite(r.get("seconds")))
+        seconds = sum(float(r["seconds"]) for r in info.rows if finite(r.get("seconds")))
         info.seconds = seconds if math.isfinite(seconds) else 0.0
-        finite = [r for r in info.rows if _finite(r.get("val_loss"))]
-        if finite:
-            best = min(finite, key=lambda r: r["val_loss"])
-            info.val_loss, info.best_epoch = float(best["val_loss"]), best["epoch"]
+        found = best(info.rows, *monitor)
+        if found:
+            val_loss = found[0].get("val_loss")
+            info.val_loss = float(val_loss) if finite(val_loss) else None
+            info.best_epoch = found[0]["epoch"]
         last: Any = info.rows[-1].get("val_loss")
-        info.last_val_loss = float(last) if _finite(last) else None
+        info.last_val_loss = float(last) if finite(last) else None
 
 
 def read_run(run_dir: Path, name: str | None = None,
@@ -283,7 +204,7 @@ def read_run(run_dir: Path, name: str | None = None,
         _take_summary(info, summary_)  # what the trainer said when it ended: no parsing
     else:
         try:
-            _take_rows(info, read_rows(run_dir / METRICS_JSONL))
+            _take_rows(info, read_rows(run_dir / METRICS_JSONL), _monitor(spec, status))
         except OSError as exc:  # a FIFO, a directory, a huge file: this run alone is bad
             info.status = "unreadable"
             info.problem = f"{METRICS_JSONL}: {exc.strerror or summary(exc, with_type=False)}"
@@ -319,15 +240,14 @@ def _status(run_dir: Path, outcome: Any, held: set[tuple[int, int]] | None) -> s
 
 
 def epoch_of(model_file: Path) -> int | None:
-    """The epoch a run directory's model file holds: ``best``'s best epoch, else the last
-    epoch logged (``None`` outside a run directory)."""
-    rows = read_rows(model_file.parent / METRICS_JSONL)
-    if not rows or not (model_file.parent / RUN_FILE).is_file():
+    """The epoch a run directory's model file holds: ``best``'s best epoch (by the run's
+    ``train.monitor``), else the last epoch logged (``None`` outside a run directory)."""
+    if not (model_file.parent / RUN_FILE).is_file():
         return None
-    if model_file.name == BEST_FILE:
-        finite = [r for r in rows if _finite(r.get("val_loss"))]
-        return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
-    return int(rows[-1]["epoch"])
+    info = read_run(model_file.parent, rows=True)
+    if not info.rows:
+        return None
+    return info.best_epoch if model_file.name == BEST_FILE else int(info.rows[-1]["epoch"])
 
 
 def list_runs(root: str | os.PathLike[str] = "runs", pattern: str | None = None,

@@ -112,6 +112,50 @@ class RunLock:
         self.release()
 
 
+def held_locks() -> set[tuple[int, int]] | None:
+    """(device, inode) of every file some process holds a flock on, from /proc/locks, or
+    None where the OS has no such table."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    held: set[tuple[int, int]] = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK" or parts[0].endswith("->"):
+            continue
+        with contextlib.suppress(ValueError):
+            major, minor, inode = parts[5].split(":")
+            held.add((os.makedev(int(major, 16), int(minor, 16)), int(inode)))
+    return held
+
+
+def is_running(run_dir: Path, held: set[tuple[int, int]] | None) -> bool:
+    """Whether another process holds ``run_dir``'s lock (the run is training now)."""
+    lock = run_dir / LOCK_FILE
+    try:
+        st = lock.stat()
+    except OSError:
+        return False
+    if held is not None:
+        return (st.st_dev, st.st_ino) in held
+    try:  # no lock table: try a shared lock and let it go at once
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # drops our lock, if we got it
+    return False
+
+
 def claim_new_dir(base: Path) -> tuple[Path, list[Path]]:
     """Create a directory named ``base`` or, if that exists, ``base-2``, ``base-3``...:
     two runs started in the same second never share one. Returns it and the directories

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1] / "aezoo"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.errors", "aezoo.protocols", "aezoo._version", "aezoo._io", "aezoo._safetensors",
      "aezoo._interrupts",
-     "aezoo.device", "aezoo.tensors", "aezoo.metrics", "aezoo.viz", "aezoo.curves",
+     "aezoo.device", "aezoo.tensors", "aezoo.metrics", "aezoo.viz", "aezoo.curves", "aezoo.epochs",
      "aezoo.latents", "aezoo.data.source", "aezoo.kinds", "aezoo.weightset", "aezoo.hub"),
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",

@@ -12,7 +12,8 @@ import aezoo.trainer
 import aezoo.training
 from aezoo import registry
 from aezoo.callbacks import Checkpointer, EarlyStopping, ImageWriter, MetricsWriter
-from aezoo.callbacks.curves import CurvesWriter, StatusWriter
+from aezoo.callbacks.curves import CurvesWriter
+from aezoo.callbacks.status import StatusWriter
 from aezoo.run import run_callbacks
 from aezoo.specs import TrainSpec
 from aezoo.training.control import SIGNAL_CODES, Stop

@@ -6,11 +6,11 @@ import csv
 import io
 import json
 import math
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo._io import atomic_write_many
+from aezoo.epochs import COLUMNS
 from aezoo.rundir import (
     BEST_FILE,
     IMAGES_DIR,
@@ -23,12 +23,6 @@ from aezoo.training.hooks import Callback, EpochResult, Outcome
 
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
-
-
-def _jsonable(result: EpochResult) -> dict[str, Any]:
-    """One flat row: the standard columns, then each named term (train_kl, val_kl, ...)."""
-    row = result.as_dict()
-    return {**row, **row.pop("terms")}
 
 
 class MetricsWriter(Callback):
@@ -51,11 +45,11 @@ class MetricsWriter(Callback):
 
     def _rewrite(self, trainer: Trainer) -> None:
         history = trainer.history
-        rows = [_jsonable(r) for r in history]
+        rows = [r.row() for r in history]
         jsonl = "".join(json.dumps(r) + "\n" for r in rows).encode()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        columns = [f.name for f in fields(EpochResult) if f.name != "terms"]
+        columns = list(COLUMNS)
         columns += list(dict.fromkeys(name for r in history for name in r.terms))
         writer.writerow(columns)
         writer.writerows([r.get(c, "") for c in columns] for r in rows)

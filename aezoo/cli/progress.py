@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from aezoo.cli._common import PipeSafeConsole, drop_output, warn
+from aezoo.epochs import column, terms_of
 from aezoo.training.hooks import Callback, EpochResult
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ CLOSED_NOTICE = ("stdout was closed; training goes on without progress lines (ea
 
 def line(result: EpochResult, epochs: int, show_lr: bool = False) -> str:
     """The epoch line; ``show_lr`` adds the rate the epoch ended at (when it changes)."""
-    terms = "".join(f"  {name} {value:.5f}" for name, value in result.terms.items()
-                    if name.startswith("val_"))  # the terms of val_loss
+    terms = "".join(f"  {name} {result.terms[name]:.5f}"  # the terms of val_loss
+                    for name in (column("val", t) for t in terms_of(result.terms)))
     lr = f"  lr {result.lr:.3g}" if show_lr else ""
     return (f"epoch {result.epoch}/{epochs}  train_loss {result.train_loss:.5f}  "
             f"val_loss {result.val_loss:.5f}{terms}{lr}  {result.seconds:.1f}s  "

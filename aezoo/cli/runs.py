@@ -155,6 +155,7 @@ def compare_command(
     """Put runs side by side: the spec keys that differ between them (only those), their
     final and best metrics, and one PNG of their val_loss curves overlaid."""
     from aezoo.api import compare
+    from aezoo.epochs import column, terms_of
     from aezoo.records import MISSING
 
     result = compare(*run_dirs, out=None if no_picture else out, force=force)
@@ -176,8 +177,7 @@ def compare_command(
         console.print("the runs' specs are identical", highlight=False)
     metrics = tables.table([("metric", ID), *((n, NUMBER) for n in names)])
     last = [r.rows[-1] if r.rows else {} for r in result.runs]
-    terms = list(dict.fromkeys(k for row in last for k in row
-                               if k.startswith("val_") and k != "val_loss"))
+    terms = [column("val", t) for t in terms_of(k for row in last for k in row)]
     lines: list[tuple[str, list[str]]] = [
         ("status", [r.status for r in result.runs]),
         ("epochs", [f"{r.epochs_done}/{'?' if r.epochs is None else r.epochs}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from aezoo import _interrupts
 from aezoo.cli import _complete
 from aezoo.cli._common import console, usage_error, warn
 from aezoo.cli._help import ManualCommand
+from aezoo.epochs import best
 
 HELP = """Train a variant and save it as DIR/model.safetensors.
 
@@ -320,17 +320,15 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
     lines = [f"took {_duration(wall)} ({'this session: ' if before else ''}{len(session)} "
              f"epoch{'s' * (len(session) != 1)}, {_duration(trained)} of training and "
              f"validation{earlier})"]
-    monitor = getattr(getattr(result, "spec", None), "train", None)
+    train = getattr(getattr(result, "spec", None), "train", None)
     key, sign = "val_loss", 1.0
-    if monitor is not None and monitor.monitor != "val_loss":  # best.safetensors' choice
+    if train is not None and train.monitor != "val_loss":  # best.safetensors' choice
         from aezoo.training.loop import monitor_sign
 
-        key, sign = monitor.monitor, monitor_sign(monitor)
-    values = [(r, r.value(key)) for r in history]
-    finite = [(r, v) for r, v in values if v is not None and math.isfinite(v)]
-    if finite:
-        best, value = min(finite, key=lambda rv: sign * rv[1])
-        lines.append(f"best epoch {best.epoch}: {key} {value:.5f} ({out / BEST_FILE})")
+        key, sign = train.monitor, monitor_sign(train)
+    found = best(history, key, "max" if sign < 0 else "min")
+    if found:
+        lines.append(f"best epoch {found[0].epoch}: {key} {found[1]:.5f} ({out / BEST_FILE})")
     images = out / IMAGES_DIR
     files = [("model", result.model_path), ("curves", images / CURVES_FILE)]
     if history and (images / f"epoch-{history[-1].epoch:04d}.png").exists():

@@ -33,9 +33,10 @@ enables it (see docs/training.md). aezoo's own callbacks come through it too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from aezoo.epochs import EpochResult
 
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
@@ -58,39 +59,6 @@ class Outcome(str, Enum):
 
     def __str__(self) -> str:  # the value, as a plain str would print
         return str(self.value)
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    """What one epoch measured (one line of metrics.jsonl / metrics.csv)."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    seconds: float
-    images_per_s: float
-    lr: float = 0.0
-    # The objective's named terms when it has several: train_<name>, val_<name>.
-    terms: dict[str, float] = field(default_factory=dict)
-
-    def value(self, name: str) -> float | None:
-        """``train_loss``, ``val_loss`` or one of ``terms`` by its column name (None: absent)."""
-        if name in ("train_loss", "val_loss"):
-            return float(getattr(self, name))
-        return self.terms.get(name)
-
-    def as_dict(self) -> dict[str, Any]:
-        """``dataclasses.asdict`` for this flat record, several times cheaper: every field
-        is a number but ``terms`` (copied), and the metrics and state files convert the
-        whole history every epoch."""
-        row = {name: getattr(self, name) for name in _EPOCH_FIELDS}
-        row["terms"] = dict(self.terms)
-        return row
-
-
-_EPOCH_FIELDS = tuple(f.name for f in fields(EpochResult))
-
-
 
 
 class Callback:

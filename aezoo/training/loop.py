@@ -408,11 +408,10 @@ class Trainer:
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise Diverged(self.global_step)
         seconds = self._epoch_seconds
-        terms = {**{f"train_{n}": v for n, v in zip(self.term_names, train[1:], strict=True)},
-                 **{f"val_{n}": val[n] for n in self.term_names},
-                 **{f"val_{n}": val[f"val_{n}"] for n, _ in self.metrics}, **logged}
-        result = EpochResult(self.epoch, train_loss, val_loss, seconds,
-                             images / max(seconds, 1e-9), self.lr, terms)
+        result = EpochResult.measured(
+            self.epoch, dict(zip(["loss", *self.term_names], train, strict=True)),
+            {"loss": val_loss, **{n: val[n] for n in self.term_names},
+             **{n: val[f"val_{n}"] for n, _ in self.metrics}}, logged, seconds, images, self.lr)
         self.history.append(result)
         self._call("on_epoch_end", result)
 
