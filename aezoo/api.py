@@ -292,7 +292,7 @@ def open_run(run_dir: str | os.PathLike[str], *, interrupted: bool = False) -> R
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
-    from aezoo.records import read_rows
+    from aezoo.epochs import read_rows
     from aezoo.rundir import METRICS_JSONL
 
     return read_rows(run_dir / METRICS_JSONL)

@@ -62,7 +62,7 @@ def _settings(data: str, epochs: int, limit: int | None, device: str,
 def _read(out: Path) -> dict[str, Any] | None:
     """``OUT/bench.json`` as written by ``_write``, or None where there is none; anything
     else (damaged, edited, a FIFO, another program's JSON) is refused, never overwritten."""
-    from aezoo.records import read_json
+    from aezoo._io import read_json
 
     path = out / BENCH_FILE
     fix = "delete it (the runs stay and are evaluated again), or choose another --out"
@@ -88,7 +88,7 @@ def _read(out: Path) -> dict[str, Any] | None:
 
 
 def _numbers(run_dir: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
-    from aezoo.records import read_rows
+    from aezoo.epochs import read_rows
 
     rows = read_rows(run_dir / METRICS_JSONL)
     timed = rows[1:] or rows  # the first epoch includes warm-up

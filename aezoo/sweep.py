@@ -208,7 +208,7 @@ def _budget_used(study: Any) -> int:
 
 def _resume_interrupted(study: Any, out: Path) -> None:
     """Enqueue each interrupted trial again, with its params and run directory (once)."""
-    from aezoo.records import held_locks, is_running
+    from aezoo.rundir import held_locks, is_running
 
     optuna = import_optuna()
     trials = study.get_trials(deepcopy=False)

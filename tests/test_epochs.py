@@ -124,3 +124,31 @@ def test_status_runs_and_epoch_of_follow_the_monitor(tmp_path: Path, mode: str) 
                                                              "mode": mode}}))
     assert read_run(tmp_path).best_epoch == expected
     assert epoch_of(tmp_path / "best.safetensors") == expected
+
+
+def test_the_epoch_line_shows_the_terms_of_val_loss() -> None:
+    from aezoo.cli.progress import line
+
+    text = line(KL, 10)
+    assert "val_loss 0.62500  val_recon 0.37500  val_kl 0.25000  val_psnr 14.50000  " in text
+    assert "train_recon" not in text and "host" not in text
+
+
+def test_the_train_summary_names_the_monitored_best_epoch(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from aezoo.cli.train import summary
+    from aezoo.specs import TrainSpec
+
+    history = [EpochResult(e, 1.0, v, 1.0, 1.0, terms={"val_kl": kl})
+               for e, v, kl in ((1, 0.5, 0.25), (2, 0.25, 0.75), (3, 0.375, 0.5))]
+
+    def told(**train: Any) -> str:
+        result = SimpleNamespace(out_dir=tmp_path, history=history,
+                                 model_path=tmp_path / "model.safetensors",
+                                 spec=SimpleNamespace(train=TrainSpec(**train)))
+        return next(ln for ln in summary(result, 3.0) if ln.startswith("best epoch"))
+
+    assert told().startswith("best epoch 2: val_loss 0.25000")
+    assert told(monitor="val_kl", mode="max").startswith("best epoch 2: val_kl 0.75000")
+    assert told(monitor="val_kl").startswith("best epoch 1: val_kl 0.25000")

@@ -13,7 +13,7 @@ from aezoo import _interrupts
 from aezoo.cli import _complete
 from aezoo.cli._common import console, usage_error, warn
 from aezoo.cli._help import ManualCommand
-from aezoo.epochs import best
+from aezoo.epochs import best, read_rows
 
 HELP = """Train a variant and save it as DIR/model.safetensors.
 
@@ -253,7 +253,6 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     overrides = {_KEYS[flag].removeprefix("train."): value
                  for flag, value in given.items() if FLAGS[flag][1] and flag != "--no-callback"}
     from aezoo.errors import AezooError
-    from aezoo.records import read_rows
     from aezoo.rundir import METRICS_JSONL
 
     before = 0  # epochs of earlier sessions; resume itself reports a directory it cannot use
@@ -320,12 +319,12 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
     lines = [f"took {_duration(wall)} ({'this session: ' if before else ''}{len(session)} "
              f"epoch{'s' * (len(session) != 1)}, {_duration(trained)} of training and "
              f"validation{earlier})"]
-    train = getattr(getattr(result, "spec", None), "train", None)
+    monitor = getattr(getattr(result, "spec", None), "train", None)
     key, sign = "val_loss", 1.0
-    if train is not None and train.monitor != "val_loss":  # best.safetensors' choice
+    if monitor is not None and monitor.monitor != "val_loss":  # best.safetensors' choice
         from aezoo.training.loop import monitor_sign
 
-        key, sign = train.monitor, monitor_sign(train)
+        key, sign = monitor.monitor, monitor_sign(monitor)
     found = best(history, key, "max" if sign < 0 else "min")
     if found:
         lines.append(f"best epoch {found[0].epoch}: {key} {found[1]:.5f} ({out / BEST_FILE})")

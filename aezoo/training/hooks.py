@@ -5,7 +5,8 @@ The protocol (every hook optional; a plain object with some of these methods wor
 - ``on_train_start(trainer)`` / ``on_train_end(trainer)`` — once; at the end
   ``trainer.outcome`` says why training ended: ``completed``, ``stopped`` (early
   stopping), ``interrupted`` (SIGINT/SIGTERM), ``diverged`` (NaN/inf) or ``failed``.
-- ``on_epoch_start(trainer, epoch)`` / ``on_epoch_end(trainer, result)``.
+- ``on_epoch_start(trainer, epoch)`` / ``on_epoch_end(trainer, result)``; ``result`` is an
+  ``EpochResult`` (``aezoo.epochs``, re-exported here): one row of ``metrics.jsonl``.
 - ``on_step_start(trainer, step)`` / ``on_step_end(trainer, step, images)`` — around each
   optimiser step; ``step`` counts from 1 within the epoch, ``trainer.global_step`` over
   the run, ``images`` are this process's images so far this epoch. These run in the hot
