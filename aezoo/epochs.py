@@ -56,7 +56,7 @@ class EpochResult:
     seconds: float
     images_per_s: float
     lr: float = 0.0
-    # The objective's named terms when it has several: train_<name>, val_<name>.
+    # train_NAME, val_NAME of each objective term and metric, then trainer.log names.
     terms: dict[str, float] = field(default_factory=dict)
 
     @classmethod
