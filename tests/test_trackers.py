@@ -37,6 +37,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "aezoo-tests")
+    monkeypatch.chdir(tmp_path)  # a SQLite store puts artifacts under ./mlruns
     return uri
 
 
