@@ -253,9 +253,16 @@ class Crash(Callback):
             raise RuntimeError("power cut")
 
 
-def test_a_crashed_shard_run_resumes_bit_exact(shards: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loader_batch", [64, 4])
+def test_a_crashed_shard_run_resumes_bit_exact(shards: Path, tmp_path: Path,
+                                               loader_batch: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo.training import streaming
+
+    monkeypatch.setattr(streaming, "ITER_BATCH", loader_batch)  # 4: turns of 8 images
     data = load(f"wds:{shards}", channels=1, image_size=16)
-    # 6 steps an epoch; the checkpoint at step 4 is mid-epoch and mid-loader-batch
+    # 6 steps an epoch; the checkpoint at step 4 is mid-epoch and mid-loader-batch (with
+    # loader batches of 4, past three whole turns: each worker skips 12 of its own)
     spec = TrainSpec(device="cpu", epochs=2, batch_size=7, checkpoint_every=4, workers=2,
                      images=False)
 

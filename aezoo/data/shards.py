@@ -70,7 +70,7 @@ class ShardStream(IterableDataset[torch.Tensor]):
 
     def skip(self, n: int) -> None:
         """Iterations of the current epoch start after its first ``n`` samples (until
-        set_epoch moves on)."""
+        set_epoch moves on): each worker leaves out ``n // workers`` of its own."""
         self._skip = n
 
     def __len__(self) -> int:
