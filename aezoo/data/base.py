@@ -155,43 +155,55 @@ def _fetch(source: DatasetSource, directory: Path, progress: Progress | None,
 
 
 def assemble(spec: DataSpec, splits: Splits, progress: Progress | None = None) -> ArrayDataset:
-    """Validate, convert channels/size, carve the validation split, apply the limit."""
+    """Validate, convert channels/size, carve the validation split, apply the limit. A
+    folder's carve and limit pick the files first, and only those are decoded (each
+    opened once), already at ``image_size`` and ``channels``."""
     from aezoo.data.arrays import convert_channels, resize, to_images, to_labels
-    from aezoo.data.folder import FolderImages
+    from aezoo.data.folder import FolderImages, decode_splits
     from aezoo.data.mapped import MappedArray, is_mapped
 
-    if isinstance(splits.train, FolderImages):
-        return _assemble_files(spec, splits, progress)
-
+    files = isinstance(splits.train, FolderImages)
     parts: dict[str, tuple[Any, np.ndarray | None]] = {}
     for part in ("train", "val", "test"):
         images = getattr(splits, part)
         if images is None:
             continue
         what = f"{spec.name} {part} split"
-        images = to_images(images, what)
+        images = images if files else to_images(images, what)
         labels = to_labels(getattr(splits, f"{part}_labels"), len(images), f"{what} labels")
-        if spec.channels is not None:
+        if not files and spec.channels is not None:
             images = convert_channels(images, spec.channels, what)
-        if spec.image_size is not None:
+        if not files and spec.image_size is not None:
             images = resize(images, spec.image_size)
         if is_mapped(images):  # read through the map: the carve and limit are indices
             images = MappedArray(images)
         parts[part] = (images, labels)
     train, train_labels = parts["train"]
     for part, (images, _) in parts.items():
-        if images.shape[1:] != train.shape[1:]:
+        if not files and images.shape[1:] != train.shape[1:]:
             raise DataError(f"dataset {spec.name}: {part} images are "
                             f"{format_shape(images.shape[1:])} but train images are "
                             f"{format_shape(train.shape[1:])}", "pass --image-size to resize all")
     rows, carved = carve(spec.name, len(train), train_labels, "val" in parts,
                          spec.val_fraction, spec.split_seed, spec.limit)
-    val, val_labels = parts["val"] if carved is None else (train[carved],
-                                                           _pick(train_labels, carved))
-    test, test_labels = parts.get("test", (None, None))
-    return ArrayDataset(spec.name, _owned(train[rows]), _owned(val),
-                        _pick(train_labels, rows), val_labels,
-                        None if test is None else _owned(test), test_labels,
+    picks: dict[str, tuple[Any, np.ndarray | None]] = {  # rows None: the split whole
+        "train": (train, rows), "val": (train, carved) if carved is not None else (
+            parts["val"][0], None)}
+    if "test" in parts:
+        picks["test"] = (parts["test"][0], None)
+    known = {"train": train_labels, "test": parts.get("test", (None, None))[1],
+             "val": train_labels if carved is not None else parts["val"][1]}
+    if files:
+        images = decode_splits({k: (x, np.arange(len(x)) if i is None else i)
+                                for k, (x, i) in picks.items()}, spec.image_size,
+                               spec.channels, None if progress is None else
+                               lambda done, total: progress("decoding images", done, total,
+                                                            "images"))
+    else:
+        images = {k: _owned(x if i is None else x[i]) for k, (x, i) in picks.items()}
+    got = {k: known[k] if i is None else _pick(known[k], i) for k, (_, i) in picks.items()}
+    return ArrayDataset(spec.name, images["train"], images["val"], got["train"], got["val"],
+                        images.get("test"), got.get("test"),
                         None if splits.class_names is None else list(splits.class_names))
 
 
@@ -247,36 +259,3 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
     return StreamedDataset(name, tuple(splits.shape), train, val, test,  # type: ignore[arg-type]
                            train_labels, val_labels, labels("test", splits.test), names,
                            limit if is_iterable(train) else None)
-
-
-def _assemble_files(spec: DataSpec, splits: Splits, progress: Progress | None) -> ArrayDataset:
-    """``assemble`` for a folder: the carve and the limit pick the files first, and only
-    those are decoded (each opened once), already at ``image_size`` and ``channels``."""
-    from aezoo.data.arrays import to_labels
-    from aezoo.data.folder import decode_splits
-
-    parts: dict[str, Any] = {}
-    labels: dict[str, np.ndarray | None] = {}
-    for part in ("train", "val", "test"):
-        files = getattr(splits, part)
-        if files is not None:
-            parts[part] = files
-            labels[part] = to_labels(getattr(splits, f"{part}_labels"), len(files),
-                                     f"{spec.name} {part} split labels")
-    train = parts["train"]
-    rows: dict[str, Any] = {}
-    rows["train"], carved = carve(spec.name, len(train), labels["train"], "val" in parts,
-                                  spec.val_fraction, spec.split_seed, spec.limit)
-    if carved is None:
-        rows["val"] = np.arange(len(parts["val"]))
-    else:
-        rows["val"], parts["val"], labels["val"] = carved, train, labels["train"]
-    if "test" in parts:
-        rows["test"] = np.arange(len(parts["test"]))
-    decoded = decode_splits({k: (parts[k], rows[k]) for k in rows}, spec.image_size,
-                            spec.channels, None if progress is None else
-                            lambda done, total: progress("decoding images", done, total, "images"))
-    picked = {k: _pick(labels[k], rows[k]) for k in rows}
-    return ArrayDataset(spec.name, decoded["train"], decoded["val"], picked["train"],
-                        picked["val"], decoded.get("test"), picked.get("test"),
-                        None if splits.class_names is None else list(splits.class_names))
