@@ -184,6 +184,16 @@ def test_each_worker_downloads_only_its_own_shards(shards: Path) -> None:
         httpd.server_close()
 
 
+def test_a_shard_index_that_overstates_is_named(shards: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"shardlist": [{"url": str(shards / "part-000.tar"),
+                                                "nsamples": 20}]}))
+    data = load(f"wds:{index}")
+    with pytest.raises(DataError, match="part-000.tar holds 10 images here, fewer than "
+                                        "the 18 counted"):
+        every(data.train)
+
+
 def test_a_shard_index_must_list_shards(tmp_path: Path) -> None:
     index = tmp_path / "index.json"
     for bad in ("[]", '{"shardlist": []}', '{"shardlist": [{"url": "a.tar"}]}', "{"):

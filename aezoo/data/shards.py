@@ -170,6 +170,10 @@ class ShardStream(IterableDataset[torch.Tensor]):
                     got += 1
                     if got == stop:
                         break
+            if got < stop:  # changed since it was counted, or an index that overstates
+                raise DataError(f"shard {shardio.display(name)} holds {got} images here, "
+                                f"fewer than the {stop} counted", "check the shard index's "
+                                "nsamples, or restart the run if the shards changed")
 
 
 def _shuffled(items: Iterator[T], size: int, rng: np.random.Generator) -> Iterator[T]:
