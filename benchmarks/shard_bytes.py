@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 
 SENT = multiprocessing.Value("q", 0)  # HTTP bytes sent
-READ = multiprocessing.Value("q", 0)  # local shard bytes read, all processes
+READ = multiprocessing.Value("q", 0)  # shard bytes the reader read, all processes
 
 
 def write_shards(root: Path, shards: int, per_shard: int) -> None:
@@ -88,8 +88,7 @@ def count_local_reads() -> None:
             self.stream.close()
 
     def open_shard(name: str) -> Any:
-        stream = opened(name)
-        return stream if shardio.is_url(name) else Tally(stream)
+        return Tally(opened(name))
 
     shardio.open_shard = open_shard  # type: ignore[assignment]
 
@@ -101,14 +100,14 @@ def measure(name: str, workers: int) -> dict[str, Any]:
 
     SENT.value = READ.value = 0
     data: Any = load_dataset(DataSpec(name=name))
-    opening = SENT.value + READ.value
+    opening = (READ.value, SENT.value)
     SENT.value = READ.value = 0
     split = data.train
     split.set_epoch(1, 0)
     loader = torch.utils.data.DataLoader(_GuardedIter(split), batch_size=ITER_BATCH,
                                          num_workers=workers)
     images = sum(len(b) for b in loader)
-    return {"open": opening, "epoch": SENT.value + READ.value, "images": images,
+    return {"open": opening, "epoch": (READ.value, SENT.value), "images": images,
             "train_bytes": sum(Path(s.removeprefix("file://")).stat().st_size
                                for s in split.shards if "://" not in s)}
 
@@ -141,10 +140,13 @@ def main() -> None:
     print(f"{args.shards} shards x {args.per_shard} images, {args.workers} workers; "
           f"the train shards hold {local['train_bytes'] / mb:.1f} MiB "
           f"({local['images']} images an epoch)")
+    print("MiB read by aezoo (sent by the server: socket buffers take more before a reader "
+          "that stops early hangs up)")
     for what, got in (("local", local), ("http", remote), ("index", indexed)):
-        print(f"{what:5}: opening {got['open'] / mb:7.1f} MiB, one epoch "
-              f"{got['epoch'] / mb:7.1f} MiB ({got['epoch'] / local['train_bytes']:.2f}x "
-              f"the train shards)")
+        (o_read, o_sent), (e_read, e_sent) = got["open"], got["epoch"]
+        print(f"{what:5}: opening {o_read / mb:6.1f} ({o_sent / mb:5.1f}), one epoch "
+              f"{e_read / mb:6.1f} ({e_sent / mb:5.1f}) = "
+              f"{e_read / local['train_bytes']:.2f}x the train shards")
 
 
 if __name__ == "__main__":
