@@ -203,7 +203,8 @@ class ShardSource:
 
 def survey(name: str, pattern: str, image_size: tuple[int, int] | None,
            channels: int | None) -> ShardSource:
-    """Expand ``pattern``, count each shard's samples, read the first sample's header."""
+    """Expand ``pattern`` and count each shard's samples (or read both from an index),
+    read the first sample's header."""
     if pattern.endswith(".json"):  # an index: the counts without reading the shards
         shards, counts = map(list, zip(*shardio.read_index(pattern), strict=True))
     else:
