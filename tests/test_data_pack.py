@@ -87,7 +87,7 @@ def test_an_interrupted_pack_never_loads_and_a_rerun_finishes_it(
     monkeypatch.setattr(pack_module, "CHUNK", 8)
     monkeypatch.setattr(pack_module, "FLUSH_SECONDS", 0.0)
     calls = {"n": 0}
-    real = pack_module._plan
+    real = pack_module.plan
 
     def plan(*args: Any) -> Any:
         parts, names, fingerprint = real(*args)
@@ -102,7 +102,7 @@ def test_an_interrupted_pack_never_loads_and_a_rerun_finishes_it(
         parts["train"].read = crashing
         return parts, names, fingerprint
 
-    monkeypatch.setattr(pack_module, "_plan", plan)
+    monkeypatch.setattr(pack_module, "plan", plan)
     out = tmp_path / "store"
     with pytest.raises(KeyboardInterrupt):
         pack(DataSpec(name=f"folder:{src}"), out)
@@ -215,7 +215,7 @@ def test_a_second_pack_into_the_same_directory_is_refused_while_the_first_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = folder(tmp_path / "imgs")
     store = tmp_path / "store"
-    real, seen = pack_module._plan, []
+    real, seen = pack_module.plan, []
 
     def plan_then_race(*args: Any, **kwargs: Any) -> Any:
         with pytest.raises(RunDirBusyError, match=r"in use by another aezoo process \(pid"):
@@ -223,7 +223,7 @@ def test_a_second_pack_into_the_same_directory_is_refused_while_the_first_runs(
         seen.append("refused")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pack_module, "_plan", plan_then_race)
+    monkeypatch.setattr(pack_module, "plan", plan_then_race)
     done = pack(DataSpec(name=f"folder:{src}"), store)
     assert seen == ["refused"] and done.counts == {"train": 36}
     assert sorted(p.name for p in store.iterdir()) == ["manifest.json", "train.labels.npy",
@@ -244,7 +244,7 @@ def test_a_forced_repack_replaces_the_store_only_once_the_new_one_is_whole(
     # interrupted half-way: the old store still loads, unchanged
     monkeypatch.setattr(pack_module, "CHUNK", 8)
     monkeypatch.setattr(pack_module, "FLUSH_SECONDS", 0.0)
-    real = pack_module._plan
+    real = pack_module.plan
 
     def plan(*args: Any) -> Any:
         parts, names, fingerprint = real(*args)
@@ -258,12 +258,12 @@ def test_a_forced_repack_replaces_the_store_only_once_the_new_one_is_whole(
         parts["train"].read = crashing
         return parts, names, fingerprint
 
-    monkeypatch.setattr(pack_module, "_plan", plan)
+    monkeypatch.setattr(pack_module, "plan", plan)
     with pytest.raises(KeyboardInterrupt):
         pack(DataSpec(name=f"folder:{src}", image_size=(4, 4)), store, force=True)
     assert {p.name: p.read_bytes() for p in store.iterdir() if p.is_file()} == before
     assert load_dataset(DataSpec(name=f"packed:{store}")).train.shape[1:] == (1, 8, 6)
-    monkeypatch.setattr(pack_module, "_plan", real)
+    monkeypatch.setattr(pack_module, "plan", real)
     done = pack(DataSpec(name=f"folder:{src}", image_size=(4, 4)), store, force=True)
     assert done.resumed == 16 and done.shape == (1, 4, 4)
     assert sorted(p.name for p in store.iterdir()) == [
@@ -300,10 +300,10 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, images: int) -> None:
     """The next pack stops (KeyboardInterrupt) once ``images`` images are on disk."""
     monkeypatch.setattr(pack_module, "CHUNK", 8)
     monkeypatch.setattr(pack_module, "FLUSH_SECONDS", 0.0)
-    real = pack_module._plan
+    real = pack_module.plan
 
     def plan(*args: Any) -> Any:
-        monkeypatch.setattr(pack_module, "_plan", real)  # once
+        monkeypatch.setattr(pack_module, "plan", real)  # once
         parts, names, fingerprint = real(*args)
         read = parts["train"].read
 
@@ -315,7 +315,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, images: int) -> None:
         parts["train"].read = crashing
         return parts, names, fingerprint
 
-    monkeypatch.setattr(pack_module, "_plan", plan)
+    monkeypatch.setattr(pack_module, "plan", plan)
 
 
 @pytest.mark.parametrize("kind", ["npy", "wds"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import json
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -137,20 +138,68 @@ def stream(shards: Path, **kw: Any) -> ShardStream:
     return ShardStream(names, [12] * 4, (12, 12), 3, **kw)
 
 
-def test_an_epoch_is_seeded_the_same_for_any_workers_and_skip_is_exact(shards: Path) -> None:
+def test_an_epoch_is_seeded_and_skip_is_exact(shards: Path) -> None:
     a = stream(shards, buffer=8)
     a.set_epoch(2, seed=7)
-    a.batch_size = 5  # the reading loader's
-    full = every(a, 0)
-    assert torch.equal(every(a, 2, batch=5), full)  # the order is not the workers'
+    full, two = every(a, 0), every(a, 2, batch=5)
+    assert as_set(two) == as_set(full)  # each worker shuffles its own share
     b = stream(shards, buffer=8)
     b.set_epoch(3, seed=7)
     assert not torch.equal(full, every(b))  # another epoch, another order
-    for workers, n in ((0, 13), (2, 13), (2, 20), (2, 47)):
-        a.skip(n)  # mid-batch or not: the stream continues at image n
-        assert torch.equal(every(a, workers, batch=5), full[n:])
+    for n in (13, 47):
+        a.skip(n)  # without workers: the stream continues at any image n
+        assert torch.equal(every(a, 0), full[n:])
+    for n in (10, 20, 40):
+        a.skip(n)  # whole turns of the workers (what the core asks): exact too
+        assert torch.equal(every(a, 2, batch=5), two[n:])
     a.set_epoch(3, seed=7)  # a skip belongs to its epoch
     assert torch.equal(every(a), every(b))
+
+
+def test_each_worker_downloads_only_its_own_shards(shards: Path) -> None:
+    asked: list[str] = []
+
+    class Logged(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            asked.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Logged, directory=str(shards)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    index = shards / "index.json"
+    index.write_text(json.dumps({"shardlist": [{"url": f"{url}/part-{s:03d}.tar",
+                                                "nsamples": 12} for s in range(4)]}))
+    try:
+        data = load(f"wds:{index}", val_fraction=0.25)
+        assert data.splits() == {"train": 36, "val": 12} and asked == ["/part-000.tar"]
+        asked.clear()  # opening read the first image's header only: the index counts
+        names = [f"{url}/part-{s:03d}.tar" for s in range(4)]
+        remote = ShardStream(names, [12] * 4, (12, 12), 3)
+        assert len(every(remote, 2, batch=5)) == 48
+        assert sorted(asked) == [f"/part-{s:03d}.tar" for s in range(4)]  # each once
+    finally:
+        index.unlink()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_shard_index_that_overstates_is_named(shards: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"shardlist": [{"url": str(shards / "part-000.tar"),
+                                                "nsamples": 20}]}))
+    data = load(f"wds:{index}")
+    with pytest.raises(DataError, match="part-000.tar holds 10 images here, fewer than "
+                                        "the 18 counted"):
+        every(data.train)
+
+
+def test_a_shard_index_must_list_shards(tmp_path: Path) -> None:
+    index = tmp_path / "index.json"
+    for bad in ("[]", '{"shardlist": []}', '{"shardlist": [{"url": "a.tar"}]}', "{"):
+        index.write_text(bad)
+        with pytest.raises(DataError, match="is not a shard list"):
+            load(f"wds:{index}")
 
 
 def test_ranks_read_disjoint_equal_shares(shards: Path) -> None:
@@ -214,9 +263,16 @@ class Crash(Callback):
             raise RuntimeError("power cut")
 
 
-def test_a_crashed_shard_run_resumes_bit_exact(shards: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loader_batch", [64, 4])
+def test_a_crashed_shard_run_resumes_bit_exact(shards: Path, tmp_path: Path,
+                                               loader_batch: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo.training import streaming
+
+    monkeypatch.setattr(streaming, "ITER_BATCH", loader_batch)  # 4: turns of 8 images
     data = load(f"wds:{shards}", channels=1, image_size=16)
-    # 6 steps an epoch; the checkpoint at step 4 is mid-epoch and mid-loader-batch
+    # 6 steps an epoch; the checkpoint at step 4 is mid-epoch and mid-loader-batch (with
+    # loader batches of 4, past three whole turns: each worker skips 12 of its own)
     spec = TrainSpec(device="cpu", epochs=2, batch_size=7, checkpoint_every=4, workers=2,
                      images=False)
 
@@ -237,13 +293,6 @@ def test_a_crashed_shard_run_resumes_bit_exact(shards: Path, tmp_path: Path) -> 
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h.val_loss for h in resumed.history] == [h.val_loss for h in full.history]
-
-
-def test_the_stream_batches_as_the_reader_does() -> None:
-    from aezoo.data.shards import LOADER_BATCH
-    from aezoo.training.streaming import ITER_BATCH
-
-    assert LOADER_BATCH == ITER_BATCH  # each worker decodes every n-th batch of this size
 
 
 def test_a_shard_url_is_not_anchored_like_a_path(tmp_path: Path) -> None:

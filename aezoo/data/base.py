@@ -38,14 +38,6 @@ class ArrayDataset:
         c, h, w = self.train.shape[1:]
         return (int(c), int(h), int(w))
 
-    def limited(self, limit: int | None) -> ArrayDataset:
-        """At most ``limit`` training images (validation and test untouched)."""
-        if limit is None or limit >= len(self.train):
-            return self
-        labels = None if self.train_labels is None else self.train_labels[:limit]
-        return ArrayDataset(self.name, self.train[:limit], self.val, labels, self.val_labels,
-                            self.test, self.test_labels, self.class_names)
-
     def splits(self) -> dict[str, int]:
         """Image count per split."""
         counts = {"train": len(self.train), "val": len(self.val)}
@@ -82,6 +74,28 @@ def split_indices(n: int, labels: np.ndarray | None, val_fraction: float, seed: 
         if len(train_idx) and len(val_idx):
             return train_idx, val_idx
     return random_split(n, val_fraction, seed)
+
+
+def carve(name: str, n: int, labels: np.ndarray | None, given_val: bool,
+          val_fraction: float, seed: int, limit: int | None
+          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of a source's train split to train on (at most ``limit``), and the rows
+    carved from it for validation (None where the source gave a validation split). Every
+    assembler (arrays, folders, streamed) carves here: a given validation split leaves
+    train in a seeded order (sources often store it sorted by class, and ``--limit`` must
+    not take the first classes only); else the carve is stratified by label."""
+    if given_val:
+        train_idx, val_idx = np.random.default_rng(seed).permutation(n), None
+    else:
+        if n < 2:
+            raise DataError(f"dataset {name} has {n} image; training needs at least 2 "
+                            "(one for validation)", "add images")
+        train_idx, val_idx = split_indices(n, labels, val_fraction, seed)
+    return train_idx[:limit], val_idx
+
+
+def _pick(labels: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if labels is None else labels[rows]
 
 
 def declared_shape(spec: DataSpec) -> Shape | None:
@@ -141,55 +155,56 @@ def _fetch(source: DatasetSource, directory: Path, progress: Progress | None,
 
 
 def assemble(spec: DataSpec, splits: Splits, progress: Progress | None = None) -> ArrayDataset:
-    """Validate, convert channels/size, carve the validation split, apply the limit."""
+    """Validate, convert channels/size, carve the validation split, apply the limit. A
+    folder's carve and limit pick the files first, and only those are decoded (each
+    opened once), already at ``image_size`` and ``channels``."""
     from aezoo.data.arrays import convert_channels, resize, to_images, to_labels
-    from aezoo.data.folder import FolderImages
+    from aezoo.data.folder import FolderImages, decode_splits
     from aezoo.data.mapped import MappedArray, is_mapped
 
-    if isinstance(splits.train, FolderImages):
-        return _assemble_files(spec, splits, progress)
-
+    files = isinstance(splits.train, FolderImages)
     parts: dict[str, tuple[Any, np.ndarray | None]] = {}
     for part in ("train", "val", "test"):
         images = getattr(splits, part)
         if images is None:
             continue
         what = f"{spec.name} {part} split"
-        images = to_images(images, what)
+        images = images if files else to_images(images, what)
         labels = to_labels(getattr(splits, f"{part}_labels"), len(images), f"{what} labels")
-        if spec.channels is not None:
+        if not files and spec.channels is not None:
             images = convert_channels(images, spec.channels, what)
-        if spec.image_size is not None:
+        if not files and spec.image_size is not None:
             images = resize(images, spec.image_size)
         if is_mapped(images):  # read through the map: the carve and limit are indices
             images = MappedArray(images)
         parts[part] = (images, labels)
     train, train_labels = parts["train"]
     for part, (images, _) in parts.items():
-        if images.shape[1:] != train.shape[1:]:
+        if not files and images.shape[1:] != train.shape[1:]:
             raise DataError(f"dataset {spec.name}: {part} images are "
                             f"{format_shape(images.shape[1:])} but train images are "
                             f"{format_shape(train.shape[1:])}", "pass --image-size to resize all")
-    if "val" in parts:
-        val, val_labels = parts["val"]
-        order = np.random.default_rng(spec.split_seed).permutation(len(train))
-        train = train[order]  # sources often store train sorted by class; --limit must not
-        train_labels = None if train_labels is None else train_labels[order]
+    rows, carved = carve(spec.name, len(train), train_labels, "val" in parts,
+                         spec.val_fraction, spec.split_seed, spec.limit)
+    picks: dict[str, tuple[Any, np.ndarray | None]] = {  # rows None: the split whole
+        "train": (train, rows), "val": (train, carved) if carved is not None else (
+            parts["val"][0], None)}
+    if "test" in parts:
+        picks["test"] = (parts["test"][0], None)
+    known = {"train": train_labels, "test": parts.get("test", (None, None))[1],
+             "val": train_labels if carved is not None else parts["val"][1]}
+    if files:
+        images = decode_splits({k: (x, np.arange(len(x)) if i is None else i)
+                                for k, (x, i) in picks.items()}, spec.image_size,
+                               spec.channels, None if progress is None else
+                               lambda done, total: progress("decoding images", done, total,
+                                                            "images"))
     else:
-        if len(train) < 2:
-            raise DataError(f"dataset {spec.name} has {len(train)} image; training needs at "
-                            "least 2 (one for validation)", "add images")
-        train_idx, val_idx = split_indices(len(train), train_labels, spec.val_fraction,
-                                           spec.split_seed)
-        val = train[val_idx]
-        val_labels = None if train_labels is None else train_labels[val_idx]
-        train = train[train_idx]
-        train_labels = None if train_labels is None else train_labels[train_idx]
-    test, test_labels = parts.get("test", (None, None))
-    dataset = ArrayDataset(spec.name, _owned(train), _owned(val), train_labels, val_labels,
-                           None if test is None else _owned(test), test_labels,
-                           None if splits.class_names is None else list(splits.class_names))
-    return dataset.limited(spec.limit)
+        images = {k: _owned(x if i is None else x[i]) for k, (x, i) in picks.items()}
+    got = {k: known[k] if i is None else _pick(known[k], i) for k, (_, i) in picks.items()}
+    return ArrayDataset(spec.name, images["train"], images["val"], got["train"], got["val"],
+                        images.get("test"), got.get("test"),
+                        None if splits.class_names is None else list(splits.class_names))
 
 
 def _owned(images: Any) -> Any:
@@ -222,29 +237,21 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
                             "neither a map-style nor an iterable split",
                             "return torch Datasets as docs/data.md describes")
     train_labels = labels("train", splits.train)
-    if splits.val is not None:
-        train: Any = splits.train if is_iterable(splits.train) else Indexed(splits.train)
-        if not is_iterable(train):  # --limit must not take the first classes only
-            train = train.take(np.random.default_rng(split_seed).permutation(len(train)))
-            train_labels = None if train_labels is None else train_labels[train.indices]
-        val: Any = splits.val if is_iterable(splits.val) else Indexed(splits.val)
-        val_labels = labels("val", splits.val)
-    else:
-        if is_iterable(splits.train):
+    val: Any = splits.val if splits.val is None or is_iterable(splits.val) else Indexed(
+        splits.val)
+    val_labels = None if splits.val is None else labels("val", splits.val)
+    if is_iterable(splits.train):
+        if splits.val is None:
             raise DataError(f"dataset {name} streams its train split but has no validation "
                             "split", "give the source a val split")
-        n = len(splits.train)
-        if n < 2:
-            raise DataError(f"dataset {name} has {n} image; training needs at least 2 "
-                            "(one for validation)", "add images")
-        train_idx, val_idx = split_indices(n, train_labels, val_fraction, split_seed)
+        train: Any = splits.train
+    else:
+        rows, carved = carve(name, len(splits.train), train_labels, splits.val is not None,
+                             val_fraction, split_seed, limit)
         whole = Indexed(splits.train)
-        train, val = whole.take(train_idx), whole.take(val_idx)
-        val_labels = None if train_labels is None else train_labels[val_idx]
-        train_labels = None if train_labels is None else train_labels[train_idx]
-    if limit is not None and not is_iterable(train) and limit < len(train):
-        train = train.take(np.arange(limit))
-        train_labels = None if train_labels is None else train_labels[:limit]
+        if carved is not None:
+            val, val_labels = whole.take(carved), _pick(train_labels, carved)
+        train, train_labels = whole.take(rows), _pick(train_labels, rows)
     test = splits.test
     if test is not None and not is_iterable(test):
         test = Indexed(test)
@@ -252,45 +259,3 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
     return StreamedDataset(name, tuple(splits.shape), train, val, test,  # type: ignore[arg-type]
                            train_labels, val_labels, labels("test", splits.test), names,
                            limit if is_iterable(train) else None)
-
-
-def _assemble_files(spec: DataSpec, splits: Splits, progress: Progress | None) -> ArrayDataset:
-    """``assemble`` for a folder: the carve and the limit pick the files first, and only
-    those are decoded (each opened once), already at ``image_size`` and ``channels``."""
-    from aezoo.data.arrays import to_labels
-    from aezoo.data.folder import decode_splits
-
-    parts: dict[str, Any] = {}
-    labels: dict[str, np.ndarray | None] = {}
-    for part in ("train", "val", "test"):
-        files = getattr(splits, part)
-        if files is not None:
-            parts[part] = files
-            labels[part] = to_labels(getattr(splits, f"{part}_labels"), len(files),
-                                     f"{spec.name} {part} split labels")
-    train = parts["train"]
-    rows: dict[str, Any] = {}
-    if "val" in parts:
-        rows["train"] = np.random.default_rng(spec.split_seed).permutation(len(train))
-        rows["val"] = np.arange(len(parts["val"]))
-    else:
-        if len(train) < 2:
-            raise DataError(f"dataset {spec.name} has {len(train)} image; training needs at "
-                            "least 2 (one for validation)", "add images")
-        rows["train"], rows["val"] = split_indices(len(train), labels["train"],
-                                                   spec.val_fraction, spec.split_seed)
-        parts["val"], labels["val"] = train, labels["train"]
-    if spec.limit is not None:
-        rows["train"] = rows["train"][: spec.limit]
-    if "test" in parts:
-        rows["test"] = np.arange(len(parts["test"]))
-    decoded = decode_splits({k: (parts[k], rows[k]) for k in rows}, spec.image_size,
-                            spec.channels, None if progress is None else
-                            lambda done, total: progress("decoding images", done, total, "images"))
-    picked: dict[str, np.ndarray | None] = {}
-    for k in rows:
-        known = labels[k]
-        picked[k] = None if known is None else known[rows[k]]
-    return ArrayDataset(spec.name, decoded["train"], decoded["val"], picked["train"],
-                        picked["val"], decoded.get("test"), picked.get("test"),
-                        None if splits.class_names is None else list(splits.class_names))

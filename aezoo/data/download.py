@@ -199,7 +199,8 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
         try:
             with os.fdopen(fd, "wb") as out, \
                     urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                length = _content_length(response)
+                value = response.headers.get("Content-Length", "")
+                length = int(value) if value.strip().isdecimal() else None
                 total = file.size or length
                 if progress:
                     progress(file.name, 0, total, "bytes")
@@ -241,10 +242,3 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
     finally:
         tmp.unlink(missing_ok=True)
 
-
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -30,30 +30,20 @@ import numpy as np
 from aezoo._io import (
     atomic_write,
     commit,
-    file_identity,
     fsync_dir,
     preallocate,
     read_bounded,
 )
 from aezoo._version import __version__
 from aezoo.data import packed
-from aezoo.data.source import LoadContext, Progress, Shape, Splits
-from aezoo.data.streamed import StreamedSplits, is_iterable
+from aezoo.data.pack_plan import Part, plan
+from aezoo.data.source import Progress, Shape
 from aezoo.errors import DataError, OutputExistsError, UsageError
 from aezoo.rundir import LOCK_FILE, RunLock
 from aezoo.specs import DataSpec
 
 CHUNK = 1024  # images decoded and written per step
 FLUSH_SECONDS = 2.0  # how much work an interruption may lose, at most (plus one chunk)
-
-
-@dataclass
-class _Part:
-    """One split to pack: ``read(start, stop)`` gives uint8 (k, C, H, W) images."""
-
-    count: int
-    read: Callable[[int, int], np.ndarray]
-    labels: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -97,7 +87,7 @@ def _locked(out: Path) -> Iterator[None]:
 def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
           start: float) -> Packed:
     work = _claim(out, force)
-    parts, class_names, fingerprint = _plan(spec, progress)  # nothing written before this
+    parts, class_names, fingerprint = plan(spec, progress)  # nothing written before this
     if work != out:
         try:
             work.mkdir(exist_ok=True)
@@ -114,7 +104,7 @@ def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
                         "again: the pack resumes where it stopped") from None
 
 
-def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, _Part],
+def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, Part],
            class_names: list[str] | None, fingerprint: Any, progress: Progress | None,
            start: float) -> Packed:
     state = _progress(work, fingerprint)
@@ -232,7 +222,7 @@ def _save_progress(out: Path, state: dict[str, Any]) -> None:
     atomic_write(out / packed.PROGRESS, json.dumps(state).encode())
 
 
-def _write_split(out: Path, split: str, part: _Part, state: dict[str, Any], spec: DataSpec,
+def _write_split(out: Path, split: str, part: Part, state: dict[str, Any], spec: DataSpec,
                  progress: Progress | None) -> None:
     path = out / _part_name(split)
     done = int(state["done"].get(split, 0))
@@ -299,141 +289,3 @@ def _widen(out: Path, state: dict[str, Any]) -> None:
         os.replace(tmp, path)
     state["shape"] = [3, h, w]
     _save_progress(out, state)
-
-
-# -- what to pack ------------------------------------------------------------------------
-
-def _plan(spec: DataSpec, progress: Progress | None
-          ) -> tuple[dict[str, _Part], list[str] | None, str]:
-    """Each split of the source as a reader of chunks, its class names, its fingerprint."""
-    from aezoo.data.base import _fetch
-    from aezoo.data.catalog import resolve, source_dir
-    from aezoo.data.folder import FolderImages
-
-    found = resolve(spec.name)
-    ctx = LoadContext(found.source, found.argument, source_dir(found.source),
-                      image_size=spec.image_size, channels=spec.channels,
-                      progress=progress, fetcher=_fetch)
-    splits = cast(Callable[[LoadContext], Any], found.source.load)(ctx)
-    what: dict[str, Any] = {"source": spec.name, "image_size": spec.image_size,
-                            "channels": spec.channels}
-    if isinstance(splits, Splits) and isinstance(splits.train, FolderImages):
-        parts = _folder_parts(splits, spec, what)
-    elif isinstance(splits, StreamedSplits):
-        parts = _streamed_parts(splits, what)
-    elif isinstance(splits, Splits):
-        parts = _array_parts(splits, spec, what)
-    else:
-        raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
-                        f"report it to the authors of {found.entry.dist}")
-    names = None if splits.class_names is None else list(splits.class_names)
-    fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
-    return parts, names, fingerprint.hexdigest()
-
-
-def _labels(splits: Any, split: str, n: int, name: str) -> np.ndarray | None:
-    from aezoo.data.arrays import to_labels
-
-    return to_labels(getattr(splits, f"{split}_labels"), n, f"{name} {split} labels")
-
-
-def _folder_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[str, _Part]:
-    from aezoo.data.folder import FolderImages, decode_splits
-
-    parts: dict[str, _Part] = {}
-    first: list[tuple[Path, tuple[int, int]]] = []
-    for split in packed.SPLITS:
-        files = getattr(splits, split)
-        if files is None:
-            continue
-        assert isinstance(files, FolderImages)
-        what[split] = [(str(p.relative_to(files.root)), *file_identity(p))
-                       for p in files.paths]
-
-        def read(begin: int, stop: int, files: FolderImages = files) -> np.ndarray:
-            out = decode_splits({"x": (files, np.arange(begin, stop))}, spec.image_size,
-                                spec.channels, like=first[0] if first else None)["x"]
-            if not first:
-                first.append((files.paths[begin], (int(out.shape[2]), int(out.shape[3]))))
-            return out
-
-        parts[split] = _Part(len(files), read, _labels(splits, split, len(files), spec.name))
-    return parts
-
-
-def _digest(array: np.ndarray | None) -> str | None:
-    """SHA-256 of an array's bytes, shape and dtype, hashed in chunks of images (a memory
-    map is read, never copied whole): a resumed pack of arrays checks their content."""
-    if array is None:
-        return None
-    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    for begin in range(0, len(array), CHUNK):
-        digest.update(np.ascontiguousarray(array[begin:begin + CHUNK]).tobytes())
-    return digest.hexdigest()
-
-
-def _identity(data: Any) -> Any:
-    """What identifies a streamed split's content: its own ``fingerprint()`` (aezoo's
-    streamed sources have one: files' sizes and times, a dataset's fingerprint), else
-    only its type and length (a plugin's split without one: a changed source of the same
-    length is not noticed, so pack such sources again with --force)."""
-    fingerprint = getattr(data, "fingerprint", None)
-    if callable(fingerprint):
-        return fingerprint()
-    return [type(data).__qualname__, len(data)]
-
-
-def _array_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[str, _Part]:
-    from aezoo.data.arrays import convert_channels, resize, to_images
-
-    parts: dict[str, _Part] = {}
-    for split in packed.SPLITS:
-        images = getattr(splits, split)
-        if images is None:
-            continue
-        images = to_images(images, f"{spec.name} {split} split")
-        labels = _labels(splits, split, len(images), spec.name)
-        what[split] = [_digest(images), _digest(labels)]
-        if spec.channels is not None:
-            images = convert_channels(images, spec.channels, f"{spec.name} {split} split")
-        if spec.image_size is not None:
-            images = resize(images, spec.image_size)
-        what[split].append([int(v) for v in images.shape])
-
-        def read(begin: int, stop: int, images: np.ndarray = images) -> np.ndarray:
-            return np.ascontiguousarray(images[begin:stop])
-
-        parts[split] = _Part(len(images), read, labels)
-    return parts
-
-
-def _streamed_parts(splits: StreamedSplits, what: dict[str, Any]) -> dict[str, _Part]:
-    import torch
-
-    parts: dict[str, _Part] = {}
-    for split in packed.SPLITS:
-        data = getattr(splits, split)
-        if data is None:
-            continue
-        what[split] = _identity(data)
-        if is_iterable(data):
-            state: dict[str, Any] = {"it": None, "at": -1}
-
-            def read(begin: int, stop: int, data: Any = data, state: dict[str, Any] = state
-                     ) -> np.ndarray:
-                if state["at"] != begin:
-                    data.set_epoch(1, 0)
-                    data.skip(begin)
-                    state["it"] = iter(data)
-                it: Iterator[Any] = state["it"]
-                images = [next(it) for _ in range(begin, stop)]
-                state["at"] = stop
-                return torch.stack(images).numpy()
-        else:
-            def read(begin: int, stop: int, data: Any = data,  # type: ignore[misc]
-                     state: dict[str, Any] | None = None) -> np.ndarray:
-                return torch.stack([data[i] for i in range(begin, stop)]).numpy()
-        labels = None if is_iterable(data) else _labels(splits, split, len(data), "source")
-        what[f"{split}_labels"] = _digest(labels)
-        parts[split] = _Part(len(data), read, labels)
-    return parts

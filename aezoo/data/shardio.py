@@ -20,6 +20,7 @@ every ``WINDOW_S`` seconds (a server dripping bytes never hangs a run).
 from __future__ import annotations
 
 import http.client
+import json
 import math
 import re
 import tarfile
@@ -29,9 +30,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
-from aezoo._io import MAX_IMAGE_BYTES, check_regular, open_regular
+from aezoo._io import MAX_IMAGE_BYTES, MAX_JSON_BYTES, check_regular, open_regular
 from aezoo._version import __version__
 from aezoo.data.download import TIMEOUT_S, offline_mode
 from aezoo.errors import DataError, UsageError, summary
@@ -115,6 +116,34 @@ def _braces(text: str) -> list[str]:
             raise UsageError(f"the pattern {text} names over {MAX_SHARDS:,} shards",
                              "check the brace ranges")
     return out
+
+
+def read_index(name: str) -> list[tuple[str, int]]:
+    """The shards a shard index lists, each with its image count, so no shard is read to
+    count it: webdataset's ``widsindex create`` JSON, ``{"shardlist": [{"url": "...",
+    "nsamples": N}, ...]}``, each ``url`` relative to the index."""
+    with open_shard(name) as stream:
+        raw = stream.read(MAX_JSON_BYTES + 1)
+    try:
+        if len(raw) > MAX_JSON_BYTES:
+            raise ValueError(f"over {MAX_JSON_BYTES:,} bytes")
+        listed = json.loads(raw)["shardlist"]
+        if not 0 < len(listed) <= MAX_SHARDS:
+            raise ValueError(f"{len(listed)} shards")
+        out = [(_beside(name, str(e["url"])), int(e["nsamples"])) for e in listed]
+        if min(n for _, n in out) < 0:
+            raise ValueError("a negative nsamples")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"shard index {display(name)} is not a shard list "
+                        f"({summary(exc, with_type=False)})", 'write {"shardlist": [{"url": '
+                        '"shard-000.tar", "nsamples": N}, ...]} (widsindex create)') from None
+    return out
+
+
+def _beside(index: str, url: str) -> str:
+    if urlsplit(url).scheme or Path(url).is_absolute():
+        return url
+    return urljoin(index, url) if is_url(index) else str(Path(_local(index)).parent / url)
 
 
 def is_url(name: str) -> bool:

@@ -1,15 +1,17 @@
 """``wds:PATTERN``: WebDataset tar shards as an iterable dataset (``aezoo.data.shardio``).
 
 Each sample's image is the first of its ``png``/``jpg``/... fields. Samples are counted
-once when the source is opened (headers only for local tars; one pass for URLs).
+once when the source is opened (headers only for local tars; one pass for URLs), or
+taken from a shard index (``wds:INDEX.json``), which spares reading the shards.
 
 Order: each epoch permutes the shards (``seed``, ``epoch``); rank ``r`` of ``w`` takes
-every ``w``-th shard of that order, and a seeded shuffle buffer of ``buffer`` samples
-mixes them. The order is a function of (seed, epoch, rank, world) alone, not of the
-DataLoader's worker count: every worker walks the rank's stream (reading its bytes, a
-cheap pass over a tar) and decodes only its own batches, so any ``skip(n)`` resumes
-exactly. Every rank yields as many samples per epoch as the smallest rank's share (DDP
-steps must match): use at least as many shards as ranks, of similar size.
+every ``w``-th shard of that order. Each DataLoader worker takes a contiguous, balanced
+part of its rank's samples (reading only those shards, and the start of the one it
+enters mid-way) and mixes them in its own seeded shuffle buffer of ``buffer`` samples:
+the order is a function of (seed, epoch, rank, world, workers), and a skip of whole
+turns of the workers resumes exactly. Every rank yields as many samples per epoch as the
+smallest rank's share (DDP steps must match): use at least as many shards as ranks, of
+similar size.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError
 
 BUFFER = 1000
-LOADER_BATCH = 64  # aezoo.training.streaming.ITER_BATCH: what a worker hands over
 COUNT_THREADS = 8
 T = TypeVar("T")
 
@@ -51,8 +52,6 @@ class ShardStream(IterableDataset[torch.Tensor]):
         self.shuffle, self.buffer, self.bad = shuffle, buffer, bad
         self.epoch, self.seed, self.rank, self.world = 0, 0, 0, 1
         self._skip = 0
-        # The reading DataLoader's batch size: each worker decodes every n-th such batch.
-        self.batch_size = LOADER_BATCH
 
     def fingerprint(self) -> list[object]:
         """The shards, their sizes and times where local (``aezoo data pack`` resumes only
@@ -71,7 +70,7 @@ class ShardStream(IterableDataset[torch.Tensor]):
 
     def skip(self, n: int) -> None:
         """Iterations of the current epoch start after its first ``n`` samples (until
-        set_epoch moves on)."""
+        set_epoch moves on): each worker leaves out ``n // workers`` of its own."""
         self._skip = n
 
     def __len__(self) -> int:
@@ -100,32 +99,44 @@ class ShardStream(IterableDataset[torch.Tensor]):
             left -= take
         return takes
 
+    def _share(self, worker: int, workers: int) -> list[tuple[int, int, int]]:
+        """This worker's (shard, first, stop) sample ranges: its contiguous, balanced part
+        of the rank's takes (the first ``quota % workers`` workers take one more), so
+        every worker yields a full batch in each turn but the last."""
+        quota = self._quota()
+        lo = worker * (quota // workers) + min(worker, quota % workers)
+        hi = lo + quota // workers + (worker < quota % workers)
+        ranges, at = [], 0
+        for shard, take in self._takes():
+            first, stop = max(lo - at, 0), min(hi - at, take)
+            if first < stop:
+                ranges.append((shard, first, stop))
+            at += take
+        return ranges
+
     def __iter__(self) -> Iterator[torch.Tensor]:
-        """This rank's stream from ``skip``: every worker walks the same (seeded) sample
-        order and decodes only its own batches, the k-th, (k + n)-th, ... of the loader's
-        ``batch_size``. The loader takes batches from workers in turn, so what it yields
-        is that order whatever the worker count, and a skip to any image is exact."""
+        """This rank's stream from ``skip``: each DataLoader worker reads only its own
+        part of the rank's shards (``_share``) through its own shuffle buffer and leaves
+        out the first ``skip // workers`` images. The loader takes a batch from each
+        worker in turn, so a skip of whole turns (what the core asks) resumes exactly."""
         info = get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, 7])
-        stream = self._samples(self._takes())
-        stream = _shuffled(stream, self.buffer, rng) if self.shuffle else stream
+        key = [self.seed, self.epoch, self.rank, 7] + ([workers, worker] if workers > 1 else [])
+        stream = self._samples(self._share(worker, workers))
+        if self.shuffle:
+            stream = _shuffled(stream, self.buffer, np.random.default_rng(key))
         owed, last = 0, None  # skip_bad: slots of unreadable images, filled by the next
-        for j, (where, data) in enumerate(itertools.islice(stream, self._skip, None)):
-            mine = (j // self.batch_size) % workers == worker
-            if not (mine or owed):
-                continue  # another worker's: never decoded here
+        for where, data in itertools.islice(stream, self._skip // workers, None):
             try:
                 image = self._decode(where, data)
             except DataError:
                 if self.bad is None:
                     raise
-                if mine:
-                    self.bad.add(where)
-                    owed += 1
+                self.bad.add(where)
+                owed += 1
                 continue
             last = torch.from_numpy(image)
-            for _ in range(owed + mine):
+            for _ in range(owed + 1):
                 yield last
             owed = 0
         if owed:
@@ -141,12 +152,10 @@ class ShardStream(IterableDataset[torch.Tensor]):
             decoding.check_size(array, self.size, where)
         return array
 
-    def _samples(self, takes: list[tuple[int, int]]) -> Iterator[tuple[str, bytes]]:
-        """(where, encoded image) of each sample taken, in order; nothing decoded."""
-        for shard, take in takes:
+    def _samples(self, ranges: list[tuple[int, int, int]]) -> Iterator[tuple[str, bytes]]:
+        """(where, encoded image) of each sample in the ranges, in order; nothing decoded."""
+        for shard, first, stop in ranges:
             name = self.shards[shard]
-            if take == 0:
-                continue
             got, index = 0, -1
             with shardio.open_shard(name) as stream:
                 for key, fields in shardio.samples(name, stream):
@@ -156,10 +165,15 @@ class ShardStream(IterableDataset[torch.Tensor]):
                     index += 1
                     if self.every and (index % self.every[0] == 0) != self.every[1]:
                         continue
-                    yield f"{shardio.display(name)} member {key}.{field}", fields[field]
+                    if got >= first:
+                        yield f"{shardio.display(name)} member {key}.{field}", fields[field]
                     got += 1
-                    if got == take:
+                    if got == stop:
                         break
+            if got < stop:  # changed since it was counted, or an index that overstates
+                raise DataError(f"shard {shardio.display(name)} holds {got} images here, "
+                                f"fewer than the {stop} counted", "check the shard index's "
+                                "nsamples, or restart the run if the shards changed")
 
 
 def _shuffled(items: Iterator[T], size: int, rng: np.random.Generator) -> Iterator[T]:
@@ -189,10 +203,14 @@ class ShardSource:
 
 def survey(name: str, pattern: str, image_size: tuple[int, int] | None,
            channels: int | None) -> ShardSource:
-    """Expand ``pattern``, count each shard's samples, read the first sample's header."""
-    shards = shardio.expand(pattern)
-    with ThreadPoolExecutor(max_workers=min(COUNT_THREADS, len(shards))) as pool:
-        counts = list(pool.map(lambda s: shardio.count(s, decoding.IMAGE_KEYS), shards))
+    """Expand ``pattern`` and count each shard's samples (or read both from an index),
+    read the first sample's header."""
+    if pattern.endswith(".json"):  # an index: the counts without reading the shards
+        shards, counts = map(list, zip(*shardio.read_index(pattern), strict=True))
+    else:
+        shards = shardio.expand(pattern)
+        with ThreadPoolExecutor(max_workers=min(COUNT_THREADS, len(shards))) as pool:
+            counts = list(pool.map(lambda s: shardio.count(s, decoding.IMAGE_KEYS), shards))
     if sum(counts) == 0:
         raise DataError(f"the shards {pattern} hold no images "
                         f"({', '.join(decoding.IMAGE_KEYS)} fields)",
