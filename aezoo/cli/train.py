@@ -216,6 +216,7 @@ def _warnings_callback() -> Any:
 
 def _report(run: Callable[[], Any], before: int = 0) -> None:
     """Run, then one line about the result; an interrupt is a warning with exit 130/143."""
+    from aezoo.rundir import METRICS_JSONL
     from aezoo.training import TrainingInterrupted
 
     started = time.perf_counter()
@@ -234,7 +235,7 @@ def _report(run: Callable[[], Any], before: int = 0) -> None:
     loss = f"val_loss {last.val_loss:.5f}; " if last else ""
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
     console.print(f"saved {result.model_path}{stop} ({loss}metrics in "
-                  f"{result.out_dir / 'metrics.jsonl'})", highlight=False, soft_wrap=True)
+                  f"{result.out_dir / METRICS_JSONL})", highlight=False, soft_wrap=True)
     for text in summary(result, time.perf_counter() - started, before):
         console.print(text, highlight=False, soft_wrap=True)
 
@@ -243,7 +244,7 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
     """What a user needs next: the time, the best epoch, where the files are, what to run.
     ``before``: epochs an earlier session trained (a resumed run's time is this session's)."""
     from aezoo.cli.runs import duration as _duration
-    from aezoo.rundir import BEST_FILE, CURVES_FILE, IMAGES_DIR
+    from aezoo.rundir import BEST_FILE, CURVES_FILE, IMAGES_DIR, epoch_image
 
     out, history = result.out_dir, result.history
     session = history[before:]
@@ -263,8 +264,8 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
         lines.append(f"best epoch {found[0].epoch}: {key} {found[1]:.5f} ({out / BEST_FILE})")
     images = out / IMAGES_DIR
     files = [("model", result.model_path), ("curves", images / CURVES_FILE)]
-    if history and (images / f"epoch-{history[-1].epoch:04d}.png").exists():
-        files.append(("reconstructions", images / f"epoch-{history[-1].epoch:04d}.png"))
+    if history:
+        files.append(("reconstructions", images / epoch_image(history[-1].epoch)))
     lines += [f"  {name:<16}{path}" for name, path in files if path.exists()]
     lines += ["next:", f"  aezoo eval {out}",
               f"  aezoo reconstruct {out} --out {out / 'recon.png'}"]
