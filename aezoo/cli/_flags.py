@@ -17,9 +17,9 @@ class Flag:
     """An option (``--epochs``), or the argument (``NAME``), of a command.
 
     ``kind``: the value's type; ``bool`` is a switch that gives ``value`` when present,
-    ``list`` a repeatable option of strings. ``key``: what the flag sets, in the words of
-    the command that owns the table (a run spec path, say). ``resume``: passed on with
-    ``aezoo train --resume`` (only ``aezoo train`` asks)."""
+    ``list`` a repeatable option (or a variadic argument) of strings. ``key``: what the flag
+    sets, in the words of the command that owns the table (a run spec path, a sweep field).
+    ``resume``: passed on with ``aezoo train --resume`` (only ``aezoo train`` asks)."""
 
     flag: str
     kind: type
@@ -29,21 +29,23 @@ class Flag:
     key: str | None = None
     resume: bool = False
     value: Any = True
+    short: str | None = None
+    min: int | None = None
 
     def parameter(self) -> inspect.Parameter:
         name = self.flag.lstrip("-").replace("-", "_").lower()
         name += "_" * (name in vars(builtins))  # set_, compile_: not a builtin's name
+        kind: Any = list[str] if self.kind is list else self.kind
         if not self.flag.startswith("-"):
-            info: Any = typer.Argument(None, metavar=self.flag, help=self.help,
+            info: Any = typer.Argument(None, metavar=self.metavar or self.flag, help=self.help,
                                        autocompletion=self.complete)
-        else:
-            default: Any = False if self.kind is bool else [] if self.kind is list else None
-            info = typer.Option(default, self.flag, metavar=self.metavar, help=self.help,
-                                autocompletion=self.complete)
-        kind = bool if self.kind is bool else list[str] if self.kind is list else (
-            self.kind | None)
+            return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
+                                     annotation=kind | None)
+        default: Any = False if kind is bool else [] if self.kind is list else None
+        info = typer.Option(default, self.flag, *filter(None, [self.short]), min=self.min,
+                            metavar=self.metavar, help=self.help, autocompletion=self.complete)
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
-                                 annotation=kind)
+                                 annotation=kind if default is not None else kind | None)
 
 
 def command(flags: Sequence[Flag], run: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
