@@ -36,17 +36,16 @@ class Flag:
         name = self.flag.lstrip("-").replace("-", "_").lower()
         name += "_" * (name in vars(builtins))  # set_, compile_: not a builtin's name
         kind: Any = list[str] if self.kind is list else self.kind
-        if not self.flag.startswith("-"):
-            info: Any = typer.Argument(None, metavar=self.metavar or self.flag, help=self.help,
-                                       autocompletion=self.complete)
-            return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
-                                     annotation=kind | None)
-        default: Any = False if kind is bool else [] if self.kind is list else None
-        info = typer.Option(default, self.flag, *filter(None, [self.short]), min=self.min,
-                            metavar=self.metavar, help=self.help, autocompletion=self.complete)
+        if self.flag.startswith("-"):
+            default: Any = False if kind is bool else [] if self.kind is list else None
+            info: Any = typer.Option(default, self.flag, *filter(None, [self.short]),
+                                     min=self.min, metavar=self.metavar, help=self.help,
+                                     autocompletion=self.complete)
+        else:
+            default, info = None, typer.Argument(None, metavar=self.metavar or self.flag,
+                                                 help=self.help, autocompletion=self.complete)
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
-                                 annotation=kind if default is not None else kind | None)
-
+                                 annotation=kind | None if default is None else kind)
 
 def command(flags: Sequence[Flag], run: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
     """A typer command function whose parameters are ``flags``; it calls ``run`` with the
