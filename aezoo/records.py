@@ -23,6 +23,7 @@ from aezoo.epochs import best, finite, read_rows
 from aezoo.errors import CheckpointError, OutputExistsError, UsageError, summary
 from aezoo.rundir import (
     BEST_FILE,
+    IMAGES_DIR,
     LAST_FILE,
     METRICS_JSONL,
     MODEL_FILE,
@@ -30,6 +31,7 @@ from aezoo.rundir import (
     SET_ASIDE_PREFIX,
     STATE_FILE,
     STATUS_FILE,
+    TENSORBOARD_DIR,
     TRIAL_FILE,
     held_locks,
     is_running,
@@ -39,7 +41,7 @@ STATUSES = ("running", "completed", "stopped", "interrupted", "diverged", "faile
             "not started", "unreadable")
 SORT_KEYS = ("name", "variant", "data", "epochs", "status", "val_loss", "best_epoch",
              "time", "params", "modified")
-_SKIP = {"images", "tensorboard", "__pycache__", "node_modules"}
+_SKIP = {IMAGES_DIR, TENSORBOARD_DIR, "__pycache__", "node_modules"}
 
 
 @dataclass

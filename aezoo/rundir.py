@@ -193,6 +193,11 @@ def check_writable(directory: Path) -> None:
                          "choose a writable --out with free space") from None
 
 
+def epoch_image(epoch: int) -> str:
+    """The name, in IMAGES_DIR, of ``epoch``'s reconstruction grid."""
+    return f"epoch-{epoch:04d}.png"
+
+
 RUN_FILES = (MODEL_FILE, BEST_FILE, LAST_FILE, STATE_FILE, RUN_FILE, METRICS_JSONL,
              METRICS_CSV, STATUS_FILE, IMAGES_DIR, TENSORBOARD_DIR)
 SET_ASIDE_PREFIX = ".replaced-"  # the previous run of a --force run, until it finishes

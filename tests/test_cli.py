@@ -207,13 +207,13 @@ def test_train_flag_table_covers_every_option_and_the_resumable_keys() -> None:
 
     command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
     options = {opt for p in command.params for opt in p.opts + p.secondary_opts}
-    assert {f for f in FLAGS if f != "NAME"} <= options
-    assert options - set(FLAGS) == {"name", "--resume", "--no-channels-last"}
-    for flag, (key, on_resume) in FLAGS.items():
+    assert options == {"name"} | {f.flag for f in FLAGS if f.flag != "NAME"}
+    for f in FLAGS:
+        key = f.key
         if key is not None and key.startswith("train.") and key[6:] in RESUMABLE:
-            assert on_resume, flag  # a resumable setting is passed on with --resume
-        if on_resume:
-            assert key is not None and key.startswith("train."), flag
+            assert f.resume, f.flag  # a resumable setting is passed on with --resume
+        if f.resume:
+            assert key is not None and key.startswith("train."), f.flag
 
 
 @pytest.mark.parametrize(("args", "message"), [

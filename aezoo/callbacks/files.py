@@ -18,6 +18,7 @@ from aezoo.rundir import (
     METRICS_CSV,
     METRICS_JSONL,
     STATE_FILE,
+    epoch_image,
 )
 from aezoo.training.hooks import Callback, EpochResult, Outcome
 
@@ -141,7 +142,7 @@ class ImageWriter(Callback):
 
         images = trainer.val_images[: self.n]
         recon = reconstructions(trainer, self.n)  # usually the epoch's validation made them
-        path = self.dir / f"epoch-{result.epoch:04d}.png"
+        path = self.dir / epoch_image(result.epoch)
         picture = labelled(grid(images, recon, scale=self.scale), ROW_LABELS,
                            images.shape[-2] * self.scale)
         # Level 1: a third of level 6's time for a file ~15% larger, written every epoch.

@@ -21,6 +21,7 @@ from aezoo.rundir import (
     RUN_FILE,
     STATUS_FILE,
     TRIAL_FILE,
+    epoch_image,
 )
 from aezoo.training.hooks import Callback, EpochResult
 
@@ -120,5 +121,5 @@ def run_files(out: Path, trainer: Trainer) -> list[Path]:
     names = [LAST_FILE, BEST_FILE, RUN_FILE, METRICS_JSONL, METRICS_CSV, STATUS_FILE,
              f"{IMAGES_DIR}/{CURVES_FILE}"]
     if trainer.history:
-        names.append(f"{IMAGES_DIR}/epoch-{trainer.history[-1].epoch:04d}.png")
+        names.append(f"{IMAGES_DIR}/{epoch_image(trainer.history[-1].epoch)}")
     return [out / n for n in names if (out / n).is_file()]

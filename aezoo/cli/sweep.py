@@ -11,6 +11,7 @@ import typer
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
 from aezoo.cli._common import console, usage_error, warn
+from aezoo.cli._flags import Flag, command
 from aezoo.cli._tables import ID, NUMBER
 
 HELP = """Search hyperparameters: each trial trains an ordinary run directory
@@ -42,90 +43,82 @@ Examples:
 """
 
 
-def sweep_command(
-    args: list[str] | None = typer.Argument(
-        None, metavar="[VARIANT | show SWEEP]", help="The variant every trial trains, or "
-        "`show SWEEP` to report a sweep.", autocompletion=_complete.variants),
-    param: list[str] = typer.Option([], "--param", "-p", metavar="PATH=DIST",
-                                    help="A dimension of the search space, e.g. "
-                                    "'train.lr=log(1e-4,1e-2)'."),
-    config: Path | None = typer.Option(None, metavar="FILE", help="Sweep file (.toml, "
-                                       ".yaml, .json): variant, config, set, params, metric, "
-                                       "trials..."),
-    spec_file: Path | None = typer.Option(None, "--spec", metavar="FILE",
-                                          help="Run spec file every trial starts from."),
-    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                   help="Override a spec value in every trial.",
-                                   autocompletion=_complete.set_keys),
-    epochs: int | None = typer.Option(None, min=1, metavar="N", help="Epochs per trial."),
-    limit: int | None = typer.Option(None, min=1, metavar="N",
-                                     help="Training images per trial [default: all]."),
-    data: str | None = typer.Option(None, metavar="NAME", help="Dataset of every trial.",
-                                    autocompletion=_complete.datasets),
-    metric: str | None = typer.Option(None, metavar="NAME", help="Per-epoch value to "
-                                      "optimise: val_loss, a term, val_METRIC [default: "
-                                      "val_loss]."),
-    direction: str | None = typer.Option(None, metavar="minimize|maximize",
-                                         help="[default: maximize psnr/ssim, else minimize]"),
-    trials: int | None = typer.Option(None, min=1, metavar="N",
-                                      help="Trials in the study, all processes [default: 20]."),
-    timeout: float | None = typer.Option(None, metavar="SECONDS",
-                                         help="Start no trial after this long [default: none]."),
-    sampler: str | None = typer.Option(None, metavar="NAME",
-                                       help="tpe, random, cmaes or qmc [default: tpe]."),
-    pruner: str | None = typer.Option(None, metavar="NAME", help="median, hyperband, "
-                                      "successive-halving or none [default: median]."),
-    seed: int | None = typer.Option(None, metavar="N", help="Sampler seed [default: 0]."),
-    callback: list[str] = typer.Option([], "--callback", metavar="NAME",
-                                       help="A callback for every trial, e.g. mlflow."),
-    out: Path | None = typer.Option(None, metavar="DIR",
-                                    help="Sweep directory [default: sweeps/STUDY or "
-                                    "sweeps/VARIANT]."),
-    storage: str | None = typer.Option(None, metavar="URL", help="Optuna storage URL, e.g. "
-                                       "sqlite:///sweeps.db [default: OUT/study.journal]."),
-    study: str | None = typer.Option(None, metavar="NAME",
-                                     help="Study name [default: OUT's name]."),
-    join: Path | None = typer.Option(None, "--join", metavar="SWEEP",
-                                     help="Run more trials of the sweep in SWEEP (its own "
-                                     "settings).", autocompletion=_complete.run_dirs),
-    as_json: bool = typer.Option(False, "--json", help="show: print the report as JSON."),
-    no_pictures: bool = typer.Option(False, "--no-pictures",
-                                     help="show: skip history.png and importances.png."),
-) -> None:
-    args = list(args or [])
+# Every flag, once; key: the sweep spec field it sets (aezoo.sweepspec).
+FLAGS = [
+    Flag("ARGS", list, "The variant every trial trains, or `show SWEEP` to report a sweep.",
+         "[VARIANT | show SWEEP]", _complete.variants),
+    Flag("--param", list, "A dimension of the search space, e.g. 'train.lr=log(1e-4,1e-2)'.",
+         "PATH=DIST", short="-p"),
+    Flag("--config", Path, "Sweep file (.toml, .yaml, .json): variant, config, set, params, "
+         "metric, trials...", "FILE"),
+    Flag("--spec", Path, "Run spec file every trial starts from.", "FILE", key="config"),
+    Flag("--set", list, "Override a spec value in every trial.", "KEY=VALUE",
+         _complete.set_keys),
+    Flag("--epochs", int, "Epochs per trial.", "N", min=1),
+    Flag("--limit", int, "Training images per trial [default: all].", "N", min=1),
+    Flag("--data", str, "Dataset of every trial.", "NAME", _complete.datasets),
+    Flag("--metric", str, "Per-epoch value to optimise: val_loss, a term, val_METRIC "
+         "[default: val_loss].", "NAME", key="metric"),
+    Flag("--direction", str, "[default: maximize psnr/ssim, else minimize]",
+         "minimize|maximize", key="direction"),
+    Flag("--trials", int, "Trials in the study, all processes [default: 20].", "N",
+         key="trials", min=1),
+    Flag("--timeout", float, "Start no trial after this long [default: none].", "SECONDS",
+         key="timeout"),
+    Flag("--sampler", str, "tpe, random, cmaes or qmc [default: tpe].", "NAME", key="sampler"),
+    Flag("--pruner", str, "median, hyperband, successive-halving or none [default: median].",
+         "NAME", key="pruner"),
+    Flag("--seed", int, "Sampler seed [default: 0].", "N", key="seed"),
+    Flag("--callback", list, "A callback for every trial, e.g. mlflow.", "NAME",
+         key="callbacks"),
+    Flag("--out", Path, "Sweep directory [default: sweeps/STUDY or sweeps/VARIANT].", "DIR"),
+    Flag("--storage", str, "Optuna storage URL, e.g. sqlite:///sweeps.db [default: "
+         "OUT/study.journal].", "URL", key="storage"),
+    Flag("--study", str, "Study name [default: OUT's name].", "NAME", key="study"),
+    Flag("--join", Path, "Run more trials of the sweep in SWEEP (its own settings).", "SWEEP",
+         _complete.run_dirs),
+    Flag("--json", bool, "show: print the report as JSON."),
+    Flag("--no-pictures", bool, "show: skip history.png and importances.png."),
+]
+_KEYS = {f.flag: f.key for f in FLAGS if f.key}
+
+
+def sweep_command(flags: dict[str, Any]) -> None:
+    """``aezoo sweep`` with the flags given (flag -> value, as FLAGS spells them)."""
+    args = flags.get("ARGS", [])
     if args and args[0] == "show":
         if len(args) != 2:
             raise usage_error("`aezoo sweep show` takes one sweep directory",
                               "aezoo sweep show sweeps/NAME")
-        _show(Path(args[1]), as_json, not no_pictures)
+        _show(Path(args[1]), "--json" in flags, "--no-pictures" not in flags)
         return
     if len(args) > 1:
         raise usage_error(f"unexpected arguments {' '.join(args[1:])}",
                           "give one VARIANT, or `show SWEEP`")
     from aezoo.sweepspec import parse_params, read_sweep_file
 
-    given: dict[str, Any] = {
-        "variant": args[0] if args else None, "config": str(spec_file) if spec_file else None,
-        "metric": metric, "direction": direction, "trials": trials, "timeout": timeout,
-        "sampler": sampler, "pruner": pruner, "seed": seed, "storage": storage,
-        "study": study, "callbacks": callback or None}
+    given = {_KEYS[flag]: value for flag, value in flags.items() if flag in _KEYS}
+    if args:
+        given["variant"] = args[0]
+    if "config" in given:
+        given["config"] = str(given["config"])
+    epochs, limit, data = (flags.get(f) for f in ("--epochs", "--limit", "--data"))
     sets = [*([f"train.epochs={epochs}"] if epochs else []),
             *([f"data.limit={limit}"] if limit else []),
-            *([f"data.name={json.dumps(data)}"] if data else []), *set_]
-    given = {k: v for k, v in given.items() if v is not None}
-    params = parse_params(param)
-    if join is not None:
-        _join(join, given, params, sets, trials, timeout)
+            *([f"data.name={json.dumps(data)}"] if data else []), *flags.get("--set", [])]
+    params = parse_params(flags.get("--param", []))
+    if "--join" in flags:
+        _join(flags["--join"], given, params, sets, given.get("trials"), given.get("timeout"))
         return
-    if config is not None:
-        spec = read_sweep_file(config, {**given, "params": params})
+    if "--config" in flags:
+        spec = read_sweep_file(flags["--config"], {**given, "params": params})
         if sets:
             spec = spec.model_copy(update={"set": [*spec.set, *sets]})
     else:
         from aezoo.sweepspec import validate_sweep
 
         spec = validate_sweep({**given, "set": sets, "params": params})
-    target = out or Path("sweeps") / (spec.study or spec.variant or "sweep")
+    target = flags.get("--out") or Path("sweeps") / (spec.study or spec.variant or "sweep")
     _run(spec, target)
 
 
@@ -218,4 +211,4 @@ def _short(value: Any) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sweep", help=HELP)(sweep_command)
+    app.command("sweep", help=HELP)(command(FLAGS, sweep_command))

@@ -12,6 +12,7 @@ import typer
 from aezoo import _interrupts
 from aezoo.cli import _complete
 from aezoo.cli._common import console, usage_error, warn
+from aezoo.cli._flags import Flag, command
 from aezoo.cli._help import ManualCommand
 from aezoo.epochs import best, read_rows
 
@@ -40,166 +41,98 @@ Examples:
 """
 
 
-# Every flag that sets something: flag -> (the run spec value it sets, or None; whether it
-# is passed on with --resume, where aezoo.run.resume accepts the train keys in its
-# RESUMABLE and names the others). Flags not passed on cannot be combined with --resume
-# and are named in this order.
-FLAGS: dict[str, tuple[str | None, bool]] = {
-    "NAME": (None, False),
-    "--device": ("train.device", True),
-    "--epochs": ("train.epochs", True),
-    "--batch-size": ("train.batch_size", False),
-    "--lr": ("train.lr", True),
-    "--loss": ("model.loss.name", False),
-    "--seed": ("train.seed", False),
-    "--data": ("data.name", False),
-    "--limit": ("data.limit", False),
-    "--out": (None, False),
-    "--val-fraction": ("data.val_fraction", False),
-    "--image-size": ("data.image_size", False),
-    "--channels": ("data.channels", False),
-    "--skip-bad-images": ("data.skip_bad", False),
-    "--config": (None, False),
-    "--set": (None, False),
-    "--force": (None, False),
-    "--checkpoint-every": ("train.checkpoint_every", True),
-    "--scheduler": ("train.scheduler", True),
-    "--warmup": ("train.warmup", True),
-    "--grad-clip": ("train.grad_clip", True),
-    "--patience": ("train.patience", True),
-    "--precision": ("train.precision", True),
-    "--compile": ("train.compile", True),
-    "--channels-last": ("train.channels_last", True),
-    "--no-images": ("train.images", True),
-    "--callback": ("train.callbacks", True),
-    "--no-callback": ("train.callbacks", True),  # both edit it: config.edit_callbacks
-    "--reader": ("train.reader", True),
-    "--workers": ("train.workers", True),
-    "--init": ("train.init", False),
-    "--init-strict": ("train.init_strict", False),
-}
-_KEYS = {flag: key for flag, (key, _) in FLAGS.items() if key is not None}
-
-
 V = "[default: the variant's]"
 
+# Every flag, once, in the order of `aezoo train --help`: the run spec value it sets (key)
+# and whether it is passed on with --resume (aezoo.run.resume accepts the train keys in its
+# RESUMABLE and names the others). Flags not passed on cannot be combined with --resume
+# and are named in this order.
+FLAGS = [
+    Flag("NAME", str, "Variant to train (see `aezoo list`).", complete=_complete.variants),
+    Flag("--device", str, "auto, cpu, cuda, cuda:N or mps [default: auto].", "DEVICE",
+         key="train.device", resume=True),
+    Flag("--epochs", int, f"Number of epochs {V}.", "N", key="train.epochs", resume=True),
+    Flag("--batch-size", int, f"Images per step {V}.", "N", key="train.batch_size"),
+    Flag("--lr", float, f"Learning rate {V}.", "LR", key="train.lr", resume=True),
+    Flag("--loss", str, f"Loss component, e.g. bce or mse {V}.", "NAME",
+         _complete.losses, key="model.loss.name"),
+    Flag("--seed", int, "Random seed (init, shuffling) [default: 0].", "N", key="train.seed"),
+    Flag("--data", str, "Dataset: mnist5k (embedded), mnist, fashion-mnist, kmnist, cifar10, "
+         "folder:PATH, npz:PATH, npy:PATH, packed:PATH (`aezoo data pack`), wds:URL "
+         "(WebDataset shards) or hf:REPO (Hugging Face datasets) (see `aezoo data list`, "
+         "docs/data.md); a relative PATH is stored absolute [default: mnist5k].", "NAME",
+         _complete.datasets, key="data.name"),
+    Flag("--limit", int, "Use at most N training images [default: all].", "N",
+         key="data.limit"),
+    Flag("--val-fraction", float, "Share of train held out for validation, stratified by "
+         "label [default: 0.1].", "F", key="data.val_fraction"),
+    Flag("--image-size", str, "Resize every image (needed when a folder's images differ in "
+         "size) [default: as stored].", "N|HxW", key="data.image_size"),
+    Flag("--channels", int, "Convert images to grey (1) or RGB (3) [default: as stored].",
+         "1|3", key="data.channels"),
+    Flag("--skip-bad-images", bool, "Streamed sources: skip unreadable images and count them "
+         "(reported each epoch) instead of stopping on the first.", key="data.skip_bad"),
+    Flag("--out", Path, "Output directory [default: runs/NAME-TIME, with -2, -3... added if "
+         "taken].", "DIR"),
+    Flag("--config", Path, "Run spec file: .toml, .yaml or .json.", "FILE"),
+    Flag("--set", list, "Override any spec value, e.g. train.lr=0.01.", "KEY=VALUE",
+         _complete.set_keys),
+    Flag("--force", bool, "Overwrite an existing model file."),
+    Flag("--resume", Path, "Continue an interrupted run from RUN_DIR/state.safetensors "
+         "(settings from its run.json; --epochs, --device, --lr and the switches below may "
+         "change).", "RUN_DIR", _complete.run_dirs),
+    Flag("--checkpoint-every", int, "Also checkpoint every N optimiser steps [default: at "
+         "each epoch end only].", "N", key="train.checkpoint_every", resume=True),
+    Flag("--scheduler", str, "Learning-rate schedule: none, cosine, step or onecycle "
+         "[default: none].", "NAME", _complete.schedules, key="train.scheduler",
+         resume=True),
+    Flag("--warmup", int, "Linear warm-up steps [default: 0].", "STEPS", key="train.warmup",
+         resume=True),
+    Flag("--grad-clip", float, "Clip the global gradient norm to NORM [default: off].",
+         "NORM", key="train.grad_clip", resume=True),
+    Flag("--patience", int, "Early stopping: epochs without a better val_loss [default: "
+         "off].", "EPOCHS", key="train.patience", resume=True),
+    Flag("--precision", str, "Autocast precision; auto: bf16 on CPUs with AMX, else 32; 16 "
+         "uses a GradScaler (GPU only) [default: auto].", "auto|32|bf16|16",
+         key="train.precision", resume=True),
+    Flag("--compile", bool, "torch.compile the training step.", key="train.compile",
+         resume=True),
+    Flag("--channels-last", bool, "NHWC memory layout [default: on for CPU, off elsewhere].",
+         key="train.channels_last", resume=True),
+    Flag("--no-channels-last", bool, "Keep the NCHW memory layout.",
+         key="train.channels_last", resume=True, value=False),
+    Flag("--no-images", bool, "Do not write a reconstruction grid or curves.png each epoch.",
+         key="train.images", resume=True, value=False),
+    Flag("--callback", list, "Add a callback from the aezoo.callbacks entry points, e.g. "
+         "tensorboard, to the variant's own (repeatable).", "NAME", key="train.callbacks",
+         resume=True),
+    Flag("--no-callback", list, "Leave out a callback the variant (or the resumed run) "
+         "turns on (repeatable).", "NAME", key="train.callbacks", resume=True),  # both
+    # edit the list: config.edit_callbacks
+    Flag("--reader", str, "How batches are read: memory (the split in memory), mapped (from "
+         "a memory map) or stream (decoded by DataLoader workers); docs/data.md [default: "
+         "auto: memory when it fits].", "KIND", key="train.reader", resume=True),
+    Flag("--workers", int, "DataLoader worker processes for streamed data [default: up to "
+         "4].", "N", key="train.workers", resume=True),
+    Flag("--init", str, "Start from these weights (fine-tuning): a weight set VARIANT.TAG "
+         "(`aezoo list --pretrained`), hf://ORG/REPO[@REV], a run directory or a model file "
+         "[default: a fresh init].", "WEIGHTS", key="train.init"),
+    Flag("--init-strict", str, "false: load the tensors of --init that fit and list the rest "
+         "[default: true, every tensor must fit].", "true|false", key="train.init_strict"),
+]
+_ROWS = {f.flag: f for f in FLAGS}
 
-def train_command(
-    name: str | None = typer.Argument(None, metavar="NAME",
-                                      help="Variant to train (see `aezoo list`).",
-                                      autocompletion=_complete.variants),
-    device: str | None = typer.Option(
-        None, metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
-    epochs: int | None = typer.Option(None, metavar="N", help=f"Number of epochs {V}."),
-    batch_size: int | None = typer.Option(None, "--batch-size", metavar="N",
-                                          help=f"Images per step {V}."),
-    lr: float | None = typer.Option(None, metavar="LR", help=f"Learning rate {V}."),
-    loss: str | None = typer.Option(None, metavar="NAME",
-                                    help=f"Loss component, e.g. bce or mse {V}.",
-                                    autocompletion=_complete.losses),
-    seed: int | None = typer.Option(None, metavar="N",
-                                    help="Random seed (init, shuffling) [default: 0]."),
-    data: str | None = typer.Option(
-        None, metavar="NAME", help="Dataset: mnist5k (embedded), mnist, fashion-mnist, "
-        "kmnist, cifar10, folder:PATH, npz:PATH, npy:PATH, packed:PATH (`aezoo data pack`), "
-        "wds:URL (WebDataset shards) or hf:REPO (Hugging Face datasets) (see `aezoo data "
-        "list`, docs/data.md); a relative PATH is stored absolute [default: mnist5k].",
-        autocompletion=_complete.datasets),
-    limit: int | None = typer.Option(None, metavar="N",
-                                     help="Use at most N training images [default: all]."),
-    val_fraction: float | None = typer.Option(
-        None, "--val-fraction", metavar="F", help="Share of train held out for validation, "
-        "stratified by label [default: 0.1]."),
-    image_size: str | None = typer.Option(
-        None, "--image-size", metavar="N|HxW", help="Resize every image (needed when a "
-        "folder's images differ in size) [default: as stored]."),
-    channels: int | None = typer.Option(
-        None, "--channels", metavar="1|3",
-        help="Convert images to grey (1) or RGB (3) [default: as stored]."),
-    skip_bad: bool = typer.Option(
-        False, "--skip-bad-images", help="Streamed sources: skip unreadable images and count "
-        "them (reported each epoch) instead of stopping on the first."),
-    out: Path | None = typer.Option(
-        None, metavar="DIR", help="Output directory [default: runs/NAME-TIME, with -2, -3... "
-        "added if taken]."),
-    config: Path | None = typer.Option(None, metavar="FILE",
-                                       help="Run spec file: .toml, .yaml or .json."),
-    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                   help="Override any spec value, e.g. train.lr=0.01.",
-                                   autocompletion=_complete.set_keys),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing model file."),
-    resume: Path | None = typer.Option(
-        None, "--resume", metavar="RUN_DIR",
-        help="Continue an interrupted run from RUN_DIR/state.safetensors (settings from its "
-        "run.json; --epochs, --device, --lr and the switches below may change).",
-        autocompletion=_complete.run_dirs),
-    checkpoint_every: int | None = typer.Option(
-        None, "--checkpoint-every", metavar="N",
-        help="Also checkpoint every N optimiser steps [default: at each epoch end only]."),
-    scheduler: str | None = typer.Option(
-        None, metavar="NAME",
-        help="Learning-rate schedule: none, cosine, step or onecycle [default: none].",
-        autocompletion=_complete.schedules),
-    warmup: int | None = typer.Option(None, metavar="STEPS",
-                                      help="Linear warm-up steps [default: 0]."),
-    grad_clip: float | None = typer.Option(
-        None, "--grad-clip", metavar="NORM",
-        help="Clip the global gradient norm to NORM [default: off]."),
-    patience: int | None = typer.Option(
-        None, metavar="EPOCHS",
-        help="Early stopping: epochs without a better val_loss [default: off]."),
-    precision: str | None = typer.Option(
-        None, metavar="auto|32|bf16|16", help="Autocast precision; auto: bf16 on CPUs with "
-        "AMX, else 32; 16 uses a GradScaler (GPU only) [default: auto]."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the training step."),
-    channels_last_on: bool = typer.Option(
-        False, "--channels-last",
-        help="NHWC memory layout [default: on for CPU, off elsewhere]."),
-    channels_last_off: bool = typer.Option(
-        False, "--no-channels-last", help="Keep the NCHW memory layout."),
-    no_images: bool = typer.Option(
-        False, "--no-images", help="Do not write a reconstruction grid or curves.png each epoch."),
-    callback: list[str] = typer.Option(
-        [], "--callback", metavar="NAME",
-        help="Add a callback from the aezoo.callbacks entry points, e.g. tensorboard, to "
-        "the variant's own (repeatable)."),
-    no_callback: list[str] = typer.Option(
-        [], "--no-callback", metavar="NAME",
-        help="Leave out a callback the variant (or the resumed run) turns on (repeatable)."),
-    reader: str | None = typer.Option(
-        None, metavar="KIND", help="How batches are read: memory (the split in memory), "
-        "mapped (from a memory map) or stream (decoded by DataLoader workers); "
-        "docs/data.md [default: auto: memory when it fits]."),
-    workers: int | None = typer.Option(
-        None, metavar="N", help="DataLoader worker processes for streamed data [default: up "
-        "to 4]."),
-    init: str | None = typer.Option(
-        None, "--init", metavar="WEIGHTS", help="Start from these weights (fine-tuning): a "
-        "weight set VARIANT.TAG (`aezoo list --pretrained`), hf://ORG/REPO[@REV], a run "
-        "directory or a model file [default: a fresh init]."),
-    init_strict: str | None = typer.Option(
-        None, "--init-strict", metavar="true|false", help="false: load the tensors of --init "
-        "that fit and list the rest [default: true, every tensor must fit]."),
-) -> None:
-    if channels_last_on and channels_last_off:
+
+def train_command(given: dict[str, Any]) -> None:
+    """``aezoo train`` with the flags ``given`` (flag -> value, as FLAGS spells them)."""
+    if "--channels-last" in given and "--no-channels-last" in given:
         raise usage_error("--channels-last and --no-channels-last contradict each other",
                           "pass one of them")
-    channels_last = True if channels_last_on else False if channels_last_off else None
-    given = {
-        "NAME": name, "--device": device, "--epochs": epochs, "--batch-size": batch_size,
-        "--lr": lr, "--loss": loss, "--seed": seed, "--data": data, "--limit": limit,
-        "--val-fraction": val_fraction, "--image-size": image_size, "--channels": channels,
-        "--skip-bad-images": True if skip_bad else None,
-        "--out": out, "--config": config, "--set": set_ or None, "--force": force or None,
-        "--checkpoint-every": checkpoint_every, "--scheduler": scheduler, "--warmup": warmup,
-        "--grad-clip": grad_clip, "--patience": patience, "--precision": precision,
-        "--compile": True if compile_ else None, "--channels-last": channels_last,
-        "--no-images": False if no_images else None, "--callback": callback or None,
-        "--no-callback": no_callback or None,
-        "--reader": reader, "--workers": workers,
-        "--init": _absolute_if_path(init), "--init-strict": _truth("--init-strict", init_strict),
-    }
-    given = {flag: value for flag, value in given.items() if value is not None}
+    if "--init" in given:
+        given["--init"] = _absolute_if_path(given["--init"])
+    if "--init-strict" in given:
+        given["--init-strict"] = _truth("--init-strict", given["--init-strict"])
+    resume = given.pop("--resume", None)
     from aezoo.training.precision import flush_denormals
 
     flush_denormals()  # first, before any torch op starts the CPU thread pool
@@ -213,28 +146,28 @@ def train_command(
     from aezoo.doctor import preflight
     from aezoo.run import train
 
-    flags = layer({_KEYS[flag]: value for flag, value in given.items()  # callbacks: below
-                   if flag in _KEYS and flag not in ("--callback", "--no-callback")})
-    spec = run_spec_from(name, config, flags, set_, callbacks=(callback, no_callback))
+    flags = layer({str(_ROWS[flag].key): value for flag, value in given.items()  # callbacks: below
+                   if _ROWS[flag].key and flag not in ("--callback", "--no-callback")})
+    set_ = given.get("--set", [])
+    spec = run_spec_from(given.get("NAME"), given.get("--config"), flags, set_,
+                         callbacks=(given.get("--callback", []), given.get("--no-callback", [])))
     with progress_bars() as progress:  # a shape the model cannot serve fails before a download
         preflight(spec, progress)
     # A shape given with --set is kept (a mismatch with the data is an error). Otherwise
     # it follows the data: a variant's default, or the one `aezoo config` wrote to a file.
-    _report(lambda: train(spec, out, force=force,
+    _report(lambda: train(spec, given.get("--out"), force="--force" in given,
                           callbacks=[_warnings_callback(), ProgressCallback(console)],
                           follow_data=not fixes_input_shape(set_)))
 
 
-def _absolute_if_path(ref: str | None) -> str | None:
+def _absolute_if_path(ref: str) -> str:
     """An --init that is a path is recorded absolute (run.json must still find it)."""
-    if ref is None or ref.startswith("hf://") or not Path(ref).exists():
+    if ref.startswith("hf://") or not Path(ref).exists():
         return ref
     return str(Path(ref).resolve())
 
 
-def _truth(flag: str, value: str | None) -> bool | None:
-    if value is None:
-        return None
+def _truth(flag: str, value: str) -> bool:
     if value.lower() in ("true", "1", "yes"):
         return True
     if value.lower() in ("false", "0", "no"):
@@ -246,12 +179,12 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     from aezoo.cli.progress import ProgressCallback
     from aezoo.run import resume
 
-    fresh = [flag for flag in FLAGS if flag in given and not FLAGS[flag][1]]
+    fresh = [flag for flag in given if not _ROWS[flag].resume]
     if fresh:
         raise usage_error(f"{', '.join(fresh)} cannot be combined with --resume",
                           "a resumed run keeps its run.json; start a new run to change them")
-    overrides = {_KEYS[flag].removeprefix("train."): value
-                 for flag, value in given.items() if FLAGS[flag][1] and flag != "--no-callback"}
+    overrides = {str(_ROWS[flag].key).removeprefix("train."): value
+                 for flag, value in given.items() if flag != "--no-callback"}
     from aezoo.errors import AezooError
     from aezoo.rundir import METRICS_JSONL
 
@@ -283,6 +216,7 @@ def _warnings_callback() -> Any:
 
 def _report(run: Callable[[], Any], before: int = 0) -> None:
     """Run, then one line about the result; an interrupt is a warning with exit 130/143."""
+    from aezoo.rundir import METRICS_JSONL
     from aezoo.training import TrainingInterrupted
 
     started = time.perf_counter()
@@ -301,7 +235,7 @@ def _report(run: Callable[[], Any], before: int = 0) -> None:
     loss = f"val_loss {last.val_loss:.5f}; " if last else ""
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
     console.print(f"saved {result.model_path}{stop} ({loss}metrics in "
-                  f"{result.out_dir / 'metrics.jsonl'})", highlight=False, soft_wrap=True)
+                  f"{result.out_dir / METRICS_JSONL})", highlight=False, soft_wrap=True)
     for text in summary(result, time.perf_counter() - started, before):
         console.print(text, highlight=False, soft_wrap=True)
 
@@ -310,7 +244,7 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
     """What a user needs next: the time, the best epoch, where the files are, what to run.
     ``before``: epochs an earlier session trained (a resumed run's time is this session's)."""
     from aezoo.cli.runs import duration as _duration
-    from aezoo.rundir import BEST_FILE, CURVES_FILE, IMAGES_DIR
+    from aezoo.rundir import BEST_FILE, CURVES_FILE, IMAGES_DIR, epoch_image
 
     out, history = result.out_dir, result.history
     session = history[before:]
@@ -330,8 +264,8 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
         lines.append(f"best epoch {found[0].epoch}: {key} {found[1]:.5f} ({out / BEST_FILE})")
     images = out / IMAGES_DIR
     files = [("model", result.model_path), ("curves", images / CURVES_FILE)]
-    if history and (images / f"epoch-{history[-1].epoch:04d}.png").exists():
-        files.append(("reconstructions", images / f"epoch-{history[-1].epoch:04d}.png"))
+    if history:
+        files.append(("reconstructions", images / epoch_image(history[-1].epoch)))
     lines += [f"  {name:<16}{path}" for name, path in files if path.exists()]
     lines += ["next:", f"  aezoo eval {out}",
               f"  aezoo reconstruct {out} --out {out / 'recon.png'}"]
@@ -339,4 +273,4 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", help=HELP, cls=ManualCommand)(train_command)
+    app.command("train", help=HELP, cls=ManualCommand)(command(FLAGS, train_command))
