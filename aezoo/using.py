@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -70,20 +69,12 @@ def _array_split(model: Any, path: Path, data: Any, split: str | None, limit: in
                   memory_format)
 
 
-@dataclass
-class Evaluated:
-    """What ``evaluate`` measured, with the model and images it used (for the CLI)."""
-
-    loaded: Any
-    result: Any
-    report: dict[str, Any]
-
-
 def evaluation(model: Any, data: Any = None, split: str | None = None,
                limit: int | None = None, batch_size: int = 1024, device: str = "auto",
-               corrupt: str | None = None, seed: int = 0,
-               metrics: list[str] | None = None) -> Evaluated:
-    """``evaluate``'s work, returning the loaded model and metrics objects too."""
+               corrupt: str | None = None, seed: int = 0, metrics: list[str] | None = None
+               ) -> tuple[Any, Any, dict[str, Any]]:
+    """``evaluate``'s work: (the Loaded model and split, the Evaluation, the report), for
+    the CLI."""
     from aezoo.evaluation import evaluate as measure
     from aezoo.loaded import corruption
 
@@ -93,7 +84,7 @@ def evaluation(model: Any, data: Any = None, split: str | None = None,
                      metrics)
     report = {"model": str(loaded.path), "data": loaded.data_name, "split": loaded.split,
               "device": str(loaded.images.device), **result.as_dict()}
-    return Evaluated(loaded, result, report)
+    return loaded, result, report
 
 
 def evaluate(model: Any, data: Any = None, split: str | None = None,
@@ -110,7 +101,7 @@ def evaluate(model: Any, data: Any = None, split: str | None = None,
     the dataset has one, else val). ``corrupt``: a transform name (denoising).
     """
     return evaluation(model, data, split, limit, batch_size, device, corrupt, seed,
-                      metrics).report
+                      metrics)[2]
 
 
 class Encoded(NamedTuple):

@@ -47,8 +47,8 @@ def eval_command(
     from aezoo.using import evaluation
 
     chosen = None if not metric else [m for m in metric if m != "none"]
-    done = evaluation(model, data, split, limit, batch_size, device, corrupt, seed, chosen)
-    loaded, result, report = done.loaded, done.result, done.report
+    loaded, result, report = evaluation(model, data, split, limit, batch_size, device,
+                                        corrupt, seed, chosen)
     if as_json:
         typer.echo(json.dumps(finite_or_null(report), allow_nan=False))
         return
