@@ -14,8 +14,6 @@ from aezoo.errors import UsageError
 from aezoo.specs import ComponentSpec
 from aezoo.tensors import unit_batches
 
-ENCODE_OUTPUTS = ("mean", "logvar", "sample")  # and any extra the encoder returns by name
-
 
 @torch.no_grad()
 def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,

@@ -44,7 +44,6 @@ def check_picture_path(out: Path) -> None:
                          f"'{out.suffix or out.name}')", "use --out NAME.png")
 
 
-
 def new_picture(out: str | os.PathLike[str] | None, force: bool) -> Path | None:
     """``out`` as a PNG to write (None: no picture), refused now when it is not ``.png``
     or exists without ``force``."""
