@@ -11,7 +11,8 @@ Each metric is computed per image, then averaged over the batch:
   scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=1)``.
 
-A model's mean metrics over a split: ``aezoo.evaluation.evaluate``.
+``BUILTIN`` holds them as metric descriptors, the shape a plugin's metric has, so a
+model's mean metrics over a split (``aezoo.evaluation.evaluate``) computes both alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from aezoo.errors import ShapeError
+from aezoo.protocols import Forward, MetricComponent
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -86,3 +88,23 @@ def ssim(recon: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> 
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
                 / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
     return _per_image(ssim_map)
+
+
+def _bce(fwd: Forward) -> torch.Tensor:
+    return bce_with_logits(fwd.logits, fwd.target)
+
+
+def _input_psnr(fwd: Forward) -> torch.Tensor:
+    return psnr(fwd.input, fwd.target)
+
+
+# By the name aezoo eval reports each under; ssim needs images of SSIM_WINDOW or more,
+# input_psnr (of the corrupted inputs against the clean images) a --corrupt.
+BUILTIN = {
+    "mse": MetricComponent(mse, "mean squared error"),
+    "bce": MetricComponent(_bce, "binary cross-entropy, from logits", sees_forward=True),
+    "psnr": MetricComponent(psnr, "peak signal-to-noise ratio (dB)", higher_is_better=True),
+    "ssim": MetricComponent(ssim, "structural similarity", higher_is_better=True),
+    "input_psnr": MetricComponent(_input_psnr, "PSNR of the corrupted inputs (dB)",
+                                  higher_is_better=True, sees_forward=True),
+}

@@ -19,8 +19,9 @@ import numpy as np
 
 from aezoo._io import atomic_write, finite_or_null
 from aezoo.errors import UsageError
-from aezoo.evaluation import load_split, write_npy
 from aezoo.inference import METRICS, default_metric
+from aezoo.loaded import load_split
+from aezoo.outputs import write_npy
 
 __all__ = ["SCORE_SUFFIXES", "Scores", "check_scores_path", "roc_auc", "score_split",
            "worst_picture", "write_scores"]

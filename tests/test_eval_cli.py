@@ -205,7 +205,7 @@ def test_latents_npz_holds_exactly_its_arrays(tmp_path: Path, monkeypatch: pytes
                                               expected: list[str]) -> None:
     """Every keyword np.savez gets is an array of the file (numpy before 2.2 stores any
     other keyword, e.g. allow_pickle, as one more array)."""
-    from aezoo import evaluation
+    from aezoo import outputs
 
     passed: list[str] = []
     real = np.savez
@@ -215,10 +215,10 @@ def test_latents_npz_holds_exactly_its_arrays(tmp_path: Path, monkeypatch: pytes
         passed.extend(kwds)
         real(file, **kwds)
 
-    monkeypatch.setattr(evaluation.np, "savez", savez)
+    monkeypatch.setattr(outputs.np, "savez", savez)
     out = tmp_path / "z.npz"
     latents = np.arange(12, dtype=np.float32).reshape(3, 4)
-    assert evaluation.write_latents(out, latents, labels, names) is None
+    assert outputs.write_latents(out, latents, labels, names) is None
     assert sorted(passed) == expected
     with np.load(out, allow_pickle=False) as npz:
         assert sorted(npz.files) == expected
@@ -234,8 +234,8 @@ def test_encode_outputs_any_extra_the_encoder_returns_by_name():
     import torch
 
     import aezoo
+    from aezoo.encoding import encode_split
     from aezoo.errors import UsageError
-    from aezoo.evaluation import encode_split
 
     model = aezoo.build("cae-upsample")
     plain = model.encode_parts

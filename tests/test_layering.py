@@ -20,22 +20,24 @@ ROOT = Path(__file__).resolve().parents[1] / "aezoo"
 # Lowest first. A module may import from its own layer and any layer above it in this list.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.errors", "aezoo.protocols", "aezoo._version", "aezoo._io", "aezoo._safetensors",
-     "aezoo._interrupts",
+     "aezoo._interrupts", "aezoo.outputs",
      "aezoo.device", "aezoo.tensors", "aezoo.metrics", "aezoo.viz", "aezoo.curves", "aezoo.epochs",
      "aezoo.latents", "aezoo.data.source", "aezoo.kinds", "aezoo.weightset", "aezoo.hub"),
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
      "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold",
-     "aezoo.records", "aezoo.pretrained", "aezoo.sweepspec"),
+     "aezoo.records", "aezoo.pretrained", "aezoo.sweepspec", "aezoo.inmemory"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
-    ("aezoo.checkpoint", "aezoo.evaluation", "aezoo.exporting", "aezoo.scoring", "aezoo.sharing"),
+    ("aezoo.checkpoint", "aezoo.loaded", "aezoo.encoding", "aezoo.evaluation", "aezoo.exporting",
+     "aezoo.scoring", "aezoo.sharing"),
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),
     ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.leaderboard", "aezoo.sweep",
      "aezoo.sweepshow"),
     # The front doors: the commands, and the Python API (the facade and aezoo.api, whose
-    # functions the commands call; fit shows the commands' progress).
-    ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__", "aezoo", "aezoo.api"),
+    # functions the commands call; fit shows the commands' progress), split by job.
+    ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__", "aezoo", "aezoo.api", "aezoo.fitting",
+     "aezoo.using", "aezoo.pictures"),
 )
 
 

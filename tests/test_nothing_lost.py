@@ -219,7 +219,7 @@ def test_encode_force_never_leaves_old_labels_beside_new_latents(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from aezoo.evaluation import write_latents
+    from aezoo.outputs import write_latents
 
     out = tmp_path / "lat.npy"
     z = np.zeros((3, 4), np.float32)

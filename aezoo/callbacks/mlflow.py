@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from aezoo.callbacks.tracking import Tracker
-from aezoo.errors import UsageError
 from aezoo.rundir import IMAGES_DIR
 
 _STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLED"}
@@ -22,16 +21,12 @@ _STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLE
 class MlflowLogger(Tracker):
     """One MLflow run per aezoo run (the same one again on ``--resume``)."""
 
-    state_key = "mlflow"
+    state_key = package = "mlflow"
+    module = "mlflow.tracking"
 
     def __init__(self, out_dir: str | Path) -> None:
-        try:  # imported here, when asked for: fail before any data is loaded
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise UsageError("the mlflow callback needs the mlflow package",
-                             "pip install 'aezoo[mlflow]'") from None
         super().__init__(out_dir)
-        self.client: Any = MlflowClient()
+        self.client: Any = self.lib.MlflowClient()
 
     def _experiment(self) -> str:
         if os.environ.get("MLFLOW_EXPERIMENT_ID"):

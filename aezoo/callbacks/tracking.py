@@ -5,12 +5,14 @@ state, so ``--resume`` continues the same tracker run. Rank 0 only (the default)
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo.callbacks.pruning import epoch_values
+from aezoo.errors import UsageError
 from aezoo.rundir import (
     BEST_FILE,
     CURVES_FILE,
@@ -33,8 +35,15 @@ class Tracker(Callback):
     """The shared part; a subclass opens, logs to and closes its tracker's run."""
 
     state_key: str | None = None  # set by each subclass: the run id is resumed with it
+    package = ""  # set by each subclass: also its callback's and its aezoo extra's name
+    module = ""  # the module of the package it uses (default: the package): self.lib
 
     def __init__(self, out_dir: str | Path) -> None:
+        try:  # imported here, when asked for: fail before any data is loaded
+            self.lib: Any = importlib.import_module(self.module or self.package)
+        except ImportError:
+            raise UsageError(f"the {self.package} callback needs the {self.package} package",
+                             f"pip install 'aezoo[{self.package}]'") from None
         self.out = Path(out_dir)
         self.run_id: str | None = None
 

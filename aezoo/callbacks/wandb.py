@@ -12,27 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from aezoo.callbacks.tracking import Tracker
-from aezoo.errors import UsageError
 
 
 class WandbLogger(Tracker):
     """One W&B run per aezoo run, its files under ``RUN/wandb/`` (the same run again on
     ``--resume``)."""
 
-    state_key = "wandb"
+    state_key = package = "wandb"
 
     def __init__(self, out_dir: str | Path) -> None:
-        try:  # imported here, when asked for: fail before any data is loaded
-            import wandb
-        except ImportError:
-            raise UsageError("the wandb callback needs the wandb package",
-                             "pip install 'aezoo[wandb]'") from None
         super().__init__(out_dir)
-        self.wandb: Any = wandb
         self.run: Any = None
 
     def open(self, params: dict[str, str], resumed: bool) -> str:
-        self.run = self.wandb.init(
+        self.run = self.lib.init(
             project=os.environ.get("WANDB_PROJECT", "aezoo"), dir=str(self.out),
             name=self.out.name, id=self.run_id, resume="allow" if self.run_id else None,
             config=params, allow_val_change=True, reinit="create_new")
@@ -45,7 +38,7 @@ class WandbLogger(Tracker):
         self.run.summary.update(values)
 
     def log_files(self, files: list[Path]) -> None:
-        artifact = self.wandb.Artifact(f"run-{self.run.id}", type="model")
+        artifact = self.lib.Artifact(f"run-{self.run.id}", type="model")
         for path in files:
             artifact.add_file(str(path), name=str(path.relative_to(self.out)))
         self.run.log_artifact(artifact)

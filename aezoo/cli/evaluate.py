@@ -44,11 +44,11 @@ def eval_command(
     sigma 1.5 (Wang et al. 2004), so it is n/a (null in JSON) for smaller images. Numbers
     that are not finite (NaN weights) are null in JSON. See docs/training.md.
     """
-    from aezoo.api import evaluation
+    from aezoo.using import evaluation
 
     chosen = None if not metric else [m for m in metric if m != "none"]
-    done = evaluation(model, data, split, limit, batch_size, device, corrupt, seed, chosen)
-    loaded, result, report = done.loaded, done.result, done.report
+    loaded, result, report = evaluation(model, data, split, limit, batch_size, device,
+                                        corrupt, seed, chosen)
     if as_json:
         typer.echo(json.dumps(finite_or_null(report), allow_nan=False))
         return
