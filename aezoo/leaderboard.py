@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aezoo._io import atomic_write
+from aezoo.epochs import finite
 from aezoo.errors import OutputExistsError, UnknownNameError, UsageError, summary
 from aezoo.rundir import METRICS_JSONL, MODEL_FILE, RUN_FILE, STATE_FILE
 
@@ -212,8 +213,7 @@ def summarise(runs: dict[str, dict[str, Any]], variants: Sequence[str], seeds: i
         row: dict[str, Any] = {"variant": variant, "seeds": len(mine),
                                "params": mine[0].get("params")}
         for metric in METRICS:
-            values = [float(r[metric]) for r in mine
-                      if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
+            values = [float(r[metric]) for r in mine if finite(r.get(metric))]
             row[metric] = statistics.fmean(values) if values else None
             row[f"{metric}_spread"] = _spread(values) if values else None
         rows.append(row)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aezoo.callbacks.pruning import epoch_values
+from aezoo.epochs import finite
 from aezoo.errors import UsageError
 from aezoo.rundir import (
     BEST_FILE,
@@ -86,10 +86,10 @@ class Tracker(Callback):
         self.run_id = self.open(self.params(), resumed)
         for result in trainer.history:  # a tracker run of a run older than the tracker
             if not resumed:
-                self.log_values(finite(epoch_values(result)), result.epoch)
+                self.log_values(finite_values(epoch_values(result)), result.epoch)
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        self.log_values(finite(epoch_values(result)), result.epoch)
+        self.log_values(finite_values(epoch_values(result)), result.epoch)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.run_id is None:
@@ -104,9 +104,8 @@ class Tracker(Callback):
             self.close(outcome)
 
 
-def finite(values: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, (int, float)) and math.isfinite(v)}
+def finite_values(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if finite(v)}
 
 
 def final_metrics(trainer: Trainer) -> dict[str, float]:
@@ -120,7 +119,7 @@ def final_metrics(trainer: Trainer) -> dict[str, float]:
         return {}  # streamed validation data: `aezoo eval RUN` measures it
     with trainer.averaged():
         result = evaluate(trainer.model, images, memory_format=trainer.memory_format)
-    return {f"eval_{k}": v for k, v in finite(
+    return {f"eval_{k}": v for k, v in finite_values(
         {k: v for k, v in result.as_dict().items() if isinstance(v, (int, float))}).items()}
 
 
