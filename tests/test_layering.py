@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "aezoo.sweepshow"),
     # The front doors: the commands, and the Python API (the facade and aezoo.api, whose
     # functions the commands call; fit shows the commands' progress).
-    ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__", "aezoo", "aezoo.api"),
+    ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__", "aezoo", "aezoo.api", "aezoo.plotting"),
 )
 
 

@@ -1,4 +1,5 @@
-"""``images/curves.png`` each epoch, and ``status.json``: how the training process ended."""
+"""``images/curves.png`` (redrawn every few seconds while training and at its end), and
+``status.json``: how the training process ended."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from aezoo.training.hooks import Callback, EpochResult
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
 
+REDRAW_SECONDS = 5.0  # at most one drawing of the curves in this long while training
+
 
 def row(result: EpochResult) -> dict[str, Any]:
     """A metrics.jsonl row of ``result`` (the columns the curves draw)."""
@@ -23,25 +26,47 @@ def row(result: EpochResult) -> dict[str, Any]:
 
 
 class CurvesWriter(Callback):
-    """Redraws ``images/curves.png`` from the trainer's history after every epoch (a few
-    milliseconds: see ``aezoo.curves``), atomically, so it can be opened at any time."""
+    """Redraws ``images/curves.png`` from the trainer's history at most every ``interval``
+    seconds and once at the end of training, atomically, so it can be opened at any time.
+    The drawing (matplotlib: see ``aezoo.curves``) runs on the run's writer thread: an
+    epoch only files its row and reads the clock."""
 
-    def __init__(self, out_dir: str | Path) -> None:
+    def __init__(self, out_dir: str | Path, interval: float = REDRAW_SECONDS) -> None:
         self.out = Path(out_dir)
         self.path = self.out / IMAGES_DIR / CURVES_FILE
+        self.interval = interval
         self._rows: dict[int, dict[str, Any]] = {}
+        self._drawn = 0.0  # time.monotonic() when the last drawing finished
+        self._drawing = False  # one handed over and not finished: the next epoch skips
+        self._upto = 0  # the last epoch drawn
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._rows = {r.epoch: row(r) for r in trainer.history}
+        self._drawn, self._upto = time.monotonic(), 0
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        from aezoo.curves import run_curves, write_picture
-
         self._rows[result.epoch] = row(result)  # a re-trained epoch replaces its old row
-        rows = [self._rows[e] for e in sorted(self._rows) if e <= result.epoch]
-        picture = run_curves(rows, title=self.out.name)
-        trainer.files.submit(lambda: write_picture(self.path, picture))
+        if not self._drawing and time.monotonic() - self._drawn >= self.interval:
+            self._draw(trainer, result.epoch)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if trainer.history and trainer.history[-1].epoch != self._upto:
+            self._draw(trainer, trainer.history[-1].epoch)
+
+    def _draw(self, trainer: Trainer, last: int) -> None:
+        rows = [self._rows[e] for e in sorted(self._rows) if e <= last]
+        self._drawing, self._upto = True, last
+
+        def draw() -> None:
+            from aezoo.curves import run_curves, write_picture
+
+            try:
+                write_picture(self.path, run_curves(rows, title=self.out.name))
+            finally:
+                self._drawn, self._drawing = time.monotonic(), False
+
+        trainer.files.submit(draw)
 
 
 def curves(out_dir: str | Path) -> CurvesWriter:
