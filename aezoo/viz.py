@@ -14,7 +14,6 @@ import numpy as np
 
 from aezoo._io import atomic_write
 from aezoo.errors import UsageError, WriteError
-from aezoo.tensors import to_uint8, to_unit
 
 if TYPE_CHECKING:
     import torch
@@ -247,6 +246,8 @@ def reconstruct(model: Autoencoder, images: torch.Tensor,
                 memory_format: torch.memory_format | None = None) -> torch.Tensor:
     """``model``'s reconstructions of uint8 ``images`` (on its device), as uint8."""
     import torch
+
+    from aezoo.tensors import to_uint8, to_unit  # torch: not for writing a picture
 
     was_training = model.training
     model.eval()

@@ -129,6 +129,9 @@ def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(
 
 def test_plot_draws_a_run_on_demand(trained: Path, cli: Cli, tmp_path: Path) -> None:
     figure = aezoo.plot(trained)  # a matplotlib Figure; nothing written
+    code = f"import sys, aezoo; aezoo.plot({str(trained)!r}); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["False"]  # metrics.jsonl only
     assert figure.axes[0].get_title() == "done" and not (tmp_path / "c.png").exists()
     result = cli("plot", str(trained), "--out", "c.png")
     assert result.exit_code == 0 and "wrote c.png" in result.stdout
