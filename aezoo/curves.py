@@ -31,6 +31,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 LR_COLOR, MARK = "#969696", "#c81e1e"
 LOG_RATIO = 20.0  # values spanning more than this factor are drawn on a log scale
 PANEL_RATIO = 5.0  # terms whose typical value is this far from the loss's: their own panel
+LEGEND_COLUMNS = 4  # entries a row in the legend below the panels
 
 
 def figure(width: int = WIDTH, height: int = HEIGHT, panels: int = 1, columns: int = 1,
@@ -151,6 +152,7 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
         values = [v for key in group for v in _draw(
             ax, rows, key, colors[key],
             linewidth=2 if key.endswith("_loss") else 1.2,
+            zorder=3 if key.endswith("_loss") else 2,  # the loss over a term equal to it
             linestyle="--" if key.startswith("train_") and key != "train_loss" else "-")]
         _scale(ax, values)
         _epochs(ax)
@@ -176,14 +178,14 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
         lr_ax.tick_params(axis="y", colors=LR_COLOR)
         _scale(lr_ax, list(lrs))
         handles.append(line)
-    elif lrs:
-        top.text(0.99, 0.02, f"lr {next(iter(lrs)):.4g} (constant)", color=LR_COLOR,
-                 transform=top.transAxes, ha="right", va="bottom", fontsize="small")
+    elif lrs:  # named in the legend, where it covers nothing
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color=LR_COLOR, linestyle=":",
+                              label=f"lr {next(iter(lrs)):.4g} (constant)"))
     legend(fig, handles)
     return fig
 
-
-LEGEND_COLUMNS = 4
 
 
 def legend(fig: Figure, handles: list[Any]) -> None:
