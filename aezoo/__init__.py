@@ -22,6 +22,7 @@ from aezoo.api import (
     score,
 )
 from aezoo.errors import AezooError, UsageError
+from aezoo.plotting import plot
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from aezoo.specs import ModelSpec
 
 __all__ = ["AezooError", "bench", "build", "compare", "encode", "evaluate", "export", "fit",
-           "interpolate", "list_pretrained", "list_variants", "load", "reconstruct", "runs",
+           "interpolate", "list_pretrained", "list_variants", "load", "plot", "reconstruct", "runs",
            "sample", "save", "score", "__version__"]
 
 def build(name_or_spec: str | ModelSpec | dict[str, Any], *, pretrained: bool | str = False,

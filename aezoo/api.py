@@ -2,7 +2,8 @@
 
 Each module holds one job: training (``aezoo.fitting``: ``fit``, :class:`Run`), using a
 trained model (``aezoo.using``: ``evaluate``, ``encode``, ``score``, ``export``),
-pictures (``aezoo.pictures``: ``reconstruct``, ``sample``, ``interpolate``), images in
+pictures (``aezoo.pictures``: ``reconstruct``, ``sample``, ``interpolate``), curves
+(``aezoo.plotting``: ``plot``), images in
 memory (``aezoo.inmemory``); the records of runs (``runs``, ``compare``, ``bench``) are
 here. Each function takes the arguments (and defaults) of its command. See docs/api.md.
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from aezoo.fitting import Run, as_target, fit
 from aezoo.inmemory import MAX_ARRAY_BYTES
 from aezoo.pictures import Picture, interpolate, reconstruct, sample
+from aezoo.plotting import plot
 from aezoo.using import Encoded, encode, evaluate, export, score
 
 if TYPE_CHECKING:
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from aezoo.records import Comparison, RunInfo
 
 __all__ = ["MAX_ARRAY_BYTES", "Encoded", "Picture", "Run", "bench", "compare", "encode",
-           "evaluate", "export", "fit", "interpolate", "reconstruct", "runs", "sample", "score"]
+           "evaluate", "export", "fit", "interpolate", "plot", "reconstruct", "runs", "sample",
+           "score"]
 
 
 def runs(directory: str | os.PathLike[str] = "runs",

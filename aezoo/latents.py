@@ -1,28 +1,28 @@
 """The latent space as a picture: codes projected to 2-D, a dot per image coloured by label.
 
 PCA always works (numpy's SVD of the centred codes); UMAP (``umap-learn``) and t-SNE
-(scikit-learn) are used when installed. The picture is drawn with Pillow, like the loss
-curves: ``aezoo encode RUN --plot latents.png`` and ``aezoo.encode(..., plot=...)``.
+(scikit-learn) are used when installed. The picture is drawn with matplotlib, like the
+loss curves: ``aezoo encode RUN --plot latents.png`` and ``aezoo.encode(..., plot=...)``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aezoo.curves import INK, PALETTE, Axis, Canvas, Color, _text_width, ink, label, linear_ticks
+from aezoo.curves import PALETTE, figure
 from aezoo.errors import UsageError
 
 if TYPE_CHECKING:
-    from PIL import Image
+    from matplotlib.figure import Figure
 
 PROJECTIONS = ("pca", "umap", "tsne")
 MAX_LEGEND = 20  # classes named in the legend; more are counted
-GREY: Color = (120, 120, 120)
+GREY = "#787878"
+LEGEND_WIDTH = 170  # pixels to the right of the plot for the classes' names
 
 
 @dataclass
@@ -71,20 +71,13 @@ def project(latents: np.ndarray, method: str = "pca", seed: int = 0) -> Projecti
                       (f"PC1 ({shares[0]:.1%} of variance)", f"PC2 ({shares[1]:.1%})"))
 
 
-def _dot_offsets(radius: float) -> list[tuple[int, int]]:
-    r = math.ceil(radius)
-    return [(dx, dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)
-            if dx * dx + dy * dy <= radius * radius + 0.5]
-
-
 def picture(projection: Projection, labels: np.ndarray | None = None,
             class_names: Sequence[str] | None = None, title: str = "",
-            size: tuple[int, int] = (620, 480), seed: int = 0) -> Image.Image:
+            size: tuple[int, int] = (620, 480), seed: int = 0) -> Figure:
     """A scatter plot of ``projection``'s points, coloured by ``labels`` (named by
     ``class_names`` where known) with a legend on the right; dots drawn in a random order
     (``seed``) so that no class hides the others."""
-    from PIL import Image as PILImage
-    from PIL import ImageDraw
+    from matplotlib.lines import Line2D
 
     points = projection.points
     classes = sorted({int(v) for v in labels}) if labels is not None else []
@@ -92,55 +85,31 @@ def picture(projection: Projection, labels: np.ndarray | None = None,
              for k in classes}
     counts = dict(zip(*np.unique(labels, return_counts=True), strict=True)) \
         if labels is not None else {}
-    legend = [(k, f"{names[k]} ({int(counts[k]):,})") for k in classes]
-    shown = legend[:MAX_LEGEND]
-    legend_w = (max((_text_width(t) for _, t in shown), default=0) + 40) if shown else 0
-    w, h = size[0] + int(legend_w), size[1]
-    left, right, top, bottom = 64, 16 + int(legend_w), 34, 46
-    x0, x1, y0, y1 = left, w - right, top, h - bottom
-    canvas = Canvas((w, h))
+    fig, (ax,) = figure(size[0] + (LEGEND_WIDTH if classes else 0), size[1])
     finite = np.isfinite(points).all(axis=1)
-    xs, ys = points[finite, 0], points[finite, 1]
-    xa = Axis(float(xs.min(initial=0.0)), float(xs.max(initial=1.0)), x0, x1, False)
-    ya = Axis(float(ys.min(initial=0.0)), float(ys.max(initial=1.0)), y1, y0, False)
-    for t in linear_ticks(*xa.bounds(), target=6):
-        canvas.line((xa(t), y0, xa(t), y1), (236, 236, 236))
-        canvas.text((xa(t), y1 + 4), label(t), INK, "ma")
-    for t in linear_ticks(*ya.bounds(), target=6):
-        canvas.line((x0, ya(t), x1, ya(t)), (236, 236, 236))
-        canvas.text((x0 - 5, ya(t)), label(t), INK, "rm")
     colors = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(classes)}
-    # The dots: painted into the palette image with numpy, in a seeded random order.
-    inks = np.array([ink(colors[int(v)]) for v in labels[finite]] if labels is not None
-                    else [ink(PALETTE[0])] * int(finite.sum()), dtype=np.uint8)
-    order = np.random.default_rng(seed).permutation(len(xs))
-    px = np.rint(x0 + (xs - xa.lo) / (xa.hi - xa.lo) * (x1 - x0))[order].astype(np.int64)
-    py = np.rint(y1 + (ys - ya.lo) / (ya.hi - ya.lo) * (y0 - y1))[order].astype(np.int64)
-    radius = 2.0 if len(xs) <= 2000 else 1.5 if len(xs) <= 20000 else 1.0
-    pixels = np.array(canvas.image)
-    for dx, dy in _dot_offsets(radius):
-        cx, cy = np.clip(px + dx, x0 + 1, x1 - 1), np.clip(py + dy, y0 + 1, y1 - 1)
-        pixels[cy, cx] = inks[order]
-    canvas.image = PILImage.fromarray(pixels, "P")
-    canvas.draw = ImageDraw.Draw(canvas.image)
-    canvas.draw.rectangle((x0, y0, x1, y1), outline=ink(INK))
-    canvas.text(((x0 + x1) / 2, y1 + 22), projection.axes[0], INK, "ma")
-    canvas.text((6, y0 - 8), projection.axes[1], INK, "ls")
-    if title:
-        canvas.text(((x0 + x1) / 2, 6), title, INK, "ma")
-    for row, (k, text) in enumerate(shown):
-        cy = y0 + 8 + 17 * row
-        canvas.draw.ellipse((x1 + 14, cy - 4, x1 + 22, cy + 4), fill=ink(colors[k]))
-        canvas.text((x1 + 28, cy), text, INK, "lm")
-    if len(legend) > len(shown):
-        canvas.text((x1 + 14, y0 + 8 + 17 * len(shown)), f"+{len(legend) - len(shown)} more",
-                    GREY, "lm")
+    dots = np.array([colors[int(v)] for v in labels[finite]] if labels is not None
+                    else [PALETTE[0]] * int(finite.sum()))
+    order = np.random.default_rng(seed).permutation(int(finite.sum()))
+    area = 16.0 if len(order) <= 2000 else 9.0 if len(order) <= 20000 else 4.0
+    ax.scatter(points[finite, 0][order], points[finite, 1][order], s=area,
+               c=list(dots[order]), linewidths=0)
+    ax.set(xlabel=projection.axes[0], ylabel=projection.axes[1], title=title)
+    shown = [Line2D([], [], linestyle="none", marker="o", color=colors[k],
+                    label=f"{names[k]} ({int(counts[k]):,})") for k in classes[:MAX_LEGEND]]
+    if len(classes) > MAX_LEGEND:
+        shown.append(Line2D([], [], linestyle="none",
+                            label=f"+{len(classes) - MAX_LEGEND} more"))
+    if shown:
+        ax.legend(handles=shown, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False,
+                  fontsize="small", borderaxespad=0)
     if labels is None:
-        canvas.text((x1 - 6, y1 - 6), "no labels: one colour", GREY, "rd")
-    return canvas.finish()
+        ax.text(0.99, 0.01, "no labels: one colour", color=GREY, transform=ax.transAxes,
+                ha="right", va="bottom", fontsize="small")
+    return fig
 
 
-def write(path: Any, image: Image.Image) -> Any:
+def write(path: Any, image: Figure) -> Any:
     """Write the picture as a PNG, atomically (the errors of every aezoo picture)."""
     from aezoo.curves import write_picture
 

@@ -230,23 +230,25 @@ def _write(out: Path, settings: dict[str, Any], runs: dict[str, dict[str, Any]],
 
 
 def bench_picture(summary: Sequence[dict[str, Any]]) -> Any:
-    """Two panels: PSNR against parameters (log scale) and against training time."""
-    from PIL import Image
+    """Two panels: PSNR against parameters (log scale) and against training time, a
+    coloured dot per variant, named in the legend below."""
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-    from aezoo.curves import PALETTE, Line, plot
+    from aezoo.curves import PALETTE, figure, legend
 
-    def panel(x: str, xlabel: str, xlog: bool) -> Any:
-        lines = [Line(r["variant"], [(float(r[x]), float(r["psnr"]))],
-                      PALETTE[i % len(PALETTE)], 4)
-                 for i, r in enumerate(summary)
-                 if isinstance(r.get(x), (int, float)) and isinstance(r.get("psnr"), float)]
-        return plot(lines, xlabel=xlabel, ylabel="PSNR (dB)", log=False, xlog=xlog,
-                    title=f"PSNR vs {xlabel}", size=(560, 420))
-
-    left = panel("params", "parameters", True)  # the x label adds "(log scale)"
-    right = panel("seconds", "training time (s)", False)
-    both = Image.new("P", (left.width + right.width, max(left.height, right.height)), 0)
-    both.putpalette(right.getpalette() or [])  # the later: inks only ever get added
-    both.paste(left, (0, 0))
-    both.paste(right, (left.width, 0))
-    return both
+    fig, axes = figure(width=1120, height=450 + 18 * math.ceil(len(summary) / 4), panels=2,
+                       columns=2)
+    for ax, (x, xlabel) in zip(axes, (("params", "parameters"),
+                                      ("seconds", "training time (s)")), strict=True):
+        for i, r in enumerate(summary):
+            if isinstance(r.get(x), (int, float)) and isinstance(r.get("psnr"), float):
+                ax.plot([r[x]], [r["psnr"]], "o", markersize=8, label=r["variant"],
+                        color=PALETTE[i % len(PALETTE)])
+        ax.set(title=f"PSNR vs {xlabel}", xlabel=xlabel, ylabel="PSNR (dB)")
+        ax.margins(0.1)
+    axes[0].set_xscale("log")
+    axes[0].xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes[0].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    legend(fig, axes[0].get_legend_handles_labels()[0])
+    return fig

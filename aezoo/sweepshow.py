@@ -2,7 +2,7 @@
 
 Writes into the sweep directory: ``best.toml`` (the best trial's complete run spec, a file
 ``aezoo train --config`` takes), ``history.png`` (optimisation history) and
-``importances.png`` (parameter importances; both need matplotlib, optional).
+``importances.png`` (parameter importances, Optuna's), drawn with matplotlib.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aezoo._io import atomic_write
+from aezoo.curves import PALETTE, figure, legend, write_picture
 from aezoo.errors import AezooError, UsageError, summary
 from aezoo.rundir import read_run_spec
 from aezoo.sweep import ATTR, joined, open_storage, read_sweep, trial_state
@@ -115,40 +116,50 @@ def _write_best_spec(report: SweepReport, out: Path) -> None:
 
 
 def _pictures(study: Any, out: Path, report: SweepReport, complete: int) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from optuna.visualization import matplotlib as plots
-    except ImportError:
-        report.notes.append("no pictures: optuna's plots need matplotlib "
-                            "(pip install matplotlib)")
-        return
-    import warnings
-
-    import matplotlib.pyplot as plt
-
-    wanted: list[tuple[str, str, Any]] = [
-        ("history", HISTORY_PICTURE, plots.plot_optimization_history)]
+    wanted: list[tuple[str, str, Any]] = [("history", HISTORY_PICTURE, _history)]
     if complete >= 2 and len(study.best_trial.params) >= 1:
-        wanted.append(("importances", IMPORTANCE_PICTURE, plots.plot_param_importances))
+        wanted.append(("importances", IMPORTANCE_PICTURE, _importances))
     else:
         report.notes.append("no importances yet: they need 2 completed trials")
-    for what, name, plot in wanted:
+    for what, name, draw in wanted:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # optuna marks these plots experimental
-                axes = plot(study)
-            figure: Any = axes.figure
-            figure.tight_layout()
-            path = out / name
-            tmp = path.with_suffix(".tmp.png")
-            figure.savefig(tmp, dpi=100)
-            plt.close(figure)
-            tmp.replace(path)
-            report.files[what] = str(path)
-        except Exception as exc:  # a plot optuna cannot draw for this study
+            report.files[what] = str(write_picture(out / name, draw(study, report)))
+        except Exception as exc:  # a picture optuna cannot compute for this study
             report.notes.append(f"no {what} picture ({summary(exc, limit=150)})")
+
+
+def _history(study: Any, report: SweepReport) -> Any:
+    """Each finished trial's value, and the best so far."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax,) = figure()
+    done = [(r["number"], r["value"]) for r in report.trials
+            if r["state"] == "complete" and r["value"] is not None]
+    best = min if report.direction == "minimize" else max
+    so_far = [best(v for _, v in done[:i + 1]) for i in range(len(done))]
+    ax.plot([n for n, _ in done], [v for _, v in done], "o", color=PALETTE[0],
+            label=report.metric)
+    ax.plot([n for n, _ in done], so_far, color=PALETTE[3], label="best so far",
+            drawstyle="steps-post")
+    ax.set(title=f"optimisation history ({report.direction})", xlabel="trial",
+           ylabel=report.metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    legend(fig, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+def _importances(study: Any, report: SweepReport) -> Any:
+    """Optuna's parameter importances (fANOVA), most important on top."""
+    from optuna.importance import get_param_importances
+
+    importances = get_param_importances(study)
+    fig, (ax,) = figure(height=200 + 40 * len(importances))
+    names = list(importances)[::-1]
+    bars = ax.barh(names, [importances[n] for n in names], color=PALETTE[0])
+    ax.bar_label(bars, fmt="%.2f", padding=3)
+    ax.margins(x=0.1)
+    ax.set(title=f"parameter importances for {report.metric}", xlabel="importance")
+    return fig
 
 
 def require_sweep(out: Path) -> None:

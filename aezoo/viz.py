@@ -1,13 +1,10 @@
-"""Reconstruction grids: originals on the top row, reconstructions below, as a PNG.
-
-The PNG encoder is a few lines of zlib (8-bit gray or RGB), so pictures need no Pillow.
-"""
+"""Reconstruction grids: originals on the top row, reconstructions below, as a PNG."""
 
 from __future__ import annotations
 
 import errno
+import io
 import struct
-import zlib
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +14,6 @@ import numpy as np
 
 from aezoo._io import atomic_write
 from aezoo.errors import UsageError, WriteError
-from aezoo.tensors import to_uint8, to_unit
 
 if TYPE_CHECKING:
     import torch
@@ -209,21 +205,15 @@ def tile_captions(picture: np.ndarray, captions: Sequence[Sequence[str]], cell_w
 
 def encode_png(image: np.ndarray, level: int = 6) -> bytes:
     """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 -> PNG bytes (``level``: zlib's)."""
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
+    from PIL import Image
+
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.dtype != np.uint8 or not (image.ndim == 2 or image.shape[2] == 3):
         raise UsageError("a PNG needs an (H, W[, 1 or 3]) uint8 array", "convert the image")
-    h, w, c = image.shape
-    raw = np.zeros((h, 1 + w * c), dtype=np.uint8)  # filter byte 0 (none) on each row
-    raw[:, 1:] = image.reshape(h, w * c)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + chunk(b"IEND", b""))
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=level)
+    return buf.getvalue()
 
 
 def png_size(path: str | Path) -> tuple[int, int]:
@@ -256,6 +246,8 @@ def reconstruct(model: Autoencoder, images: torch.Tensor,
                 memory_format: torch.memory_format | None = None) -> torch.Tensor:
     """``model``'s reconstructions of uint8 ``images`` (on its device), as uint8."""
     import torch
+
+    from aezoo.tensors import to_uint8, to_unit  # torch: not for writing a picture
 
     was_training = model.training
     model.eval()

@@ -1,10 +1,12 @@
-"""Costs of seeing runs: curves.png per epoch, `aezoo runs` over many run directories.
+"""Costs of seeing runs: curves.png (matplotlib), `aezoo runs` over many run directories.
 
-usage: python benchmarks/see.py [--epochs 50] [--runs 1000] [--json FILE]
+usage: python benchmarks/see.py [--epochs 10] [--runs 1000] [--json FILE]
 
-curves: the time CurvesWriter spends after each epoch of a --epochs run (rendering the
-history so far and writing images/curves.png atomically), first call (font and glyph
-caches cold) and the median of the rest, wall and CPU (on a loaded machine the CPU time
+curves: matplotlib's import in a fresh process (median of 3); the time CurvesWriter
+spends on the training thread after each epoch of an --epochs run (the hot path: between
+redraws it files the row and reads the clock); the drawing it hands to the writer thread
+at the end of the run (render + PNG + atomic write of the --epochs history), the first
+in the process and the median of 5 more, wall and CPU (on a loaded machine the CPU time
 is the cost; the wall time is the queue). runs: `aezoo runs DIR` as a fresh process over
 --runs synthetic run directories (run.json, a 50-epoch metrics.jsonl, status.json, one
 held-free lock file each), median of 5, plus the in-process list_runs time.
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,23 +39,49 @@ def fake_history(epochs: int) -> list[SimpleNamespace]:
             for e in range(1, epochs + 1)]  # type: ignore[misc]
 
 
+def import_cost() -> dict[str, float]:
+    code = "import matplotlib.figure, matplotlib.backends.backend_agg"
+    walls, cpus = [], []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    base = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    python = time.perf_counter() - base
+    return {"matplotlib_import_ms": (median(walls) - python) * 1e3,
+            "matplotlib_import_cpu_ms": median(cpus) * 1e3, "python_start_ms": python * 1e3}
+
+
 def curves_cost(epochs: int, out: Path) -> dict[str, float]:
     from aezoo.callbacks.curves import CurvesWriter
 
+    jobs: list[Callable[[], object]] = []  # what the writer thread would run
+    trainer = SimpleNamespace(history=[], files=SimpleNamespace(submit=jobs.append))
     writer = CurvesWriter(out)
-    history = fake_history(epochs)
-    trainer = SimpleNamespace(history=[])
     writer.on_train_start(trainer)  # type: ignore[arg-type]
-    times, cpu = [], []
-    for result in history:
-        start, start_cpu = time.perf_counter(), time.process_time()
+    hot = []
+    for result in fake_history(epochs):
+        trainer.history.append(result)
+        start = time.perf_counter()
         writer.on_epoch_end(trainer, result)  # type: ignore[arg-type]
+        hot.append(time.perf_counter() - start)
+    writer.on_train_end(trainer)  # type: ignore[arg-type]
+    assert len(jobs) == 1, "one drawing: at the end (the epochs took under 5 s)"
+    times, cpu = [], []
+    for _ in range(6):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        jobs[0]()
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    return {"curves_first_ms": times[0] * 1e3, "curves_median_ms": median(times[1:]) * 1e3,
-            "curves_median_cpu_ms": median(cpu[1:]) * 1e3,
-            "curves_total_ms": sum(times) * 1e3, "curves_bytes": (
-                out / "images" / "curves.png").stat().st_size}
+    return {"epoch_hot_path_us": median(hot) * 1e6, "epoch_hot_path_max_us": max(hot) * 1e6,
+            "end_first_ms": times[0] * 1e3, "end_first_cpu_ms": cpu[0] * 1e3,
+            "end_median_ms": median(times[1:]) * 1e3,
+            "end_median_cpu_ms": median(cpu[1:]) * 1e3,
+            "curves_bytes": (out / "images" / "curves.png").stat().st_size}
 
 
 def make_runs(root: Path, count: int) -> None:
@@ -100,12 +129,12 @@ def runs_cost(count: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        result = curves_cost(args.epochs, Path(tmp))
+        result = import_cost() | curves_cost(args.epochs, Path(tmp))
     result |= runs_cost(args.runs)
     for key, value in result.items():
         print(f"{key:24} {value:,.1f}")

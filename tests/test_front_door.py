@@ -211,7 +211,9 @@ def test_latent_picture_projects_and_names_classes(two_runs: tuple[Any, Any],
     assert proj.axes[0].startswith("PC1 (") and "% of variance" in proj.axes[0]
     labels = np.repeat(np.arange(3), 20)
     image = latents.picture(proj, labels, ["cat", "dog", "bird"], title="t")
-    assert image.size[0] > 620  # the legend column
+    assert image.get_size_inches()[0] * image.dpi > 620  # the legend column
+    legend = image.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["cat (20)", "dog (20)", "bird (20)"]
     plain, _ = two_runs
     encoded = aezoo.encode(plain, split="val", plot=tmp_path / "space.png")
     assert tmp_path / "space.png" in encoded.files and (tmp_path / "space.png").exists()
@@ -239,9 +241,16 @@ def test_curves_put_terms_of_another_scale_in_their_own_panel() -> None:
             "val_kl": 3.2 + e * 0.4, "lr": 1e-3 / e} for e in range(1, 11)]
     plain = [{k: v for k, v in r.items() if not k.endswith(("_recon", "_kl"))} for r in vae]
     one, two = curves.run_curves(plain), curves.run_curves(vae)
-    assert one.height < curves.HEIGHT + 40  # a single panel and its legend
-    assert two.height > curves.HEIGHT * 3 // 2  # kl (~5) apart from the loss (~100)
-    same, other = curves._by_scale(
-        [curves.Line(k, curves._series(vae, k), (0, 0, 0))
-         for k in ("train_loss", "val_loss", "val_recon", "val_kl")])
-    assert [ln.label for ln in other] == ["val_kl"] and len(same) == 3
+
+    def height(fig: Any) -> int:
+        return int(fig.get_size_inches()[1] * fig.dpi)
+
+    def panels(fig: Any) -> list[str]:
+        return [ax.get_ylabel() for ax in fig.axes if ax.get_xlabel() == "epoch"]
+
+    assert panels(one) == ["loss"] and height(one) < curves.HEIGHT + 40
+    assert panels(two) == ["loss", "term"]  # kl (~5) apart from the loss (~100)
+    assert height(two) > curves.HEIGHT * 3 // 2
+    assert [ln.get_label() for ln in two.axes[1].lines] == ["train_kl", "val_kl"]
+    same, other = curves.by_scale(vae, ["train_loss", "val_loss", "val_recon", "val_kl"])
+    assert other == ["val_kl"] and len(same) == 3

@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # The front doors: the commands, and the Python API (the facade and aezoo.api, whose
     # functions the commands call; fit shows the commands' progress), split by job.
     ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__", "aezoo", "aezoo.api", "aezoo.fitting",
-     "aezoo.using", "aezoo.pictures"),
+     "aezoo.using", "aezoo.pictures", "aezoo.plotting"),
 )
 
 

@@ -41,6 +41,18 @@ def decode(data: bytes) -> Image.Image:
     return image
 
 
+def rgb(color: str) -> tuple[int, int, int]:
+    return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def colors_of(data: bytes) -> set[tuple[int, int, int]]:
+    return {c for _, c in decode(data).convert("RGB").getcolors(1 << 20) or []}
+
+
+def legend_of(fig: Any) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
 def test_curves_picture_decodes_and_changes_with_each_epoch() -> None:
     first = curves.png_bytes(curves.run_curves(rows(5), title="runs/x"))
     second = curves.png_bytes(curves.run_curves(rows(6), title="runs/x"))
@@ -48,20 +60,26 @@ def test_curves_picture_decodes_and_changes_with_each_epoch() -> None:
     assert image.format == "PNG" and image.width == curves.WIDTH
     assert curves.HEIGHT < image.height < curves.HEIGHT + 40  # one legend row below
     assert first != second
-    rgb = decode(second).convert("RGB")
-    colors = {c for _, c in rgb.getcolors(4096) or []}
-    assert curves.PALETTE[0] in colors and curves.PALETTE[1] in colors  # train and val
-    assert curves.MARK in colors  # the best epoch is marked
+    colors = colors_of(second)
+    assert rgb(curves.PALETTE[0]) in colors and rgb(curves.PALETTE[1]) in colors  # train, val
+    assert rgb(curves.MARK) in colors  # the best epoch is marked
 
 
 def test_curves_terms_lr_axis_and_log_scale() -> None:
-    lines = curves.run_curves(rows(10, terms=True))
-    assert decode(curves.png_bytes(lines)).height > curves.HEIGHT  # legend of 6 lines
-    assert curves._value_axis([0.01, 1.0], 0, 100, None).log  # spans 100x: log
-    assert not curves._value_axis([0.1, 0.2], 0, 100, None).log
-    assert not curves._value_axis([0.0, 1.0], 0, 100, True).log  # zero cannot be logged
-    assert curves.log_ticks(0.01, 1.0) == [0.01, 0.1, 1.0]
-    assert curves.linear_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    fig = curves.run_curves(rows(10, terms=True))
+    assert decode(curves.png_bytes(fig)).height > curves.HEIGHT + 20  # two legend rows
+    best = rows(10)[-1]["val_loss"]  # falling: the last epoch is the best
+    assert legend_of(fig) == ["train_loss", "val_loss", "train_kl", "val_kl", "val_recon",
+                              f"best {best:.5f} @ epoch 10", "lr"]
+    loss, lr = fig.axes  # one panel (kl and recon are on the loss's scale), lr on a twin
+    assert loss.get_yscale() == "log"  # kl 0.01 .. loss 0.4: spans over 20x
+    assert lr.get_ylabel() == "lr" and loss.get_xlabel() == "epoch"
+    constant = curves.run_curves([dict(r, lr=0.001) for r in rows(4)])
+    assert len(constant.axes) == 1  # no lr axis: the rate is named in the legend
+    assert legend_of(constant)[-1] == "lr 0.001 (constant)"
+    assert curves.log_scale([0.01, 1.0])  # spans 100x: log
+    assert not curves.log_scale([0.1, 0.2])
+    assert not curves.log_scale([0.0, 1.0])  # zero cannot be logged
 
 
 @pytest.mark.parametrize("case", ["one-epoch", "nan", "empty", "flat"])
@@ -73,6 +91,62 @@ def test_curves_draw_odd_histories(case: str) -> None:
                "flat": [dict(r, train_loss=0.5, val_loss=0.5, lr=0.001) for r in rows(4)]}[case]
     decode(curves.png_bytes(curves.run_curves(history)))
     decode(curves.png_bytes(curves.overlay_curves({"a": history, "b": rows(3)})))
+
+
+def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aezoo.callbacks.curves import CurvesWriter
+    from aezoo.training.hooks import EpochResult
+
+    drawn: list[int] = []  # the epochs of each drawing
+    monkeypatch.setattr(curves, "run_curves", lambda r, title="": drawn.append(len(r)) or r)
+    monkeypatch.setattr(curves, "write_picture", lambda path, picture: path)
+    now = [100.0]
+    monkeypatch.setattr("aezoo.callbacks.curves.time.monotonic", lambda: now[0])
+
+    class Files:
+        def submit(self, job: Callable[[], object]) -> None:
+            job()
+
+    class Trainer:
+        history: list[EpochResult] = []
+        files = Files()
+
+    trainer: Any = Trainer()
+    writer = CurvesWriter(tmp_path / "run", interval=5.0)
+    writer.on_train_start(trainer)
+    for epoch in range(1, 13):  # one epoch a second
+        now[0] += 1.0
+        result = EpochResult(epoch, 0.5, 0.4, 1.0, 100.0, 1e-3)
+        trainer.history.append(result)
+        writer.on_epoch_end(trainer, result)
+    assert drawn == [5, 10]  # every 5 s, not every epoch
+    writer.on_train_end(trainer)
+    assert drawn == [5, 10, 12]  # the end: every epoch
+    writer.on_train_end(trainer)
+    assert drawn == [5, 10, 12]  # nothing new: not drawn again
+
+
+def test_plot_draws_a_run_on_demand(trained: Path, cli: Cli, tmp_path: Path) -> None:
+    figure = aezoo.plot(trained)  # a matplotlib Figure; nothing written
+    code = f"import sys, aezoo; aezoo.plot({str(trained)!r}); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["False"]  # metrics.jsonl only
+    assert figure.axes[0].get_title() == "done" and not (tmp_path / "c.png").exists()
+    result = cli("plot", str(trained), "--out", "c.png")
+    assert result.exit_code == 0 and "wrote c.png" in result.stdout
+    assert decode((tmp_path / "c.png").read_bytes()).width == curves.WIDTH
+    again = cli("plot", str(trained), "--out", "c.png")
+    assert again.exit_code == 2 and "c.png already exists" in again.output
+    own = trained / "images" / "curves.png"
+    own.unlink()
+    result = cli("plot", str(trained))  # the run's own picture, redrawn in place
+    assert result.exit_code == 0 and own.exists()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "run.json").write_text((trained / "run.json").read_text())
+    empty = cli("plot", str(fresh))
+    assert empty.exit_code == 2 and "has no finished epoch yet: nothing to plot" in empty.output
 
 
 @pytest.fixture(scope="module")

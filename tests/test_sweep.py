@@ -145,6 +145,8 @@ def test_a_sweep_end_to_end(tmp_path: Path) -> None:
     shown = runner.invoke(app, ["sweep", "show", str(out), "--json"])
     report = json.loads(shown.output)
     assert report["counts"] == {"complete": 3}
+    for picture in ("history", "importances"):  # drawn with matplotlib, on a headless machine
+        assert Path(report["files"][picture]).read_bytes()[:4] == b"\x89PNG", report["notes"]
     values = [json.loads((out / f"trial-000{i}" / "metrics.jsonl").read_text().splitlines()[-1]
                          )["val_loss"] for i in range(3)]
     assert report["best"]["value"] == pytest.approx(min(values))

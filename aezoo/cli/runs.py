@@ -1,4 +1,5 @@
-"""``aezoo runs`` and ``aezoo compare``: the run directories as a table, and side by side."""
+"""``aezoo runs``, ``aezoo compare`` and ``aezoo plot``: the run directories as a table,
+side by side, and one run's loss curves."""
 
 from __future__ import annotations
 
@@ -200,6 +201,30 @@ def compare_command(
                       highlight=False, soft_wrap=True)
 
 
+def plot_command(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run directory.",
+                                   autocompletion=_complete.run_dirs),
+    out: Path | None = typer.Option(
+        None, help="The PNG to write [default: RUN/images/curves.png, redrawn in place]."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+) -> None:
+    """Draw a run's loss curves from its metrics.jsonl (finished or still training): train
+    and val loss, each loss term, the learning rate, the best epoch marked."""
+    from aezoo.curves import write_picture
+    from aezoo.plotting import plot
+    from aezoo.rundir import CURVES_FILE, IMAGES_DIR
+
+    if out is None:  # the run's own picture, which training redraws anyway: no --force
+        picture, target = plot(run_dir), run_dir / IMAGES_DIR / CURVES_FILE
+        target.parent.mkdir(exist_ok=True)  # a run trained with --no-images has none
+        write_picture(target, picture)
+    else:
+        plot(run_dir, out=out, force=force)
+        target = out
+    console.print(f"wrote {target}", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("runs")(runs_command)
     app.command("compare")(compare_command)
+    app.command("plot")(plot_command)

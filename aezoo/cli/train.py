@@ -101,7 +101,7 @@ FLAGS = [
          key="train.channels_last", resume=True),
     Flag("--no-channels-last", bool, "Keep the NCHW memory layout.",
          key="train.channels_last", resume=True, value=False),
-    Flag("--no-images", bool, "Do not write a reconstruction grid or curves.png each epoch.",
+    Flag("--no-images", bool, "Do not write a reconstruction grid each epoch, nor curves.png.",
          key="train.images", resume=True, value=False),
     Flag("--callback", list, "Add a callback from the aezoo.callbacks entry points, e.g. "
          "tensorboard, to the variant's own (repeatable).", "NAME", key="train.callbacks",

@@ -1,8 +1,8 @@
 """Files of the run directory written on one background thread, in the order handed over.
 
-The pictures (``images/curves.png``, ``images/epoch-NNNN.png``) and ``status.json`` are
-drawn on the training thread and handed over; encoding and writing them (zlib, fsyncs,
-renames) happen here while the next epoch trains. Each write is still atomic and durable
+The epoch pictures (``images/epoch-NNNN.png``) and ``status.json`` are made on the
+training thread and handed over, ``images/curves.png`` is drawn here whole (matplotlib);
+encoding and writing (PNG, fsyncs, renames) happen here while the next epoch trains. Each write is still atomic and durable
 exactly as ``aezoo._io`` says, and in order. Checkpoints and metrics are not handed over:
 they are durable when the epoch's callbacks return, as resuming after a kill needs.
 
