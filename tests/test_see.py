@@ -8,6 +8,7 @@ import math
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,8 @@ def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(
     from aezoo.training.hooks import EpochResult
 
     drawn: list[int] = []  # the epochs of each drawing
-    monkeypatch.setattr(curves, "run_curves", lambda r, title="": drawn.append(len(r)) or r)
+    monkeypatch.setattr(curves, "run_curves",
+                        lambda r, title="", best=None: drawn.append(len(r)) or r)
     monkeypatch.setattr(curves, "write_picture", lambda path, picture: path)
     now = [100.0]
     monkeypatch.setattr("aezoo.callbacks.curves.time.monotonic", lambda: now[0])
@@ -111,6 +113,8 @@ def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(
     class Trainer:
         history: list[EpochResult] = []
         files = Files()
+        spec = types.SimpleNamespace(monitor="val_loss")
+        monitor_sign = 1.0
 
     trainer: Any = Trainer()
     writer = CurvesWriter(tmp_path / "run", interval=5.0)

@@ -2,9 +2,10 @@
 
 The epoch pictures (``images/epoch-NNNN.png``) and ``status.json`` are made on the
 training thread and handed over, ``images/curves.png`` is drawn here whole (matplotlib);
-encoding and writing (PNG, fsyncs, renames) happen here while the next epoch trains. Each write is still atomic and durable
-exactly as ``aezoo._io`` says, and in order. Checkpoints and metrics are not handed over:
-they are durable when the epoch's callbacks return, as resuming after a kill needs.
+encoding and writing (PNG, fsyncs, renames) happen here while the next epoch trains.
+Each write is still atomic and durable exactly as ``aezoo._io`` says, and in order.
+Checkpoints and metrics are not handed over: they are durable when the epoch's callbacks
+return, as resuming after a kill needs.
 
 ``drain`` waits for every write handed over so far; the trainer closes the writer before
 ``fit`` returns, whatever the outcome. A process killed outright loses at most the writes
