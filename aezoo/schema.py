@@ -201,7 +201,7 @@ def _data_fields(left_out: list[Failure] | None) -> dict[str, Any]:
 
     models = [d.params for _, _, d in _choices("dataset", left_out) if d.params is not None]
     empty = Annotated[dict[str, Any], Field(max_length=0, title="no params")]
-    union: Any = Union[(*dict.fromkeys(models), empty)]  # type: ignore[valid-type]  # noqa: UP007
+    union: Any = Union[tuple([*dict.fromkeys(models), empty])]  # noqa: UP007
     return {"params": (union, Field(default_factory=dict,
                                     description=DataSpec.model_fields["params"].description))}
 
