@@ -198,3 +198,18 @@ def test_a_regularizers_missing_extras_are_refused_before_the_data_loads(site: A
     assert "the data loaded" not in result.output
     assert result.stderr.startswith("error: regularizer 'commit' needs the encoder to return "
                                     "z_e and z_q, which encoder 'pool' does not")
+
+
+def test_info_of_a_variant_shows_its_regularizers(cli: Any) -> None:
+    result = cli("info", "cae-vae")
+    assert result.exit_code == 0, result.output
+    assert "regularizer 0: kl, weight 0.00127551" in " ".join(result.stdout.split())
+
+
+def test_the_kit_checks_callbacks_and_datasets_with_params(site: Any) -> None:
+    from aezoo.testing import check_callback, check_dataset
+
+    assert check_callback("ticker", params={"every": 3}).params.every == 3
+    assert check_callback("old").params.label == "old"  # the earlier API
+    data = check_dataset("flat", limit=32, params={"n": 40, "value": 9})
+    assert data.train.shape[0] == 32 and int(data.train.max()) == 9
