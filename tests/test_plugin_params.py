@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plugin_fixtures import FakeSite
 
 from aezoo.config import run_spec_from
 from aezoo.errors import SpecError
-from plugin_fixtures import FakeSite
 
 PARTS = '''
 from pydantic import BaseModel, ConfigDict, Field

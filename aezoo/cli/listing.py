@@ -238,6 +238,15 @@ def info_command(
         desc = registry.load("regularizer", reg.name)
         _print_params(_params_table(f"regularizer {i}: {reg.name}, weight {reg.weight:g} — "
                                     f"{desc.description}", desc.params, reg.params))
+    corrupt = v.train.get("corrupt")
+    if isinstance(corrupt, dict) and isinstance(corrupt.get("name"), str):
+        from aezoo.config import part_params
+
+        desc = registry.load("transform", corrupt["name"])
+        values = part_params("transform", corrupt["name"], corrupt.get("params") or {},
+                             "train.corrupt.params").model_dump(mode="json")
+        _print_params(_params_table(f"transform (train.corrupt): {corrupt['name']} — "
+                                    f"{desc.description}", desc.params, values))
     console.print("training defaults (`aezoo config NAME` shows every key):", highlight=False,
                   markup=False)
     defaults = table([("train key", ID), ("default", TEXT)])  # a JSON value may wrap
