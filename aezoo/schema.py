@@ -105,8 +105,6 @@ def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = Non
     Without ``name``, components that fail to load are left out of it (in strict mode they
     raise); their failures are appended to ``left_out`` when it is given.
     """
-    from typing import Annotated, Union
-
     from pydantic import Field, create_model
 
     from aezoo.specs import MAX_ITEMS, DataSpec, ModelSpec, RegularizerSpec, RunSpec, TrainSpec
@@ -120,13 +118,9 @@ def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = Non
             model = _component_model(kind, comp.name, desc, comp.params)
             fields[kind] = (model, Field(default=model.model_validate(comp.model_dump())))
             continue
-        models = [_component_model(kind, n, d, qualified=q)
-                  for n, q, d in _choices(kind, left_out)]
-        if not models:
-            continue
-        union: Any = models[0] if len(models) == 1 else Annotated[
-            Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
-        fields[kind] = (union, Field(...))
+        union = _union(kind, left_out)
+        if union is not None:
+            fields[kind] = (union, Field(...))
     regularizers = _union("regularizer", left_out, RegularizerSpec)
     if regularizers is not None:
         fields["regularizers"] = (list[regularizers], Field(  # type: ignore[valid-type]
