@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from plugin_fixtures import FakeSite
 
@@ -213,3 +214,13 @@ def test_the_kit_checks_callbacks_and_datasets_with_params(site: Any) -> None:
     assert check_callback("old").params.label == "old"  # the earlier API
     data = check_dataset("flat", limit=32, params={"n": 40, "value": 9})
     assert data.train.shape[0] == 32 and int(data.train.max()) == 9
+
+
+def test_a_dataset_packs_with_its_params(site: Any, tmp_path: Path) -> None:
+    from aezoo.data import load_dataset
+    from aezoo.data.pack import pack
+    from aezoo.specs import DataSpec
+
+    pack(DataSpec(name="flat", params={"n": 24, "value": 5}), tmp_path / "flat")
+    data = load_dataset(DataSpec(name=f"packed:{tmp_path / 'flat'}"))
+    assert len(data.train) == 24 and int(np.asarray(data.train[:24]).max()) == 5
