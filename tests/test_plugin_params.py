@@ -19,7 +19,7 @@ PARTS = '''
 from pydantic import BaseModel, ConfigDict, Field
 
 from aezoo.data.source import DatasetSource
-from aezoo.protocols import CallbackComponent, RegularizerComponent
+from aezoo.protocols import CallbackComponent, EncoderComponent, RegularizerComponent
 
 
 class EveryParams(BaseModel):
@@ -87,6 +87,31 @@ def _commit(params):
 
 
 commit = RegularizerComponent(NoParams, _commit, "a VQ commitment term", needs=("z_e", "z_q"))
+
+
+def _vq(params, input_shape):
+    import torch
+
+    from aezoo import registry
+    from aezoo.protocols import builder
+
+    pool = registry.encoder("pool")
+    inner = builder(pool)(pool.params(), input_shape)
+
+    class VQ(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+            self.input_shape, self.latent_shape = inner.input_shape, inner.latent_shape
+
+        def forward(self, x):
+            z = self.inner(x)
+            return {"latent": z, "indices": z.flatten(2).argmax(2), "commit": z.pow(2).mean()}
+
+    return VQ()
+
+
+vq = EncoderComponent(NoParams, _vq, "pool, plus the index of each channel's largest cell")
 '''
 
 
@@ -97,7 +122,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             "aezoo.callbacks": {"ticker": "pparts:ticker", "reset": "pparts:reset",
                                 "old": "pparts:old"},
             "aezoo.datasets": {"flat": "pparts:flat", "boom": "pparts:boom"},
-            "aezoo.regularizers": {"commit": "pparts:commit"}},
+            "aezoo.regularizers": {"commit": "pparts:commit"},
+            "aezoo.encoders": {"vq": "pparts:vq"}},
             modules={"pparts": PARTS})
         yield fake
 
@@ -224,3 +250,17 @@ def test_a_dataset_packs_with_its_params(site: Any, tmp_path: Path) -> None:
     pack(DataSpec(name="flat", params={"n": 24, "value": 5}), tmp_path / "flat")
     data = load_dataset(DataSpec(name=f"packed:{tmp_path / 'flat'}"))
     assert len(data.train) == 24 and int(np.asarray(data.train[:24]).max()) == 5
+
+
+def test_export_of_a_plugin_encoders_extras(site: Any, cli: Any, tmp_path: Path) -> None:
+    import aezoo
+
+    aezoo.save(aezoo.build("cae-upsample", encoder="vq"), tmp_path / "vq.safetensors")
+    result = cli("export", str(tmp_path / "vq.safetensors"), "--part", "encoder",
+                 "--format", "torchscript", "--out", str(tmp_path / "enc.pt"))
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "enc.pt.json").read_text())
+    assert info["parts"]["encoder"]["outputs"] == {"latent": ["batch", 8, 4, 4],
+                                                  "indices": ["batch", 8]}
+    assert info["parts"]["encoder"]["dtypes"]["indices"] == "int64"
+    assert info["extras_left_out"] == ["commit"]
