@@ -163,7 +163,7 @@ def check_needs(specs: list[RegularizerSpec], extras: Mapping[str, Any], encoder
 _TURN_ON = {"encoder": "--set model.encoder.name={}", "decoder": "--set model.decoder.name={}",
             "loss": "--set model.loss.name={}", "regularizer": "add {{'name': '{}'}} to "
             "model.regularizers", "transform": "--set train.corrupt.name={}",
-            "optimizer": "--optimizer {}", "schedule": "--set train.scheduler={}",
+            "optimizer": "--set train.optimizer={}", "schedule": "--set train.scheduler={}",
             "metric": "add {} to train.metrics", "callback": "--callback {}"}
 
 
