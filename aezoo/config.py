@@ -12,13 +12,15 @@ from pydantic import BaseModel
 
 from aezoo import registry
 from aezoo.errors import AezooError, SpecError, UnknownNameError, UsageError
+from aezoo.protocols import CallbackComponent
 from aezoo.registry import COMPONENT_KINDS
 from aezoo.specfile import read_config
-from aezoo.specs import ComponentSpec, ModelSpec, RunSpec, TrainSpec, validate
+from aezoo.specs import ComponentSpec, DataSpec, ModelSpec, RunSpec, TrainSpec, validate
 
 __all__ = ["COMPONENT_KINDS", "absolute_data_name", "build_model_spec", "build_run_spec",
-           "component_params", "fixes_input_shape", "layer", "merge", "parse_assignment",
-           "resolve_model", "run_spec_from", "variant_defaults"]
+           "callback_params", "component_params", "fixes_input_shape", "layer", "merge",
+           "parse_assignment", "resolve_data", "resolve_model", "run_spec_from",
+           "variant_defaults", "with_callbacks"]
 
 
 def variant_defaults(name: str) -> dict[str, Any]:
@@ -150,7 +152,7 @@ def run_spec_from(name: str | None, config_path: str | Path | None = None,
         layers.append(flags)
     layers.extend(parse_assignment(item) for item in sets)
     try:
-        spec = build_run_spec(name, layers)
+        spec = build_run_spec(name, layers, callbacks)
     except SpecError as exc:
         if config_path is None or not exc.key or not _sets(layers[0], exc.key) \
                 or any(_sets(later, exc.key) for later in layers[1:]):
@@ -161,11 +163,6 @@ def run_spec_from(name: str | None, config_path: str | Path | None = None,
         raise SpecError(problem, exc.fix, key=exc.key) from None
     # Stored absolute (run.json), so --resume, eval, reconstruct and encode work from any
     # directory; a path from the command line is relative to the current one.
-    add, drop = callbacks
-    edited = edit_callbacks(spec.train.callbacks, add, drop)
-    if edited != spec.train.callbacks:
-        spec = spec.model_copy(update={"train": spec.train.model_copy(
-            update={"callbacks": edited})})
     name_now = absolute_data_name(spec.data.name, Path.cwd())
     if name_now == spec.data.name:
         return spec
@@ -249,7 +246,44 @@ def resolve_train(spec: TrainSpec) -> TrainSpec:
                              "train.corrupt.params")
         updates["corrupt"] = spec.corrupt.model_copy(
             update={"params": params.model_dump(mode="json")})
+    updates["callback_params"] = callback_params(spec)
     return spec.model_copy(update=updates)
+
+
+def callback_params(spec: TrainSpec) -> dict[str, dict[str, Any]]:
+    """``train.callback_params`` resolved: each key a callback the run turns on, its params
+    validated by that callback's model, defaults filled in for each callback that has one."""
+    for key in spec.callback_params:
+        if key not in spec.callbacks:
+            where = f"train.callback_params.{key}"
+            raise SpecError(f"invalid {where}: no callback '{key}' is on (on: "
+                            f"{', '.join(spec.callbacks) or 'none'})",
+                            f"turn it on (--callback {key}), or drop {where}", key=where)
+    out = {}
+    for name in spec.callbacks:
+        where = f"train.callback_params.{name}"
+        given = spec.callback_params.get(name, {})
+        descriptor = registry.load("callback", name)
+        if isinstance(descriptor, CallbackComponent):
+            out[name] = validate(descriptor.params, dict(given), where).model_dump(mode="json")
+        elif given:  # a plain factory(run_dir): the earlier API, without params
+            raise SpecError(f"invalid {where}: callback '{name}' takes no params",
+                            f"drop {where}", key=where)
+    return out
+
+
+def resolve_data(spec: DataSpec) -> DataSpec:
+    """``data.params`` validated by the dataset's own model, defaults filled in. A name
+    that does not resolve now is left as it is: loading the data reports it."""
+    from aezoo.data.catalog import resolve, source_params
+
+    try:
+        found = resolve(spec.name)
+    except AezooError:
+        return spec
+    typed = source_params(found, spec.params)
+    return spec.model_copy(update={
+        "params": {} if typed is None else typed.model_dump(mode="json")})
 
 
 def part_params(kind: str, name: str, params: Mapping[str, Any], where: str) -> BaseModel:
@@ -266,9 +300,11 @@ def component_params(spec: ModelSpec, kind: str) -> BaseModel:
 
 
 def build_run_spec(
-    variant: str | None, layers: Iterable[Mapping[str, Any]] = ()
+    variant: str | None, layers: Iterable[Mapping[str, Any]] = (),
+    callbacks: tuple[Iterable[str], Iterable[str]] = ((), ()),
 ) -> RunSpec:
-    """Variant defaults, then each layer (config file, flags, --set) in order.
+    """Variant defaults, then each layer (config file, flags, --set) in order, then
+    ``callbacks``: (added, dropped) train callbacks (see ``edit_callbacks``).
 
     The variant may be named by ``variant`` or by any layer's ``model.variant``; two
     different names are an error (mixing one's label with the other's parts would lie).
@@ -289,7 +325,21 @@ def build_run_spec(
         raise UsageError("no model given", "name a variant (see `aezoo list`) or pass --config")
     spec: RunSpec = validate(RunSpec, data)
     return spec.model_copy(update={"model": resolve_model(spec.model),
-                                   "train": resolve_train(spec.train)})
+                                   "train": resolve_train(with_callbacks(spec.train,
+                                                                         *callbacks)),
+                                   "data": resolve_data(spec.data)})
+
+
+def with_callbacks(spec: TrainSpec, add: Iterable[str] = (), drop: Iterable[str] = ()
+                   ) -> TrainSpec:
+    """``spec`` with its callbacks edited (``edit_callbacks``); a dropped one's params go."""
+    add = list(add)
+    edited = edit_callbacks(spec.callbacks, add, drop)
+    dropped = {*spec.callbacks, *add} - set(edited)
+    if edited == spec.callbacks and not dropped:
+        return spec
+    return spec.model_copy(update={"callbacks": edited, "callback_params": {
+        k: v for k, v in spec.callback_params.items() if k not in dropped}})
 
 
 def build_model_spec(name_or_spec: str | ModelSpec | Mapping[str, Any],

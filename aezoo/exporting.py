@@ -43,13 +43,33 @@ ONNX_EXTRA = "pip install 'aezoo[onnx]'"
 
 
 class _Encoder(nn.Module):
-    def __init__(self, model: Any) -> None:
+    """The code, then each exported extra (``extras_of``) by name: outputs of those names."""
+
+    def __init__(self, model: Any, extras: list[str]) -> None:
         super().__init__()
         self.model = model
+        self.extras = extras
 
     def forward(self, images: torch.Tensor) -> Any:
         code, extras = self.model.encode_parts(images)
-        return (code, extras["logvar"]) if self.model.stochastic else code
+        return (code, *(extras[k] for k in self.extras)) if self.extras else code
+
+
+def extras_of(model: Any, x: torch.Tensor) -> tuple[list[str], list[str]]:
+    """The encoder's extras an export carries as outputs (a stochastic encoder's
+    ``logvar``, codebook indices: one row per image), and those it leaves out (no batch
+    axis, e.g. a batch's commitment loss; a Gaussian's ``mean``, which is the latent)."""
+    with torch.no_grad():
+        _, extras = model.encode_parts(x)
+    kept: list[str] = []
+    left: list[str] = []
+    for name in sorted(extras):
+        value = extras[name]
+        if model.stochastic and name == "mean":
+            continue
+        batched = isinstance(value, torch.Tensor) and value.dim() >= 1 and len(value) == len(x)
+        (kept if batched else left).append(name)
+    return kept, left
 
 
 class _Decoder(nn.Module):
@@ -70,9 +90,9 @@ class _Model(nn.Module):
         return torch.sigmoid(self.model.decode_logits(self.model.encode_parts(images)[0]))
 
 
-def _io_names(part: str, stochastic: bool) -> tuple[list[str], list[str]]:
+def _io_names(part: str, extras: list[str]) -> tuple[list[str], list[str]]:
     if part == "encoder":
-        return ["images"], ["latent", "logvar"] if stochastic else ["latent"]
+        return ["images"], ["latent", *extras]
     if part == "decoder":
         return ["latent"], ["reconstruction"]
     return ["images"], ["reconstruction"]
@@ -193,14 +213,15 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
     if model.stochastic:  # the decoder also turns prior draws into images: half of each
         prior = torch.randn(codes.shape, generator=torch.Generator().manual_seed(0))
         codes = torch.cat([codes[:len(codes) // 2], prior[len(codes) // 2:]])
-    wrappers = {"encoder": _Encoder, "decoder": _Decoder, "model": _Model}
+    extras, left_out = extras_of(model, x) if "encoder" in files else ([], [])
+    wrappers = {"encoder": lambda m: _Encoder(m, extras), "decoder": _Decoder, "model": _Model}
     blobs: dict[str, bytes] = {}
     diffs: dict[str, float] = {}
     used_opset = None
     for name in files:
         module = wrappers[name](model).eval()
         example = codes if name == "decoder" else x
-        inputs, outputs = _io_names(name, model.stochastic)
+        inputs, outputs = _io_names(name, extras)
         if fmt == "onnx":
             blob, used_opset = _to_onnx(module, example, inputs, outputs, opset)
             runner = _onnx_runner(blob, inputs[0])
@@ -209,7 +230,9 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
             runner = _torchscript_runner(traced)
         diffs[name] = _verify(name, module, runner, example, fmt)
         blobs[name] = blob
-    info = _sidecar(model, fmt, files, used_opset, diffs, inputs_from, source)
+    info = _sidecar(model, fmt, files, used_opset, diffs, inputs_from, source, x, extras)
+    if left_out:
+        info["extras_left_out"] = left_out
     writes = [(path, blobs[name]) for name, path in files.items()]
     writes.append((sidecar, (json.dumps(info, indent=2) + "\n").encode()))
     try:  # verified: now written as one set (all new, or all as they were)
@@ -348,15 +371,23 @@ def _verify(name: str, module: nn.Module, runner: Callable[[np.ndarray], list[np
 
 
 def _sidecar(model: Any, fmt: str, files: dict[str, Path], opset: int | None,
-             diffs: dict[str, float], inputs_from: str, source: str) -> dict[str, Any]:
+             diffs: dict[str, float], inputs_from: str, source: str, x: torch.Tensor,
+             extras: list[str]) -> dict[str, Any]:
     shape, latent = list(model.input_shape), list(model.latent_shape)
     parts = {}
     for name, path in files.items():
-        inputs, outputs = _io_names(name, model.stochastic)
         in_shape = latent if name == "decoder" else shape
-        out_shape = latent if name == "encoder" else shape
-        parts[name] = {"file": path.name, "inputs": {inputs[0]: ["batch", *in_shape]},
-                       "outputs": {o: ["batch", *out_shape] for o in outputs}}
+        if name == "encoder":  # the code and each extra, with their own shapes and dtypes
+            with torch.no_grad():
+                code, values = model.encode_parts(x[:1])
+            outs = {"latent": code, **{k: values[k] for k in extras}}
+        else:
+            outs = {"reconstruction": x[:1]}
+        parts[name] = {"file": path.name, "inputs": {_io_names(name, [])[0][0]:
+                                                     ["batch", *in_shape]},
+                       "outputs": {o: ["batch", *t.shape[1:]] for o, t in outs.items()},
+                       "dtypes": {o: str(t.dtype).removeprefix("torch.")
+                                  for o, t in outs.items()}}
     versions = {"aezoo": __version__, "torch": torch.__version__}
     if fmt == "onnx":
         import onnx

@@ -17,6 +17,7 @@ from typing import Any
 
 from aezoo.data.source import DatasetSource
 from aezoo.protocols import (
+    CallbackComponent,
     DecoderComponent,
     EncoderComponent,
     LossComponent,
@@ -37,7 +38,8 @@ class Kind:
     """One kind of plugin part.
 
     ``descriptor``: the type an entry point must resolve to, or None when the entry is a
-    callable (``factory``: callbacks take the run directory, commands the typer app).
+    callable (``factory``: callbacks take the run directory, commands the typer app). A
+    kind with both (callbacks) takes either; ``check`` then applies to the descriptor.
     ``check``: field checks of a descriptor beyond its type (None: none).
     ``listing``: the command that shows what is installed, quoted in "unknown name" errors.
     """
@@ -60,6 +62,20 @@ def _component_problem(obj: Any) -> str | None:
         return f"build is {obj.build!r}, not callable"
     if not isinstance(obj.description, str):
         return "description is not a string"
+    requires = getattr(obj, "requires", ())
+    if not isinstance(requires, tuple) or not all(
+            isinstance(r, str) and r.partition(":")[0] in BY_NAME and r.partition(":")[2]
+            for r in requires):
+        return f"requires must be a tuple of 'KIND:NAME' strings, got {requires!r}"
+    return None
+
+
+def _dataset_problem(obj: Any) -> str | None:
+    from pydantic import BaseModel
+
+    if obj.params is not None and not (isinstance(obj.params, type)
+                                       and issubclass(obj.params, BaseModel)):
+        return f"params is {obj.params!r}, not None or a pydantic BaseModel subclass"
     return None
 
 
@@ -127,12 +143,12 @@ KINDS: tuple[Kind, ...] = (
     Kind("metric", "aezoo.metrics", MetricComponent, "aezoo list --components",
          "a reconstruction metric (aezoo eval; train.metrics)", check=_metric_problem),
     Kind("dataset", "aezoo.datasets", DatasetSource, "aezoo data list",
-         "a dataset source (--data NAME)"),
+         "a dataset source (--data NAME)", check=_dataset_problem),
     Kind("weights", "aezoo.weights", None, "aezoo list --pretrained",
          "trained weights of a variant, named VARIANT.TAG (aezoo.load, train --init)",
          check=_weight_set_problem),
-    Kind("callback", "aezoo.callbacks", None, "aezoo plugins",
-         "a training callback, factory(run_dir) (--callback NAME)", factory=True),
+    Kind("callback", "aezoo.callbacks", CallbackComponent, "aezoo plugins",
+         "a training callback (--callback NAME)", factory=True, check=_component_problem),
     Kind("command", "aezoo.commands", None, "aezoo --help",
          "CLI commands, register(app) adds them to `aezoo`", factory=True),
 )

@@ -18,7 +18,7 @@ from aezoo import registry
 from aezoo.config import part_params
 from aezoo.errors import PluginError, SpecError
 from aezoo.protocols import Forward, Shape, builder
-from aezoo.specs import ComponentSpec, RegularizerSpec
+from aezoo.specs import ComponentSpec, RegularizerSpec, RunSpec
 
 RECON = "recon"  # the term a plain (logits, target) loss produces
 
@@ -157,6 +157,43 @@ def check_needs(specs: list[RegularizerSpec], extras: Mapping[str, Any], encoder
         raise SpecError(f"regularizer '{reg.name}' needs the encoder to return "
                         f"{' and '.join(missing)}, which encoder '{encoder}' does not "
                         f"(it returns {has})", fix)
+
+
+# How a run turns a part on, per kind: what the fix of a missing companion says.
+_TURN_ON = {"encoder": "--set model.encoder.name={}", "decoder": "--set model.decoder.name={}",
+            "loss": "--set model.loss.name={}", "regularizer": "add {{'name': '{}'}} to "
+            "model.regularizers", "transform": "--set train.corrupt.name={}",
+            "optimizer": "--set train.optimizer={}", "schedule": "--set train.scheduler={}",
+            "metric": "add {} to train.metrics", "callback": "--callback {}"}
+
+
+def used_parts(spec: RunSpec) -> dict[str, list[str]]:
+    """kind -> the names of the parts ``spec`` uses, as written."""
+    model, train = spec.model, spec.train
+    return {"encoder": [model.encoder.name], "decoder": [model.decoder.name],
+            "loss": [model.loss.name], "regularizer": [r.name for r in model.regularizers],
+            "transform": [train.corrupt.name] if train.corrupt else [],
+            "optimizer": [train.optimizer], "schedule": [train.scheduler],
+            "metric": list(train.metrics), "callback": list(train.callbacks)}
+
+
+def check_requires(spec: RunSpec) -> None:
+    """Each regulariser's and callback's declared companions (``requires``, ``"KIND:NAME"``)
+    are in the run; else one line naming both parts. Spec-level: runs before any data."""
+    used = {kind: {n.rpartition(":")[2] for n in names}
+            for kind, names in used_parts(spec).items()}
+    owners = [("regularizer", r.name, f"model.regularizers.{i}")
+              for i, r in enumerate(spec.model.regularizers)]
+    owners += [("callback", n, f"--no-callback {n}") for n in spec.train.callbacks]
+    for kind, name, drop in owners:
+        for need in getattr(registry.load(kind, name), "requires", ()):
+            other, _, wanted = need.partition(":")
+            if wanted.rpartition(":")[2] in used.get(other, set()):
+                continue
+            raise SpecError(f"{kind} '{name}' belongs with {other} '{wanted}', which this run "
+                            "does not use",
+                            f"{_TURN_ON.get(other, '{}').format(wanted)}, or drop {kind} "
+                            f"'{name}' ({drop})")
 
 
 def build_transform(spec: ComponentSpec) -> Callable[[torch.Tensor, torch.Generator],

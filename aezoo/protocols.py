@@ -189,10 +189,13 @@ class RegularizerComponent(_Part):
 
     Used on any variant through ``model.regularizers`` (a name, a weight and params); the
     weighted value is a named term of the objective. ``needs`` lists the ``Forward.extras``
-    keys it reads (e.g. ``("mean", "logvar")`` for KL), checked when the model is built.
+    keys it reads (e.g. ``("mean", "logvar")`` for KL, ``("z_e", "z_q")`` for a VQ
+    commitment term), checked when the model is built. ``requires`` names other parts the
+    run must use with it, as ``"KIND:NAME"`` (see :class:`CallbackComponent`).
     """
 
     needs: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
     kind: str = field(default="regularizer", init=False)
 
 
@@ -226,6 +229,20 @@ class ScheduleComponent(_Part):
     needs nothing but the step count. ``params`` validates ``train.scheduler_params``."""
 
     kind: str = field(default="schedule", init=False)
+
+
+@dataclass(frozen=True)
+class CallbackComponent(_Part):
+    """A training callback with hyperparameters: ``build(params, run_dir) -> callback``.
+
+    ``params`` validates ``train.callback_params.NAME``. ``requires`` names the parts it
+    belongs with, as ``"KIND:NAME"`` (``("regularizer:vq-commit",)`` for a callback that
+    resets a codebook's dead entries): a run without one of them is refused before its
+    data loads, in one line naming both. A plain callable ``factory(run_dir)`` (the
+    earlier API) still registers a callback without params."""
+
+    requires: tuple[str, ...] = ()
+    kind: str = field(default="callback", init=False)
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,15 @@ from typing import Any
 
 import torch
 
-from aezoo import _interrupts, distributed
+from aezoo import _interrupts, distributed, registry
 from aezoo.callbacks import load_callback
 from aezoo.checkpoint import save
-from aezoo.config import edit_callbacks, resolve_model
-from aezoo.data import ArrayDataset, load_dataset
+from aezoo.config import callback_params, edit_callbacks, resolve_model
+from aezoo.data import ArrayDataset, declared_shape, load_dataset
 from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import AezooError, ShapeError, UsageError
-from aezoo.model import Autoencoder, from_spec
+from aezoo.model import Autoencoder, from_spec, on_meta, probe
+from aezoo.objective import check_requires
 from aezoo.protocols import format_shape
 from aezoo.registry import FIRST_PARTY
 from aezoo.rundir import (
@@ -92,7 +93,8 @@ def run_callbacks(spec: TrainSpec, out: Path, extra: Iterable[Any] = ()) -> list
     builtins = ["metrics", "status", *(["images", "curves"] if spec.images else []),
                 *(["early-stopping"] if spec.patience is not None else [])]
     callbacks: list[Any] = [own(name) for name in builtins]
-    callbacks.extend(load_callback(name, out) for name in spec.callbacks)
+    callbacks.extend(load_callback(name, out, spec.callback_params.get(name))
+                     for name in spec.callbacks)
     callbacks.extend(extra)
     callbacks.append(own("checkpoint"))
     return callbacks
@@ -163,6 +165,10 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         raise UsageError(f"{', '.join(fixed)} cannot change when resuming",
                          f"resume as is, or start a new run; changeable: {', '.join(RESUMABLE)}")
     train_spec = validate(TrainSpec, {**spec.train.model_dump(), **overrides}, "train")
+    if "callbacks" in overrides:  # a dropped callback's params go; an added one's defaults come
+        kept = {k: v for k, v in train_spec.callback_params.items() if k in train_spec.callbacks}
+        train_spec = train_spec.model_copy(update={"callback_params": callback_params(
+            train_spec.model_copy(update={"callback_params": kept}))})
     spec = spec.model_copy(update={"train": train_spec})
     state = run_dir / STATE_FILE
     if not state.exists():
@@ -215,6 +221,24 @@ def check_switches(spec: TrainSpec, device: torch.device) -> None:
     autocast_dtype(spec.precision, device)
 
 
+def check_parts(spec: RunSpec, follow_data: bool = True) -> None:
+    """Declared dependencies between parts, before any data loads: each part's companions
+    (``requires``) and, where the input shape is known without the data, the encoder
+    outputs the regularisers read (``needs``, on a meta-device twin: nothing allocated)."""
+    check_requires(spec)
+    if not any(registry.load("regularizer", r.name).needs for r in spec.model.regularizers):
+        return
+    shape = declared_shape(spec.data) if follow_data else spec.model.input_shape
+    if shape is None:  # a folder's shape: known once it loads, when the model is built
+        return
+    try:
+        probe(on_meta(resolve_model(spec.model.model_copy(update={"input_shape": shape}))))
+    except AezooError:
+        raise
+    except Exception:  # noqa: S110 - an op without a meta kernel: the real build checks
+        pass
+
+
 def _execute(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
              state: Path | None, follow_data: bool = True, replacing: bool = False
              ) -> RunResult:
@@ -248,6 +272,7 @@ def aborted(out: Path, epochs: int) -> TrainingInterrupted:
 
 def _run(spec: RunSpec, out: Path, callbacks: Iterable[Any], dist: distributed.Dist,
          state: Path | None, follow_data: bool, replacing: bool) -> RunResult:
+    check_parts(spec, follow_data)
     if dist.enabled:  # rank 0 alone downloads and verifies; the others wait for it
         from aezoo.data.info import prefetch
 

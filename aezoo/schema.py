@@ -72,7 +72,7 @@ def _choices(kind: str, left_out: list[Failure] | None) -> list[tuple[str, str, 
 
 
 def _component_model(kind: str, name: str, desc: Any, default: Any = None,
-                     qualified: str | None = None) -> type[BaseModel]:
+                     qualified: str | None = None, base: Any = None) -> type[BaseModel]:
     from pydantic import Field, create_model
 
     from aezoo.specs import ComponentSpec
@@ -89,7 +89,7 @@ def _component_model(kind: str, name: str, desc: Any, default: Any = None,
     name_type: Any = Literal[spellings]  # NAME and DIST:NAME both select it
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
         f"{kind.title()}{_camel(name)}",
-        __base__=ComponentSpec,
+        __base__=base or ComponentSpec,
         __doc__=f"{kind} '{name}': {desc.description}".strip(": "),
         name=(name_type, Field(name) if default is not None else Field(...)),
         params=(desc.params, params_field),
@@ -105,11 +105,9 @@ def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = Non
     Without ``name``, components that fail to load are left out of it (in strict mode they
     raise); their failures are appended to ``left_out`` when it is given.
     """
-    from typing import Annotated, Union
-
     from pydantic import Field, create_model
 
-    from aezoo.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
+    from aezoo.specs import MAX_ITEMS, DataSpec, ModelSpec, RegularizerSpec, RunSpec, TrainSpec
 
     resolved = resolved_spec(name, None, []) if name else None
     fields: dict[str, Any] = {}
@@ -120,28 +118,86 @@ def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = Non
             model = _component_model(kind, comp.name, desc, comp.params)
             fields[kind] = (model, Field(default=model.model_validate(comp.model_dump())))
             continue
-        models = [_component_model(kind, n, d, qualified=q)
-                  for n, q, d in _choices(kind, left_out)]
-        if not models:
-            continue
-        union: Any = models[0] if len(models) == 1 else Annotated[
-            Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
-        fields[kind] = (union, Field(...))
+        union = _union(kind, left_out)
+        if union is not None:
+            fields[kind] = (union, Field(...))
+    regularizers = _union("regularizer", left_out, RegularizerSpec)
+    if regularizers is not None:
+        fields["regularizers"] = (list[regularizers], Field(  # type: ignore[valid-type]
+            default_factory=list, max_length=MAX_ITEMS,
+            description=ModelSpec.model_fields["regularizers"].description))
     title = f"aezoo run spec for {name}" if name else "aezoo run spec"
     model_spec: Any = create_model("ModelSpec", __base__=ModelSpec, __doc__=ModelSpec.__doc__,
                                    **fields)
+    train_spec: Any = create_model("TrainSpec", __base__=TrainSpec, __doc__=TrainSpec.__doc__,
+                                   **_train_fields(left_out))
+    data_spec: Any = create_model("DataSpec", __base__=DataSpec, __doc__=DataSpec.__doc__,
+                                  **_data_fields(left_out))
     if resolved is not None:
         run_fields: dict[str, Any] = {
-            "model": (model_spec, Field(default=model_spec.model_validate(
-                resolved.model.model_dump(mode="json")))),
-            "train": (TrainSpec, Field(default=resolved.train)),
-            "data": (DataSpec, Field(default=resolved.data)),
-        }
+            part: (typed, Field(default=typed.model_validate(
+                getattr(resolved, part).model_dump(mode="json"))))
+            for part, typed in (("model", model_spec), ("train", train_spec),
+                                ("data", data_spec))}
     else:
-        run_fields = {"model": (model_spec, Field(...))}
+        run_fields = {"model": (model_spec, Field(...)),
+                      "train": (train_spec, Field(default_factory=train_spec)),
+                      "data": (data_spec, Field(default_factory=data_spec))}
     run_spec: type[RunSpec] = create_model(  # type: ignore[call-overload]
         "RunSpec", __base__=RunSpec, __doc__=title, **run_fields)
     return run_spec
+
+
+def _union(kind: str, left_out: list[Failure] | None, base: Any = None) -> Any:
+    """Every installed ``kind`` as one type, told apart by ``name`` (None: none installed)."""
+    from typing import Annotated, Union
+
+    from pydantic import Field
+
+    models = [_component_model(kind, n, d, qualified=q, base=base)
+              for n, q, d in _choices(kind, left_out)]
+    if len(models) < 2:
+        return models[0] if models else None
+    return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
+
+
+def _train_fields(left_out: list[Failure] | None) -> dict[str, Any]:
+    """train.corrupt typed by the installed transforms, train.callback_params by the
+    callbacks that declare params (a key each, the callback's name)."""
+    from pydantic import ConfigDict, Field, create_model
+
+    from aezoo.protocols import CallbackComponent
+    from aezoo.specs import TrainSpec
+
+    fields: dict[str, Any] = {}
+    transforms = _union("transform", left_out)
+    if transforms is not None:
+        fields["corrupt"] = (transforms | None, Field(
+            None, description=TrainSpec.model_fields["corrupt"].description))
+    described = [(n, d) for n, _, d in _choices("callback", left_out)
+                 if isinstance(d, CallbackComponent)]
+    params: Any = create_model(  # type: ignore[call-overload]
+        "CallbackParams", __config__=ConfigDict(extra="allow"),
+        **{f"callback_{i}": (d.params | None, Field(None, alias=n, description=d.description))
+           for i, (n, d) in enumerate(described)})
+    fields["callback_params"] = (params, Field(
+        default_factory=params, description=TrainSpec.model_fields["callback_params"].description))
+    return fields
+
+
+def _data_fields(left_out: list[Failure] | None) -> dict[str, Any]:
+    """data.params: one of the installed datasets' params models, or none at all."""
+    from typing import Annotated, Union
+
+    from pydantic import Field
+
+    from aezoo.specs import DataSpec
+
+    models = [d.params for _, _, d in _choices("dataset", left_out) if d.params is not None]
+    empty = Annotated[dict[str, Any], Field(max_length=0, title="no params")]
+    union: Any = Union[tuple([*dict.fromkeys(models), empty])]  # noqa: UP007
+    return {"params": (union, Field(default_factory=dict,
+                                    description=DataSpec.model_fields["params"].description))}
 
 
 def schema(name: str | None = None, left_out: list[Failure] | None = None) -> dict[str, Any]:

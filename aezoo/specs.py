@@ -241,6 +241,10 @@ class TrainSpec(Strict):
     callbacks: list[Name] = Field(
         default_factory=list, max_length=MAX_ITEMS,
         description="extra callbacks by entry-point name")
+    callback_params: dict[Name, Params] = Field(
+        default_factory=dict, max_length=MAX_ITEMS,
+        description="callback name (as in callbacks) -> its hyperparameters, validated by "
+        "the callback (`aezoo info NAME`)")
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -281,6 +285,9 @@ class DataSpec(Strict):
     skip_bad: bool = Field(
         False, description="streamed sources: skip unreadable images and count them instead "
         "of stopping on the first")
+    params: Params = Field(
+        default_factory=dict, description="the dataset's own hyperparameters, validated by "
+        "its source (`aezoo info NAME`)")
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -370,7 +377,7 @@ def describe_validation_error(error: ValidationError, prefix: str = "",
     return f"invalid {loc or 'spec'}: {message}{tail}"
 
 
-def validate(model: type[Strict], data: Any, prefix: str = "") -> Any:
+def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
     """``model.model_validate`` with a one-line SpecError instead of ValidationError."""
     try:
         return model.model_validate(data)

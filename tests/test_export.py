@@ -215,3 +215,48 @@ def test_a_failed_export_writes_nothing_as_a_set(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(os, "replace", real_replace)
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert after == before  # the old set, whole; no temporary file left
+
+
+class _WithIndices(torch.nn.Module):
+    """A VQ-like encoder: its code, a codebook index per image and a batch-level loss."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.input_shape, self.latent_shape = inner.input_shape, inner.latent_shape
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.inner(x)
+        return {"latent": z, "indices": z.flatten(1).argmax(1), "commit": z.pow(2).mean()}
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_the_encoders_extras_are_exported_as_named_outputs(tmp_path: Path, fmt: str) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    model = _model("cae-upsample")
+    model.encoder = _WithIndices(model.encoder)
+    out = tmp_path / f"vq{export_mod.SUFFIX[fmt]}"
+    result = export(model, out, fmt, "encoder", images=_images(), inputs_from="test")
+    info = json.loads(result.sidecar.read_text())
+    encoder = info["parts"]["encoder"]
+    assert encoder["outputs"] == {"latent": ["batch", 8, 4, 4], "indices": ["batch"]}
+    assert encoder["dtypes"] == {"latent": "float32", "indices": "int64"}
+    assert info["extras_left_out"] == ["commit"]  # no batch axis: not an output
+    x = torch.from_numpy(_images()).float() / 255
+    with torch.no_grad():
+        code, extras = model.encode_parts(x)
+    run = _runner(out, fmt)
+    for size in (16, 3):
+        with torch.no_grad():
+            got = [run(x[i:i + size].numpy()) for i in range(0, 16, size)]
+        np.testing.assert_allclose(np.concatenate([g[0] for g in got]), code.numpy(),
+                                   atol=1e-4, rtol=1e-3)
+        indices = np.concatenate([g[1] for g in got])
+        assert indices.dtype == np.int64 and (indices == extras["indices"].numpy()).all()
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["latent", "indices"]

@@ -57,6 +57,9 @@ def test_generates_a_complete_project(project):
     assert "pytest -q" in str(workflow["jobs"]["test"]["steps"])
     readme = (project / "README.md").read_text()
     assert "aezoo train resnet" in readme and "twine upload" in readme
+    # The generated test uses documented APIs only (aezoo.testing), not the registry's.
+    generated = (project / "tests/test_conformance.py").read_text()
+    assert "registry" not in generated and "variant_names(dist=" in generated
 
 
 def test_generated_code_is_lint_clean(project):

@@ -34,10 +34,11 @@ def variants(incomplete: str) -> list[str]:
 
 
 def components(incomplete: str) -> list[str]:
-    """Variants and component names (what `aezoo info` takes)."""
-    from aezoo.kinds import COMPONENT_KINDS
+    """Variants, parts, callbacks and datasets by name (what `aezoo info` takes)."""
+    from aezoo.kinds import PART_KINDS
 
-    found = [*variants(incomplete), *(n for k in COMPONENT_KINDS for n in _names(k, incomplete))]
+    kinds = (*PART_KINDS, "callback", "dataset")
+    found = [*variants(incomplete), *(n for k in kinds for n in _names(k, incomplete))]
     return list(dict.fromkeys(found))
 
 

@@ -200,7 +200,7 @@ def info_command(
     try:
         registry.find("variant", name)
     except UnknownNameError:
-        for kind in PART_KINDS:
+        for kind in (*PART_KINDS, "callback", "dataset"):
             try:
                 entry = registry.find(kind, name)
             except UnknownNameError:
@@ -234,6 +234,19 @@ def info_command(
         desc = registry.load(kind, comp.name)
         _print_params(_params_table(f"{kind}: {comp.name} — {desc.description}",
                                     desc.params, comp.params))
+    for i, reg in enumerate(spec.regularizers):
+        desc = registry.load("regularizer", reg.name)
+        _print_params(_params_table(f"regularizer {i}: {reg.name}, weight {reg.weight:g} — "
+                                    f"{desc.description}", desc.params, reg.params))
+    corrupt = v.train.get("corrupt")
+    if isinstance(corrupt, dict) and isinstance(corrupt.get("name"), str):
+        from aezoo.config import part_params
+
+        desc = registry.load("transform", corrupt["name"])
+        values = part_params("transform", corrupt["name"], corrupt.get("params") or {},
+                             "train.corrupt.params").model_dump(mode="json")
+        _print_params(_params_table(f"transform (train.corrupt): {corrupt['name']} — "
+                                    f"{desc.description}", desc.params, values))
     console.print("training defaults (`aezoo config NAME` shows every key):", highlight=False,
                   markup=False)
     defaults = table([("train key", ID), ("default", TEXT)])  # a JSON value may wrap
@@ -247,17 +260,26 @@ def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:
     from pydantic import BaseModel
 
     desc = registry.load(kind, entry.qualified)
-    params = getattr(desc, "params", BaseModel)  # a metric has no hyperparameters
+    # A metric, a dataset without params or a callback's plain factory has none.
+    params = getattr(desc, "params", None) or BaseModel
+    description = getattr(desc, "description", None)
+    if description is None:  # a callback's plain factory: its docstring's first line
+        description = (getattr(desc, "__doc__", None) or "").strip().partition("\n")[0]
     if as_json:
         console.print_json(json.dumps({"kind": kind, "name": entry.name,
                                        "plugin": f"{entry.dist} {entry.version}",
-                                       "description": desc.description,
-                                       "params": params.model_json_schema()}))
+                                       "description": description,
+                                       "params": params.model_json_schema()
+                                       if params is not BaseModel else {}}))
         return
     defaults = {k: f.get_default() for k, f in params.model_fields.items()
                 if not f.is_required()}
     _print_params(_params_table(f"{kind}: {entry.name} ({entry.dist} {entry.version}) — "
-                                f"{desc.description}", params, defaults))
+                                f"{description}", params, defaults))
+    where = {"dataset": "data.params", "callback": f"train.callback_params.{entry.name}"}
+    if kind in where and params.model_fields:
+        console.print(f"set them with --set {where[kind]}.PARAM=VALUE", highlight=False,
+                      markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -121,7 +121,7 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
 
     Downloads (verified) what is not cached yet; ``progress`` is told how far it got.
     """
-    from aezoo.data.catalog import resolve, source_dir
+    from aezoo.data.catalog import resolve, source_dir, source_params
     from aezoo.data.source import LoadContext
 
     found = resolve(spec.name)
@@ -129,7 +129,7 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
                       image_size=spec.image_size, channels=spec.channels,
                       progress=progress, offline=offline, fetcher=_fetch, stream=stream,
                       skip_bad=spec.skip_bad, val_fraction=spec.val_fraction,
-                      split_seed=spec.split_seed)
+                      split_seed=spec.split_seed, params=source_params(found, spec.params))
     try:
         splits = cast(Callable[[LoadContext], Splits | StreamedSplits], found.source.load)(ctx)
     except (AezooError, MemoryError, KeyboardInterrupt):

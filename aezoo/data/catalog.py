@@ -11,13 +11,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aezoo import registry
 from aezoo.data.source import DatasetSource
-from aezoo.errors import PluginError, UnknownNameError, UsageError
+from aezoo.errors import PluginError, SpecError, UnknownNameError, UsageError
 from aezoo.registry import Entry
 
 KIND = "dataset"  # the entry-point group aezoo.datasets
@@ -97,6 +98,21 @@ def resolve(name: str) -> Resolved:
         raise UsageError(f"dataset '{entry.name}' takes no path (got '{name}')",
                          f"write just {entry.name}")
     return Resolved(entry, source, argument)
+
+
+def source_params(found: Resolved, params: Mapping[str, Any], where: str = "data.params"
+                  ) -> Any:
+    """``params`` validated by the source's params model (its instance, defaults filled
+    in); None for a source that declares none, which must then be given none."""
+    from aezoo.specs import validate
+
+    model = found.source.params
+    if model is None:
+        if params:
+            raise SpecError(f"invalid {where}: dataset '{found.entry.name}' takes no params",
+                            f"drop {where}", key=where)
+        return None
+    return validate(model, dict(params), where)
 
 
 def _suggest(name: str) -> str:

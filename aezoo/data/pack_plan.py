@@ -38,16 +38,19 @@ def plan(spec: DataSpec, progress: Progress | None
           ) -> tuple[dict[str, Part], list[str] | None, str]:
     """Each split of the source as a reader of chunks, its class names, its fingerprint."""
     from aezoo.data.base import _fetch
-    from aezoo.data.catalog import resolve, source_dir
+    from aezoo.data.catalog import resolve, source_dir, source_params
     from aezoo.data.folder import FolderImages
 
     found = resolve(spec.name)
     ctx = LoadContext(found.source, found.argument, source_dir(found.source),
                       image_size=spec.image_size, channels=spec.channels,
-                      progress=progress, fetcher=_fetch)
+                      progress=progress, fetcher=_fetch,
+                      params=source_params(found, spec.params))
     splits = cast(Callable[[LoadContext], Any], found.source.load)(ctx)
     what: dict[str, Any] = {"source": spec.name, "image_size": spec.image_size,
                             "channels": spec.channels}
+    if spec.params:  # only where given: the fingerprints of earlier packs stay the same
+        what["params"] = spec.params
     if isinstance(splits, Splits) and isinstance(splits.train, FolderImages):
         parts = _folder_parts(splits, spec, what)
     elif isinstance(splits, StreamedSplits):

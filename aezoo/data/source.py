@@ -23,6 +23,7 @@ from aezoo.protocols import lazy
 
 if TYPE_CHECKING:
     import numpy as np
+    from pydantic import BaseModel
 
 Shape = tuple[int, int, int]
 
@@ -81,6 +82,9 @@ class LoadContext:
     # Set by the core (aezoo.data.download.ensure_files), so this contract module stays at
     # the bottom of the import graph: (source, directory, progress, offline) -> files.
     fetcher: Fetcher | None = None
+    # The source's params (``data.params``), validated by its ``params`` model; None for a
+    # source that declares none.
+    params: Any = None
 
     def fetch(self) -> dict[str, Path]:
         """The source's ``files``, verified, downloading what is missing: name -> path."""
@@ -113,6 +117,9 @@ class DatasetSource:
     takes_path: bool = False  # used as ``NAME:PATH`` (folder:, npz:, npy:)
     embedded: bool = False  # ships inside the providing package: nothing to fetch
     extra: Mapping[str, Any] = field(default_factory=dict)  # free-form, shown by `data info`
+    # A pydantic model that validates ``data.params`` (``ctx.params`` is the instance);
+    # None: the source takes no params.
+    params: type[BaseModel] | None = None
 
     def __post_init__(self) -> None:
         # ``load`` may be a "module:function" string, imported when the data is loaded.

@@ -96,18 +96,22 @@ def check_regularizer(name: str, extras: Mapping[str, Any] | None = None,
                              "extras it needs")
 
 
-def check_dataset(name: str, limit: int = 64, torch_free: bool = True) -> Any:
-    """A dataset: descriptor, torch-free module; it loads (the first ``limit`` images) as
-    uint8 ``(N, C, H, W)`` splits with the declared shape, labels one per image."""
+def check_dataset(name: str, limit: int = 64, torch_free: bool = True,
+                  params: Mapping[str, Any] | None = None) -> Any:
+    """A dataset: descriptor, params model (if it declares one), torch-free module; it
+    loads (the first ``limit`` images, with ``params``) as uint8 ``(N, C, H, W)`` splits
+    with the declared shape, labels one per image."""
     import numpy as np
 
     from aezoo.data import load_dataset
     from aezoo.specs import DataSpec
 
     descriptor = check_descriptor("dataset", name, torch_free=False)
+    if descriptor.params is not None:
+        check_params_model(descriptor.params, params)
     if torch_free:
         check_torch_free([("dataset", name)])
-    data = load_dataset(DataSpec(name=name, limit=limit))
+    data = load_dataset(DataSpec(name=name, limit=limit, params=dict(params or {})))
     for split in ("train", "val"):
         images = np.asarray(getattr(data, split)[:limit])
         if images.dtype != np.uint8 or images.ndim != 4:
@@ -140,16 +144,22 @@ def check_command(name: str) -> None:
         raise AssertionError(f"--help of command {name} fails: {result.output[-300:]}")
 
 
-def check_callback(name: str, directory: str | Path | None = None) -> Any:
-    """A callback entry: a factory that takes the run directory and returns an object whose
-    hooks are callables; torch-free module. Returns the callback."""
+def check_callback(name: str, directory: str | Path | None = None,
+                   params: Mapping[str, Any] | None = None) -> Any:
+    """A callback entry: a :class:`~aezoo.protocols.CallbackComponent` (its params model
+    checked, built with ``params``) or a plain factory taking the run directory; either
+    returns an object whose hooks are callables; torch-free module. Returns the callback."""
     import tempfile
 
+    from aezoo.callbacks import load_callback
+    from aezoo.protocols import CallbackComponent
     from aezoo.training.hooks import HOOKS
 
-    factory = check_descriptor("callback", name, torch_free=True)
+    descriptor = check_descriptor("callback", name, torch_free=True)
+    if isinstance(descriptor, CallbackComponent):
+        check_params_model(descriptor.params, params)
     with tempfile.TemporaryDirectory() as tmp:
-        callback = factory(Path(directory or tmp))
+        callback = load_callback(name, Path(directory or tmp), params)
     hooks = [h for h in HOOKS if hasattr(callback, h)]
     if not hooks:
         raise AssertionError(f"callback {name} defines none of the hooks ({', '.join(HOOKS)})")
