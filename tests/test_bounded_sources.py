@@ -194,8 +194,18 @@ def test_an_http_shard_that_drips_fails_within_its_window(
 # --- hf: what a row may name and hold --------------------------------------------------
 
 
+def _datasets() -> Any:
+    # Not importorskip: with numpy < 2, pyarrow (under datasets) raises ImportError, which
+    # newer pytest's importorskip does not treat as missing.
+    try:
+        import datasets
+    except ImportError as exc:
+        pytest.skip(f"the hf extra is not usable here ({exc})")
+    return datasets
+
+
 def _hf_dataset(tmp_path: Path, name: str, columns: dict[str, Any]) -> str:
-    datasets = pytest.importorskip("datasets")
+    datasets = _datasets()
     path = tmp_path / name
     datasets.Dataset.from_dict(columns).save_to_disk(str(path))
     return f"hf:{path}"
@@ -203,7 +213,7 @@ def _hf_dataset(tmp_path: Path, name: str, columns: dict[str, Any]) -> str:
 
 @pytest.fixture
 def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    datasets = _datasets()
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
