@@ -6,6 +6,7 @@ Limits are lowered with monkeypatch where the real ones would take real memory t
 
 from __future__ import annotations
 
+import builtins
 import bz2
 import http.server
 import io
@@ -194,8 +195,18 @@ def test_an_http_shard_that_drips_fails_within_its_window(
 # --- hf: what a row may name and hold --------------------------------------------------
 
 
+def _datasets() -> Any:
+    # Not importorskip: with numpy < 2, pyarrow (under datasets) raises ImportError, which
+    # newer pytest's importorskip does not treat as missing.
+    try:
+        import datasets
+    except ImportError as exc:
+        pytest.skip(f"the hf extra is not usable here ({exc})")
+    return datasets
+
+
 def _hf_dataset(tmp_path: Path, name: str, columns: dict[str, Any]) -> str:
-    datasets = pytest.importorskip("datasets")
+    datasets = _datasets()
     path = tmp_path / name
     datasets.Dataset.from_dict(columns).save_to_disk(str(path))
     return f"hf:{path}"
@@ -203,7 +214,7 @@ def _hf_dataset(tmp_path: Path, name: str, columns: dict[str, Any]) -> str:
 
 @pytest.fixture
 def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    datasets = _datasets()
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
@@ -230,6 +241,23 @@ def test_an_hf_row_may_name_only_a_bounded_regular_file(
     rows = HFImages([{"image": {"bytes": None, "path": str(small)}}], "image", "hf:x train",
                     (8, 8), 1)
     assert rows[0].shape == (1, 8, 8)
+
+
+def test_an_hf_extra_that_is_installed_but_does_not_import_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not "not installed": with numpy < 2, pyarrow (under datasets) refuses to import."""
+    real = builtins.__import__
+
+    def refused(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "datasets" or name.startswith("datasets."):
+            raise ImportError("pyarrow requires NumPy 2.0 or newer, found 1.24.4")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refused)
+    with pytest.raises(UsageError, match=r"^hf: the Hugging Face datasets library does not "
+                       r"import here \(pyarrow requires NumPy 2\.0 or newer, found 1\.24\.4\)"
+                       r".*recent pyarrow needs numpy >= 2"):
+        load_dataset(DataSpec(name=f"hf:{tmp_path}"))
 
 
 @pytest.mark.parametrize(("labels", "says"), [

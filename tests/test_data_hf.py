@@ -118,7 +118,7 @@ def test_without_the_extra_the_error_says_what_to_install(
 
     def no_datasets(name: str, *args: Any, **kwargs: Any) -> Any:
         if name == "datasets" or name.startswith("datasets."):
-            raise ImportError("No module named 'datasets'")
+            raise ModuleNotFoundError("No module named 'datasets'")
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_datasets)

@@ -15,6 +15,8 @@ and an unreachable proxy (no network), ``COLUMNS=100``.
 - ``<!-- docs-test: skip (REASON) -->`` on the line directly above a fence skips that block
   with REASON (a GPU, a download, an install, a human at the keyboard). A block without
   one must run.
+- ``<!-- docs-test: needs MODULE -->`` above a block that needs an extra's library runs it
+  where MODULE imports and skips it, with the import error, where it does not.
 - ``<!-- docs-test: file NAME -->`` above a block (e.g. a ``toml`` spec file that a later
   command reads) writes its text to NAME in the file's directory, as a reader would.
 
@@ -28,6 +30,7 @@ has imported torch and aezoo (see the harness below). Nothing in aezoo knows abo
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -59,7 +62,7 @@ BLOCK_TIMEOUT = 120  # seconds; a hung example fails instead of hanging the suit
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+)(?P<lang>[\w+-]*)[^`]*$")
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?:skip\s*\((?P<reason>[^)]+)\)"
-                    r"|file\s+(?P<file>[\w./-]+))\s*-->\s*$")
+                    r"|file\s+(?P<file>[\w./-]+)|needs\s+(?P<needs>[\w.]+))\s*-->\s*$")
 
 
 @dataclass
@@ -70,6 +73,16 @@ class Block:
     text: str
     skip: str | None = None  # the marker's reason
     file: str | None = None  # `docs-test: file NAME`: the block is that file's text
+    needs: str | None = None  # `docs-test: needs MODULE`: an extra's library
+
+    @property
+    def skipped(self) -> str | None:
+        """Why this block does not run here: its skip marker, or a library it needs that
+        does not import (e.g. datasets, whose pyarrow needs numpy >= 2)."""
+        if self.skip or not self.needs:
+            return self.skip
+        failure = _import_failure(self.needs)
+        return f"needs {self.needs}, which does not import here ({failure})" if failure else None
 
     @property
     def where(self) -> str:
@@ -99,6 +112,15 @@ class Block:
         return self.lang in SHELLS
 
 
+@functools.cache
+def _import_failure(module: str) -> str | None:
+    """The last line of the error importing ``module`` (in a subprocess, so this process
+    is left as it was), or None when it imports."""
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                          text=True, timeout=BLOCK_TIMEOUT)
+    return (proc.stderr.strip().splitlines() or ["failed"])[-1] if proc.returncode else None
+
+
 def parse(path: Path) -> list[Block]:
     """Every fenced block of a markdown file, with the skip marker directly above it."""
     lines = path.read_text().splitlines()
@@ -111,7 +133,8 @@ def parse(path: Path) -> list[Block]:
             if text.startswith("<!--") and "docs-test" in text:
                 assert MARKER.match(text), (
                     f"{path.name}:{i + 1}: malformed docs-test marker: write "
-                    "<!-- docs-test: skip (REASON) --> or <!-- docs-test: file NAME -->")
+                    "<!-- docs-test: skip (REASON) -->, <!-- docs-test: file NAME --> or "
+                    "<!-- docs-test: needs MODULE -->")
                 assert i + 1 < len(lines) and FENCE.match(lines[i + 1]), (
                     f"{path.name}:{i + 1}: a docs-test marker must be the line directly "
                     "above a fence")
@@ -126,7 +149,8 @@ def parse(path: Path) -> list[Block]:
         marker = MARKER.match(lines[start - 1]) if start else None
         blocks.append(Block(path, start + 1, m["lang"].lower(), "\n".join(body) + "\n",
                             marker["reason"].strip() if marker and marker["reason"] else None,
-                            marker["file"] if marker else None))
+                            marker["file"] if marker else None,
+                            marker["needs"] if marker else None))
         i += 1
     for b in blocks:
         assert b.skip is None or b.lang in RUN_LANGS or b.file, (
@@ -368,8 +392,8 @@ def _execute(block: Block, state: FileRun, env: dict[str, str]) -> str | None:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
 def test_docs_example(block: Block, harness: dict[str, str],
                       tmp_path_factory: pytest.TempPathFactory) -> None:
-    if block.skip:
-        pytest.skip(block.skip)
+    if block.skipped:
+        pytest.skip(block.skipped)
     if block.path not in _RUNS:
         _RUNS[block.path] = FileRun(tmp_path_factory.mktemp(block.path.stem))
     state = _RUNS[block.path]
@@ -381,7 +405,7 @@ def test_docs_example(block: Block, harness: dict[str, str],
     while state.done <= index:
         earlier = blocks[state.done]
         state.done += 1
-        if earlier.skip:
+        if earlier.skipped:
             continue
         failure = _execute(earlier, state, harness)
         if failure is not None:
@@ -399,6 +423,16 @@ def test_markers_are_checked(tmp_path: Path) -> None:
     doc.write_text("<!-- docs-test: skipp (typo) -->\n```console\n$ aezoo list\n```\n")
     with pytest.raises(AssertionError, match="malformed"):
         parse(doc)
+
+
+def test_a_needs_marker_skips_only_where_the_module_does_not_import(tmp_path: Path) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- docs-test: needs json -->\n```python\nimport json\n```\n\n"
+                   "<!-- docs-test: needs aezoo_no_such_module -->\n```python\nx = 1\n```\n")
+    here, missing = parse(doc)
+    assert (here.needs, here.skipped) == ("json", None)
+    assert missing.skipped is not None and missing.skipped.startswith(
+        "needs aezoo_no_such_module, which does not import here (ModuleNotFoundError: ")
 
 
 def test_the_parser_reads_prompts_continuations_and_markers(tmp_path: Path) -> None:

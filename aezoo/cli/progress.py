@@ -59,12 +59,15 @@ class ProgressCallback(Callback):
         """Print a progress line; a closed output (``| head``) never stops training."""
         try:
             self.console.print(text, **kwargs)
-        except OSError as exc:  # rich passes BrokenPipeError to on_broken_pipe (the
-            # PipeSafeConsole falls quiet); an EPIPE surfacing otherwise ends up here
+        except OSError as exc:  # rich >= 13.8 passes BrokenPipeError to on_broken_pipe;
+            # older rich raises it, and an EPIPE surfacing otherwise ends up here
             if not (isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE):
                 raise
-            self.console.quiet = True
-            drop_output(self.console.file)
+            if isinstance(self.console, PipeSafeConsole):
+                self.console.on_broken_pipe()  # falls quiet, says so once on stderr
+            else:
+                self.console.quiet = True
+                drop_output(self.console.file)
 
     def on_train_start(self, trainer: Trainer) -> None:
         spec = trainer.spec

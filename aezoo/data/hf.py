@@ -44,9 +44,13 @@ INSTALL = "pip install 'aezoo[hf]'"
 def _datasets() -> Any:
     try:
         import datasets
-    except ImportError:
+    except ModuleNotFoundError:
         raise UsageError("hf: needs the Hugging Face datasets library, which is not installed",
                          INSTALL) from None
+    except ImportError as exc:  # installed, but it (or pyarrow under it) refuses this setup
+        raise UsageError(f"hf: the Hugging Face datasets library does not import here "
+                         f"({summary(exc, with_type=False)})",
+                         "fix what it names (recent pyarrow needs numpy >= 2)") from None
     return datasets
 
 
