@@ -11,6 +11,7 @@ Input rows are metrics.jsonl rows (dicts with ``epoch``, ``train_loss``, ``val_l
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -39,9 +40,8 @@ def figure(width: int = WIDTH, height: int = HEIGHT, panels: int = 1, columns: i
            ratios: Sequence[float] | None = None) -> tuple[Figure, list[Axes]]:
     """A blank ``width`` x ``height`` pixel figure on the Agg canvas with ``panels`` axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    fig = _chart_class()(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     rows = math.ceil(panels / columns)
     axes = fig.subplots(rows, columns, squeeze=False,
@@ -50,6 +50,19 @@ def figure(width: int = WIDTH, height: int = HEIGHT, panels: int = 1, columns: i
         ax.grid(True, color="#e8e8e8", linewidth=0.8)
         ax.set_axisbelow(True)
     return fig, list(axes.flat)
+
+
+@functools.cache
+def _chart_class() -> type[Figure]:
+    from matplotlib.figure import Figure
+
+    class Chart(Figure):
+        """A Figure that Jupyter shows as its PNG, with no pyplot backend set up."""
+
+        def _repr_png_(self) -> bytes:
+            return png_bytes(self)
+
+    return Chart
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -68,13 +81,6 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], lis
     kept = [r for r in rows if isinstance(r.get("epoch"), int)]
     return ([r["epoch"] for r in kept],
             [float(r[key]) if finite(r.get(key)) else math.nan for r in kept])
-
-
-def best_row(rows: Sequence[Mapping[str, Any]], key: str = "val_loss"
-             ) -> Mapping[str, Any] | None:
-    """The row with the lowest finite ``key`` (the first of equals), or None."""
-    good = [r for r in rows if finite(r.get(key))]
-    return min(good, key=lambda r: r[key]) if good else None
 
 
 def log_scale(values: Sequence[float]) -> bool:
@@ -161,12 +167,11 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
     if other:
         axes[1].set_title("terms on another scale", fontsize="medium")
         axes[1].set_ylabel("term")
-    found = (best(rows) if best_epoch is None
-             else next(((r, 0.0) for r in rows if r.get("epoch") == best_epoch), None))
-    if found is not None and finite(found[0].get("val_loss")):
-        x, y = found[0]["epoch"], float(found[0]["val_loss"])
+    found = _best_row(rows, "val_loss", best_epoch)
+    if found is not None and finite(found.get("val_loss")):
+        x, y = found["epoch"], float(found["val_loss"])
         top.plot([x], [y], "o", markersize=10, markerfacecolor="none", markeredgecolor=MARK,
-                 markeredgewidth=2, label=f"best {y:.5f} @ epoch {x}")
+                 markeredgewidth=2, label=f"best epoch {x}: val_loss {y:.5f}")
     lrs = {float(r["lr"]) for r in rows if finite(r.get("lr"))}
     handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
     if len(lrs) > 1:
@@ -186,6 +191,14 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
     return fig
 
 
+def _best_row(rows: Sequence[Mapping[str, Any]], key: str, epoch: int | None
+              ) -> Mapping[str, Any] | None:
+    """Row ``epoch`` (the run's best by ``train.monitor``), else the lowest ``key``'s."""
+    if epoch is None:
+        found = best(rows, key)
+        return found[0] if found else None
+    return next((r for r in rows if r.get("epoch") == epoch), None)
+
 
 def legend(fig: Figure, handles: list[Any]) -> None:
     """Every line named below the panels, where it covers no curve."""
@@ -195,13 +208,16 @@ def legend(fig: Figure, handles: list[Any]) -> None:
 
 
 def overlay_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "val_loss",
-                   title: str = "") -> Figure:
-    """Several runs' ``key`` curves on one axis, each run's best epoch named in the legend."""
+                   title: str = "", best_epochs: Mapping[str, int | None] | None = None
+                   ) -> Figure:
+    """Several runs' ``key`` curves on one axis, each run's best epoch (``best_epochs``,
+    by each run's ``train.monitor``; else its lowest ``key``) named in the legend."""
     fig, (ax,) = figure(height=HEIGHT + 18 * math.ceil(len(runs) / LEGEND_COLUMNS))
     values: list[float] = []
     for i, (name, rows) in enumerate(runs.items()):
-        found = best(rows, key)
-        tag = "" if found is None else f"  (best {found[1]:.5f} @ {found[0]['epoch']})"
+        found = _best_row(rows, key, (best_epochs or {}).get(name))
+        tag = ("" if found is None or not finite(found.get(key))
+               else f"  (best epoch {found['epoch']}: {float(found[key]):.5f})")
         epochs, ys = _series(rows, key)
         one = sum(math.isfinite(v) for v in ys) == 1
         ax.plot(epochs, ys, color=PALETTE[i % len(PALETTE)], linewidth=2, label=name + tag,

@@ -52,8 +52,9 @@ def _extra(model: Any, extras: dict[str, Any], name: str) -> torch.Tensor:
     """The encoder's extra ``name`` (one row per image), or a one-line UsageError."""
     value = extras.get(name)
     if not isinstance(value, torch.Tensor) or value.dim() == 0:
-        known = ", ".join(["mean", *(k for k, v in extras.items()
-                                     if isinstance(v, torch.Tensor) and v.dim() > 0)])
+        named = (k for k, v in extras.items() if isinstance(v, torch.Tensor) and v.dim() > 0)
+        sample = ["sample"] if getattr(model, "stochastic", False) else []
+        known = ", ".join(dict.fromkeys(["mean", *sample, *named]))
         raise UsageError(f"unknown --output '{name[:60]}': {model.spec.encoder.name} returns "
                          f"no tensor of that name", f"use one of: {known}")
     return value

@@ -65,8 +65,8 @@ class Run:
     warnings: list[str] = field(default_factory=list)
 
     model_path = _RunFile("MODEL_FILE", "``model.safetensors`` (written when training finished).")
-    best_path = _RunFile("BEST_FILE", "``best.safetensors``: the weights of the epoch with the "
-                         "lowest val_loss.")
+    best_path = _RunFile("BEST_FILE", "``best.safetensors``: the weights of the best epoch "
+                         "(by ``train.monitor``: the lowest val_loss by default).")
     metrics_path = _RunFile("METRICS_JSONL", "``metrics.jsonl``: a row per epoch.")
     images_dir = _RunFile("IMAGES_DIR", "``images/``: a reconstruction grid per epoch and "
                           "``curves.png``.")

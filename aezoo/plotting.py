@@ -20,7 +20,8 @@ def plot(run: str | os.PathLike[str] | Run, out: str | os.PathLike[str] | None =
     command's default is the run's ``images/curves.png``; here nothing is written without
     ``out``). An existing ``out`` is kept unless ``force``."""
     from aezoo.curves import run_curves, write_picture
-    from aezoo.errors import OutputExistsError, UsageError
+    from aezoo.errors import UsageError
+    from aezoo.outputs import refuse_overwrite
     from aezoo.records import open_run  # metrics.jsonl only: no torch
 
     target = Path(out) if out is not None else None
@@ -31,9 +32,8 @@ def plot(run: str | os.PathLike[str] | Run, out: str | os.PathLike[str] | None =
     if not info.rows:
         raise UsageError(f"{path} has no finished epoch yet: nothing to plot",
                          "wait for its first epoch (`aezoo runs` shows its progress)")
-    if target is not None and target.exists() and not force:
-        raise OutputExistsError(f"{target} already exists",
-                                "choose another --out, or pass --force")
+    if target is not None:
+        refuse_overwrite(target, force)
     picture = run_curves(info.rows, Path(path).name, info.best_epoch)
     if target is not None:
         write_picture(target, picture)

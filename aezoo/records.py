@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from aezoo._io import read_json
 from aezoo.epochs import best, finite, read_rows
-from aezoo.errors import CheckpointError, OutputExistsError, UsageError, summary
+from aezoo.errors import CheckpointError, UsageError, summary
+from aezoo.outputs import refuse_overwrite
 from aezoo.rundir import (
     BEST_FILE,
     IMAGES_DIR,
@@ -376,14 +377,14 @@ def compare_runs(paths: Sequence[str | os.PathLike[str]], out: Path | None = Non
     if out is not None and out.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must end in .png", "name the picture NAME.png")
     runs = [open_run(p) for p in paths]
-    if out is not None and out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists", "choose another --out, or pass "
-                                "--force")
+    if out is not None:
+        refuse_overwrite(out, force)
     diff = spec_diff([r.spec for r in runs])
     picture = None
     if out is not None:
         from aezoo.curves import overlay_curves, write_picture
 
-        picture = write_picture(out, overlay_curves({r.name: r.rows for r in runs},
-                                                    title="val_loss"))
+        picture = write_picture(out, overlay_curves(
+            {r.name: r.rows for r in runs}, title="val_loss",
+            best_epochs={r.name: r.best_epoch for r in runs}))
     return Comparison(runs, diff, picture, comparable_notes(runs))

@@ -152,3 +152,4 @@ def test_the_train_summary_names_the_monitored_best_epoch(tmp_path: Path) -> Non
     assert told().startswith("best epoch 2: val_loss 0.25000")
     assert told(monitor="val_kl", mode="max").startswith("best epoch 2: val_kl 0.75000")
     assert told(monitor="val_kl").startswith("best epoch 1: val_kl 0.25000")
+    assert told(mode="max").startswith("best epoch 1: val_loss 0.50000")  # as the trainer

@@ -71,10 +71,13 @@ def test_curves_terms_lr_axis_and_log_scale() -> None:
     assert decode(curves.png_bytes(fig)).height > curves.HEIGHT + 20  # two legend rows
     best = rows(10)[-1]["val_loss"]  # falling: the last epoch is the best
     assert legend_of(fig) == ["train_loss", "val_loss", "train_kl", "val_kl", "val_recon",
-                              f"best {best:.5f} @ epoch 10", "lr"]
+                              f"best epoch 10: val_loss {best:.5f}", "lr"]
     loss, lr = fig.axes  # one panel (kl and recon are on the loss's scale), lr on a twin
     assert loss.get_yscale() == "log"  # kl 0.01 .. loss 0.4: spans over 20x
     assert lr.get_ylabel() == "lr" and loss.get_xlabel() == "epoch"
+    chosen = curves.run_curves(rows(10), best_epoch=3)  # the run's best by train.monitor
+    assert f"best epoch 3: val_loss {rows(10)[2]['val_loss']:.5f}" in legend_of(chosen)
+    assert decode(fig._repr_png_()).width == curves.WIDTH  # what a notebook shows
     constant = curves.run_curves([dict(r, lr=0.001) for r in rows(4)])
     assert len(constant.axes) == 1  # no lr axis: the rate is named in the legend
     assert legend_of(constant)[-1] == "lr 0.001 (constant)"
@@ -92,6 +95,13 @@ def test_curves_draw_odd_histories(case: str) -> None:
                "flat": [dict(r, train_loss=0.5, val_loss=0.5, lr=0.001) for r in rows(4)]}[case]
     decode(curves.png_bytes(curves.run_curves(history)))
     decode(curves.png_bytes(curves.overlay_curves({"a": history, "b": rows(3)})))
+
+
+def test_the_overlay_names_each_runs_own_best_epoch() -> None:
+    fig = curves.overlay_curves({"a": rows(5), "b": rows(5)}, best_epochs={"a": 2, "b": None})
+    a, b = legend_of(fig)
+    assert a == f"a  (best epoch 2: {rows(5)[1]['val_loss']:.5f})"  # by a's train.monitor
+    assert b == f"b  (best epoch 5: {rows(5)[4]['val_loss']:.5f})"  # the lowest val_loss
 
 
 def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(

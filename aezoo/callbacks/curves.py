@@ -66,7 +66,8 @@ class CurvesWriter(Callback):
 
 
 def _import_matplotlib() -> None:
-    import aezoo.curves  # noqa: F401 - imports matplotlib on the writer thread
+    import matplotlib.backends.backend_agg  # noqa: F401 - what aezoo.curves draws with
+    import matplotlib.figure  # noqa: F401
 
 
 def curves(out_dir: str | Path) -> CurvesWriter:

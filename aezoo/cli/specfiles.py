@@ -50,8 +50,9 @@ def config_command(
 
 SCHEMA_HELP = """Print the JSON Schema of run spec files, for editor completion and validation.
 
-Without NAME, `model.encoder`, `model.decoder` and `model.loss` accept any installed
-component, each with its own params. With NAME, the schema describes that variant's
+Without NAME, `model.encoder`, `model.decoder`, `model.loss`, `model.regularizers`,
+`train.corrupt`, `train.callback_params` and `data.params` accept any installed part,
+each with its own params. With NAME, the schema describes that variant's
 components and uses its values as defaults.
 
     aezoo schema cae-upsample > aezoo-schema.json

@@ -23,9 +23,10 @@ or JSON), the flags below, then each `--set KEY=VALUE` (a dotted path into the r
 VALUE is JSON, else a string).
 
 Writes into the output directory: `run.json` (the resolved run spec), `metrics.jsonl`
-and `metrics.csv` (one row per epoch), `last.safetensors`, `best.safetensors` (lowest
-val_loss), `state.safetensors` (for `--resume`), `images/epoch-NNNN.png` (originals over
-reconstructions) and, when training finishes, `model.safetensors` (the final weights).
+and `metrics.csv` (one row per epoch), `last.safetensors`, `best.safetensors` (the best
+epoch by `train.monitor`, lowest val_loss by default), `state.safetensors` (for
+`--resume`), `images/epoch-NNNN.png` (originals over reconstructions) and, when
+training finishes, `model.safetensors` (the final weights).
 
 Ctrl-C stops after the current step, saves the state and exits with code 130;
 `aezoo train --resume DIR` continues exactly where it stopped. Under
@@ -255,7 +256,7 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
              f"validation{earlier})"]
     monitor = getattr(getattr(result, "spec", None), "train", None)
     key, sign = "val_loss", 1.0
-    if monitor is not None and monitor.monitor != "val_loss":  # best.safetensors' choice
+    if monitor is not None:  # best.safetensors' choice, train.mode included
         from aezoo.training.loop import monitor_sign
 
         key, sign = monitor.monitor, monitor_sign(monitor)
