@@ -264,3 +264,40 @@ def test_export_of_a_plugin_encoders_extras(site: Any, cli: Any, tmp_path: Path)
                                                   "indices": ["batch", 8]}
     assert info["parts"]["encoder"]["dtypes"]["indices"] == "int64"
     assert info["extras_left_out"] == ["commit"]
+
+
+def test_data_info_and_pack_take_and_show_a_sources_params(site: Any, cli: Any,
+                                                           tmp_path: Path) -> None:
+    info = cli("data", "info", "flat", "--set", "data.params.n=48", "--json")
+    assert info.exit_code == 0, info.output
+    doc = json.loads(info.stdout)
+    assert doc["params"] == {"n": 48, "value": 128}  # given, and the default
+    assert sum(s["images"] for s in doc["splits"].values()) == 48 + 16
+    text = cli("data", "info", "flat", "--set", "data.params.value=9")
+    assert text.exit_code == 0, text.output
+    rows = [" ".join(line.split("│")).split() for line in text.stdout.splitlines()]
+    assert ["value", "9", "128", "int", "every", "pixel's", "value"] in rows
+    assert "set with --set data.params.KEY=VALUE" in text.stdout
+    listed = json.loads(cli("data", "list", "--json").stdout)
+    by_name = {r["name"]: r["params"] for r in listed}
+    assert by_name["flat"] == [{"name": "n", "default": 64}, {"name": "value", "default": 128}]
+    assert by_name["boom"] is None
+    shown = cli("data", "list").stdout  # the column wraps at 80 columns
+    assert "n=64," in shown and "value=128" in shown and "--set data.params.KEY=VALUE" in shown
+    packed = cli("data", "pack", "flat", "--out", str(tmp_path / "p"),
+                 "--set", "data.params.n=24", "--set", "data.params.value=5")
+    assert packed.exit_code == 0, packed.output
+    assert "24 train" in packed.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "data.params.n=4"], "error: invalid data.params.n: Input should be greater"),
+    (["--set", "data.params.size=4"], "error: invalid data.params.size: unknown key"),
+    (["--set", "train.lr=0.1"], "error: --set train.lr: aezoo data sets only data.KEY "
+                                "values: e.g. --set data.params.KEY=VALUE"),
+])
+def test_data_commands_refuse_bad_params_in_one_line(site: Any, cli: Any, args: list[str],
+                                                      message: str) -> None:
+    result = cli("data", "info", "flat", *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message)
