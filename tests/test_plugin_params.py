@@ -41,6 +41,10 @@ class Ticker:
 ticker = CallbackComponent(EveryParams, Ticker, "writes a line every N epochs")
 reset = CallbackComponent(EveryParams, Ticker, "belongs with l1",
                           requires=("regularizer:l1",))
+reset_own = CallbackComponent(EveryParams, Ticker, "belongs with aezoo's own l1",
+                              requires=("regularizer:aezoo:l1",))
+reset_other = CallbackComponent(EveryParams, Ticker, "belongs with another plugin's l1",
+                                requires=("regularizer:someone-else:l1",))
 
 
 def old(run_dir):
@@ -120,7 +124,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     with FakeSite(tmp_path / "site", monkeypatch) as fake:
         fake.add("aezoo-params-test", entry_points={
             "aezoo.callbacks": {"ticker": "pparts:ticker", "reset": "pparts:reset",
-                                "old": "pparts:old"},
+                                "old": "pparts:old", "reset-own": "pparts:reset_own",
+                                "reset-other": "pparts:reset_other"},
             "aezoo.datasets": {"flat": "pparts:flat", "boom": "pparts:boom"},
             "aezoo.regularizers": {"commit": "pparts:commit"},
             "aezoo.encoders": {"vq": "pparts:vq"}},
@@ -301,3 +306,31 @@ def test_data_commands_refuse_bad_params_in_one_line(site: Any, cli: Any, args: 
     result = cli("data", "info", "flat", *args)
     assert result.exit_code == 2, result.output
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message)
+
+
+def test_requires_may_name_the_distribution_of_the_part(site: Any) -> None:
+    from aezoo.run import check_parts
+
+    l1 = "model.regularizers=[{\"name\": \"l1\"}]"
+    check_parts(_spec(l1, add=("reset-own",)))  # aezoo's l1, named bare in the run
+    check_parts(_spec("model.regularizers=[{\"name\": \"aezoo:l1\"}]", add=("reset-own",)))
+    with pytest.raises(SpecError) as caught:  # an l1 is used, but not that distribution's
+        check_parts(_spec(l1, add=("reset-other",)))
+    assert caught.value.problem == ("callback 'reset-other' belongs with regularizer "
+                                    "'someone-else:l1', which this run does not use")
+
+
+@pytest.mark.parametrize("requires", [("regularizer",), ("regularizer:",), ("regulariser:l1",),
+                                      ("regularizer:a:b:c",), ("regularizer::l1",), "l1"])
+def test_a_malformed_requires_is_a_broken_descriptor(requires: Any) -> None:
+    from pydantic import BaseModel
+
+    from aezoo.kinds import kind
+    from aezoo.protocols import CallbackComponent
+
+    row = kind("callback")
+    assert row is not None and row.check is not None
+    problem = row.check(CallbackComponent(BaseModel, lambda p, d: None, "x", requires=requires))
+    assert problem is not None and problem.startswith("requires must be a tuple of 'KIND:NAME'")
+    assert row.check(CallbackComponent(BaseModel, lambda p, d: None, "x",
+                                       requires=("regularizer:aezoo:l1",))) is None
