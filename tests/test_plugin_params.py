@@ -19,7 +19,13 @@ PARTS = '''
 from pydantic import BaseModel, ConfigDict, Field
 
 from aezoo.data.source import DatasetSource
-from aezoo.protocols import CallbackComponent, EncoderComponent, RegularizerComponent
+from aezoo.protocols import (
+    CallbackComponent,
+    EncoderComponent,
+    OptimizerComponent,
+    RegularizerComponent,
+    ScheduleComponent,
+)
 
 
 class EveryParams(BaseModel):
@@ -116,6 +122,25 @@ def _vq(params, input_shape):
 
 
 vq = EncoderComponent(NoParams, _vq, "pool, plus the index of each channel's largest cell")
+
+
+class SlowParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factor: float = Field(0.5, gt=0, le=1, description="the learning rate's share")
+
+
+def _slow(params, parameters, train, fused):
+    import torch
+
+    return torch.optim.SGD(parameters, lr=train.lr * params.factor)
+
+
+def _halved(params, train, steps_per_epoch):
+    return lambda step: train.lr * params.factor
+
+
+slow = OptimizerComponent(SlowParams, _slow, "SGD at a share of the learning rate")
+halved = ScheduleComponent(SlowParams, _halved, "a constant share of the learning rate")
 '''
 
 
@@ -128,7 +153,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
                                 "reset-other": "pparts:reset_other"},
             "aezoo.datasets": {"flat": "pparts:flat", "boom": "pparts:boom"},
             "aezoo.regularizers": {"commit": "pparts:commit"},
-            "aezoo.encoders": {"vq": "pparts:vq"}},
+            "aezoo.encoders": {"vq": "pparts:vq"},
+            "aezoo.optimizers": {"slow": "pparts:slow"},
+            "aezoo.schedules": {"halved": "pparts:halved"}},
             modules={"pparts": PARTS})
         yield fake
 
@@ -334,3 +361,33 @@ def test_a_malformed_requires_is_a_broken_descriptor(requires: Any) -> None:
     assert problem is not None and problem.startswith("requires must be a tuple of 'KIND:NAME'")
     assert row.check(CallbackComponent(BaseModel, lambda p, d: None, "x",
                                        requires=("regularizer:aezoo:l1",))) is None
+
+
+@pytest.mark.parametrize("variant", [None, "cae-upsample"])
+def test_schema_types_optimizer_and_scheduler_params_by_the_chosen_part(
+        site: Any, variant: str | None) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from aezoo.schema import schema
+
+    doc = schema(variant)
+    assert "SlowParams" in json.dumps(doc["$defs"]["TrainSpec"]["properties"][
+        "optimizer_params"])
+    validator = jsonschema.Draft202012Validator({"$defs": doc["$defs"],
+                                                "$ref": "#/$defs/TrainSpec"})
+
+    def problems(train: dict[str, Any]) -> list[str]:
+        return [e.message for e in validator.iter_errors(train)]
+
+    assert problems({"optimizer": "slow", "optimizer_params": {"factor": 0.25},
+                     "scheduler": "aezoo-params-test:halved",
+                     "scheduler_params": {"factor": 1}}) == []
+    assert problems({"optimizer": "slow", "optimizer_params": {"factor": 2}})  # > 1
+    assert problems({"optimizer": "adam", "optimizer_params": {"factor": 0.5}})  # adam's: none
+    assert problems({"optimizer_params": {"factor": 0.5}})  # the default optimiser's
+    assert problems({"scheduler": "cosine", "scheduler_params": {"factor": 0.5}})
+    assert problems({"optimizer": "sgd", "optimizer_params": {}}) == []
+    # ...and the spec they stand for resolves (aezoo validates them the same way).
+    spec = _spec("train.optimizer=slow", "train.optimizer_params.factor=0.25",
+                 "train.scheduler=halved")
+    assert spec.train.optimizer_params == {"factor": 0.25}
+    assert spec.train.scheduler_params == {"factor": 0.5}
