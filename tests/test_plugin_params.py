@@ -391,3 +391,52 @@ def test_schema_types_optimizer_and_scheduler_params_by_the_chosen_part(
                  "train.scheduler=halved")
     assert spec.train.optimizer_params == {"factor": 0.25}
     assert spec.train.scheduler_params == {"factor": 0.5}
+
+
+def test_callback_params_change_on_resume_like_other_resumable_settings(
+        site: Any, cli: Any, tmp_path: Path) -> None:
+    run, late = tmp_path / "run", tmp_path / "late"
+    base = ["train", "cae-upsample", "--epochs", "2", "--batch-size", "32", "--device", "cpu",
+            "--no-images", "--data", "flat"]
+    first = cli(*base, "--callback", "ticker", "--out", str(run))
+    assert first.exit_code == 0, first.output
+    # One key changes, the others stay the run's own (merged, as --set merges).
+    again = cli("train", "--resume", str(run), "--epochs", "4",
+                "--set", "train.callback_params.ticker.label=t2",
+                "--set", "train.callback_params.ticker.every=2")
+    assert again.exit_code == 0, again.output
+    assert (run / "ticks.txt").read_text() == "tick 1\ntick 2\nt2 4\n"
+    saved = json.loads((run / "run.json").read_text())["train"]["callback_params"]
+    assert saved == {"ticker": {"every": 2, "label": "t2"}}
+    # A callback added on resume takes the params given with it, not only its defaults.
+    assert cli(*base, "--epochs", "1", "--out", str(late)).exit_code == 0
+    added = cli("train", "--resume", str(late), "--epochs", "2", "--callback", "ticker",
+                "--set", "train.callback_params.ticker.label=late")
+    assert added.exit_code == 0, added.output
+    assert (late / "ticks.txt").read_text() == "late 2\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "train.callback_params.ticker.every=0"],
+     "error: invalid train.callback_params.ticker.every: Input should be greater than or "
+     "equal to 1"),
+    (["--set", "train.callback_params.nope.every=2"],
+     "error: invalid train.callback_params.nope: no callback 'nope' is on (on: ticker)"),
+    (["--set", "train.batch_size=8"], "error: batch_size cannot change when resuming"),
+    (["--set", "model.loss.name=mse"],
+     "error: --set model.loss.name cannot be combined with --resume: a resumed run keeps"),
+    (["--set", "train.callbacks=[]"],
+     "error: --set train.callbacks cannot be combined with --resume: add or drop callbacks "
+     "with --callback / --no-callback"),
+])
+def test_resume_refuses_bad_callback_params_and_fixed_keys(site: Any, cli: Any, tmp_path: Path,
+                                                           args: list[str], message: str) -> None:
+    from aezoo.config import build_run_spec
+
+    run = tmp_path / "run"
+    run.mkdir()
+    spec = build_run_spec("cae-upsample", callbacks=(["ticker"], []))
+    (run / "run.json").write_text(spec.model_dump_json())
+    result = cli("train", "--resume", str(run), *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message)
