@@ -182,18 +182,15 @@ SET_HELP = ("Set a data spec value, e.g. data.params.n=48 (a source's params: `a
 def _data_spec(values: dict[str, Any], sets: list[str]) -> DataSpec:
     """The flags' values (None: not given), then each ``--set data.KEY=VALUE`` (parsed as
     ``aezoo train`` parses them), validated; ``data.params`` by the source's own model."""
-    from aezoo.config import merge, parse_assignment, resolve_data
+    from aezoo.config import merge, resolve_data, section_sets
     from aezoo.specs import DataSpec, validate
 
-    layer = {k: v for k, v in values.items() if v is not None}
-    for item in sets:
-        parsed = parse_assignment(item)
-        if set(parsed) != {"data"} or not isinstance(parsed["data"], dict):
-            key = item.partition("=")[0].strip()
-            raise UsageError(f"--set {key}: aezoo data sets only data.KEY values",
-                             "e.g. --set data.params.KEY=VALUE; the rest of a run spec is "
-                             "`aezoo train`'s")
-        layer = merge(layer, parsed["data"])
+    given, outside = section_sets("data", sets)
+    if outside:
+        raise UsageError(f"--set {outside[0]}: aezoo data sets only data.KEY values",
+                         "e.g. --set data.params.KEY=VALUE; the rest of a run spec is "
+                         "`aezoo train`'s")
+    layer = merge({k: v for k, v in values.items() if v is not None}, given)
     spec: DataSpec = validate(DataSpec, layer, "data")
     return resolve_data(spec)
 

@@ -204,19 +204,16 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
 def _resume_sets(overrides: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     """``overrides`` with each ``--set train.KEY=VALUE`` merged in, later winning (which
     train keys may change is ``aezoo.run.resume``'s to say); any other key is refused."""
-    from aezoo.config import merge, parse_assignment
+    from aezoo.config import merge, section_sets
 
-    for item in sets:
-        parsed = parse_assignment(item)
-        train = parsed.get("train") if set(parsed) == {"train"} else None
-        if not isinstance(train, dict) or "callbacks" in train:
-            fix = ("add or drop callbacks with --callback / --no-callback" if train else
-                   "a resumed run keeps its run.json; only train keys may change (e.g. --set "
-                   "train.callback_params.NAME.KEY=VALUE); start a new run for the rest")
-            raise usage_error(f"--set {item.partition('=')[0].strip()} cannot be combined "
-                              "with --resume", fix)
-        overrides = merge(overrides, parsed["train"])
-    return overrides
+    given, outside = section_sets("train", sets)
+    if outside or "callbacks" in given:
+        fix = ("a resumed run keeps its run.json; only train keys may change (e.g. --set "
+               "train.callback_params.NAME.KEY=VALUE); start a new run for the rest"
+               if outside else "add or drop callbacks with --callback / --no-callback")
+        raise usage_error(f"--set {(outside or ['train.callbacks'])[0]} cannot be combined "
+                          "with --resume", fix)
+    return merge(overrides, given)
 
 
 def _warnings_callback() -> Any:
