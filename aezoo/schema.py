@@ -161,7 +161,7 @@ def _union(kind: str, left_out: list[Failure] | None, base: Any = None) -> Any:
     return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
 
 
-# train keys naming a part, the part's kind and the key of its params
+# (train key naming a part, its kind): the part's params go in train.KEY_params
 _NAMED_PARAMS = (("optimizer", "optimizer"), ("scheduler", "schedule"))
 
 
