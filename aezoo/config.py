@@ -19,7 +19,7 @@ from aezoo.specs import ComponentSpec, DataSpec, ModelSpec, RunSpec, TrainSpec, 
 
 __all__ = ["COMPONENT_KINDS", "absolute_data_name", "build_model_spec", "build_run_spec",
            "callback_params", "component_params", "fixes_input_shape", "layer", "merge",
-           "parse_assignment", "resolve_data", "resolve_model", "run_spec_from",
+           "parse_assignment", "resolve_data", "resolve_model", "run_spec_from", "section_sets",
            "variant_defaults", "with_callbacks"]
 
 
@@ -92,6 +92,21 @@ def parse_assignment(text: str) -> dict[str, Any]:
     for part in reversed(key.split(".")):
         value = {part: value}
     return dict(value)
+
+
+def section_sets(section: str, sets: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """The ``KEY=VALUE`` items of ``sets`` under ``section.`` (``data``, ``train``) as one
+    layer of that section, later winning; and the keys of those outside it."""
+    layer: dict[str, Any] = {}
+    outside = []
+    for item in sets:
+        parsed = parse_assignment(item)
+        value = parsed.get(section) if set(parsed) == {section} else None
+        if isinstance(value, dict):
+            layer = merge(layer, value)
+        else:
+            outside.append(item.partition("=")[0].strip())
+    return layer, outside
 
 
 _MAX_DIGITS = 4000  # below Python's int <-> str limit (4300 digits by default)

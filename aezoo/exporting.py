@@ -214,7 +214,8 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
         prior = torch.randn(codes.shape, generator=torch.Generator().manual_seed(0))
         codes = torch.cat([codes[:len(codes) // 2], prior[len(codes) // 2:]])
     extras, left_out = extras_of(model, x) if "encoder" in files else ([], [])
-    wrappers = {"encoder": lambda m: _Encoder(m, extras), "decoder": _Decoder, "model": _Model}
+    wrappers: dict[str, Callable[[Any], nn.Module]] = {
+        "encoder": lambda m: _Encoder(m, extras), "decoder": _Decoder, "model": _Model}
     blobs: dict[str, bytes] = {}
     diffs: dict[str, float] = {}
     used_opset = None

@@ -63,10 +63,11 @@ def _component_problem(obj: Any) -> str | None:
     if not isinstance(obj.description, str):
         return "description is not a string"
     requires = getattr(obj, "requires", ())
-    if not isinstance(requires, tuple) or not all(
-            isinstance(r, str) and r.partition(":")[0] in BY_NAME and r.partition(":")[2]
-            for r in requires):
-        return f"requires must be a tuple of 'KIND:NAME' strings, got {requires!r}"
+    if not isinstance(requires, tuple) or not all(  # KIND:NAME, or KIND:DIST:NAME
+            isinstance(r, str) and r.split(":")[0] in BY_NAME and 2 <= len(r.split(":")) <= 3
+            and all(r.split(":")) for r in requires):
+        return (f"requires must be a tuple of 'KIND:NAME' (or 'KIND:DIST:NAME') strings, got "
+                f"{requires!r}")
     return None
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from aezoo import registry
 from aezoo.config import part_params
-from aezoo.errors import PluginError, SpecError
+from aezoo.errors import AezooError, PluginError, SpecError
 from aezoo.protocols import Forward, Shape, builder
 from aezoo.specs import ComponentSpec, RegularizerSpec, RunSpec
 
@@ -178,22 +178,35 @@ def used_parts(spec: RunSpec) -> dict[str, list[str]]:
 
 
 def check_requires(spec: RunSpec) -> None:
-    """Each regulariser's and callback's declared companions (``requires``, ``"KIND:NAME"``)
-    are in the run; else one line naming both parts. Spec-level: runs before any data."""
-    used = {kind: {n.rpartition(":")[2] for n in names}
-            for kind, names in used_parts(spec).items()}
+    """Each regulariser's and callback's declared companions (``requires``: ``"KIND:NAME"``,
+    or ``"KIND:DIST:NAME"`` for that distribution's part) are in the run; else one line
+    naming both parts. Spec-level: runs before any data."""
+    used = {kind: [_provider(kind, n) for n in names] for kind, names in used_parts(spec).items()}
     owners = [("regularizer", r.name, f"model.regularizers.{i}")
               for i, r in enumerate(spec.model.regularizers)]
     owners += [("callback", n, f"--no-callback {n}") for n in spec.train.callbacks]
     for kind, name, drop in owners:
         for need in getattr(registry.load(kind, name), "requires", ()):
             other, _, wanted = need.partition(":")
-            if wanted.rpartition(":")[2] in used.get(other, set()):
+            dist, _, bare = wanted.rpartition(":")
+            if any(b == bare and (not dist or d == registry.canonical(dist))
+                   for d, b in used.get(other, [])):
                 continue
             raise SpecError(f"{kind} '{name}' belongs with {other} '{wanted}', which this run "
                             "does not use",
                             f"{_TURN_ON.get(other, '{}').format(wanted)}, or drop {kind} "
                             f"'{name}' ({drop})")
+
+
+def _provider(kind: str, name: str) -> tuple[str, str]:
+    """(canonical distribution, bare name) of the part ``name`` (bare or ``DIST:NAME``)
+    resolves to; the distribution as written (or "") where it does not resolve."""
+    try:
+        entry = registry.find(kind, name)
+    except AezooError:
+        dist, _, bare = name.rpartition(":")
+        return registry.canonical(dist), bare
+    return registry.canonical(entry.dist), entry.name
 
 
 def build_transform(spec: ComponentSpec) -> Callable[[torch.Tensor, torch.Generator],

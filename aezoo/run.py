@@ -17,7 +17,7 @@ import torch
 from aezoo import _interrupts, distributed, registry
 from aezoo.callbacks import load_callback
 from aezoo.checkpoint import save
-from aezoo.config import callback_params, edit_callbacks, resolve_model
+from aezoo.config import callback_params, edit_callbacks, merge, resolve_model
 from aezoo.data import ArrayDataset, declared_shape, load_dataset
 from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import AezooError, ShapeError, UsageError
@@ -46,7 +46,7 @@ from aezoo.training.state import read_info
 # Settings that may change on --resume: they leave the data order and model untouched.
 RESUMABLE = ("epochs", "device", "lr", "grad_clip", "patience", "min_delta", "precision",
              "compile", "channels_last", "checkpoint_every", "check_every", "images",
-             "callbacks", "reader", "workers", "memory_budget")
+             "callbacks", "callback_params", "reader", "workers", "memory_budget")
 
 
 @dataclass
@@ -152,6 +152,9 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     ``overrides`` may change the train settings in ``RESUMABLE`` (e.g. more ``epochs``,
     a lower ``lr`` after a divergence); with none, the result equals an uninterrupted run.
     ``overrides["callbacks"]`` are added to the run's own; ``drop_callbacks`` are taken out.
+    ``overrides["callback_params"]`` is merged into the run's own (``{"NAME": {"KEY":
+    VALUE}}`` changes that one value); a callback added now gets its params from it, else
+    its defaults.
     """
     run_dir = Path(run_dir)
     spec = read_run_spec(run_dir)
@@ -160,13 +163,18 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     if "callbacks" in overrides or drop_callbacks:  # added to (taken from) the run's own
         overrides["callbacks"] = edit_callbacks(spec.train.callbacks,
                                                 overrides.get("callbacks", ()), drop_callbacks)
+    if "callback_params" in overrides:  # key by key into the run's own, like --set
+        overrides["callback_params"] = merge(spec.train.callback_params,
+                                             overrides["callback_params"])
     fixed = sorted(set(overrides) - set(RESUMABLE))
     if fixed:
         raise UsageError(f"{', '.join(fixed)} cannot change when resuming",
                          f"resume as is, or start a new run; changeable: {', '.join(RESUMABLE)}")
     train_spec = validate(TrainSpec, {**spec.train.model_dump(), **overrides}, "train")
-    if "callbacks" in overrides:  # a dropped callback's params go; an added one's defaults come
-        kept = {k: v for k, v in train_spec.callback_params.items() if k in train_spec.callbacks}
+    if {"callbacks", "callback_params"} & set(overrides):  # validated as a new run's are:
+        # a dropped callback's params go, an added one's defaults come
+        dropped = set(spec.train.callbacks) - set(train_spec.callbacks)
+        kept = {k: v for k, v in train_spec.callback_params.items() if k not in dropped}
         train_spec = train_spec.model_copy(update={"callback_params": callback_params(
             train_spec.model_copy(update={"callback_params": kept}))})
     spec = spec.model_copy(update={"train": train_spec})

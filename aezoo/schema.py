@@ -161,15 +161,34 @@ def _union(kind: str, left_out: list[Failure] | None, base: Any = None) -> Any:
     return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
 
 
+# (train key naming a part, its kind): the part's params go in train.KEY_params
+_NAMED_PARAMS = (("optimizer", "optimizer"), ("scheduler", "schedule"))
+
+
+def _params_models(kind: str, left_out: list[Failure] | None) -> list[type[BaseModel]]:
+    """The distinct params models of the installed ``kind``, in ``_choices`` order."""
+    return list(dict.fromkeys(d.params for _, _, d in _choices(kind, left_out)))
+
+
 def _train_fields(left_out: list[Failure] | None) -> dict[str, Any]:
     """train.corrupt typed by the installed transforms, train.callback_params by the
-    callbacks that declare params (a key each, the callback's name)."""
+    callbacks that declare params (a key each, the callback's name), optimizer_params and
+    scheduler_params by the optimisers' and schedules' models (``schema`` ties each to its
+    name)."""
+    from typing import Union
+
     from pydantic import ConfigDict, Field, create_model
 
     from aezoo.protocols import CallbackComponent
     from aezoo.specs import TrainSpec
 
     fields: dict[str, Any] = {}
+    for key, kind in _NAMED_PARAMS:
+        models = _params_models(kind, left_out)
+        if models:
+            fields[f"{key}_params"] = (Union[tuple(models)], Field(  # noqa: UP007
+                default_factory=dict,
+                description=TrainSpec.model_fields[f"{key}_params"].description))
     transforms = _union("transform", left_out)
     if transforms is not None:
         fields["corrupt"] = (transforms | None, Field(
@@ -206,9 +225,36 @@ def schema(name: str | None = None, left_out: list[Failure] | None = None) -> di
     model = typed_run_spec(name, left_out)
     out: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     out.update(model.model_json_schema())
+    default = model.model_fields["train"].get_default(call_default_factory=True)
+    _tie_params_to_names(out["$defs"]["TrainSpec"], default)
     out["title"] = f"aezoo run spec for {name}" if name else "aezoo run spec"
     # A spec file may point at this schema; aezoo ignores the key when it reads the file.
     out["properties"] = {SCHEMA_KEY: {"type": "string", "description": "the JSON Schema "
                                       "this file follows (ignored by aezoo)"},
                          **out.get("properties", {})}
     return out
+
+
+def _tie_params_to_names(train: dict[str, Any], default: Any) -> None:
+    """``optimizer_params`` (``scheduler_params``) as the params model of the optimiser
+    (schedule) that ``optimizer`` (``scheduler``) names: one ``if``/``then`` per part; the
+    default part's also applies when the name is left out. ``default``: the train spec
+    that applies when a file gives none (for its default names)."""
+    rules = []
+    for key, kind in _NAMED_PARAMS:
+        prop = train["properties"].get(f"{key}_params", {})
+        refs = prop.get("anyOf", [{"$ref": prop["$ref"]}] if "$ref" in prop else [])
+        models = _params_models(kind, None)
+        if len(refs) < 2 or len(refs) != len(models):  # one model for all: nothing to tie
+            continue
+        ref_of = dict(zip(models, refs, strict=True))
+        chosen = getattr(default, key)
+        for n, q, d in _choices(kind, None):
+            spellings = list(dict.fromkeys([n, q]))
+            named: dict[str, Any] = {"properties": {key: {"enum": spellings}}}
+            if chosen not in spellings:  # the default's rule holds with the key left out
+                named["required"] = [key]
+            rules.append({"if": named, "then": {"properties": {f"{key}_params": ref_of[
+                d.params]}}})
+    if rules:
+        train["allOf"] = rules

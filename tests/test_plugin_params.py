@@ -19,7 +19,13 @@ PARTS = '''
 from pydantic import BaseModel, ConfigDict, Field
 
 from aezoo.data.source import DatasetSource
-from aezoo.protocols import CallbackComponent, EncoderComponent, RegularizerComponent
+from aezoo.protocols import (
+    CallbackComponent,
+    EncoderComponent,
+    OptimizerComponent,
+    RegularizerComponent,
+    ScheduleComponent,
+)
 
 
 class EveryParams(BaseModel):
@@ -41,6 +47,10 @@ class Ticker:
 ticker = CallbackComponent(EveryParams, Ticker, "writes a line every N epochs")
 reset = CallbackComponent(EveryParams, Ticker, "belongs with l1",
                           requires=("regularizer:l1",))
+reset_own = CallbackComponent(EveryParams, Ticker, "belongs with aezoo's own l1",
+                              requires=("regularizer:aezoo:l1",))
+reset_other = CallbackComponent(EveryParams, Ticker, "belongs with another plugin's l1",
+                                requires=("regularizer:someone-else:l1",))
 
 
 def old(run_dir):
@@ -112,6 +122,25 @@ def _vq(params, input_shape):
 
 
 vq = EncoderComponent(NoParams, _vq, "pool, plus the index of each channel's largest cell")
+
+
+class SlowParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factor: float = Field(0.5, gt=0, le=1, description="the learning rate's share")
+
+
+def _slow(params, parameters, train, fused):
+    import torch
+
+    return torch.optim.SGD(parameters, lr=train.lr * params.factor)
+
+
+def _halved(params, train, steps_per_epoch):
+    return lambda step: train.lr * params.factor
+
+
+slow = OptimizerComponent(SlowParams, _slow, "SGD at a share of the learning rate")
+halved = ScheduleComponent(SlowParams, _halved, "a constant share of the learning rate")
 '''
 
 
@@ -120,10 +149,13 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     with FakeSite(tmp_path / "site", monkeypatch) as fake:
         fake.add("aezoo-params-test", entry_points={
             "aezoo.callbacks": {"ticker": "pparts:ticker", "reset": "pparts:reset",
-                                "old": "pparts:old"},
+                                "old": "pparts:old", "reset-own": "pparts:reset_own",
+                                "reset-other": "pparts:reset_other"},
             "aezoo.datasets": {"flat": "pparts:flat", "boom": "pparts:boom"},
             "aezoo.regularizers": {"commit": "pparts:commit"},
-            "aezoo.encoders": {"vq": "pparts:vq"}},
+            "aezoo.encoders": {"vq": "pparts:vq"},
+            "aezoo.optimizers": {"slow": "pparts:slow"},
+            "aezoo.schedules": {"halved": "pparts:halved"}},
             modules={"pparts": PARTS})
         yield fake
 
@@ -264,3 +296,147 @@ def test_export_of_a_plugin_encoders_extras(site: Any, cli: Any, tmp_path: Path)
                                                   "indices": ["batch", 8]}
     assert info["parts"]["encoder"]["dtypes"]["indices"] == "int64"
     assert info["extras_left_out"] == ["commit"]
+
+
+def test_data_info_and_pack_take_and_show_a_sources_params(site: Any, cli: Any,
+                                                           tmp_path: Path) -> None:
+    info = cli("data", "info", "flat", "--set", "data.params.n=48", "--json")
+    assert info.exit_code == 0, info.output
+    doc = json.loads(info.stdout)
+    assert doc["params"] == {"n": 48, "value": 128}  # given, and the default
+    assert sum(s["images"] for s in doc["splits"].values()) == 48 + 16
+    text = cli("data", "info", "flat", "--set", "data.params.value=9")
+    assert text.exit_code == 0, text.output
+    rows = [" ".join(line.split("│")).split() for line in text.stdout.splitlines()]
+    assert ["value", "9", "128", "int", "every", "pixel's", "value"] in rows
+    assert "set with --set data.params.KEY=VALUE" in text.stdout
+    listed = json.loads(cli("data", "list", "--json").stdout)
+    by_name = {r["name"]: r["params"] for r in listed}
+    assert by_name["flat"] == [{"name": "n", "default": 64}, {"name": "value", "default": 128}]
+    assert by_name["boom"] is None
+    shown = cli("data", "list").stdout  # the column wraps at 80 columns
+    assert "n=64," in shown and "value=128" in shown and "--set data.params.KEY=VALUE" in shown
+    packed = cli("data", "pack", "flat", "--out", str(tmp_path / "p"),
+                 "--set", "data.params.n=24", "--set", "data.params.value=5")
+    assert packed.exit_code == 0, packed.output
+    assert "24 train" in packed.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "data.params.n=4"], "error: invalid data.params.n: Input should be greater"),
+    (["--set", "data.params.size=4"], "error: invalid data.params.size: unknown key"),
+    (["--set", "train.lr=0.1"], "error: --set train.lr: aezoo data sets only data.KEY "
+                                "values: e.g. --set data.params.KEY=VALUE"),
+])
+def test_data_commands_refuse_bad_params_in_one_line(site: Any, cli: Any, args: list[str],
+                                                      message: str) -> None:
+    result = cli("data", "info", "flat", *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message)
+
+
+def test_requires_may_name_the_distribution_of_the_part(site: Any) -> None:
+    from aezoo.run import check_parts
+
+    l1 = "model.regularizers=[{\"name\": \"l1\"}]"
+    check_parts(_spec(l1, add=("reset-own",)))  # aezoo's l1, named bare in the run
+    check_parts(_spec("model.regularizers=[{\"name\": \"aezoo:l1\"}]", add=("reset-own",)))
+    with pytest.raises(SpecError) as caught:  # an l1 is used, but not that distribution's
+        check_parts(_spec(l1, add=("reset-other",)))
+    assert caught.value.problem == ("callback 'reset-other' belongs with regularizer "
+                                    "'someone-else:l1', which this run does not use")
+
+
+@pytest.mark.parametrize("requires", [("regularizer",), ("regularizer:",), ("regulariser:l1",),
+                                      ("regularizer:a:b:c",), ("regularizer::l1",), "l1"])
+def test_a_malformed_requires_is_a_broken_descriptor(requires: Any) -> None:
+    from pydantic import BaseModel
+
+    from aezoo.kinds import kind
+    from aezoo.protocols import CallbackComponent
+
+    row = kind("callback")
+    assert row is not None and row.check is not None
+    problem = row.check(CallbackComponent(BaseModel, lambda p, d: None, "x", requires=requires))
+    assert problem is not None and problem.startswith("requires must be a tuple of 'KIND:NAME'")
+    assert row.check(CallbackComponent(BaseModel, lambda p, d: None, "x",
+                                       requires=("regularizer:aezoo:l1",))) is None
+
+
+@pytest.mark.parametrize("variant", [None, "cae-upsample"])
+def test_schema_types_optimizer_and_scheduler_params_by_the_chosen_part(
+        site: Any, variant: str | None) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from aezoo.schema import schema
+
+    doc = schema(variant)
+    assert "SlowParams" in json.dumps(doc["$defs"]["TrainSpec"]["properties"][
+        "optimizer_params"])
+    validator = jsonschema.Draft202012Validator({"$defs": doc["$defs"],
+                                                "$ref": "#/$defs/TrainSpec"})
+
+    def problems(train: dict[str, Any]) -> list[str]:
+        return [e.message for e in validator.iter_errors(train)]
+
+    assert problems({"optimizer": "slow", "optimizer_params": {"factor": 0.25},
+                     "scheduler": "aezoo-params-test:halved",
+                     "scheduler_params": {"factor": 1}}) == []
+    assert problems({"optimizer": "slow", "optimizer_params": {"factor": 2}})  # > 1
+    assert problems({"optimizer": "adam", "optimizer_params": {"factor": 0.5}})  # adam's: none
+    assert problems({"optimizer_params": {"factor": 0.5}})  # the default optimiser's
+    assert problems({"scheduler": "cosine", "scheduler_params": {"factor": 0.5}})
+    assert problems({"optimizer": "sgd", "optimizer_params": {}}) == []
+    # ...and the spec they stand for resolves (aezoo validates them the same way).
+    spec = _spec("train.optimizer=slow", "train.optimizer_params.factor=0.25",
+                 "train.scheduler=halved")
+    assert spec.train.optimizer_params == {"factor": 0.25}
+    assert spec.train.scheduler_params == {"factor": 0.5}
+
+
+def test_callback_params_change_on_resume_like_other_resumable_settings(
+        site: Any, cli: Any, tmp_path: Path) -> None:
+    run, late = tmp_path / "run", tmp_path / "late"
+    base = ["train", "cae-upsample", "--epochs", "2", "--batch-size", "32", "--device", "cpu",
+            "--no-images", "--data", "flat"]
+    first = cli(*base, "--callback", "ticker", "--out", str(run))
+    assert first.exit_code == 0, first.output
+    # One key changes, the others stay the run's own (merged, as --set merges).
+    again = cli("train", "--resume", str(run), "--epochs", "4",
+                "--set", "train.callback_params.ticker.label=t2",
+                "--set", "train.callback_params.ticker.every=2")
+    assert again.exit_code == 0, again.output
+    assert (run / "ticks.txt").read_text() == "tick 1\ntick 2\nt2 4\n"
+    saved = json.loads((run / "run.json").read_text())["train"]["callback_params"]
+    assert saved == {"ticker": {"every": 2, "label": "t2"}}
+    # A callback added on resume takes the params given with it, not only its defaults.
+    assert cli(*base, "--epochs", "1", "--out", str(late)).exit_code == 0
+    added = cli("train", "--resume", str(late), "--epochs", "2", "--callback", "ticker",
+                "--set", "train.callback_params.ticker.label=late")
+    assert added.exit_code == 0, added.output
+    assert (late / "ticks.txt").read_text() == "late 2\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "train.callback_params.ticker.every=0"],
+     "error: invalid train.callback_params.ticker.every: Input should be greater than or "
+     "equal to 1"),
+    (["--set", "train.callback_params.nope.every=2"],
+     "error: invalid train.callback_params.nope: no callback 'nope' is on (on: ticker)"),
+    (["--set", "train.batch_size=8"], "error: batch_size cannot change when resuming"),
+    (["--set", "model.loss.name=mse"],
+     "error: --set model.loss.name cannot be combined with --resume: a resumed run keeps"),
+    (["--set", "train.callbacks=[]"],
+     "error: --set train.callbacks cannot be combined with --resume: add or drop callbacks "
+     "with --callback / --no-callback"),
+])
+def test_resume_refuses_bad_callback_params_and_fixed_keys(site: Any, cli: Any, tmp_path: Path,
+                                                           args: list[str], message: str) -> None:
+    from aezoo.config import build_run_spec
+
+    run = tmp_path / "run"
+    run.mkdir()
+    spec = build_run_spec("cae-upsample", callbacks=(["ticker"], []))
+    (run / "run.json").write_text(spec.model_dump_json())
+    result = cli("train", "--resume", str(run), *args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message)

@@ -9,10 +9,11 @@ character is still there (``tests/test_cli.py::test_tables_never_cut_names_at_80
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_origin
 
 from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -77,3 +78,28 @@ def show(tab: Table, console: Console) -> None:
                    color_system=console.color_system, no_color=console.no_color,  # type: ignore[arg-type]
                    highlight=False)
     wide.print(tab, crop=False)
+
+
+def _type_name(annotation: Any) -> str:
+    """``list[int]``, ``int``, ``Literal['a', 'b']``: as a user would write it."""
+    plain = isinstance(annotation, type) and get_origin(annotation) is None
+    text = annotation.__name__ if plain else str(annotation)
+    return text.replace("typing.", "")
+
+
+def print_params(console: Console, title: str, model: Any, values: dict[str, Any]) -> None:
+    """A part's hyperparameters (``model``, a pydantic model class): each one's value in
+    ``values``, default, type and description, under ``title`` (its own line, so it wraps
+    between words)."""
+    if not model.model_fields:
+        console.print(f"{title} (no hyperparameters)", highlight=False, markup=False)
+        return
+    console.print(title, highlight=False, markup=False)
+    params = table([("param", ID), ("value", ID), ("default", ID), ("type", ID),
+                    ("description", TEXT)])
+    for name, field in model.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default())
+        cells = (name, repr(values.get(name)), default, _type_name(field.annotation),
+                 field.description or "")
+        params.add_row(*(escape(c) for c in cells))  # list[int] is not rich markup
+    show(params, console)

@@ -22,6 +22,7 @@ from aezoo.protocols import format_shape
 
 if TYPE_CHECKING:
     from aezoo.data.source import DatasetSource, Progress
+    from aezoo.specs import DataSpec
 
 data_app = typer.Typer(
     help="Datasets: list the sources, download and verify them, inspect their splits.\n\n"
@@ -116,8 +117,10 @@ def list_command(
         console.print_json(json.dumps(rows))
         return
     wide = console.width >= 120
+    with_params = any(r["params"] for r in rows)  # a column only where a source has some
     table = tables.table([("name", ID), ("shape", ID), ("train/test", ID), ("cached", ID),
                           ("on disk", NUMBER), ("license", TEXT),
+                          *((("params", TEXT),) if with_params else ()),
                           *((("description", TEXT),) if wide else ())],
                          title="aezoo datasets", title_justify="left")
     for r in rows:
@@ -128,9 +131,22 @@ def list_command(
                       if splits else "-",
                       f"[{style}]{r['cached']}[/]" if style else r["cached"],
                       human_bytes(r["bytes"]) if r["bytes"] else "-",
-                      r["license"].split(" (")[0], *((r["description"],) if wide else ()))
+                      r["license"].split(" (")[0],
+                      *((escape(_declared(r["params"])),) if with_params else ()),
+                      *((r["description"],) if wide else ()))
     tables.show(table, console)
     console.print(f"cache: {data_root()} (set AEZOO_DATA to move it)", highlight=False)
+    if with_params:
+        console.print("params: set with --set data.params.KEY=VALUE (`aezoo data info NAME` "
+                      "describes them)", highlight=False, markup=False, soft_wrap=True)
+
+
+def _declared(params: list[dict[str, Any]] | None) -> str:
+    """``n=64, size (required)``: a source's params and their defaults, or -."""
+    if not params:
+        return "-"
+    return ", ".join(f"{p['name']}={json.dumps(p['default'])}" if "default" in p
+                     else f"{p['name']} (required)" for p in params)
 
 
 @data_app.command("fetch")
@@ -159,6 +175,26 @@ def fetch_command(
                       f"in {done.directory} ({human_bytes(done.bytes)})", highlight=False)
 
 
+SET_HELP = ("Set a data spec value, e.g. data.params.n=48 (a source's params: `aezoo info "
+            "NAME`); VALUE is JSON, else a string (repeatable).")
+
+
+def _data_spec(values: dict[str, Any], sets: list[str]) -> DataSpec:
+    """The flags' values (None: not given), then each ``--set data.KEY=VALUE`` (parsed as
+    ``aezoo train`` parses them), validated; ``data.params`` by the source's own model."""
+    from aezoo.config import merge, resolve_data, section_sets
+    from aezoo.specs import DataSpec, validate
+
+    given, outside = section_sets("data", sets)
+    if outside:
+        raise UsageError(f"--set {outside[0]}: aezoo data sets only data.KEY values",
+                         "e.g. --set data.params.KEY=VALUE; the rest of a run spec is "
+                         "`aezoo train`'s")
+    layer = merge({k: v for k, v in values.items() if v is not None}, given)
+    spec: DataSpec = validate(DataSpec, layer, "data")
+    return resolve_data(spec)
+
+
 @data_app.command("info")
 def info_command(
     name: str = typer.Argument(..., metavar="NAME",
@@ -169,18 +205,17 @@ def info_command(
     channels: int | None = typer.Option(None, "--channels", help="Convert to 1 or 3 channels."),
     split_seed: int | None = typer.Option(None, "--split-seed",
                                           help="Seed of the validation split [default: 0]."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Describe a dataset: source, license, files, cache; and, when it is available
-    without a download, its shape and the image count of every split (train, val, test).
+    """Describe a dataset: source, license, files, cache, its params (`--set
+    data.params.KEY=VALUE`); and, when it is available without a download, its shape and
+    the image count of every split (train, val, test).
     """
     from aezoo.data.info import dataset_info
-    from aezoo.specs import DataSpec, validate
 
-    values = {"name": name, "val_fraction": val_fraction, "image_size": image_size,
-              "channels": channels, "split_seed": split_seed}
-    spec: DataSpec = validate(DataSpec, {k: v for k, v in values.items() if v is not None},
-                              "data")
+    spec = _data_spec({"name": name, "val_fraction": val_fraction, "image_size": image_size,
+                       "channels": channels, "split_seed": split_seed}, set_)
     with progress_bars() as progress:
         info, source = dataset_info(spec, progress)
     if as_json:
@@ -204,6 +239,9 @@ def _print_info(info: dict[str, Any], source: DatasetSource) -> None:
     if info["directory"]:
         table.add_row("cache", escape(str(info["directory"])))
     console.print(table)
+    if source.params is not None:
+        tables.print_params(console, "params (set with --set data.params.KEY=VALUE):",
+                            source.params, info["params"])
     if info["files"]:
         files = tables.table([("file", ID), ("size", NUMBER), ("sha256", ID)],
                              title="files (SHA-256 verified)", title_justify="left")
@@ -237,6 +275,7 @@ def pack_command(
                                           help="Resize to N or HxW while packing."),
     channels: int | None = typer.Option(None, "--channels",
                                         help="Convert to 1 or 3 channels while packing."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     force: bool = typer.Option(False, "--force", help="Replace a finished store in --out."),
 ) -> None:
     """Decode a source once into a memory-mapped store: uint8 images, labels, class names
@@ -246,11 +285,8 @@ def pack_command(
     manifest is written last, so an unfinished store never loads.
     """
     from aezoo.data.pack import pack
-    from aezoo.specs import DataSpec, validate
 
-    values = {"name": name, "image_size": image_size, "channels": channels}
-    spec: DataSpec = validate(DataSpec, {k: v for k, v in values.items() if v is not None},
-                              "data")
+    spec = _data_spec({"name": name, "image_size": image_size, "channels": channels}, set_)
     with progress_bars() as progress:
         done = pack(spec, out, progress, force=force)
     counts = ", ".join(f"{n:,} {split}" for split, n in done.counts.items())

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any, get_origin
+from typing import Any
 
 import typer
 from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from aezoo import registry
 from aezoo.cli import _complete
 from aezoo.cli._common import console, warn_unavailable
-from aezoo.cli._tables import ID, NUMBER, TEXT, show, table
+from aezoo.cli._tables import ID, NUMBER, TEXT, print_params, show, table
 from aezoo.errors import PluginError, UnknownNameError
 from aezoo.kinds import COMPONENT_KINDS, PART_KINDS
 from aezoo.protocols import format_shape
@@ -156,34 +155,6 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
     warn_unavailable()
 
 
-def _type_name(annotation: Any) -> str:
-    """``list[int]``, ``int``, ``Literal['a', 'b']``: as a user would write it."""
-    plain = isinstance(annotation, type) and get_origin(annotation) is None
-    text = annotation.__name__ if plain else str(annotation)
-    return text.replace("typing.", "")
-
-
-def _params_table(title: str, model: Any, values: dict[str, Any]) -> tuple[str, Table | None]:
-    """The title line (printed above the table, so it wraps between words) and the table."""
-    if not model.model_fields:
-        return f"{title} (no hyperparameters)", None
-    params = table([("param", ID), ("value", ID), ("default", ID), ("type", ID),
-                    ("description", TEXT)])
-    for name, field in model.model_fields.items():
-        default = "required" if field.is_required() else repr(field.get_default())
-        cells = (name, repr(values.get(name)), default, _type_name(field.annotation),
-                 field.description or "")
-        params.add_row(*(escape(c) for c in cells))  # list[int] is not rich markup
-    return title, params
-
-
-def _print_params(params: tuple[str, Table | None]) -> None:
-    title, rows = params
-    console.print(title, highlight=False, markup=False)
-    if rows is not None:
-        show(rows, console)
-
-
 def info_command(
     name: str = typer.Argument(..., help="A variant (see `aezoo list`), a component name or "
                                "a weight set VARIANT.TAG.",
@@ -232,12 +203,12 @@ def info_command(
     for kind in ("encoder", "decoder", "loss"):
         comp = getattr(spec, kind)
         desc = registry.load(kind, comp.name)
-        _print_params(_params_table(f"{kind}: {comp.name} — {desc.description}",
-                                    desc.params, comp.params))
+        print_params(console, f"{kind}: {comp.name} — {desc.description}", desc.params,
+                     comp.params)
     for i, reg in enumerate(spec.regularizers):
         desc = registry.load("regularizer", reg.name)
-        _print_params(_params_table(f"regularizer {i}: {reg.name}, weight {reg.weight:g} — "
-                                    f"{desc.description}", desc.params, reg.params))
+        print_params(console, f"regularizer {i}: {reg.name}, weight {reg.weight:g} — "
+                     f"{desc.description}", desc.params, reg.params)
     corrupt = v.train.get("corrupt")
     if isinstance(corrupt, dict) and isinstance(corrupt.get("name"), str):
         from aezoo.config import part_params
@@ -245,8 +216,8 @@ def info_command(
         desc = registry.load("transform", corrupt["name"])
         values = part_params("transform", corrupt["name"], corrupt.get("params") or {},
                              "train.corrupt.params").model_dump(mode="json")
-        _print_params(_params_table(f"transform (train.corrupt): {corrupt['name']} — "
-                                    f"{desc.description}", desc.params, values))
+        print_params(console, f"transform (train.corrupt): {corrupt['name']} — "
+                     f"{desc.description}", desc.params, values)
     console.print("training defaults (`aezoo config NAME` shows every key):", highlight=False,
                   markup=False)
     defaults = table([("train key", ID), ("default", TEXT)])  # a JSON value may wrap
@@ -274,8 +245,8 @@ def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:
         return
     defaults = {k: f.get_default() for k, f in params.model_fields.items()
                 if not f.is_required()}
-    _print_params(_params_table(f"{kind}: {entry.name} ({entry.dist} {entry.version}) — "
-                                f"{description}", params, defaults))
+    print_params(console, f"{kind}: {entry.name} ({entry.dist} {entry.version}) — "
+                 f"{description}", params, defaults)
     where = {"dataset": "data.params", "callback": f"train.callback_params.{entry.name}"}
     if kind in where and params.model_fields:
         console.print(f"set them with --set {where[kind]}.PARAM=VALUE", highlight=False,

@@ -76,12 +76,13 @@ FLAGS = [
     Flag("--out", Path, "Output directory [default: runs/NAME-TIME, with -2, -3... added if "
          "taken].", "DIR"),
     Flag("--config", Path, "Run spec file: .toml, .yaml or .json.", "FILE"),
-    Flag("--set", list, "Override any spec value, e.g. train.lr=0.01.", "KEY=VALUE",
-         _complete.set_keys),
+    Flag("--set", list, "Override any spec value, e.g. train.lr=0.01 (with --resume: the "
+         "train keys that may change, e.g. train.callback_params.NAME.KEY=VALUE).",
+         "KEY=VALUE", _complete.set_keys),  # with --resume: each key checked (_resume_sets)
     Flag("--force", bool, "Overwrite an existing model file."),
     Flag("--resume", Path, "Continue an interrupted run from RUN_DIR/state.safetensors "
-         "(settings from its run.json; --epochs, --device, --lr and the switches below may "
-         "change).", "RUN_DIR", _complete.run_dirs),
+         "(settings from its run.json; --epochs, --device, --lr, the switches below and "
+         "--set of their train keys may change).", "RUN_DIR", _complete.run_dirs),
     Flag("--checkpoint-every", int, "Also checkpoint every N optimiser steps [default: at "
          "each epoch end only].", "N", key="train.checkpoint_every", resume=True),
     Flag("--scheduler", str, "Learning-rate schedule: none, cosine, step or onecycle "
@@ -180,12 +181,13 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     from aezoo.cli.progress import ProgressCallback
     from aezoo.run import resume
 
-    fresh = [flag for flag in given if not _ROWS[flag].resume]
+    fresh = [flag for flag in given if not _ROWS[flag].resume and flag != "--set"]
     if fresh:
         raise usage_error(f"{', '.join(fresh)} cannot be combined with --resume",
                           "a resumed run keeps its run.json; start a new run to change them")
     overrides = {str(_ROWS[flag].key).removeprefix("train."): value
-                 for flag, value in given.items() if flag != "--no-callback"}
+                 for flag, value in given.items() if flag not in ("--no-callback", "--set")}
+    overrides = _resume_sets(overrides, given.get("--set", []))
     from aezoo.errors import AezooError
     from aezoo.rundir import METRICS_JSONL
 
@@ -198,6 +200,21 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     _report(lambda: resume(run_dir, overrides, drop_callbacks=given.get("--no-callback", ()),
                            callbacks=[_warnings_callback(), ProgressCallback(console)]),
             before)
+
+
+def _resume_sets(overrides: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """``overrides`` with each ``--set train.KEY=VALUE`` merged in, later winning (which
+    train keys may change is ``aezoo.run.resume``'s to say); any other key is refused."""
+    from aezoo.config import merge, section_sets
+
+    given, outside = section_sets("train", sets)
+    if outside or "callbacks" in given:
+        fix = ("a resumed run keeps its run.json; only train keys may change (e.g. --set "
+               "train.callback_params.NAME.KEY=VALUE); start a new run for the rest"
+               if outside else "add or drop callbacks with --callback / --no-callback")
+        raise usage_error(f"--set {(outside or ['train.callbacks'])[0]} cannot be combined "
+                          "with --resume", fix)
+    return merge(overrides, given)
 
 
 def _warnings_callback() -> Any:

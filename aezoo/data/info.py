@@ -52,8 +52,22 @@ def source_rows() -> list[dict[str, Any]]:
                      "shape": list(source.shape) if source.shape else None,
                      "splits": dict(source.counts), "cached": cached, "bytes": used,
                      "directory": str(catalog.source_dir(source)) if source.files else None,
-                     "license": source.license, "description": source.description})
+                     "license": source.license, "description": source.description,
+                     "params": _declared(source)})
     return rows
+
+
+def _declared(source: DatasetSource) -> list[dict[str, Any]] | None:
+    """The source's params (``data.params``): name, and default unless required; None for
+    a source that takes none."""
+    if source.params is None:
+        return None
+    from pydantic import TypeAdapter
+
+    plain = TypeAdapter(Any)  # a default as JSON would write it (a tuple: a list)
+    return [{"name": name, **({} if field.is_required() else {"default": plain.dump_python(
+                field.get_default(call_default_factory=True), mode="json")})}
+            for name, field in source.params.model_fields.items()]
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,8 @@ def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | StreamedDatas
         "mirrors": list(source.mirrors),
         "directory": str(directory) if directory else None,
         "loaded": dataset is not None,
+        # data.params, validated, defaults filled in; None: the source takes none
+        "params": None if source.params is None else dict(spec.params),
     }
     if dataset is not None:
         import numpy as np
