@@ -253,8 +253,6 @@ def _detail(error: ErrorDetails) -> str:
                     f".{p[:40]}..." for p in loc).lstrip(".")  # keys are the file's: bound them
     if loc[:1] == ("history",) and len(loc) > 1:
         return f"history[{loc[1]}] is not an epoch's numbers ({', '.join(EpochRow.model_fields)})"
-    if loc[:1] == ("logged",):
-        return "logged is not a list of [name, sum, count]"
     if kind == "missing":
         return f"{where} is missing"
     if kind in ("list_type", "tuple_type"):
