@@ -6,8 +6,8 @@ When the loop looks at them (the NaN/inf guard, stopping) is ``aezoo.training.co
 business, so a step on an accelerator never waits for the host.
 
 Everything the loop does not need to train (progress, files, early stopping) is a
-callback (``aezoo.training.hooks``). ``save_state``/``load_state`` make resume exact
-(``aezoo.training.state``).
+callback (``aezoo.training.hooks``). What one step computes is ``aezoo.training.forward``;
+``state_dict``/``load_state_dict`` make resume exact (its file: ``aezoo.training.state``).
 """
 
 from __future__ import annotations

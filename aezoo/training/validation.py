@@ -1,4 +1,5 @@
-"""Validation and the epoch's logged values: what the trainer measures at an epoch's end."""
+"""Validation and the epoch's running sums (loss, images, trainer.log): what the trainer
+measures in an epoch and at its end."""
 
 from __future__ import annotations
 
@@ -99,6 +100,7 @@ class EpochSums:
         self.images, self.seconds = 0, 0.0
 
     def log(self, name: str, value: float | torch.Tensor) -> None:
+        """Add ``trainer.log``'s ``value`` to ``name``'s sums (no sync)."""
         sums = self.logged.setdefault(name, [torch.zeros((), device=self.device), 0.0, 0])
         if isinstance(value, torch.Tensor):
             sums[0] = sums[0] + value.detach().float().reshape(())
