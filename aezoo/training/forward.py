@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from aezoo import distributed
-from aezoo.errors import PluginError, SpecError, UsageError
+from aezoo.errors import PluginError, SpecError
 from aezoo.model import Autoencoder, probe
 from aezoo.objective import RECON, total
 from aezoo.specs import TrainSpec
@@ -50,9 +50,7 @@ def wrap(module: nn.Module, dist: distributed.Dist, device: torch.device,
 
         ids = [device.index] if device.type == "cuda" else None
         module = DistributedDataParallel(module, device_ids=ids)
-    if compiled:
-        if not hasattr(torch, "compile"):
-            raise UsageError("--compile needs torch >= 2.0", "drop --compile")
+    if compiled:  # torch >= 2.1 (pyproject.toml) always has it
         module = torch.compile(module)  # type: ignore[assignment]
     return module
 

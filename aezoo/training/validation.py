@@ -115,8 +115,27 @@ class EpochSums:
             [float(self.images)], dtype=self.dtype, device=self.device)])
         summed: list[float] = distributed.all_reduce(totals).tolist()
         images = summed[-1]
-        logged, self.logged = reduce_logged(self.logged, dist, self.device), {}
+        logged, self.logged = self._logged_means(dist), {}
         return [v / max(images, 1.0) for v in summed[:-1]], images, logged
+
+    def _logged_means(self, dist: distributed.Dist) -> dict[str, float]:
+        """``trainer.log``'s means across ranks. Under DDP every rank takes part (callbacks
+        log on rank 0 only, unless ``all_ranks``): the names are rank 0's, a rank that
+        logged none of one contributes nothing to its mean."""
+        names, device = sorted(self.logged), self.device
+        if dist.enabled:
+            text = distributed.broadcast_text("\n".join(names), dist, device)
+            names = [n for n in text.split("\n") if n]
+        if not names:
+            return {}
+        rows = []
+        for n in names:
+            device_sum, host_sum, count = self.logged.get(
+                n, (torch.zeros((), device=device), 0.0, 0))
+            rows.append(torch.stack([device_sum.double() + host_sum, torch.tensor(
+                float(count), dtype=torch.float64, device=device)]))
+        reduced = distributed.all_reduce(torch.stack(rows)).tolist()
+        return {n: s / c for n, (s, c) in zip(names, reduced, strict=True) if c}
 
     def state_dict(self, partial: bool) -> dict[str, Any]:
         """The sums; images and seconds only for a ``partial`` epoch (a complete one's
@@ -130,25 +149,3 @@ class EpochSums:
         self.images, self.seconds = int(state["images"]), float(state["seconds"])
         self.logged = {n: [device_sum.to(self.device), float(host_sum), int(count)]
                        for n, (device_sum, host_sum, count) in state["logged"].items()}
-
-
-def reduce_logged(logged: dict[str, list[Any]], dist: distributed.Dist,
-                  device: torch.device) -> dict[str, float]:
-    """The epoch's ``trainer.log`` means, across ranks, from its sums per name (the
-    tensors' sum, the numbers' sum, calls). Under DDP every rank takes part (callbacks log
-    on rank 0 only, unless ``all_ranks``): the names are rank 0's, a rank that logged none
-    of one contributes nothing to its mean."""
-    names = sorted(logged)
-    if dist.enabled:
-        text = distributed.broadcast_text("\n".join(names), dist, device)
-        names = [n for n in text.split("\n") if n]
-    if not names:
-        return {}
-    rows = []
-    for n in names:
-        device_sum, host_sum, count = logged.get(n, (torch.zeros((), device=device), 0.0, 0))
-        rows.append(torch.stack([device_sum.double() + host_sum,
-                                 torch.tensor(float(count), dtype=torch.float64,
-                                              device=device)]))
-    reduced = distributed.all_reduce(torch.stack(rows)).tolist()
-    return {n: s / c for n, (s, c) in zip(names, reduced, strict=True) if c}
