@@ -579,10 +579,12 @@ def _raise_sites() -> Iterator[tuple[str, str]]:
     import ast
 
     import aezoo.errors
+    import aezoo.training.control
     import aezoo.training.loop
 
-    classes = {name for module in (aezoo.errors, aezoo.training.loop) for name, obj in
-               vars(module).items() if isinstance(obj, type) and issubclass(obj, AezooError)}
+    modules = (aezoo.errors, aezoo.training.control, aezoo.training.loop)
+    classes = {name for module in modules for name, obj in vars(module).items()
+               if isinstance(obj, type) and issubclass(obj, AezooError)}
     root = Path(__file__).resolve().parents[1]
     for path in sorted([*(root / "aezoo").rglob("*.py"), *(root / "plugins").rglob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -181,7 +181,7 @@ def test_pictures_come_from_validation_and_match_a_fresh_forward(one_thread: Non
                                                       "batch_size": 32}}])
     trainer = Trainer(aezoo.build(spec.model), tiny_data(), spec.train)
     trainer.fit()
-    assert trainer._val_head is not None and trainer._val_head[0] == trainer.global_step
+    assert trainer.val_head is not None and trainer.val_head[0] == trainer.global_step
     shared = reconstructions(trainer, 10)
     fresh = reconstruct(trainer.model, trainer.val_images[:10], trainer.memory_format)
     assert shared.shape == fresh.shape == (10, 1, 28, 28) and shared.dtype == torch.uint8

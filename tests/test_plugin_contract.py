@@ -130,6 +130,38 @@ def test_trainer_log_means_survive_a_mid_epoch_resume_exactly(tmp_path: Path) ->
     assert [h.terms for h in second.history] == [h.terms for h in whole.history]
 
 
+
+def test_trainer_state_dict_resumes_exactly_without_a_file() -> None:
+    """trainer.state_dict() taken mid-epoch and given to another trainer's
+    load_state_dict() (torch's convention, no file between) ends where an uninterrupted
+    run does, bit for bit: weights, losses and trainer.log means."""
+    import copy
+
+    data = tiny_data()  # 6 steps per epoch
+    whole = Trainer(small_model(), data, train_spec(epochs=2), [StepLogger()])
+    whole.fit()
+    taken: dict[str, Any] = {}
+
+    class Take(StepLogger):
+        def on_step_end(self, trainer: Trainer, step: int, images: int) -> None:
+            super().on_step_end(trainer, step, images)
+            if trainer.global_step == 8:
+                taken.update(copy.deepcopy(trainer.state_dict()))
+                raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        Trainer(small_model(), data, train_spec(epochs=2), [Take()]).fit()
+    assert (taken["epoch"], taken["step"], taken["global_step"]) == (2, 2, 8)
+    second = Trainer(small_model(seed=1), data, train_spec(epochs=2), [StepLogger()])
+    second.load_state_dict(taken)
+    second.fit()
+    def measured(trainer: Trainer) -> list[Any]:  # all but the timings
+        return [(r.epoch, r.train_loss, r.val_loss, r.lr, r.terms) for r in trainer.history]
+
+    assert measured(second) == measured(whole)
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[name], value), name
+
 # --- metrics: failures isolated, chosen by name, forward-seeing ------------------------
 
 METRICS = """

@@ -12,9 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aezoo.training.control import SIGNAL_CODES, Stop
+    from aezoo.training.control import SIGNAL_CODES, Stop, TrainingError, TrainingInterrupted
     from aezoo.training.hooks import HOOKS, Callback, EpochResult, Outcome
-    from aezoo.training.loop import Trainer, TrainingError, TrainingInterrupted
+    from aezoo.training.loop import Trainer
     from aezoo.training.optim import Schedule, make_optimizer
     from aezoo.training.precision import (
         autocast_dtype,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _HOME = {
     "SIGNAL_CODES": "control", "Stop": "control",
     "HOOKS": "hooks", "Callback": "hooks", "EpochResult": "hooks", "Outcome": "hooks",
-    "Trainer": "loop", "TrainingError": "loop", "TrainingInterrupted": "loop",
+    "Trainer": "loop", "TrainingError": "control", "TrainingInterrupted": "control",
     "Schedule": "optim", "make_optimizer": "optim",
     "autocast_dtype": "precision", "flush_denormals": "precision",
     "native_cpu_bf16": "precision", "resolve_precision": "precision",

@@ -120,7 +120,7 @@ class MappedImages:
 
 def _chunks(order: torch.Tensor, step: int, count: int, step_images: int,
             batch_size: int) -> list[np.ndarray]:
-    """The loop's batches from optimiser step ``step`` on: what ``_accumulate`` indexes."""
+    """The loop's batches from optimiser step ``step`` on: what ``forward.accumulate`` indexes."""
     return [c.numpy() for i in range(step, -(-count // step_images))
             for c in order[i * step_images:(i + 1) * step_images].split(batch_size)]
 

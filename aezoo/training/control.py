@@ -1,4 +1,5 @@
-"""When training stops early: SIGINT/SIGTERM, stops agreed across DDP ranks, NaN/inf.
+"""When training stops early: SIGINT/SIGTERM, stops agreed across DDP ranks, NaN/inf,
+and the errors that tell a user so.
 
 On CPU (one process) the NaN guard and the stop flag are checked every step, which is
 free there; on an accelerator or under DDP the losses of the last steps stay on the
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from aezoo import distributed
+from aezoo.errors import AezooError
 
 
 class Stop(str, Enum):
@@ -30,6 +32,16 @@ class Stop(str, Enum):
 
     def __str__(self) -> str:
         return str(self.value)
+
+
+class TrainingError(AezooError):
+    """Training cannot go on (e.g. the loss diverged)."""
+
+
+class TrainingInterrupted(AezooError):
+    """Stopped by SIGINT/SIGTERM after a step; the run directory can be resumed."""
+
+    exit_code = 130
 
 
 SIGNAL_CODES = {Stop.SIGINT: 130, Stop.SIGTERM: 143}  # exit codes of an interrupted run
@@ -152,3 +164,30 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
         return bool(total_norm(values, math.inf).isfinite())
     norms = [torch.linalg.vector_norm(t, math.inf) for t in values]
     return bool(torch.stack(norms).isfinite().all())  # stack promotes mixed dtypes
+
+
+def interrupted(stop: Stop, global_step: int, epoch: int, step: int,
+                steps_per_epoch: int) -> TrainingInterrupted:
+    """The error of a run stopped by ``stop`` (a signal) after ``global_step``."""
+    error = TrainingInterrupted(
+        f"{stop}: training stopped after step {global_step} "
+        f"(epoch {epoch}, step {step}/{steps_per_epoch})",
+        "the state is saved; continue with `aezoo train --resume RUN_DIR`")
+    error.exit_code = SIGNAL_CODES.get(stop, 130)
+    return error
+
+
+def diverged(step: int, steps_per_epoch: int, resumable: bool) -> TrainingError:
+    """The error of a run whose loss became NaN/inf at ``step``; ``resumable``: a state
+    to resume from exists (saved or loaded)."""
+    epoch = (step - 1) // steps_per_epoch + 1
+    remedy = ("lower --lr, add --grad-clip 1.0, use --precision 32 (or bf16 instead of 16), "
+              "or check the data")
+    if not resumable:  # say what is true: nothing to resume
+        return TrainingError(
+            f"the loss became NaN/inf at step {step} (epoch {epoch}), before the first "
+            "checkpoint; training stopped and nothing was saved",
+            f"{remedy}; then train again (with --force to reuse RUN_DIR)")
+    return TrainingError(
+        f"the loss became NaN/inf at step {step} (epoch {epoch}); training stopped and "
+        "the last good checkpoint is kept", f"{remedy}; then --resume RUN_DIR with those flags")

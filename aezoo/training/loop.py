@@ -6,8 +6,8 @@ When the loop looks at them (the NaN/inf guard, stopping) is ``aezoo.training.co
 business, so a step on an accelerator never waits for the host.
 
 Everything the loop does not need to train (progress, files, early stopping) is a
-callback (``aezoo.training.hooks``). ``save_state``/``load_state`` make resume exact
-(``aezoo.training.state``).
+callback (``aezoo.training.hooks``). What one step computes is ``aezoo.training.forward``;
+``state_dict``/``load_state_dict`` make resume exact (its file: ``aezoo.training.state``).
 """
 
 from __future__ import annotations
@@ -25,55 +25,27 @@ from torch import nn
 from aezoo import distributed, registry
 from aezoo.data.base import ArrayDataset
 from aezoo.data.streamed import StreamedDataset
-from aezoo.errors import AezooError, PluginError, ShapeError, SpecError, UsageError, summary
-from aezoo.model import Autoencoder, probe
-from aezoo.objective import RECON, build_transform, total
+from aezoo.errors import AezooError, ShapeError, SpecError, UsageError, summary
+from aezoo.model import Autoencoder
+from aezoo.objective import build_transform
 from aezoo.protocols import RESERVED_NAMES, format_shape
 from aezoo.specs import TrainSpec
 from aezoo.tensors import preferred_memory_format, to_unit
-from aezoo.training import batches, state, validation
+from aezoo.training import batches, forward, state, validation
 from aezoo.training.background import BackgroundWriter
-from aezoo.training.control import SIGNAL_CODES, Control, Diverged, Stop, all_finite
+from aezoo.training.control import (
+    Control,
+    Diverged,
+    Stop,
+    TrainingError,
+    all_finite,
+    diverged,
+    interrupted,
+)
 from aezoo.training.ema import WeightAverage
 from aezoo.training.hooks import HOOKS, EpochResult, Outcome, defines
 from aezoo.training.optim import make_optimizer, make_schedule
-from aezoo.training.precision import (
-    autocast,
-    autocast_dtype,
-    flush_denormals,
-    resolve_precision,
-)
-
-
-class TrainingError(AezooError):
-    """Training cannot go on (e.g. the loss diverged)."""
-
-
-class TrainingInterrupted(AezooError):
-    """Stopped by SIGINT/SIGTERM after a step; the run directory can be resumed."""
-
-    exit_code = 130
-
-
-class _LossStep(nn.Module):
-    """The objective as one forward, so DDP and torch.compile see one module call.
-
-    Returns the total (0-d) when the objective has one term, else ``[total, term, ...]``
-    in ``names`` order: one device tensor, so accumulating the terms costs no sync."""
-
-    def __init__(self, model: Autoencoder, names: list[str]) -> None:
-        super().__init__()
-        self.model = model
-        self.names = names
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        terms = self.model.terms(x, target)
-        if not self.names:
-            return total(terms).float()
-        if len(terms) != len(self.names) or any(n not in terms for n in self.names):
-            raise PluginError(f"the objective's terms changed from {self.names} to "
-                              f"{list(terms)}", "return the same named terms every step")
-        return torch.stack([total(terms).float(), *(terms[n].float() for n in self.names)])
+from aezoo.training.precision import autocast_dtype, flush_denormals, resolve_precision
 
 
 def monitor_sign(spec: TrainSpec) -> float:
@@ -121,17 +93,8 @@ class Trainer:
         self.step_images = spec.batch_size * spec.accumulate  # images per optimiser step
         self.steps_per_epoch = math.ceil(len(self.train_images) / self.step_images)
         self.schedule = make_schedule(spec, self.steps_per_epoch)
-        if model.term_names == [RECON] and (model.spec.regularizers or getattr(
-                model.loss_fn, "sees_forward", False)):  # built without the shape probe
-            probe(model)
-        names = list(model.term_names)
-        self.term_names = names if len(names) > 1 else []
-        unknown = [n for n in spec.anneal if n not in names]
-        if unknown:
-            raise SpecError(f"train.anneal names the term '{unknown[0]}', which this model's "
-                            f"objective does not have", f"anneal one of its terms: "
-                            f"{', '.join(names)}", key="train.anneal")
-        self.step_module = self._wrap(_LossStep(self.model, self.term_names))
+        self.step_module, self.term_names = forward.build(self.model, spec, self.dist,
+                                                          self.device)
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
         self._hooks = {h: [getattr(cb, h) for cb in self.callbacks if defines(cb, h)]
@@ -155,15 +118,12 @@ class Trainer:
         self.resume_warnings: list[str] = []  # what may keep a resume from being bit-exact
         self.state_saved = False  # a state this run can --resume from exists (saved or loaded)
         self.files = BackgroundWriter()  # the run directory's writes, off the training thread
-        self._loss_sum = torch.zeros(1 + len(self.term_names), device=self.device)
-        self._acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
-        self._loss_count = 0
-        self._epoch_seconds = 0.0
+        self.acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self._sums = validation.EpochSums(self.device, len(self.term_names), self.acc_dtype)
         self._compiled = False  # set after the first step: compile errors surface there
-        self._logged: dict[str, list[Any]] = {}  # trainer.log: per-epoch values
-        # trainer.log sums a resumed state carried into this epoch (validation.logged_sums)
-        self._logged_carry: dict[str, tuple[torch.Tensor, float, int]] = {}
-        self._val_head: tuple[int, torch.Tensor] | None = None  # (step, pictures): validation
+        # (global_step, uint8 reconstructions of the first validation images): the last
+        # validation's, for the epoch's pictures (validation.reconstructions)
+        self.val_head: tuple[int, torch.Tensor] | None = None
         self.ema = WeightAverage(self.model, spec.ema) if spec.ema is not None else None
 
     # -- data ------------------------------------------------------------------------
@@ -171,22 +131,10 @@ class Trainer:
         """Gather a uint8 batch and scale it to float32 in [0, 1] on the device."""
         return to_unit(images[index], self.memory_format)
 
-    def _wrap(self, module: nn.Module) -> nn.Module:
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            module = DistributedDataParallel(module, device_ids=ids)
-        if self.spec.compile:
-            if not hasattr(torch, "compile"):
-                raise UsageError("--compile needs torch >= 2.0", "drop --compile")
-            module = torch.compile(module)  # type: ignore[assignment]
-        return module
-
     # -- what callbacks may use ---------------------------------------------------------
     def running_loss(self) -> float:
         """Mean training loss of the epoch so far. Syncs with the device: call sparingly."""
-        return float(self._loss_sum[0].item()) / max(self._loss_count, 1)
+        return float(self._sums.loss[0].item()) / max(self._sums.images, 1)
 
     @property
     def lr(self) -> float:
@@ -198,9 +146,7 @@ class Trainer:
         if name in RESERVED_NAMES:
             raise UsageError(f"trainer.log('{name}', ...) would overwrite a standard column",
                              f"log under another name (not {', '.join(RESERVED_NAMES)})")
-        value = value.detach().float().reshape(()) if isinstance(value, torch.Tensor) \
-            else float(value)
-        self._logged.setdefault(name, []).append(value)
+        self._sums.log(name, value)
 
     def averaged(self) -> contextlib.AbstractContextManager[None]:
         """The model holds its EMA weights inside this block (a no-op without ``ema``)."""
@@ -252,7 +198,8 @@ class Trainer:
                        Outcome.INTERRUPTED)
         except Diverged as exc:
             outcome = Outcome.DIVERGED
-            raise self._diverged_error(exc.step) from None
+            raise diverged(exc.step, self.steps_per_epoch,
+                           self.state_saved or self.resumed) from None
         finally:
             self.outcome = outcome
             if self.spec.anneal:  # the model leaves with its full objective
@@ -267,33 +214,14 @@ class Trainer:
             raise written
         if outcome == Outcome.INTERRUPTED:
             assert control.stop is not None
-            error = TrainingInterrupted(
-                f"{control.stop}: training stopped after step {self.global_step} "
-                f"(epoch {self.epoch}, step {self.step}/{self.steps_per_epoch})",
-                "the state is saved; continue with `aezoo train --resume RUN_DIR`")
-            error.exit_code = SIGNAL_CODES.get(control.stop, 130)
-            raise error from written
+            raise interrupted(control.stop, self.global_step, self.epoch, self.step,
+                              self.steps_per_epoch) from written
         return self.history
-
-    def _diverged_error(self, step: int) -> TrainingError:
-        epoch = (step - 1) // self.steps_per_epoch + 1
-        remedy = ("lower --lr, add --grad-clip 1.0, use --precision 32 (or bf16 instead of 16), "
-                  "or check the data")
-        if not (self.state_saved or self.resumed):  # say what is true: nothing to resume
-            return TrainingError(
-                f"the loss became NaN/inf at step {step} (epoch {epoch}), before the first "
-                "checkpoint; training stopped and nothing was saved",
-                f"{remedy}; then train again (with --force to reuse RUN_DIR)")
-        return TrainingError(
-            f"the loss became NaN/inf at step {step} (epoch {epoch}); training stopped and "
-            "the last good checkpoint is kept", f"{remedy}; then --resume RUN_DIR with those flags")
 
     def _train_epoch(self) -> None:
         if self.step == 0:  # a fresh epoch (otherwise load_state restored the partial one)
             self._epoch_gen_state = self.generator.get_state()
-            self._loss_sum.zero_()
-            self._loss_count = 0
-            self._epoch_seconds = 0.0
+            self._sums.start()
         self._call("on_epoch_start", self.epoch)
         perm = self.reader.start_epoch(
             torch.randperm(len(self.train_images), device=self.device, generator=self.generator),
@@ -310,7 +238,7 @@ class Trainer:
                                     "on GPU, triton)") from exc
             raise
         finally:
-            self._epoch_seconds += time.perf_counter() - start
+            self._sums.seconds += time.perf_counter() - start
         if self.step < self.steps_per_epoch:
             return  # interrupted: no validation for a partial epoch
         self._end_epoch()
@@ -318,7 +246,7 @@ class Trainer:
     def _steps(self, perm: torch.Tensor) -> None:
         """The hot loop: the epoch's remaining optimiser steps."""
         model, opt, bs, spec = self.step_module, self.optimizer, self.spec.batch_size, self.spec
-        control, device, amp_dtype = self.control, self.device, self.amp_dtype
+        control, device, amp_dtype, sums = self.control, self.device, self.amp_dtype, self._sums
         model.train()
         params = [p for g in opt.param_groups for p in g["params"]]
         scaled, clip = self.scaler.is_enabled(), spec.grad_clip
@@ -340,7 +268,7 @@ class Trainer:
             for fn in step_start:
                 fn(self, i + 1)
             opt.zero_grad(set_to_none=True)
-            values = self._accumulate(model, index, bs, scaled, device, amp_dtype)
+            values = forward.accumulate(self, model, index, bs, scaled, device, amp_dtype)
             if scaled and (clip is not None or before_step):  # hooks see true gradients
                 self.scaler.unscale_(opt)
             if clip is not None:
@@ -355,51 +283,19 @@ class Trainer:
                 opt.step()
             if self.ema is not None:
                 self.ema.update()
-            self._loss_sum += values
-            self._loss_count += len(index)
+            sums.loss += values
+            sums.images += len(index)
             self.step, self.global_step = i + 1, self.global_step + 1
             self._compiled = True
             control.after_step(self.global_step, sync_every)
             for fn in step_end:
-                fn(self, i + 1, self._loss_count)
+                fn(self, i + 1, sums.images)
             if control.interrupted:
                 break
 
-    def _accumulate(self, model: nn.Module, index: torch.Tensor, bs: int, scaled: bool,
-                    device: torch.device, amp_dtype: torch.dtype | None) -> torch.Tensor:
-        """Forward and backward over the step's batches (one, unless ``accumulate``); the
-        summed total (or ``[total, terms...]``) times images. Each batch's loss is weighted
-        by its share of the step's images, so k batches of n give the gradient of one batch
-        of k*n."""
-        chunks = list(index.split(bs))
-        summed: torch.Tensor | None = None
-        for j, chunk in enumerate(chunks):
-            xb = self.batch(self.train_images, chunk)
-            x_in = self.corrupt(xb, self.noise) if self.corrupt is not None else xb
-            last = j == len(chunks) - 1
-            sync = (model.no_sync() if self.dist.enabled and not last  # type: ignore[operator]
-                    else contextlib.nullcontext())
-            with sync:
-                with autocast(device, amp_dtype):
-                    values = model(x_in, xb)
-                loss = values if values.dim() == 0 else values[0]
-                if len(chunks) > 1:
-                    loss = loss * (len(chunk) / len(index))
-                (self.scaler.scale(loss) if scaled else loss).backward()
-            part = values.detach() * len(chunk)  # a sum (its finiteness is the mean's)
-            summed = part if summed is None else summed + part
-        assert summed is not None
-        return summed
-
     def _end_epoch(self) -> None:
         self.control.at_epoch_end(self.global_step)
-        totals = torch.cat([self._loss_sum.to(self._acc_dtype),
-                            torch.tensor([float(self._loss_count)], dtype=self._acc_dtype,
-                                         device=self.device)])
-        summed: list[float] = distributed.all_reduce(totals).tolist()  # the epoch's one sync
-        images = summed[-1]
-        train = [v / max(images, 1.0) for v in summed[:-1]]
-        logged = validation.reduce_logged(self)
+        train, images, logged = self._sums.reduce(self.dist)
         self._call("on_validation_start")
         with self.averaged():
             val = self.evaluate_terms()
@@ -407,7 +303,7 @@ class Trainer:
         train_loss, val_loss = train[0], val["loss"]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise Diverged(self.global_step)
-        seconds = self._epoch_seconds
+        seconds = self._sums.seconds
         result = EpochResult.measured(
             self.epoch, dict(zip(["loss", *self.term_names], train, strict=True)),
             {"loss": val_loss, **{n: val[n] for n in self.term_names},
@@ -422,14 +318,70 @@ class Trainer:
     def evaluate_terms(self, images: torch.Tensor | None = None) -> dict[str, float]:
         """Mean total (``loss``) and terms over ``images`` (default: the validation split,
         across all ranks); see ``aezoo.training.validation``."""
-        return validation.evaluate_terms(self, images)
+        values, head = validation.evaluate_terms(self, images)
+        if head is not None:
+            self.val_head = (self.global_step, head)
+        return values
 
-    # -- state (aezoo.training.state) -------------------------------------------------
+    # -- resume: the state (a file of it: aezoo.training.state) ----------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where training is now, as torch's
+        ``state_dict``s are: tensors and plain values. A complete epoch counts as the next
+        one's step 0."""
+        epoch, step = ((self.epoch + 1, 0) if self.step >= self.steps_per_epoch
+                       else (self.epoch, self.step))
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        return {
+            "epoch": epoch, "step": step, "global_step": self.global_step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.tensors() if self.ema is not None else {},
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if cuda else [],
+                    # mid-epoch: the generator as it was when the epoch drew its permutation
+                    "generator": self._epoch_gen_state if step else self.generator.get_state(),
+                    "noise": self.noise.get_state()},  # input corruption: as it is now
+            "sums": self._sums.state_dict(partial=step > 0),
+            "stopped": self.stop_reason,
+            "history": [r.as_dict() for r in self.history],
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks
+                          if getattr(cb, "state_key", None)},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (``stopped`` is for ``aezoo.run`` to judge).
+        Flags given on resume win: the lr follows the schedule, weight decay the spec."""
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler.is_enabled() and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        for i, cuda_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, i)
+        self.generator.set_state(rng["generator"])
+        self._epoch_gen_state = rng["generator"]
+        if rng["noise"] is not None:  # absent in states saved before input corruptions
+            self.noise.set_state(rng["noise"])
+        if self.ema is not None:
+            self.ema.load(state["ema"])
+        self.epoch, self.step, self.global_step = (
+            int(state["epoch"]), int(state["step"]), int(state["global_step"]))
+        self._sums.load_state_dict(state["sums"])
+        self.history = [EpochResult(**r) for r in state["history"]]
+        for cb in self.callbacks:
+            key = getattr(cb, "state_key", None)
+            if key is not None and key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+        for group in self.optimizer.param_groups:
+            group.update(lr=self.schedule(self.global_step), weight_decay=self.spec.weight_decay)
+        self.resumed = True
+
     def save_state(self, path: str | Path) -> None:
-        """Everything needed to continue exactly where training is now (safetensors)."""
+        """Write :meth:`state_dict` to ``path`` (safetensors; ``aezoo.training.state``)."""
         state.save_state(self, path)
         self.state_saved = True
 
     def load_state(self, path: str | Path) -> None:
-        """Continue from a state file written by :meth:`save_state`."""
-        state.load_state(self, path)
+        """Continue from a state file written by :meth:`save_state`, checked first."""
+        self.resume_warnings = state.load_state(self, path)
