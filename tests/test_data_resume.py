@@ -104,8 +104,10 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_exact(tmp_path: Path) -> No
     assert killed.returncode == -9
     info = read_info(out / "state.safetensors")
     assert (info["epoch"], info["step"]) == (2, 1)  # the checkpoint of step 6, mid-epoch
+    assert info["exactness"]["loader_workers"] == 2  # the order follows it: resume checks
     resumed = aezoo_cli(["train", "--resume", str(out)], where)
     assert resumed.returncode == 0, resumed.stderr
+    assert "bit-exact" not in resumed.stderr  # the same workers: nothing to warn of
     a, b = load_file(str(ref / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -142,7 +142,8 @@ def save_state(trainer: Trainer, path: str | Path) -> None:
 
 def exactness(trainer: Trainer) -> dict[str, Any]:
     """What a bit-exact resume depends on besides the state itself: kernels and their
-    reduction order change with these (the CPU thread count splits sums differently)."""
+    reduction order change with these (the CPU thread count splits sums differently), a
+    streamed reader's order with its worker count (by default the host's cores)."""
     cpu = trainer.device.type == "cpu"
     return {
         "torch": torch.__version__,
@@ -153,6 +154,9 @@ def exactness(trainer: Trainer) -> dict[str, Any]:
         else "NCHW",
         "compile": bool(trainer.spec.compile),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        # a streamed split's order and workers' seeds follow the DataLoader worker count
+        **({"loader_workers": trainer.reader.train.workers}
+           if trainer.reader.kind == "stream" else {}),
         **({} if cpu else {"cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
                            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}),
     }
