@@ -53,6 +53,11 @@ class Kind:
     check: Callable[[Any], str | None] | None = None
 
 
+# The kinds of part a run spec names, so a part's ``requires`` can name them.
+REQUIRABLE = ("encoder", "decoder", "loss", "regularizer", "transform", "optimizer",
+              "schedule", "metric", "callback")
+
+
 def _component_problem(obj: Any) -> str | None:
     from pydantic import BaseModel
 
@@ -64,10 +69,10 @@ def _component_problem(obj: Any) -> str | None:
         return "description is not a string"
     requires = getattr(obj, "requires", ())
     if not isinstance(requires, tuple) or not all(  # KIND:NAME, or KIND:DIST:NAME
-            isinstance(r, str) and r.split(":")[0] in BY_NAME and 2 <= len(r.split(":")) <= 3
+            isinstance(r, str) and r.split(":")[0] in REQUIRABLE and 2 <= len(r.split(":")) <= 3
             and all(r.split(":")) for r in requires):
-        return (f"requires must be a tuple of 'KIND:NAME' (or 'KIND:DIST:NAME') strings, got "
-                f"{requires!r}")
+        return (f"requires must be a tuple of 'KIND:NAME' (or 'KIND:DIST:NAME') strings, KIND "
+                f"one of {', '.join(REQUIRABLE)}; got {requires!r}")
     return None
 
 

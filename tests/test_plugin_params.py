@@ -348,7 +348,8 @@ def test_requires_may_name_the_distribution_of_the_part(site: Any) -> None:
 
 
 @pytest.mark.parametrize("requires", [("regularizer",), ("regularizer:",), ("regulariser:l1",),
-                                      ("regularizer:a:b:c",), ("regularizer::l1",), "l1"])
+                                      ("regularizer:a:b:c",), ("regularizer::l1",), "l1",
+                                      ("dataset:mnist5k",)])  # no run part: never met
 def test_a_malformed_requires_is_a_broken_descriptor(requires: Any) -> None:
     from pydantic import BaseModel
 
@@ -361,6 +362,14 @@ def test_a_malformed_requires_is_a_broken_descriptor(requires: Any) -> None:
     assert problem is not None and problem.startswith("requires must be a tuple of 'KIND:NAME'")
     assert row.check(CallbackComponent(BaseModel, lambda p, d: None, "x",
                                        requires=("regularizer:aezoo:l1",))) is None
+
+
+def test_every_kind_a_part_may_require_is_one_a_run_uses() -> None:
+    from aezoo.config import build_run_spec
+    from aezoo.kinds import REQUIRABLE
+    from aezoo.objective import used_parts
+
+    assert set(used_parts(build_run_spec("cae-upsample"))) == set(REQUIRABLE)
 
 
 @pytest.mark.parametrize("variant", [None, "cae-upsample"])
