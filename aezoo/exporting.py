@@ -59,16 +59,17 @@ def extras_of(model: Any, x: torch.Tensor) -> tuple[list[str], list[str]]:
     """The encoder's extras an export carries as outputs (a stochastic encoder's
     ``logvar``, codebook indices: one row per image), and those it leaves out (no batch
     axis, e.g. a batch's commitment loss; a Gaussian's ``mean``, which is the latent)."""
-    with torch.no_grad():
+    with torch.no_grad():  # at two batch sizes: a 16-entry codebook is no batch of 16
         _, extras = model.encode_parts(x)
+        _, more = model.encode_parts(torch.cat([x, x[:1]]))
     kept: list[str] = []
     left: list[str] = []
     for name in sorted(extras):
-        value = extras[name]
         if model.stochastic and name == "mean":
             continue
-        batched = isinstance(value, torch.Tensor) and value.dim() >= 1 and len(value) == len(x)
-        (kept if batched else left).append(name)
+        rows = [v.shape[0] if isinstance(v, torch.Tensor) and v.dim() >= 1 else None
+                for v in (extras[name], more.get(name))]
+        (kept if rows == [len(x), len(x) + 1] else left).append(name)
     return kept, left
 
 

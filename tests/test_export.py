@@ -218,7 +218,8 @@ def test_a_failed_export_writes_nothing_as_a_set(tmp_path: Path, monkeypatch) ->
 
 
 class _WithIndices(torch.nn.Module):
-    """A VQ-like encoder: its code, a codebook index per image and a batch-level loss."""
+    """A VQ-like encoder: its code, a codebook index per image, a batch-level loss and its
+    16-entry codebook (as many rows as the 16 images the export probes with)."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
@@ -227,7 +228,8 @@ class _WithIndices(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.inner(x)
-        return {"latent": z, "indices": z.flatten(1).argmax(1), "commit": z.pow(2).mean()}
+        return {"latent": z, "indices": z.flatten(1).argmax(1), "commit": z.pow(2).mean(),
+                "codebook": torch.ones(16, 4)}
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
@@ -243,7 +245,7 @@ def test_the_encoders_extras_are_exported_as_named_outputs(tmp_path: Path, fmt: 
     encoder = info["parts"]["encoder"]
     assert encoder["outputs"] == {"latent": ["batch", 8, 4, 4], "indices": ["batch"]}
     assert encoder["dtypes"] == {"latent": "float32", "indices": "int64"}
-    assert info["extras_left_out"] == ["commit"]  # no batch axis: not an output
+    assert info["extras_left_out"] == ["codebook", "commit"]  # no batch axis: not outputs
     x = torch.from_numpy(_images()).float() / 255
     with torch.no_grad():
         code, extras = model.encode_parts(x)
