@@ -236,6 +236,7 @@ def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:
     description = getattr(desc, "description", None)
     if description is None:  # a callback's plain factory: its docstring's first line
         description = (getattr(desc, "__doc__", None) or "").strip().partition("\n")[0]
+        description = description.replace("``", "")  # reST literals read plain here
     if as_json:
         console.print_json(json.dumps({"kind": kind, "name": entry.name,
                                        "plugin": f"{entry.dist} {entry.version}",
