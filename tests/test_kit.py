@@ -54,3 +54,16 @@ def test_a_metric_with_its_direction_backwards_is_caught(monkeypatch):
 @pytest.mark.parametrize("variant", ["cae-upsample", "cae-vae"])
 def test_first_party_variants_resume_exactly(variant, tmp_path):
     check_resume(variant, tmp_path, limit=64)
+
+
+def test_plugins_md_names_every_kind_check_torch_free_takes():
+    import re
+    from pathlib import Path
+
+    from aezoo.kinds import KINDS
+
+    text = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    listed = re.search(r"`check_torch_free` takes `\(KIND, NAME\)` pairs, KIND one of the "
+                       r"entry-point\s+kinds: (.*?)\.", text, re.S)
+    assert listed is not None
+    assert re.findall(r"`(\w+)`", listed.group(1)) == [k.name for k in KINDS]
