@@ -213,8 +213,9 @@ def budget():
     # Training from Python gets the CLI shim's budget: a last layer of the run spec.
     build = aezoo.config.build_run_spec
 
-    def build_run_spec(variant, layers=()):
-        return build(variant, [*layers, {{"train": {{"epochs": 1}}, "data": {{"limit": 256}}}}])
+    def build_run_spec(variant, layers=(), *rest):
+        return build(variant, [*layers, {{"train": {{"epochs": 1}}, "data": {{"limit": 256}}}}],
+                     *rest)
 
     aezoo.config.build_run_spec = build_run_spec
 
