@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aezoo.protocols import Forward, builder
+from aezoo.protocols import CallbackComponent, Forward, builder
 from aezoo.testing.descriptors import check_descriptor, check_params_model, check_torch_free
 from aezoo.testing.models import Shape, _batch
 
@@ -152,7 +152,6 @@ def check_callback(name: str, directory: str | Path | None = None,
     import tempfile
 
     from aezoo.callbacks import load_callback
-    from aezoo.protocols import CallbackComponent
     from aezoo.training.hooks import HOOKS
 
     descriptor = check_descriptor("callback", name, torch_free=True)
