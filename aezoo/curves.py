@@ -70,13 +70,6 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], lis
             [float(r[key]) if finite(r.get(key)) else math.nan for r in kept])
 
 
-def best_row(rows: Sequence[Mapping[str, Any]], key: str = "val_loss"
-             ) -> Mapping[str, Any] | None:
-    """The row with the lowest finite ``key`` (the first of equals), or None."""
-    good = [r for r in rows if finite(r.get(key))]
-    return min(good, key=lambda r: r[key]) if good else None
-
-
 def log_scale(values: Sequence[float]) -> bool:
     """Whether ``values`` are best read on a log scale: all positive, spanning > LOG_RATIO."""
     finite = [v for v in values if math.isfinite(v)]
