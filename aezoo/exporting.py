@@ -29,7 +29,8 @@ from torch import nn
 
 from aezoo._io import atomic_write_many
 from aezoo._version import __version__
-from aezoo.errors import AezooError, ExportError, OutputExistsError, UsageError, WriteError, summary
+from aezoo.errors import AezooError, ExportError, UsageError, WriteError, summary
+from aezoo.outputs import refuse_overwrite
 
 __all__ = ["ATOL", "FORMATS", "PARTS", "RTOL", "Exported", "export", "export_run",
            "format_of", "output_paths", "sample_inputs"]
@@ -159,9 +160,7 @@ def _outputs(out: Path, fmt: str, part: str | None, force: bool
              ) -> tuple[dict[str, Path], Path]:
     files, sidecar = output_paths(out, fmt, part)
     for path in [*files.values(), sidecar]:
-        if path.exists() and not force:
-            raise OutputExistsError(f"{path} already exists",
-                                    "choose another --out, or pass --force")
+        refuse_overwrite(path, force)
     return files, sidecar
 
 
