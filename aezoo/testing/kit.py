@@ -33,9 +33,7 @@ def check_metric(name: str, shape: Shape = (1, 28, 28), torch_free: bool = True)
     which way is better)."""
     import torch
 
-    descriptor = check_descriptor("metric", name, torch_free=False)
-    if torch_free:
-        check_torch_free([("metric", name)])
+    descriptor = check_descriptor("metric", name, torch_free=torch_free)
     target = _batch(shape, n=4)
     poor = (1 - target).clamp(0, 1)
 
