@@ -9,19 +9,31 @@ import threading
 from typing import Any
 
 
-class UserInterrupts:
-    """Notes a real SIGINT while plugin code runs, so a plugin that raises
-    KeyboardInterrupt itself is told apart from the user pressing Ctrl-C."""
+class _SigintHandler:
+    """Its ``_handler`` takes SIGINT inside the ``with`` (in the main thread, where signals
+    are delivered); ``seen``: whether one came."""
 
     def __init__(self) -> None:
         self.seen = False
         self._previous: Any = None
 
-    def __enter__(self) -> UserInterrupts:
+    def __enter__(self) -> _SigintHandler:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handler)
         return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class UserInterrupts(_SigintHandler):
+    """Notes a real SIGINT while plugin code runs, so a plugin that raises
+    KeyboardInterrupt itself is told apart from the user pressing Ctrl-C."""
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.seen = True
@@ -29,10 +41,6 @@ class UserInterrupts:
             self._previous(signum, frame)
         else:
             raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 # -- Ctrl-C in the aezoo program ----------------------------------------------------------
@@ -87,26 +95,12 @@ def command_finished() -> None:
         _phase = _FINISHED
 
 
-class Deferred:
+class Deferred(_SigintHandler):
     """A first SIGINT inside is noted, not raised (``seen``); a second one raises as usual.
 
     For work that should finish once started, such as the final save of a run."""
-
-    def __init__(self) -> None:
-        self.seen = False
-        self._previous: Any = None
-
-    def __enter__(self) -> Deferred:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
-        return self
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.seen:
             raise KeyboardInterrupt
         self.seen = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)

@@ -34,6 +34,7 @@ from aezoo.errors import (
     ShapeError,
     SpecError,
     UnknownNameError,
+    UsageError,
 )
 from aezoo.rundir import model_path
 from aezoo.specs import MAX_SPEC_BYTES, ModelSpec, validate
@@ -69,7 +70,6 @@ def save(model: Autoencoder, path: str | Path) -> Path:
 
 def encode(model: Autoencoder) -> bytes:
     """The bytes ``save`` writes: weights, spec and provenance (refused as ``save`` does)."""
-    from aezoo.errors import UsageError
     from aezoo.model import Autoencoder
 
     if not isinstance(model, Autoencoder):

@@ -12,7 +12,7 @@ import torch
 
 from aezoo.errors import UsageError
 from aezoo.specs import ComponentSpec
-from aezoo.tensors import unit_batches
+from aezoo.tensors import evaluating, to_uint8, to_unit, unit_batches
 
 
 @torch.no_grad()
@@ -65,15 +65,11 @@ def corrupted_reconstructions(model: Any, images: torch.Tensor, spec: ComponentS
                               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(corrupted inputs, their reconstructions) of uint8 ``images``, both uint8."""
     from aezoo.objective import build_transform
-    from aezoo.tensors import to_uint8, to_unit
 
     transform = build_transform(spec)
     generator = torch.Generator(device=images.device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         noisy = transform(to_unit(images, memory_format), generator)
         recon = model(noisy)
-    model.train(was_training)
     return to_uint8(noisy), to_uint8(recon)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from aezoo.errors import AezooWarning, ShapeError
+from aezoo.errors import AezooError, AezooWarning, PluginError, ShapeError, summary
 from aezoo.loaded import Loaded, load_split
 from aezoo.metrics import BUILTIN, SSIM_WINDOW
 from aezoo.specs import ComponentSpec
@@ -87,8 +87,6 @@ def _metrics(names: Sequence[str] | None, with_ssim: bool, corrupted: bool) -> l
 
 def _metric_failed(metric: _Metric, exc: Exception) -> str:
     """One line about a plugin's metric that raised; an error when the caller chose it."""
-    from aezoo.errors import AezooError, PluginError, summary
-
     why = exc.problem if isinstance(exc, AezooError) else summary(exc)
     if metric.chosen:
         raise PluginError(f"metric '{metric.name}' (plugin {metric.origin}) failed: {why}",

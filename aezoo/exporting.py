@@ -29,7 +29,8 @@ from torch import nn
 
 from aezoo._io import atomic_write_many
 from aezoo._version import __version__
-from aezoo.errors import AezooError, ExportError, OutputExistsError, UsageError, WriteError
+from aezoo.errors import AezooError, ExportError, UsageError, WriteError, summary
+from aezoo.outputs import refuse_overwrite
 
 __all__ = ["ATOL", "FORMATS", "PARTS", "RTOL", "Exported", "export", "export_run",
            "format_of", "output_paths", "sample_inputs"]
@@ -160,9 +161,7 @@ def _outputs(out: Path, fmt: str, part: str | None, force: bool
              ) -> tuple[dict[str, Path], Path]:
     files, sidecar = output_paths(out, fmt, part)
     for path in [*files.values(), sidecar]:
-        if path.exists() and not force:
-            raise OutputExistsError(f"{path} already exists",
-                                    "choose another --out, or pass --force")
+        refuse_overwrite(path, force)
     return files, sidecar
 
 
@@ -290,8 +289,6 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, inputs: list[str], output
                 output_names=outputs, dynamic_shapes=({0: batch},), opset_version=opset,
                 verbose=False, optimize=True)
     except Exception as exc:  # the exporter's many failure types: one line, the cause kept
-        from aezoo.errors import summary
-
         raise ExportError(f"the ONNX exporter failed ({summary(exc)})",
                           "export --format torchscript, or report the model's spec") from exc
     if program is None:
@@ -318,8 +315,6 @@ def _to_torchscript(module: nn.Module, example: torch.Tensor) -> tuple[bytes, An
             buf = io.BytesIO()
             torch.jit.save(traced, buf)
     except Exception as exc:
-        from aezoo.errors import summary
-
         raise ExportError(f"TorchScript tracing failed ({summary(exc)})",
                           "export --format onnx, or report the model's spec") from exc
     return buf.getvalue(), traced
@@ -350,8 +345,6 @@ def _verify(name: str, module: nn.Module, runner: Callable[[np.ndarray], list[np
         try:
             got = [runner(example[i:i + size].numpy()) for i in range(0, len(example), size)]
         except Exception as exc:  # e.g. a batch size baked into the graph while tracing
-            from aezoo.errors import summary
-
             raise ExportError(f"the {fmt} {name} fails at batch size {size} "
                               f"({summary(exc, limit=160)}); nothing was written",
                               "the graph must not fix the batch size (use -1 or x.shape[0] "

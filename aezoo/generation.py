@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from aezoo.errors import UsageError
-from aezoo.tensors import to_uint8, to_unit
+from aezoo.tensors import evaluating, to_uint8, to_unit
 
 MAX_SAMPLES = 10_000
 
@@ -18,14 +18,8 @@ DECODE_BATCH = 256  # codes decoded at once: 10,000 draws once took 2 GB in one 
 
 
 def _decode(model: Any, z: torch.Tensor) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat([to_uint8(model.decode(part))
-                              for part in z.split(DECODE_BATCH)])
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        return torch.cat([to_uint8(model.decode(part)) for part in z.split(DECODE_BATCH)])
 
 
 def sample(model: Any, n: int, seed: int = 0) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from aezoo.errors import ShapeError, UsageError
 from aezoo.metrics import SSIM_WINDOW, bce_with_logits, mse, ssim
+from aezoo.tensors import evaluating
 
 __all__ = ["DEFAULT_BATCH", "LAYOUTS", "METRICS", "OUTPUTS", "Images", "default_metric",
            "encode", "layout_of", "reconstruct", "score"]
@@ -150,17 +151,12 @@ def _run(model: Any, view: Images, batch_size: int | None, device: Any,
     """``step`` over every batch, the results written into one preallocated output."""
     dev = _device(model, device)
     result = view.new(out_shape, dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            start = 0
-            for x in view.batches(DEFAULT_BATCH if batch_size is None else batch_size, dev):
-                y = step(x)
-                result[start:start + len(y)] = y.to(result.device, dtype)
-                start += len(y)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        start = 0
+        for x in view.batches(DEFAULT_BATCH if batch_size is None else batch_size, dev):
+            y = step(x)
+            result[start:start + len(y)] = y.to(result.device, dtype)
+            start += len(y)
     return view.give(result)
 
 

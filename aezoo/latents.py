@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aezoo.curves import PALETTE, figure
+from aezoo.curves import PALETTE, figure, write_picture
 from aezoo.errors import UsageError
 
 if TYPE_CHECKING:
@@ -111,6 +111,4 @@ def picture(projection: Projection, labels: np.ndarray | None = None,
 
 def write(path: Any, image: Figure) -> Any:
     """Write the picture as a PNG, atomically (the errors of every aezoo picture)."""
-    from aezoo.curves import write_picture
-
     return write_picture(path, image)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aezoo._io import atomic_write
-from aezoo.epochs import finite
+from aezoo._io import atomic_write, read_json
+from aezoo.epochs import finite, read_rows
 from aezoo.errors import OutputExistsError, UnknownNameError, UsageError, summary
 from aezoo.rundir import METRICS_JSONL, MODEL_FILE, RUN_FILE, STATE_FILE
 
@@ -63,8 +63,6 @@ def _settings(data: str, epochs: int, limit: int | None, device: str,
 def _read(out: Path) -> dict[str, Any] | None:
     """``OUT/bench.json`` as written by ``_write``, or None where there is none; anything
     else (damaged, edited, a FIFO, another program's JSON) is refused, never overwritten."""
-    from aezoo._io import read_json
-
     path = out / BENCH_FILE
     fix = "delete it (the runs stay and are evaluated again), or choose another --out"
     try:
@@ -89,8 +87,6 @@ def _read(out: Path) -> dict[str, Any] | None:
 
 
 def _numbers(run_dir: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
-    from aezoo.epochs import read_rows
-
     rows = read_rows(run_dir / METRICS_JSONL)
     timed = rows[1:] or rows  # the first epoch includes warm-up
     speeds = [r["images_per_s"] for r in timed if isinstance(r.get("images_per_s"), float)]

@@ -13,7 +13,7 @@ import torch
 
 from aezoo.errors import ShapeError, SpecError, UsageError
 from aezoo.protocols import format_shape
-from aezoo.specs import ComponentSpec
+from aezoo.specs import ComponentSpec, DataSpec
 
 SPLITS = ("test", "val", "train")
 
@@ -99,8 +99,6 @@ def model_split(model: Any, path: Path, data_spec: Any, split: str | None,
 
 
 def _recipe_data(recipe: dict[str, Any], dataset: str) -> Any:
-    from aezoo.specs import DataSpec
-
     try:
         return DataSpec.model_validate(recipe.get("data") or {"name": dataset})
     except ValueError:  # pydantic's ValidationError: a card from another aezoo version

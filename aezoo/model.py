@@ -36,6 +36,7 @@ from aezoo.protocols import (
     format_shape,
 )
 from aezoo.specs import ModelSpec
+from aezoo.tensors import evaluating
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
 # Term names that would overwrite metrics columns (train_<term>, val_<term>, loss).
@@ -253,30 +254,25 @@ def probe(model: Autoencoder) -> None:
     included); it also learns the objective's term names and whether the encoder is
     stochastic."""
     c, h, w = model.input_shape
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            x = torch.zeros(1, c, h, w, device=model_device(model))
-            fwd = model.forward_pass(x)
-            out = fwd.logits
-            if tuple(out.shape[1:]) != (c, h, w):
-                raise ShapeError(
-                    f"{model.spec.encoder.name}+{model.spec.decoder.name} turns {c}x{h}x{w} "
-                    f"inputs into {format_shape(out.shape[1:])} outputs",
-                    "the decoder plugin must return exactly the input shape",
-                )
-            model.stochastic = MEAN in fwd.extras and LOGVAR in fwd.extras
-            if not isinstance(model.loss_fn, UnavailableLoss):
-                check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)
-                model.term_names = list(model.objective(fwd, model.loss_fn))
-                taken = [n for n in model.term_names if n in RESERVED_NAMES]
-                if taken and len(model.term_names) > 1:
-                    raise PluginError(f"the objective has a term named '{taken[0]}', which would "
-                                      "overwrite a standard column",
-                                      f"name terms otherwise (not {', '.join(RESERVED_NAMES)})")
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        x = torch.zeros(1, c, h, w, device=model_device(model))
+        fwd = model.forward_pass(x)
+        out = fwd.logits
+        if tuple(out.shape[1:]) != (c, h, w):
+            raise ShapeError(
+                f"{model.spec.encoder.name}+{model.spec.decoder.name} turns {c}x{h}x{w} "
+                f"inputs into {format_shape(out.shape[1:])} outputs",
+                "the decoder plugin must return exactly the input shape",
+            )
+        model.stochastic = MEAN in fwd.extras and LOGVAR in fwd.extras
+        if not isinstance(model.loss_fn, UnavailableLoss):
+            check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)
+            model.term_names = list(model.objective(fwd, model.loss_fn))
+            taken = [n for n in model.term_names if n in RESERVED_NAMES]
+            if taken and len(model.term_names) > 1:
+                raise PluginError(f"the objective has a term named '{taken[0]}', which would "
+                                  "overwrite a standard column",
+                                  f"name terms otherwise (not {', '.join(RESERVED_NAMES)})")
 
 
 def build(name_or_spec: str | ModelSpec | Mapping[str, Any], **overrides: Any) -> Autoencoder:

@@ -16,11 +16,11 @@ import torch
 
 from aezoo import _interrupts, distributed, registry
 from aezoo.callbacks import load_callback
-from aezoo.checkpoint import save
+from aezoo.checkpoint import load_matching, save
 from aezoo.config import callback_params, edit_callbacks, merge, resolve_model
 from aezoo.data import ArrayDataset, declared_shape, load_dataset
 from aezoo.data.streamed import StreamedDataset
-from aezoo.errors import AezooError, ShapeError, UsageError
+from aezoo.errors import AezooError, AezooWarning, ShapeError, UsageError
 from aezoo.model import Autoencoder, from_spec, on_meta, probe
 from aezoo.objective import check_requires
 from aezoo.protocols import format_shape
@@ -211,8 +211,6 @@ def start_from(model: Autoencoder, init: str, strict: bool) -> None:
     """Load ``init``'s weights into ``model`` (``train.init``); what did not fit is warned."""
     import warnings
 
-    from aezoo.checkpoint import load_matching
-    from aezoo.errors import AezooWarning
     from aezoo.pretrained import locate
 
     located = locate(init)

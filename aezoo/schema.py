@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from aezoo import registry
 from aezoo.config import build_run_spec, run_spec_from
@@ -150,8 +150,6 @@ def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = Non
 
 def _union(kind: str, left_out: list[Failure] | None, base: Any = None) -> Any:
     """Every installed ``kind`` as one type, told apart by ``name`` (None: none installed)."""
-    from typing import Annotated, Union
-
     from pydantic import Field
 
     models = [_component_model(kind, n, d, qualified=q, base=base)
@@ -206,8 +204,6 @@ def _train_fields(left_out: list[Failure] | None) -> dict[str, Any]:
 
 def _data_fields(left_out: list[Failure] | None) -> dict[str, Any]:
     """data.params: one of the installed datasets' params models, or none at all."""
-    from typing import Annotated, Union
-
     from pydantic import Field
 
     from aezoo.specs import DataSpec

@@ -25,8 +25,8 @@ from typing import Any, NoReturn
 from aezoo._io import atomic_write
 from aezoo.callbacks.pruning import MetricUnknown, TrialReporter
 from aezoo.errors import AezooError, UsageError, summary
-from aezoo.rundir import MODEL_FILE, STATE_FILE, TRIAL_FILE
-from aezoo.sweepspec import SweepSpec, check_space, param_sets, space_of
+from aezoo.rundir import MODEL_FILE, STATE_FILE, TRIAL_FILE, held_locks, is_running
+from aezoo.sweepspec import SweepSpec, check_space, param_sets, space_of, validate_sweep
 from aezoo.training import TrainingInterrupted
 
 SWEEP_FILE = "sweep.json"
@@ -172,8 +172,6 @@ def read_sweep(out: Path) -> dict[str, Any]:
 
 def joined(out: Path) -> SweepSpec:
     """The spec of the sweep in ``out`` (``aezoo sweep --join OUT``)."""
-    from aezoo.sweepspec import validate_sweep
-
     return validate_sweep(read_sweep(out)["spec"])
 
 
@@ -208,8 +206,6 @@ def _budget_used(study: Any) -> int:
 
 def _resume_interrupted(study: Any, out: Path) -> None:
     """Enqueue each interrupted trial again, with its params and run directory (once)."""
-    from aezoo.rundir import held_locks, is_running
-
     optuna = import_optuna()
     trials = study.get_trials(deepcopy=False)
     taken = {t.user_attrs.get(ATTR + "resumes") for t in trials}

@@ -15,7 +15,7 @@ from typing import Any
 
 from aezoo._io import atomic_write
 from aezoo.curves import PALETTE, figure, legend, write_picture
-from aezoo.errors import AezooError, UsageError, summary
+from aezoo.errors import AezooError, summary
 from aezoo.rundir import read_run_spec
 from aezoo.sweep import ATTR, joined, open_storage, read_sweep, trial_state
 
@@ -160,8 +160,3 @@ def _importances(study: Any, report: SweepReport) -> Any:
     ax.margins(x=0.1)
     ax.set(title=f"parameter importances for {report.metric}", xlabel="importance")
     return fig
-
-
-def require_sweep(out: Path) -> None:
-    if not (out / "sweep.json").exists():
-        raise UsageError(f"{out} is not a sweep directory", "give the --out of `aezoo sweep`")

@@ -8,6 +8,7 @@ uses these helpers, so the conversion and the memory layout are decided in one p
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -37,3 +38,15 @@ def preferred_memory_format(device: torch.device, channels_last: bool | None = N
     NCHW elsewhere; ``channels_last`` True/False overrides."""
     use = device.type == "cpu" if channels_last is None else channels_last
     return torch.channels_last if use else torch.contiguous_format
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode and without gradients inside; back in its own mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)

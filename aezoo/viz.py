@@ -245,14 +245,9 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def reconstruct(model: Autoencoder, images: torch.Tensor,
                 memory_format: torch.memory_format | None = None) -> torch.Tensor:
     """``model``'s reconstructions of uint8 ``images`` (on its device), as uint8."""
-    import torch
+    from aezoo.tensors import evaluating, to_uint8, to_unit  # torch: not for writing a picture
 
-    from aezoo.tensors import to_uint8, to_unit  # torch: not for writing a picture
-
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         x = to_unit(images, memory_format)
         out = model(x)
-    model.train(was_training)
     return to_uint8(out)

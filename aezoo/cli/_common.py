@@ -66,6 +66,12 @@ console = PipeSafeConsole()
 err_console = PipeSafeConsole(stderr=True)
 
 
+def say(text: str) -> None:
+    """One line of a command's output on stdout: rich markup read, nothing else
+    highlighted, never wrapped."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
 def flush_stdout() -> None:
     """Python's shutdown flush of a stdout whose reader has gone: silent, exit code kept."""
     try:

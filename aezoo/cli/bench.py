@@ -10,7 +10,7 @@ import typer
 
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, warn
+from aezoo.cli._common import console, say, warn
 from aezoo.cli._tables import ID, NUMBER
 
 HELP = """Train every variant matching a PATTERN (default: all) on the same data, budget
@@ -79,8 +79,7 @@ def bench_command(
                       _cell(row, "train_images_per_s", ",.0f", seeds),
                       _cell(row, "seconds", ".1f", seeds))
     tables.show(table, console)
-    console.print(f"wrote {out / 'bench.json'} and {result.picture}", highlight=False,
-                  soft_wrap=True)
+    say(f"wrote {out / 'bench.json'} and {result.picture}")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, err_console, warn_unavailable
+from aezoo.cli._common import console, err_console, say, warn_unavailable
 from aezoo.cli._tables import ID, NUMBER, TEXT
 from aezoo.errors import DataError, UsageError
 from aezoo.protocols import format_shape
@@ -262,8 +262,7 @@ def _print_info(info: dict[str, Any], source: DatasetSource) -> None:
                        else str(s["classes"]), human_bytes(s["bytes"]))
     tables.show(splits, console)
     if info.get("class_names"):
-        console.print(f"classes: {escape(', '.join(info['class_names']))}", highlight=False,
-                      soft_wrap=True)
+        say(f"classes: {escape(', '.join(info['class_names']))}")
 
 
 @data_app.command("pack")
@@ -292,10 +291,9 @@ def pack_command(
     counts = ", ".join(f"{n:,} {split}" for split, n in done.counts.items())
     again = f"; {done.resumed:,} were packed before the interruption" if done.resumed else ""
     classes = f", {len(done.class_names)} classes" if done.class_names else ""
-    console.print(f"packed {counts} images ({format_shape(done.shape)} uint8{classes}) into "
-                  f"{done.directory} ({human_bytes(done.bytes)}) in {done.seconds:.1f} s"
-                  f"{again}; train with --data packed:{done.directory}", highlight=False,
-                  soft_wrap=True)
+    say(f"packed {counts} images ({format_shape(done.shape)} uint8{classes}) into "
+        f"{done.directory} ({human_bytes(done.bytes)}) in {done.seconds:.1f} s"
+        f"{again}; train with --data packed:{done.directory}")
 
 
 @data_app.command("verify")
@@ -319,9 +317,8 @@ def verify_command(
         verb = "differs" if len(bad) == 1 else "differ"
         raise DataError(f"{root}: {', '.join(bad)} {verb} from the manifest's SHA-256 (changed "
                         "or damaged since packing)", "pack the source again with --force")
-    console.print(f"{root}: all {len(checked)} files match their SHA-256 "
-                  f"({', '.join(checked)}: {human_bytes(read)} read)",
-                  highlight=False, soft_wrap=True)
+    say(f"{root}: all {len(checked)} files match their SHA-256 "
+        f"({', '.join(checked)}: {human_bytes(read)} read)")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console
+from aezoo.cli._common import console, say
 from aezoo.cli._tables import ID, NUMBER
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
@@ -51,8 +51,8 @@ def export_command(
         table.add_row(name, str(path), f"{diffs[name]:.2g}")
     tables.show(table, console)
     opset_note = f", opset {info['opset']}" if info["opset"] is not None else ""
-    console.print(f"wrote {result.sidecar} ({info['format']}{opset_note}; verified on "
-                  f"{info['verification']['inputs']})", highlight=False, soft_wrap=True)
+    say(f"wrote {result.sidecar} ({info['format']}{opset_note}; verified on "
+        f"{info['verification']['inputs']})")
 
 
 def score_command(
@@ -90,27 +90,25 @@ def score_command(
     result = score(model, data, split, metric, out, threshold_percentile, outlier_label, top,
                    picture, limit, batch_size, device, force)
     summary = result.summary()
-    console.print(f"{result.model} on {result.data_name}/{result.split}: {len(result.scores):,}"
-                  f" images, {result.metric} mean {summary['mean']:.6f}; wrote {out}",
-                  highlight=False, soft_wrap=True)
+    say(f"{result.model} on {result.data_name}/{result.split}: {len(result.scores):,}"
+        f" images, {result.metric} mean {summary['mean']:.6f}; wrote {out}")
     if result.auc is not None:
         labels = ", ".join(map(str, result.outlier_labels))
         console.print(f"ROC AUC {result.auc:.4f} (outliers: label {labels})", highlight=False)
     if result.flagged is not None:
-        console.print(f"threshold {result.threshold:.6f} (val percentile {result.percentile:g}):"
-                      f" {len(result.flagged):,} flagged", highlight=False, soft_wrap=True)
+        say(f"threshold {result.threshold:.6f} (val percentile {result.percentile:g}):"
+            f" {len(result.flagged):,} flagged")
         _rows(result, result.flagged[:SHOWN], "flagged, highest score first")
         if len(result.flagged) > SHOWN:
-            console.print(f"... and {len(result.flagged) - SHOWN:,} more, all in {out}",
-                          highlight=False, soft_wrap=True)
+            say(f"... and {len(result.flagged) - SHOWN:,} more, all in {out}")
     if top:
         if result.picture is not None:
             from aezoo.viz import png_size
 
             w, h = png_size(result.picture)
-            console.print(f"wrote {result.picture} ({w}x{h} px: the {min(top, len(result.scores))}"
-                          " worst: image / reconstruction / error map, each with its index and "
-                          "score)", highlight=False, soft_wrap=True)
+            say(f"wrote {result.picture} ({w}x{h} px: the {min(top, len(result.scores))}"
+                " worst: image / reconstruction / error map, each with its index and "
+                "score)")
         order = sorted(range(len(result.scores)), key=lambda i: -result.scores[i])[:top]
         _rows(result, order, f"top {top}")
 

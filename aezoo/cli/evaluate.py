@@ -10,7 +10,7 @@ import typer
 from aezoo._io import finite_or_null
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console
+from aezoo.cli._common import console, say
 from aezoo.cli._help import check_seed
 from aezoo.cli._tables import ID, NUMBER
 
@@ -52,9 +52,8 @@ def eval_command(
     if as_json:
         typer.echo(json.dumps(finite_or_null(report), allow_nan=False))
         return
-    console.print(f"{loaded.path} on {loaded.data_name}/{loaded.split} "
-                  f"({result.images:,} images, {report['device']})", highlight=False,
-                  soft_wrap=True)
+    say(f"{loaded.path} on {loaded.data_name}/{loaded.split} "
+        f"({result.images:,} images, {report['device']})")
     table = tables.table([("metric", ID), ("value", NUMBER)])
     rows = [("MSE", f"{result.mse:.6f}"), ("BCE", f"{result.bce:.6f}"),
             ("PSNR (dB)", f"{result.psnr:.3f}")]
@@ -71,7 +70,7 @@ def eval_command(
         table.add_row(label, value)
     tables.show(table, console)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        say(f"note: {note}")
 
 
 def reconstruct_command(
@@ -110,8 +109,7 @@ def reconstruct_command(
     picture = reconstruct(model, n, rows, data, split, out, scale, caption, device, force,
                           corrupt, seed, labels=not no_labels)
     h, w = picture.shape[:2]
-    console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
-                  soft_wrap=True)
+    say(f"wrote {out} ({w}x{h} px: {picture.description})")
 
 
 def encode_command(
@@ -154,11 +152,9 @@ def encode_command(
         wrote += " with its labels"
     if labels is not None and class_names:
         wrote += f" (classes {', '.join(f'{k}={n}' for k, n in enumerate(class_names))})"
-    console.print(f"{wrote} ({encoded.data}/{encoded.split})", highlight=False,
-                  soft_wrap=True)
+    say(f"{wrote} ({encoded.data}/{encoded.split})")
     if plot is not None:
-        console.print(f"wrote {plot} (the codes projected to 2-D by {projection}, coloured by "
-                      "label)", highlight=False, soft_wrap=True)
+        say(f"wrote {plot} (the codes projected to 2-D by {projection}, coloured by label)")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from aezoo.cli import _complete
-from aezoo.cli._common import console
+from aezoo.cli._common import say
 from aezoo.cli._help import check_seed
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
@@ -32,8 +32,7 @@ def sample_command(
 
     picture = sample(model, n, seed, out, scale, device, force)
     h, w = picture.shape[:2]
-    console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
-                  soft_wrap=True)
+    say(f"wrote {out} ({w}x{h} px: {picture.description})")
 
 
 def interpolate_command(
@@ -56,8 +55,7 @@ def interpolate_command(
 
     picture = interpolate(model, from_, to, steps, data, split, out, scale, device, force)
     h, w = picture.shape[:2]
-    console.print(f"wrote {out} ({w}x{h} px: {picture.description})", highlight=False,
-                  soft_wrap=True)
+    say(f"wrote {out} ({w}x{h} px: {picture.description})")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, error, warn
+from aezoo.cli._common import console, error, say, warn
 from aezoo.cli._tables import ID, TEXT
 
 HELP = """List every installed distribution that provides aezoo entry points.
@@ -51,12 +51,11 @@ def _print(data: dict[str, Any]) -> None:
                            escape(f"{f['reason']}: {f['message']}"))
         tables.show(ftable, console)
     for c in data["conflicts"]:
-        console.print(f"conflict: {_short(c['group'])} '{escape(c['name'])}' is provided by "
-                      f"{len(c['providers'])} distributions; use one of "
-                      f"{', '.join(c['providers'])}", highlight=False, soft_wrap=True)
+        say(f"conflict: {_short(c['group'])} '{escape(c['name'])}' is provided by "
+            f"{len(c['providers'])} distributions; use one of "
+            f"{', '.join(c['providers'])}")
     if data["only"] is not None:
-        console.print(f"AEZOO_PLUGINS: only {', '.join(['aezoo', *data['only']])} load",
-                      highlight=False, soft_wrap=True)
+        say(f"AEZOO_PLUGINS: only {', '.join(['aezoo', *data['only']])} load")
 
 
 def plugins_command(

@@ -12,7 +12,7 @@ from rich import box
 
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console
+from aezoo.cli._common import console, say
 from aezoo.cli._tables import ID, NUMBER
 
 
@@ -195,10 +195,9 @@ def compare_command(
         metrics.add_row(label, *values)
     tables.show(metrics, console)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        say(f"note: {note}")
     if result.picture is not None:
-        console.print(f"wrote {result.picture} (val_loss of {len(names)} runs)",
-                      highlight=False, soft_wrap=True)
+        say(f"wrote {result.picture} (val_loss of {len(names)} runs)")
 
 
 def plot_command(
@@ -221,7 +220,7 @@ def plot_command(
     else:
         plot(run_dir, out=out, force=force)
         target = out
-    console.print(f"wrote {target}", highlight=False, soft_wrap=True)
+    say(f"wrote {target}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from aezoo.cli import _complete
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, usage_error, warn
+from aezoo.cli._common import console, say, usage_error, warn
 from aezoo.cli._flags import Flag, command
 from aezoo.cli._tables import ID, NUMBER
 
@@ -149,9 +149,6 @@ def _run(spec: Any, out: Path, shared: bool = False) -> None:
     flush_denormals()
     optuna = import_optuna()
     optuna.logging.set_verbosity(logging.ERROR)  # aezoo says what each trial did
-
-    def say(text: str) -> None:
-        console.print(text, highlight=False, soft_wrap=True)
 
     try:
         result = run_sweep(spec, out, shared=shared, say=say)

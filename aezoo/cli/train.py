@@ -11,7 +11,7 @@ import typer
 
 from aezoo import _interrupts
 from aezoo.cli import _complete
-from aezoo.cli._common import console, usage_error, warn
+from aezoo.cli._common import console, say, usage_error, warn
 from aezoo.cli._flags import Flag, command
 from aezoo.cli._help import ManualCommand
 from aezoo.epochs import best, read_rows
@@ -252,10 +252,9 @@ def _report(run: Callable[[], Any], before: int = 0) -> None:
     last = result.history[-1] if result.history else None
     loss = f"val_loss {last.val_loss:.5f}; " if last else ""
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
-    console.print(f"saved {result.model_path}{stop} ({loss}metrics in "
-                  f"{result.out_dir / METRICS_JSONL})", highlight=False, soft_wrap=True)
+    say(f"saved {result.model_path}{stop} ({loss}metrics in {result.out_dir / METRICS_JSONL})")
     for text in summary(result, time.perf_counter() - started, before):
-        console.print(text, highlight=False, soft_wrap=True)
+        say(text)
 
 
 def summary(result: Any, wall: float, before: int = 0) -> list[str]:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, warn_unavailable
+from aezoo.cli._common import console, say, warn_unavailable
 from aezoo.cli._tables import ID, NUMBER
 
 _SHOWN_METRICS = ("bce", "mse", "psnr", "ssim")
@@ -74,11 +74,10 @@ def weight_info(name: str, as_json: bool) -> None:
         metrics.add_row(key, "n/a" if value is None else
                         f"{value:,}" if isinstance(value, int) else f"{value:.6g}")
     tables.show(metrics, console)
-    console.print(f"load: aezoo.load(\"{w.name}\")  |  fine-tune: aezoo train {w.variant} "
-                  f"--init {w.name} --data DATA", highlight=False, soft_wrap=True)
-    console.print(f"reproduce: save the recipe with `aezoo info {w.name} --json`'s \"recipe\" "
-                  f"as {RECIPE_FILE}, then `aezoo train --config {RECIPE_FILE}`",
-                  highlight=False, soft_wrap=True)
+    say(f"load: aezoo.load(\"{w.name}\")  |  fine-tune: aezoo train {w.variant} "
+        f"--init {w.name} --data DATA")
+    say(f"reproduce: save the recipe with `aezoo info {w.name} --json`'s \"recipe\" "
+        f"as {RECIPE_FILE}, then `aezoo train --config {RECIPE_FILE}`")
 
 
 def push_command(
@@ -124,12 +123,11 @@ def push_command(
                               description=description, repo=str(ref))
         url = hub.push(shared.folder, ref, private=private,
                        message=f"aezoo push: {shared.card.name}")
-    console.print(f"pushed {len(shared.files)} files to {ref} ({url})", highlight=False,
-                  soft_wrap=True)
+    say(f"pushed {len(shared.files)} files to {ref} ({url})")
 
 
 def _say_written(folder: Path, files: Any) -> None:
-    console.print(f"wrote {folder}: {', '.join(files)}", highlight=False, soft_wrap=True)
+    say(f"wrote {folder}: {', '.join(files)}")
 
 
 def pull_command(
@@ -147,8 +145,7 @@ def pull_command(
     model = load(located.path)
     card = located.weight_set
     what = f"{card.name} ({card.description})" if card else (model.spec.variant or "a model")
-    console.print(f"pulled {ref}: {what}; {model.num_parameters():,} parameters, at "
-                  f"{located.path}", highlight=False, soft_wrap=True)
+    say(f"pulled {ref}: {what}; {model.num_parameters():,} parameters, at {located.path}")
 
 
 def register(app: typer.Typer) -> None:

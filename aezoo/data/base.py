@@ -9,8 +9,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from aezoo.data.source import DatasetSource, Progress, Shape, Splits
-from aezoo.data.streamed import StreamedDataset, StreamedSplits
+from aezoo.data.source import DatasetSource, LoadContext, Progress, Shape, Splits
+from aezoo.data.streamed import Indexed, MapSplit, StreamedDataset, StreamedSplits, is_iterable
 from aezoo.errors import AezooError, DataError, summary
 from aezoo.protocols import format_shape
 from aezoo.specs import DataSpec
@@ -122,7 +122,6 @@ def load_dataset(spec: DataSpec, progress: Progress | None = None,
     Downloads (verified) what is not cached yet; ``progress`` is told how far it got.
     """
     from aezoo.data.catalog import resolve, source_dir, source_params
-    from aezoo.data.source import LoadContext
 
     found = resolve(spec.name)
     ctx = LoadContext(found.source, found.argument, source_dir(found.source),
@@ -222,7 +221,6 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
     """Carve the validation split (by index, stratified by label) when the source gave
     none, and apply ``limit``; like :func:`assemble` for arrays."""
     from aezoo.data.arrays import to_labels
-    from aezoo.data.streamed import Indexed, MapSplit, is_iterable
 
     def labels(part: str, split: Any) -> np.ndarray | None:
         values = getattr(splits, f"{part}_labels")

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from aezoo._io import MAX_IMAGE_BYTES, file_identity, read_bounded
 from aezoo.data import images as decoding
-from aezoo.data.arrays import to_labels
+from aezoo.data.arrays import convert_channels, resize, to_images, to_labels
 from aezoo.data.download import offline_mode
 from aezoo.data.source import LoadContext
 from aezoo.data.stream_folder import BadImages, skipping
@@ -197,8 +197,6 @@ def _image_array(value: Any, where: str, column: str) -> np.ndarray:
 def _array_image(array: np.ndarray, where: str, size: tuple[int, int],
                  channels: int) -> np.ndarray:
     """An image stored as nested lists / an array (H, W) or (H, W, C)."""
-    from aezoo.data.arrays import convert_channels, resize, to_images
-
     images = to_images(array[None], where)
     images = convert_channels(images, channels, where)
     return np.ascontiguousarray(resize(images, size)[0])

@@ -36,6 +36,7 @@ from aezoo._io import (
 )
 from aezoo._version import __version__
 from aezoo.data import packed
+from aezoo.data.download import sha256_of
 from aezoo.data.pack_plan import Part, plan
 from aezoo.data.source import Progress, Shape
 from aezoo.errors import DataError, OutputExistsError, UsageError
@@ -121,7 +122,7 @@ def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, Part],
     for split, part in parts.items():
         tmp, final = work / _part_name(split), work / packed.images_file(split)
         entry: dict[str, Any] = {"count": part.count, "images": final.name}
-        entry["sha256"] = packed.sha256(tmp)
+        entry["sha256"] = sha256_of(tmp)
         total += tmp.stat().st_size
         commit(tmp, final)
         if part.labels is not None:

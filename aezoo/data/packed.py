@@ -17,14 +17,14 @@ each file's header and size (cheap); the SHA-256 are for ``aezoo data verify DIR
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aezoo._io import open_regular, read_bounded
+from aezoo._io import read_bounded
+from aezoo.data.download import sha256_of
 from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.errors import DataError, UsageError
 
@@ -43,22 +43,6 @@ def images_file(split: str) -> str:
 
 def labels_file(split: str) -> str:
     return f"{split}.labels.npy"
-
-
-def sha256(path: Path, progress: Progress | None = None) -> str:
-    """The file's SHA-256, read in 16 MiB blocks (``progress``: bytes read so far)."""
-    digest = hashlib.sha256()
-    total = path.stat().st_size if progress is not None else None
-    done = 0
-    if progress is not None:
-        progress(f"verifying {path.name}", 0, total, "bytes")
-    with open_regular(path) as f:
-        while block := f.read(16 * 2**20):
-            digest.update(block)
-            done += len(block)
-            if progress is not None:
-                progress(f"verifying {path.name}", done, total, "bytes")
-    return digest.hexdigest()
 
 
 def is_store(path: Path) -> bool:
@@ -179,6 +163,6 @@ def verify(root: Path, progress: Progress | None = None) -> tuple[list[str], lis
                 raise _bad(root, f"no SHA-256 for {name}")
             checked.append(name)
             read += (root / name).stat().st_size
-            if sha256(root / name, progress) != entry[key]:
+            if sha256_of(root / name, progress) != entry[key]:
                 bad.append(name)
     return bad, checked, read

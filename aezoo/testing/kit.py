@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aezoo.protocols import Forward, builder
+from aezoo.protocols import CallbackComponent, Forward, builder
 from aezoo.testing.descriptors import check_descriptor, check_params_model, check_torch_free
 from aezoo.testing.models import Shape, _batch
 
@@ -33,9 +33,7 @@ def check_metric(name: str, shape: Shape = (1, 28, 28), torch_free: bool = True)
     which way is better)."""
     import torch
 
-    descriptor = check_descriptor("metric", name, torch_free=False)
-    if torch_free:
-        check_torch_free([("metric", name)])
+    descriptor = check_descriptor("metric", name, torch_free=torch_free)
     target = _batch(shape, n=4)
     poor = (1 - target).clamp(0, 1)
 
@@ -152,7 +150,6 @@ def check_callback(name: str, directory: str | Path | None = None,
     import tempfile
 
     from aezoo.callbacks import load_callback
-    from aezoo.protocols import CallbackComponent
     from aezoo.training.hooks import HOOKS
 
     descriptor = check_descriptor("callback", name, torch_free=True)
