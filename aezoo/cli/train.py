@@ -77,7 +77,7 @@ FLAGS = [
          "taken].", "DIR"),
     Flag("--config", Path, "Run spec file: .toml, .yaml or .json.", "FILE"),
     Flag("--set", list, "Override any spec value, e.g. train.lr=0.01 (with --resume: the "
-         "train keys that may change, e.g. train.callback_params.NAME.KEY=VALUE).",
+         "train keys that may change, such as a callback's params).",
          "KEY=VALUE", _complete.set_keys),  # with --resume: each key checked (_resume_sets)
     Flag("--force", bool, "Overwrite an existing model file."),
     Flag("--resume", Path, "Continue an interrupted run from RUN_DIR/state.safetensors "
