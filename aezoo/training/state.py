@@ -18,25 +18,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    model_validator,
-)
-from pydantic_core import ErrorDetails
+from pydantic import ValidationError
 
 from aezoo._safetensors import load_tensors, read_metadata, save_tensors
-from aezoo.epochs import COLUMNS, finite
+from aezoo.epochs import finite
 from aezoo.errors import CheckpointError, summary
 from aezoo.rundir import RUN_FILE, STATE_FILE
-from aezoo.specs import short_repr
+from aezoo.training.stateinfo import StateInfo, describe_error
 
 if TYPE_CHECKING:
     from aezoo.training.loop import Trainer
@@ -173,106 +164,6 @@ def exactness_warnings(saved: dict[str, Any] | None, now: dict[str, Any]) -> lis
             "training goes on, but no longer bit-exact with an uninterrupted run"]
 
 
-# -- the info, as a resume uses it (bool is no number here, NaN no value) ---------------
-Whole = Annotated[int, Strict()]
-Count = Annotated[int, Strict(), Field(ge=0)]
-Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-
-
-def _scalar(value: Any) -> Any:
-    """A per-parameter optimiser value as JSON holds it: a number, a flag or null."""
-    if not (value is None or isinstance(value, bool) or finite(value)):
-        raise ValueError("a number")
-    return value
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class OptimizerInfo(_Frozen):
-    """``optimizer.state_dict()`` less its tensors (:func:`flatten_optimizer`); the groups
-    are checked against the trainer's own optimiser (:func:`check_fit`)."""
-
-    param_groups: list[dict[str, Any]]
-    scalars: dict[str, dict[str, Annotated[Any, AfterValidator(_scalar)]]] = {}
-
-
-class EpochRow(_Frozen):
-    """One ``history`` entry: ``EpochResult.as_dict()`` (``aezoo.epochs.COLUMNS``, terms)."""
-
-    model_config = ConfigDict(extra="forbid")
-    epoch: Whole
-    train_loss: Number
-    val_loss: Number
-    seconds: Number
-    images_per_s: Number
-    lr: Number = 0.0
-    terms: dict[str, Number] = {}
-
-
-assert tuple(EpochRow.model_fields) == (*COLUMNS, "terms")  # the record's own fields
-
-
-class StateInfo(_Frozen):
-    """The JSON part of a state file that a resume uses (other keys are ignored):
-    values the loop cannot use are refused before anything is restored."""
-
-    epoch: Annotated[int, Strict(), Field(ge=1)]
-    step: Count
-    global_step: Whole
-    steps_per_epoch: Whole
-    world_size: Whole
-    loss_count: Count
-    epoch_seconds: Annotated[float, Strict(), Field(ge=0.0, allow_inf_nan=False)]
-    stopped: str | None = None
-    logged: list[tuple[str, Number, Count]] = []  # [name, host sum, calls]
-    optimizer: OptimizerInfo
-    scaler: dict[str, Any] = {}
-    history: list[EpochRow]
-    callbacks: dict[str, dict[str, Any]] = {}
-    exactness: dict[str, Any] | None = None
-    sampler: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _position(self) -> StateInfo:
-        spe, epoch, step = self.steps_per_epoch, self.epoch, self.step
-        if step > spe:
-            raise ValueError(f"step is {step}, not a whole number from 0 to the epoch's "
-                             f"{spe} steps")
-        if self.global_step != (epoch - 1) * spe + step:
-            raise ValueError(f"global_step is {self.global_step}, but epoch {epoch}, step "
-                             f"{step} of {spe} per epoch is step {(epoch - 1) * spe + step}")
-        return self
-
-
-_EXPECTED = {"int_type": "a whole number", "float_type": "a number",
-             "finite_number": "a number", "string_type": "a string"}
-
-
-def _detail(error: ErrorDetails) -> str:
-    """One ValidationError entry as the corrupt-state message's detail."""
-    loc, kind = error["loc"], error["type"]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" if len(p) <= 60 else
-                    f".{p[:40]}..." for p in loc).lstrip(".")  # keys are the file's: bound them
-    if loc[:1] == ("history",) and len(loc) > 1:
-        return f"history[{loc[1]}] is not an epoch's numbers ({', '.join(EpochRow.model_fields)})"
-    if kind == "missing":
-        return f"{where} is missing"
-    if kind in ("list_type", "tuple_type"):
-        return f"{where} is not a list"
-    if kind in ("dict_type", "model_type"):
-        return f"{where} is not an object"
-    if kind == "value_error":  # ours: a whole sentence, or what the value is not
-        text = str(error["ctx"]["error"])
-        return f"{where} is {short_repr(error['input'])}, not {text}" if loc else text
-    expected = _EXPECTED.get(kind, error["msg"])
-    if kind == "greater_than_equal":
-        number = "a whole number" if isinstance(error["input"], int) else "a number"
-        expected = f"{number} from {error['ctx']['ge']}"
-    return f"{where} is {short_repr(error['input'])}, not {expected}"
-
-
 def _corrupt(path: str | Path, detail: str) -> CheckpointError:
     return CheckpointError(f"{path} holds a corrupt training state ({detail})",
                            "resume from an earlier copy or start the run again")
@@ -290,7 +181,7 @@ def load_state(trainer: Trainer, path: str | Path) -> list[str]:
     try:
         info = StateInfo.model_validate(raw)
     except ValidationError as exc:
-        raise _corrupt(path, _detail(exc.errors(include_url=False)[0])) from None
+        raise _corrupt(path, describe_error(exc.errors(include_url=False)[0])) from None
     try:
         check_fit(trainer, path, tensors, info)
         trainer.load_state_dict(_state_dict(tensors, info))
