@@ -174,3 +174,27 @@ def test_the_walk_sees_deferred_imports() -> None:
     """The checker itself: a function-level import counts, a TYPE_CHECKING one does not."""
     assert "aezoo.data.base" in GRAPH["aezoo.data"]  # imported inside __getattr__
     assert "aezoo.model" not in GRAPH["aezoo.viz"]  # only under TYPE_CHECKING
+
+
+PLUGIN_PACKAGES = {p.name for p in (ROOT.parent / "plugins").iterdir()
+                   if (p / "__init__.py").is_file()}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_the_core_never_imports_a_first_party_plugin(module: str) -> None:
+    """First-party plugins come through entry points only, like a third party's
+    (docs/architecture.md): no aezoo module imports one, even lazily by a string."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    named: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            named.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            named.add(re.split(r"[.:]", node.value)[0])
+    assert not named & PLUGIN_PACKAGES, f"{module} imports {sorted(named & PLUGIN_PACKAGES)}"
+
+
+def test_the_plugin_check_sees_the_first_party_plugins() -> None:
+    assert "aezoo_cae" in PLUGIN_PACKAGES
