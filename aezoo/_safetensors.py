@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aezoo._io import atomic_write_many
 from aezoo.errors import CheckpointError, summary
+from aezoo.fileio import atomic_write_many
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +63,7 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
 
 
 def write_files(writes: Sequence[tuple[Path, bytes]]) -> None:
-    """Atomically write encoded files, committed together (``aezoo._io.atomic_write_many``:
+    """Atomically write encoded files, committed together (``aezoo.fileio.atomic_write_many``:
     the same bytes object for several paths is written once)."""
     for path, _ in writes:
         if path.is_dir():

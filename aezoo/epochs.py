@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeGuard, TypeVar
 
-from aezoo._io import read_bounded
+from aezoo.fileio import read_bounded
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "seconds", "images_per_s", "lr")
 MAX_METRICS_BYTES = 256 * 2**20  # a million epochs' rows; a runaway file is not read

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from aezoo._io import atomic_write_many
 from aezoo._version import __version__
 from aezoo.errors import AezooError, ExportError, UsageError, WriteError, summary
+from aezoo.fileio import atomic_write_many
 from aezoo.outputs import refuse_overwrite
 
 __all__ = ["ATOL", "FORMATS", "PARTS", "RTOL", "Exported", "export", "export_run",

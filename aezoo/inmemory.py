@@ -140,7 +140,7 @@ def save_arrays(run_dir: Path, arrays: Mapping[str, np.ndarray]) -> Path:
 
     import numpy as np
 
-    from aezoo._io import atomic_write
+    from aezoo.fileio import atomic_write
     from aezoo.rundir import DATA_PREFIX
 
     digest = hashlib.sha256()

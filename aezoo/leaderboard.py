@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aezoo._io import atomic_write, read_json
 from aezoo.epochs import finite, read_rows
 from aezoo.errors import OutputExistsError, UnknownNameError, UsageError, summary
+from aezoo.fileio import atomic_write, read_json
 from aezoo.rundir import METRICS_JSONL, MODEL_FILE, RUN_FILE, STATE_FILE
 
 BENCH_FILE = "bench.json"

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from aezoo._io import atomic_write, atomic_write_many
 from aezoo.errors import OutputExistsError, UsageError
+from aezoo.fileio import atomic_write, atomic_write_many
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:

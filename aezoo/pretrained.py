@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 
 from aezoo import hub, registry
-from aezoo._io import read_bounded
 from aezoo.data.download import download_file, sha256_of, verify
 from aezoo.data.source import RemoteFile
 from aezoo.errors import AezooError, CheckpointError, PluginError, UnknownNameError, UsageError
+from aezoo.fileio import read_bounded
 from aezoo.rundir import model_path
 from aezoo.weightset import CARD_FILE, MAX_CARD_BYTES, WeightSet, read_card, split_name
 

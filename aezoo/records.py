@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aezoo._io import read_json
 from aezoo.epochs import best, finite, read_rows
 from aezoo.errors import CheckpointError, UsageError, summary
+from aezoo.fileio import read_json
 from aezoo.outputs import refuse_overwrite
 from aezoo.rundir import (
     BEST_FILE,

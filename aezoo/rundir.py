@@ -18,7 +18,6 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from aezoo._io import atomic_write, fsync_dir, probe_writable, read_bounded
 from aezoo.errors import (
     CheckpointError,
     OutputExistsError,
@@ -27,6 +26,7 @@ from aezoo.errors import (
     UsageError,
     summary,
 )
+from aezoo.fileio import atomic_write, fsync_dir, probe_writable, read_bounded
 from aezoo.specs import DataSpec, RunSpec, validate
 
 MODEL_FILE = "model.safetensors"

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from aezoo._io import atomic_write, finite_or_null
 from aezoo.errors import UsageError
+from aezoo.fileio import atomic_write, finite_or_null
 from aezoo.inference import METRICS, default_metric
 from aezoo.loaded import load_split
 from aezoo.outputs import write_npy

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aezoo._io import finite_or_null, fsync_dir
 from aezoo.errors import OutputExistsError, UsageError, WriteError
+from aezoo.fileio import finite_or_null, fsync_dir
 from aezoo.pretrained import Located, file_sha256, locate
 from aezoo.rundir import CURVES_FILE, IMAGES_DIR, RUN_FILE, read_run_spec
 from aezoo.weightset import CARD_FILE, TAG_PATTERN, WEIGHTS_FILE, WeightSet

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aezoo._io import MAX_SPEC_BYTES, read_bounded
 from aezoo.errors import UsageError, summary
+from aezoo.fileio import MAX_SPEC_BYTES, read_bounded
 
 __all__ = ["FORMATS", "SCHEMA_KEY", "SUFFIXES", "loads", "parse", "read_config", "render",
            "syntax_error", "to_toml"]

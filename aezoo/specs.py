@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from aezoo import _io
+from aezoo import fileio
 from aezoo.errors import SpecError
 
 MAX_COUNT = 2**62  # counts stay far inside int64 (torch step counters, tensor sizes)
@@ -33,7 +33,7 @@ Side = Annotated[int, Field(gt=0, le=MAX_SIDE)]
 # Bounds on a spec's size and structure, so a hostile model file or config costs
 # milliseconds to refuse, not seconds and gigabytes (a 10 MB variant name once took 1.4 GB,
 # 50,000 regularisers 13 s): names, lists and params far beyond any real spec.
-MAX_SPEC_BYTES = _io.MAX_SPEC_BYTES  # a spec as text: a config file, a model's header
+MAX_SPEC_BYTES = fileio.MAX_SPEC_BYTES  # a spec as text: a config file, a model's header
 MAX_NAME = 256  # a component, variant, optimiser, schedule, metric or callback name
 MAX_PATH = 4096  # a dataset name may be a path or URL (PATH_MAX)
 MAX_ITEMS = 64  # regularisers, metrics, callbacks

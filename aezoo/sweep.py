@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from aezoo._io import atomic_write
 from aezoo.callbacks.pruning import MetricUnknown, TrialReporter
 from aezoo.errors import AezooError, UsageError, summary
+from aezoo.fileio import atomic_write
 from aezoo.rundir import MODEL_FILE, STATE_FILE, TRIAL_FILE, held_locks, is_running
 from aezoo.sweepspec import SweepSpec, check_space, param_sets, space_of, validate_sweep
 from aezoo.training import TrainingInterrupted

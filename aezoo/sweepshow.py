@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aezoo._io import atomic_write
 from aezoo.curves import PALETTE, figure, legend, write_picture
 from aezoo.errors import AezooError, summary
+from aezoo.fileio import atomic_write
 from aezoo.rundir import read_run_spec
 from aezoo.sweep import ATTR, joined, open_storage, read_sweep, trial_state
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aezoo._io import atomic_write
 from aezoo.errors import UsageError, WriteError
+from aezoo.fileio import atomic_write
 
 if TYPE_CHECKING:
     import torch

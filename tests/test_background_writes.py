@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from aezoo import _io
+from aezoo import fileio
 from aezoo._safetensors import encode_tensors
 from aezoo.config import build_run_spec
 from aezoo.errors import AezooError
@@ -135,7 +135,7 @@ def _spec(epochs: int = 3):  # type: ignore[no-untyped-def]
 
 def test_pictures_are_written_off_the_training_thread_and_in_place_when_fit_returns(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real, writer_of = _io.atomic_write_many, {}
+    real, writer_of = fileio.atomic_write_many, {}
 
     def recording(writes):  # type: ignore[no-untyped-def]
         if threading.current_thread().name == "aezoo-writer":
@@ -144,7 +144,7 @@ def test_pictures_are_written_off_the_training_thread_and_in_place_when_fit_retu
             writer_of[Path(path).name] = threading.current_thread().name
         real(writes)
 
-    monkeypatch.setattr(_io, "atomic_write_many", recording)
+    monkeypatch.setattr(fileio, "atomic_write_many", recording)
     for module in ("aezoo._safetensors", "aezoo.callbacks.files"):
         monkeypatch.setattr(f"{module}.atomic_write_many", recording)
     train(_spec(), tmp_path / "run")
@@ -162,14 +162,14 @@ def test_pictures_are_written_off_the_training_thread_and_in_place_when_fit_retu
 
 def test_a_picture_that_fails_in_the_background_fails_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = _io.atomic_write_many
+    real = fileio.atomic_write_many
 
     def full(writes):  # type: ignore[no-untyped-def]
         if writes[0][0].suffix == ".png":
             raise OSError(errno.ENOSPC, "No space left on device", str(writes[0][0]))
         real(writes)
 
-    monkeypatch.setattr(_io, "atomic_write_many", full)
+    monkeypatch.setattr(fileio, "atomic_write_many", full)
     with pytest.raises(AezooError, match=r"cannot write .*\.png \(No space left on device\)"):
         train(_spec(), tmp_path / "run")
     assert not (tmp_path / "run" / "model.safetensors").exists()  # it failed, not finished
@@ -199,7 +199,7 @@ def test_the_runs_own_error_wins_over_a_pending_write_error(
 
 def test_a_last_picture_that_fails_still_lets_every_end_of_run_hook_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real, ended = _io.atomic_write_many, []
+    real, ended = fileio.atomic_write_many, []
 
     def full(writes):  # type: ignore[no-untyped-def]
         if writes[0][0].name == "epoch-0003.png":  # the last epoch's, failing once every
@@ -211,7 +211,7 @@ def test_a_last_picture_that_fails_still_lets_every_end_of_run_hook_run(
         def on_train_end(self, trainer):  # type: ignore[no-untyped-def]
             ended.append(str(trainer.outcome))
 
-    monkeypatch.setattr(_io, "atomic_write_many", full)
+    monkeypatch.setattr(fileio, "atomic_write_many", full)
     with pytest.raises(AezooError, match=r"cannot write .*epoch-0003\.png"):
         train(_spec(), tmp_path / "run", callbacks=[Last()])
     assert ended == ["completed"]

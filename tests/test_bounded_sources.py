@@ -438,11 +438,11 @@ def test_a_picture_over_pillows_bomb_limit_is_refused_before_it_is_drawn(
 def test_a_full_disk_while_packing_is_one_line_and_the_pack_resumes(
         tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """The .part file is written through a memory map: its blocks are reserved first
-    (``aezoo._io.preallocate``), so a full disk is ENOSPC there, not SIGBUS (exit 135)."""
+    (``aezoo.fileio.preallocate``), so a full disk is ENOSPC there, not SIGBUS (exit 135)."""
     import errno
     import os
 
-    from aezoo import _io
+    from aezoo import fileio
     from aezoo.data import pack as pack_module
 
     if not hasattr(os, "posix_fallocate"):
@@ -450,7 +450,7 @@ def test_a_full_disk_while_packing_is_one_line_and_the_pack_resumes(
     sparse = tmp_path / "sparse"
     with open(sparse, "wb") as f:
         f.truncate(1 << 20)
-    _io.preallocate(sparse)
+    fileio.preallocate(sparse)
     assert os.stat(sparse).st_blocks * 512 >= 1 << 20  # reserved, not a hole
 
     images = np.random.default_rng(0).integers(0, 256, (300, 1, 8, 8), dtype=np.uint8)

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import aezoo
-from aezoo import _io, checkpoint, registry
+from aezoo import checkpoint, fileio, registry
 from aezoo.device import resolve_device
 from aezoo.errors import CheckpointError, DeviceError
 from aezoo.specs import ModelSpec
@@ -192,7 +192,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest
 def test_interrupted_write_keeps_the_previous_file(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "model.safetensors"
-    _io.atomic_write(path, b"old contents")
+    fileio.atomic_write(path, b"old contents")
     real_fdopen = os.fdopen
 
     class HalfWriter:
@@ -213,7 +213,7 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path: Path,
 
     monkeypatch.setattr(os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
     with pytest.raises(KeyboardInterrupt):
-        _io.atomic_write(path, b"new contents that never fully land")
+        fileio.atomic_write(path, b"new contents that never fully land")
     monkeypatch.undo()
     assert path.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
@@ -221,8 +221,8 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path: Path,
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
-    _io.atomic_write(path, b"one")
-    _io.atomic_write(path, b"two")
+    fileio.atomic_write(path, b"one")
+    fileio.atomic_write(path, b"two")
     assert path.read_bytes() == b"two"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aezoo.cli import _complete
+from aezoo.cli import complete as completers
 
 # Runs the CLI as a shell's completion call would, then reports what it imported.
 PROBE = """
@@ -34,7 +34,7 @@ def complete(env: dict[str, str], cwd: Path) -> tuple[list[str], list[str]]:
     return [w for w in out.splitlines() if w.strip()], json.loads(modules)
 
 
-@pytest.mark.parametrize("shell", _complete.SHELLS)
+@pytest.mark.parametrize("shell", completers.SHELLS)
 def test_completion_scripts_are_generated(cli, shell: str) -> None:  # type: ignore[no-untyped-def]
     result = cli("completion", shell)
     assert result.exit_code == 0, result.output
@@ -70,8 +70,8 @@ def test_run_directories_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (tmp_path / "runs/group").mkdir()
     (tmp_path / "model.safetensors").write_bytes(b"")
     monkeypatch.chdir(tmp_path)
-    assert _complete.run_dirs("") == ["runs/done", "runs/group/"]
-    assert _complete.run_dirs("runs/d") == ["runs/done"]
-    assert _complete.models("mod") == ["model.safetensors"]
-    assert _complete.set_keys("train.lr=0.1") == []
-    assert "folder:" in _complete.datasets("fo")
+    assert completers.run_dirs("") == ["runs/done", "runs/group/"]
+    assert completers.run_dirs("runs/d") == ["runs/done"]
+    assert completers.models("mod") == ["model.safetensors"]
+    assert completers.set_keys("train.lr=0.1") == []
+    assert "folder:" in completers.datasets("fo")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1] / "aezoo"
 
 # Lowest first. A module may import from its own layer and any layer above it in this list.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("aezoo.errors", "aezoo.protocols", "aezoo._version", "aezoo._io", "aezoo._safetensors",
+    ("aezoo.errors", "aezoo.protocols", "aezoo._version", "aezoo.fileio", "aezoo._safetensors",
      "aezoo._interrupts", "aezoo.outputs",
      "aezoo.device", "aezoo.tensors", "aezoo.metrics", "aezoo.viz", "aezoo.curves", "aezoo.epochs",
      "aezoo.latents", "aezoo.data.source", "aezoo.kinds", "aezoo.weightset", "aezoo.hub"),

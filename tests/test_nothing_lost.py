@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aezoo import _io
+from aezoo import fileio
 
 Cli = Callable[..., Any]
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -63,15 +63,15 @@ def one_line(result: Any, code: int | None = None) -> str:
 def test_the_regular_file_readers_refuse_a_fifo_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "x.json"
     os.mkfifo(fifo)
-    for read in (_io.open_regular, _io.read_bounded, _io.check_regular):
-        with pytest.raises(_io.NotRegularFileError, match="a FIFO, not a regular file"):
+    for read in (fileio.open_regular, fileio.read_bounded, fileio.check_regular):
+        with pytest.raises(fileio.NotRegularFileError, match="a FIFO, not a regular file"):
             no_hang(lambda read=read: read(fifo), [fifo])  # type: ignore[misc]
-    with pytest.raises(_io.NotRegularFileError, match="a directory"):
-        _io.read_bounded(tmp_path)
+    with pytest.raises(fileio.NotRegularFileError, match="a directory"):
+        fileio.read_bounded(tmp_path)
     (tmp_path / "big").write_bytes(b"x" * 101)
     with pytest.raises(OSError, match="larger than 100 bytes"):
-        _io.read_bounded(tmp_path / "big", 100)
-    assert _io.read_bounded(tmp_path / "big") == b"x" * 101
+        fileio.read_bounded(tmp_path / "big", 100)
+    assert fileio.read_bounded(tmp_path / "big") == b"x" * 101
 
 
 # --- runs and compare: one bad run is shown as bad -------------------------------------

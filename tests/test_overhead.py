@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import aezoo
-from aezoo import _io
+from aezoo import fileio
 from aezoo.config import build_run_spec
 from aezoo.data import ArrayDataset
 from aezoo.rundir import BEST_FILE, LAST_FILE, STATE_FILE
@@ -102,10 +102,10 @@ def test_optimizers_are_torch_classes_with_or_without_compile() -> None:
 def test_atomic_write_many_links_equal_data_and_commits_all(tmp_path: Path) -> None:
     same, other = b"weights" * 100, b"state"
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    _io.atomic_write_many([(a, same), (b, same), (c, other)])
+    fileio.atomic_write_many([(a, same), (b, same), (c, other)])
     assert a.read_bytes() == b.read_bytes() == same and c.read_bytes() == other
     assert os.stat(a).st_ino == os.stat(b).st_ino  # one file written, named twice
-    _io.atomic_write_many([(a, b"new")])  # replacing one name leaves the other as it was
+    fileio.atomic_write_many([(a, b"new")])  # replacing one name leaves the other as it was
     assert a.read_bytes() == b"new" and b.read_bytes() == same
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no temp files
 
@@ -118,7 +118,7 @@ def test_atomic_write_many_without_hard_links_writes_twice(tmp_path: Path,
 
     monkeypatch.setattr(os, "link", no_links)
     data = b"x" * 10
-    _io.atomic_write_many([(tmp_path / "a", data), (tmp_path / "b", data)])
+    fileio.atomic_write_many([(tmp_path / "a", data), (tmp_path / "b", data)])
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() == data
     assert os.stat(tmp_path / "a").st_ino != os.stat(tmp_path / "b").st_ino
 
@@ -127,7 +127,7 @@ def test_atomic_write_many_failure_keeps_every_old_file(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    _io.atomic_write_many([(a, b"old a"), (b, b"old b")])
+    fileio.atomic_write_many([(a, b"old a"), (b, b"old b")])
     real_fsync, calls = os.fsync, []
 
     def fail_second(fd: int) -> None:
@@ -138,7 +138,7 @@ def test_atomic_write_many_failure_keeps_every_old_file(tmp_path: Path,
 
     monkeypatch.setattr(os, "fsync", fail_second)
     with pytest.raises(OSError, match="No space left") as info:
-        _io.atomic_write_many([(a, b"new a"), (b, b"new b")])
+        fileio.atomic_write_many([(a, b"new a"), (b, b"new b")])
     monkeypatch.undo()
     assert info.value.filename == str(b)  # names the caller's file, not a temp file
     assert a.read_bytes() == b"old a" and b.read_bytes() == b"old b"  # nothing renamed

@@ -233,14 +233,14 @@ def test_the_scan_leaves_public_and_own_names_alone() -> None:
 import torch
 from torch import nn
 import numpy as np
-from aezoo import _io
+from aezoo import fileio
 print(torch.__version__, torch.cpu.is_available(), nn.Module.__init__)
 self._cells = 1
 obj._private = 2
 getattr(obj, "_x", None)
 getattr(torch.nn.utils, "get_total_norm", None)
 np.lib._x
-_io.atomic_write
+fileio.atomic_write
 '''
     assert private_uses(source) == []
 

@@ -50,7 +50,7 @@ _HARNESS = textwrap.dedent("""
         from aezoo.training.loop import Trainer
         from aezoo.training.control import Control
         import aezoo.run
-        from aezoo.cli._common import PipeSafeConsole
+        from aezoo.cli.common import PipeSafeConsole
 
         last = int(os.environ.get("AEZOO_TEST_STEP", "0"))
         if mode == "final-validation":

@@ -122,14 +122,14 @@ def test_a_table_wider_than_the_terminal_keeps_numbers_whole() -> None:
 
     from rich.console import Console
 
-    from aezoo.cli import _tables
+    from aezoo.cli import tables
 
-    table = _tables.table([("metric", _tables.ID), ("value", _tables.NUMBER),
-                           ("note", _tables.TEXT)])
+    table = tables.table([("metric", tables.ID), ("value", tables.NUMBER),
+                           ("note", tables.TEXT)])
     number = f"{int('1' * 70):,}"
     table.add_row("images/s", number, "a long note " * 10)
     out = io.StringIO()
-    _tables.show(table, Console(file=out, width=80))
+    tables.show(table, Console(file=out, width=80))
     assert number in out.getvalue() and "…" not in out.getvalue()
     assert "a long note" in out.getvalue()
 

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aezoo._io import atomic_write_many
 from aezoo.epochs import COLUMNS
+from aezoo.fileio import atomic_write_many
 from aezoo.rundir import (
     BEST_FILE,
     IMAGES_DIR,

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from aezoo._io import atomic_write
 from aezoo.epochs import EpochResult, best, finite
+from aezoo.fileio import atomic_write
 from aezoo.rundir import STATUS_FILE
 from aezoo.training.hooks import Callback
 

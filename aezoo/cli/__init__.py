@@ -23,8 +23,8 @@ if _is_program():  # first, before the imports below: a Ctrl-C now exits 130, on
 import typer  # noqa: E402
 
 from aezoo._version import __version__  # noqa: E402
-from aezoo.cli import _complete  # noqa: E402
-from aezoo.cli._common import AezooGroup, console, flush_stdout, warn, warn_unavailable  # noqa: E402
+from aezoo.cli import complete  # noqa: E402
+from aezoo.cli.common import AezooGroup, console, flush_stdout, warn, warn_unavailable  # noqa: E402
 
 app = typer.Typer(
     name="aezoo",
@@ -86,7 +86,7 @@ def _add_commands(app: typer.Typer) -> None:
 
 
 _add_commands(app)
-_complete.enable_if_asked()  # a shell asking for completions (aezoo completion SHELL)
+complete.enable_if_asked()  # a shell asking for completions (aezoo completion SHELL)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -8,10 +8,9 @@ from typing import Any
 
 import typer
 
-from aezoo.cli import _complete
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, say, warn
-from aezoo.cli._tables import ID, NUMBER
+from aezoo.cli import complete, tables
+from aezoo.cli.common import console, say, warn
+from aezoo.cli.tables import ID, NUMBER
 
 HELP = """Train every variant matching a PATTERN (default: all) on the same data, budget
 and seeds, evaluate each on the same split (what `aezoo eval` reports), and rank them by
@@ -40,9 +39,9 @@ def _cell(row: dict[str, Any], key: str, fmt: str, seeds: int) -> str:
 def bench_command(
     patterns: list[str] | None = typer.Argument(
         None, metavar="PATTERN", help="Variant names or fnmatch patterns, e.g. "
-        "'cae-*' [default: every installed variant].", autocompletion=_complete.variants),
+        "'cae-*' [default: every installed variant].", autocompletion=complete.variants),
     data: str = typer.Option("mnist5k", metavar="NAME", help="Dataset (see `aezoo data "
-                             "list`).", autocompletion=_complete.datasets),
+                             "list`).", autocompletion=complete.datasets),
     epochs: int = typer.Option(5, min=1, metavar="N", help="Epochs for every run."),
     seeds: int = typer.Option(1, min=1, max=100, metavar="K", help="Seeds 0..K-1 per variant."),
     limit: int | None = typer.Option(None, min=1, metavar="N",

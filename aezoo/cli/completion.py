@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from aezoo.cli import _complete
-from aezoo.cli._common import usage_error
+from aezoo.cli import complete
+from aezoo.cli.common import usage_error
 
 HELP = """Print the completion script for SHELL (bash, zsh or fish).
 
@@ -23,11 +23,11 @@ shell's start-up file (~/.bashrc, ~/.zshrc, ~/.config/fish/config.fish):
 
 def completion_command(
     shell: str = typer.Argument(..., metavar="SHELL", help="bash, zsh or fish.",
-                                autocompletion=_complete.shells),
+                                autocompletion=complete.shells),
 ) -> None:
-    if shell not in _complete.SHELLS:
+    if shell not in complete.SHELLS:
         raise usage_error(f"no completion for shell '{shell}'", "use bash, zsh or fish")
-    typer.echo(_complete.script(shell))
+    typer.echo(complete.script(shell))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, err_console, say, warn_unavailable
-from aezoo.cli._tables import ID, NUMBER, TEXT
+from aezoo.cli import tables
+from aezoo.cli.common import console, err_console, say, warn_unavailable
+from aezoo.cli.tables import ID, NUMBER, TEXT
 from aezoo.errors import DataError, UsageError
 from aezoo.protocols import format_shape
 

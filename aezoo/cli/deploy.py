@@ -8,9 +8,9 @@ from typing import Any
 
 import typer
 
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, say
-from aezoo.cli._tables import ID, NUMBER
+from aezoo.cli import tables
+from aezoo.cli.common import console, say
+from aezoo.cli.tables import ID, NUMBER
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")

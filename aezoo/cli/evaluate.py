@@ -7,12 +7,11 @@ from pathlib import Path
 
 import typer
 
-from aezoo._io import finite_or_null
-from aezoo.cli import _complete
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, say
+from aezoo.cli import complete, tables
 from aezoo.cli._help import check_seed
-from aezoo.cli._tables import ID, NUMBER
+from aezoo.cli.common import console, say
+from aezoo.cli.tables import ID, NUMBER
+from aezoo.fileio import finite_or_null
 
 MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
@@ -21,8 +20,8 @@ SPLIT_HELP = "test, val or train [default: test where the dataset has one, else 
 
 
 def eval_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
-    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     limit: int | None = typer.Option(None, help="Evaluate at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
@@ -74,11 +73,11 @@ def eval_command(
 
 
 def reconstruct_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
     n: int = typer.Option(10, "--n", min=1, max=1000, help="Number of images."),
     rows: int = typer.Option(1, "--rows", min=1, max=100, help="Split the images into R "
                              "bands stacked top to bottom (e.g. --n 100 --rows 10)."),
-    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
+    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("recon.png"), help="PNG file to write (.png)."),
     scale: int | None = typer.Option(
@@ -113,8 +112,8 @@ def reconstruct_command(
 
 
 def encode_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=_complete.models),
-    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=_complete.datasets),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("latents.npy"), help="NAME.npy (the latents; labels in "
                              "NAME.labels.npy) or NAME.npz (arrays latents and labels)."),

@@ -10,9 +10,9 @@ from rich import box
 from rich.markup import escape
 
 from aezoo import registry
-from aezoo.cli import _complete
-from aezoo.cli._common import console, warn_unavailable
-from aezoo.cli._tables import ID, NUMBER, TEXT, print_params, show, table
+from aezoo.cli import complete
+from aezoo.cli.common import console, warn_unavailable
+from aezoo.cli.tables import ID, NUMBER, TEXT, print_params, show, table
 from aezoo.errors import PluginError, UnknownNameError
 from aezoo.kinds import COMPONENT_KINDS, PART_KINDS
 from aezoo.protocols import format_shape
@@ -85,7 +85,7 @@ def list_command(
     if as_json:
         console.print_json(json.dumps(rows))
     else:
-        # Names are what users type: never cut or fold them (aezoo.cli._tables).
+        # Names are what users type: never cut or fold them (aezoo.cli.tables).
         variants = table([("name", ID), ("encoder", ID), ("decoder", ID), ("loss", ID),
                           ("params", NUMBER), ("input", ID), ("plugin", ID)],
                          title="aezoo variants", title_justify="left", box=box.SIMPLE_HEAD,
@@ -158,7 +158,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
 def info_command(
     name: str = typer.Argument(..., help="A variant (see `aezoo list`), a component name or "
                                "a weight set VARIANT.TAG.",
-                               autocompletion=_complete.components),
+                               autocompletion=complete.components),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show a variant: its components with every hyperparameter, shapes and parameter count;

@@ -8,9 +8,9 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, error, say, warn
-from aezoo.cli._tables import ID, TEXT
+from aezoo.cli import tables
+from aezoo.cli.common import console, error, say, warn
+from aezoo.cli.tables import ID, TEXT
 
 HELP = """List every installed distribution that provides aezoo entry points.
 

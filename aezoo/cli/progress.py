@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aezoo.cli._common import PipeSafeConsole, drop_output, warn
+from aezoo.cli.common import PipeSafeConsole, drop_output, warn
 from aezoo.epochs import column, terms_of
 from aezoo.training.hooks import Callback, EpochResult
 

@@ -10,10 +10,9 @@ from typing import Any
 import typer
 from rich import box
 
-from aezoo.cli import _complete
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, say
-from aezoo.cli._tables import ID, NUMBER
+from aezoo.cli import complete, tables
+from aezoo.cli.common import console, say
+from aezoo.cli.tables import ID, NUMBER
 
 
 def duration(seconds: float) -> str:
@@ -30,7 +29,7 @@ def _num(value: float | None, fmt: str = ".5f") -> str:
 def runs_command(
     directory: Path = typer.Argument(Path("runs"), metavar="DIR",
                                      help="Where to look for runs.",
-                                     autocompletion=_complete.run_dirs),
+                                     autocompletion=complete.run_dirs),
     pattern: str | None = typer.Option(
         None, "--filter", "-f", metavar="PATTERN",
         help="Only runs whose name or variant matches (fnmatch, e.g. 'cae-v*'; a plain "
@@ -147,7 +146,7 @@ def _value(v: Any) -> str:
 def compare_command(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN RUN...",
                                           help="Two or more run directories.",
-                                          autocompletion=_complete.run_dirs),
+                                          autocompletion=complete.run_dirs),
     out: Path = typer.Option(Path("compare.png"), help="PNG of their val_loss curves."),
     no_picture: bool = typer.Option(False, "--no-picture", help="Write no PNG."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
@@ -202,7 +201,7 @@ def compare_command(
 
 def plot_command(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run directory.",
-                                   autocompletion=_complete.run_dirs),
+                                   autocompletion=complete.run_dirs),
     out: Path | None = typer.Option(
         None, help="The PNG to write [default: RUN/images/curves.png, redrawn in place]."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),

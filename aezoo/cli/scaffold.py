@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from aezoo.cli._common import console
+from aezoo.cli.common import console
 
 HELP = """Create a plugin project: a pip-installable distribution that adds a variant to aezoo.
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from aezoo.cli import _complete
-from aezoo.cli._common import plugin_problem, warn
+from aezoo.cli import complete
+from aezoo.cli.common import plugin_problem, warn
 from aezoo.errors import UsageError
 from aezoo.specfile import FORMATS
 
@@ -33,7 +33,7 @@ prints the JSON Schema for editor completion of this file.
 
 def config_command(
     name: str | None = typer.Argument(None, help="Variant (see `aezoo list`).",
-                                      autocompletion=_complete.variants),
+                                      autocompletion=complete.variants),
     fmt: str = typer.Option("toml", "--format", "-f", help="toml, yaml or json."),
     config: Path | None = typer.Option(None, help="Start from this spec file."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",

@@ -8,11 +8,10 @@ from typing import Any
 
 import typer
 
-from aezoo.cli import _complete
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, say, usage_error, warn
-from aezoo.cli._flags import Flag, command
-from aezoo.cli._tables import ID, NUMBER
+from aezoo.cli import complete, tables
+from aezoo.cli.common import console, say, usage_error, warn
+from aezoo.cli.flags import Flag, command
+from aezoo.cli.tables import ID, NUMBER
 
 HELP = """Search hyperparameters: each trial trains an ordinary run directory
 (OUT/trial-NNNN) with the sweep's base spec plus the trial's values as `--set` overrides;
@@ -46,17 +45,17 @@ Examples:
 # Every flag, once; key: the sweep spec field it sets (aezoo.sweepspec).
 FLAGS = [
     Flag("ARGS", list, "The variant every trial trains, or `show SWEEP` to report a sweep.",
-         "[VARIANT | show SWEEP]", _complete.variants),
+         "[VARIANT | show SWEEP]", complete.variants),
     Flag("--param", list, "A dimension of the search space, e.g. 'train.lr=log(1e-4,1e-2)'.",
          "PATH=DIST", short="-p"),
     Flag("--config", Path, "Sweep file (.toml, .yaml, .json): variant, config, set, params, "
          "metric, trials...", "FILE"),
     Flag("--spec", Path, "Run spec file every trial starts from.", "FILE", key="config"),
     Flag("--set", list, "Override a spec value in every trial.", "KEY=VALUE",
-         _complete.set_keys),
+         complete.set_keys),
     Flag("--epochs", int, "Epochs per trial.", "N", min=1),
     Flag("--limit", int, "Training images per trial [default: all].", "N", min=1),
-    Flag("--data", str, "Dataset of every trial.", "NAME", _complete.datasets),
+    Flag("--data", str, "Dataset of every trial.", "NAME", complete.datasets),
     Flag("--metric", str, "Per-epoch value to optimise: val_loss, a term, val_METRIC "
          "[default: val_loss].", "NAME", key="metric"),
     Flag("--direction", str, "[default: maximize psnr/ssim, else minimize]",
@@ -76,7 +75,7 @@ FLAGS = [
          "OUT/study.journal].", "URL", key="storage"),
     Flag("--study", str, "Study name [default: OUT's name].", "NAME", key="study"),
     Flag("--join", Path, "Run more trials of the sweep in SWEEP (its own settings).", "SWEEP",
-         _complete.run_dirs),
+         complete.run_dirs),
     Flag("--json", bool, "show: print the report as JSON."),
     Flag("--no-pictures", bool, "show: skip history.png and importances.png."),
 ]

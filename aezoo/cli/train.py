@@ -10,10 +10,10 @@ from typing import Any
 import typer
 
 from aezoo import _interrupts
-from aezoo.cli import _complete
-from aezoo.cli._common import console, say, usage_error, warn
-from aezoo.cli._flags import Flag, command
+from aezoo.cli import complete
 from aezoo.cli._help import ManualCommand
+from aezoo.cli.common import console, say, usage_error, warn
+from aezoo.cli.flags import Flag, command
 from aezoo.epochs import best, read_rows
 
 HELP = """Train a variant and save it as DIR/model.safetensors.
@@ -49,20 +49,20 @@ V = "[default: the variant's]"
 # RESUMABLE and names the others). Flags not passed on cannot be combined with --resume
 # and are named in this order.
 FLAGS = [
-    Flag("NAME", str, "Variant to train (see `aezoo list`).", complete=_complete.variants),
+    Flag("NAME", str, "Variant to train (see `aezoo list`).", complete=complete.variants),
     Flag("--device", str, "auto, cpu, cuda, cuda:N or mps [default: auto].", "DEVICE",
          key="train.device", resume=True),
     Flag("--epochs", int, f"Number of epochs {V}.", "N", key="train.epochs", resume=True),
     Flag("--batch-size", int, f"Images per step {V}.", "N", key="train.batch_size"),
     Flag("--lr", float, f"Learning rate {V}.", "LR", key="train.lr", resume=True),
     Flag("--loss", str, f"Loss component, e.g. bce or mse {V}.", "NAME",
-         _complete.losses, key="model.loss.name"),
+         complete.losses, key="model.loss.name"),
     Flag("--seed", int, "Random seed (init, shuffling) [default: 0].", "N", key="train.seed"),
     Flag("--data", str, "Dataset: mnist5k (embedded), mnist, fashion-mnist, kmnist, cifar10, "
          "folder:PATH, npz:PATH, npy:PATH, packed:PATH (`aezoo data pack`), wds:URL "
          "(WebDataset shards) or hf:REPO (Hugging Face datasets) (see `aezoo data list`, "
          "docs/data.md); a relative PATH is stored absolute [default: mnist5k].", "NAME",
-         _complete.datasets, key="data.name"),
+         complete.datasets, key="data.name"),
     Flag("--limit", int, "Use at most N training images [default: all].", "N",
          key="data.limit"),
     Flag("--val-fraction", float, "Share of train held out for validation, stratified by "
@@ -78,15 +78,15 @@ FLAGS = [
     Flag("--config", Path, "Run spec file: .toml, .yaml or .json.", "FILE"),
     Flag("--set", list, "Override any spec value, e.g. train.lr=0.01 (with --resume: the "
          "train keys that may change, such as a callback's params).",
-         "KEY=VALUE", _complete.set_keys),  # with --resume: each key checked (_resume_sets)
+         "KEY=VALUE", complete.set_keys),  # with --resume: each key checked (_resume_sets)
     Flag("--force", bool, "Overwrite an existing model file."),
     Flag("--resume", Path, "Continue an interrupted run from RUN_DIR/state.safetensors "
          "(settings from its run.json; --epochs, --device, --lr, the switches below and "
-         "--set of their train keys may change).", "RUN_DIR", _complete.run_dirs),
+         "--set of their train keys may change).", "RUN_DIR", complete.run_dirs),
     Flag("--checkpoint-every", int, "Also checkpoint every N optimiser steps [default: at "
          "each epoch end only].", "N", key="train.checkpoint_every", resume=True),
     Flag("--scheduler", str, "Learning-rate schedule: none, cosine, step or onecycle "
-         "[default: none].", "NAME", _complete.schedules, key="train.scheduler",
+         "[default: none].", "NAME", complete.schedules, key="train.scheduler",
          resume=True),
     Flag("--warmup", int, "Linear warm-up steps [default: 0].", "STEPS", key="train.warmup",
          resume=True),

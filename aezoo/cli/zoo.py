@@ -10,9 +10,9 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from aezoo.cli import _tables as tables
-from aezoo.cli._common import console, say, warn_unavailable
-from aezoo.cli._tables import ID, NUMBER
+from aezoo.cli import tables
+from aezoo.cli.common import console, say, warn_unavailable
+from aezoo.cli.tables import ID, NUMBER
 
 _SHOWN_METRICS = ("bce", "mse", "psnr", "ssim")
 

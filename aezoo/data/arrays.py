@@ -20,9 +20,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from aezoo._io import NotRegularFileError, open_regular
 from aezoo.data.source import LoadContext, Splits
 from aezoo.errors import DataError, UsageError
+from aezoo.fileio import NotRegularFileError, open_regular
 
 CHANNEL_COUNTS = (1, 2, 3, 4)
 CHUNK = 1024  # images per step when converting, so temporaries stay small

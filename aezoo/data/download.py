@@ -19,10 +19,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aezoo._io import commit, open_regular
 from aezoo._version import __version__
 from aezoo.data.source import DatasetSource, Progress, RemoteFile
 from aezoo.errors import DataError
+from aezoo.fileio import commit, open_regular
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aezoo._io import check_regular, open_regular
 from aezoo.errors import DataError
+from aezoo.fileio import check_regular, open_regular
 
 IDX_UBYTE = 0x08
 MAX_IDX_BYTES = 2**31  # EMNIST's largest file holds 0.64 GB; a header may claim 2**128

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aezoo._io import MAX_IMAGE_BYTES, file_identity, read_bounded
 from aezoo.data import images as decoding
 from aezoo.data.arrays import convert_channels, resize, to_images, to_labels
 from aezoo.data.download import offline_mode
@@ -30,6 +29,7 @@ from aezoo.data.source import LoadContext
 from aezoo.data.stream_folder import BadImages, skipping
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError, UsageError, summary
+from aezoo.fileio import MAX_IMAGE_BYTES, file_identity, read_bounded
 from aezoo.specs import short_repr
 
 SPLITS = {"train": "train", "validation": "val", "val": "val", "valid": "val",

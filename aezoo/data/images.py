@@ -15,8 +15,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from aezoo._io import check_regular
 from aezoo.errors import DataError, summary
+from aezoo.fileio import check_regular
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -27,19 +27,19 @@ from typing import Any, cast
 
 import numpy as np
 
-from aezoo._io import (
-    atomic_write,
-    commit,
-    fsync_dir,
-    preallocate,
-    read_bounded,
-)
 from aezoo._version import __version__
 from aezoo.data import packed
 from aezoo.data.download import sha256_of
 from aezoo.data.pack_plan import Part, plan
 from aezoo.data.source import Progress, Shape
 from aezoo.errors import DataError, OutputExistsError, UsageError
+from aezoo.fileio import (
+    atomic_write,
+    commit,
+    fsync_dir,
+    preallocate,
+    read_bounded,
+)
 from aezoo.rundir import LOCK_FILE, RunLock
 from aezoo.specs import DataSpec
 

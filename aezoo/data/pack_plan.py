@@ -14,11 +14,11 @@ from typing import Any, cast
 
 import numpy as np
 
-from aezoo._io import file_identity
 from aezoo.data import packed
 from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.data.streamed import StreamedSplits, is_iterable
 from aezoo.errors import DataError
+from aezoo.fileio import file_identity
 from aezoo.specs import DataSpec
 
 HASH_CHUNK = 1024  # images hashed at a time: a memory map is read, never copied whole

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from aezoo._io import read_bounded
 from aezoo.data.download import sha256_of
 from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.errors import DataError, UsageError
+from aezoo.fileio import read_bounded
 
 FORMAT = "aezoo-packed"
 VERSION = 1

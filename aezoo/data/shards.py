@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from aezoo._io import file_identity
 from aezoo.data import images as decoding
 from aezoo.data import shardio
 from aezoo.data.source import LoadContext
 from aezoo.data.stream_folder import BadImages
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError
+from aezoo.fileio import file_identity
 
 BUFFER = 1000
 COUNT_THREADS = 8

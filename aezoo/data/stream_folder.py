@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aezoo._io import file_identity, open_regular
 from aezoo.data import folder
 from aezoo.data import images as decoding
 from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError, UsageError
+from aezoo.fileio import file_identity, open_regular
 
 SKIP_RUN = 64  # consecutive unreadable images before skipping gives up
 REPORT_EVERY = 256

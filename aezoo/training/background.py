@@ -3,7 +3,7 @@
 The epoch pictures (``images/epoch-NNNN.png``) and ``status.json`` are made on the
 training thread and handed over, ``images/curves.png`` is drawn here whole (matplotlib);
 encoding and writing (PNG, fsyncs, renames) happen here while the next epoch trains.
-Each write is still atomic and durable exactly as ``aezoo._io`` says, and in order.
+Each write is still atomic and durable exactly as ``aezoo.fileio`` says, and in order.
 Checkpoints and metrics are not handed over: they are durable when the epoch's callbacks
 return, as resuming after a kill needs.
 
