@@ -1,6 +1,7 @@
-"""``--callback mlflow`` and ``--callback wandb``, for real and offline: MLflow with a local
-SQLite tracking store read back through ``MlflowClient``, W&B in offline mode read back
-from its local files. Each skips with a reason where its extra is not installed."""
+"""``--callback mlflow`` and ``--callback wandb`` (the first-party plugin ``aezoo_trackers``),
+for real and offline: MLflow with a local SQLite tracking store read back through
+``MlflowClient``, W&B in offline mode read back from its local files. Each skips with a
+reason where its extra is not installed."""
 
 from __future__ import annotations
 
@@ -169,3 +170,13 @@ def test_a_missing_tracker_extra_is_named(name: str, tmp_path: Path,
     monkeypatch.setitem(sys.modules, f"{name}.tracking", None)
     with pytest.raises(UsageError, match=rf"pip install 'aezoo\[{name}\]'"):
         load_callback(name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["mlflow", "wandb", "tensorboard"])
+def test_aezoo_info_describes_each_tracker(name: str, cli: Any) -> None:
+    """Described without its extra; a tracker's own methods are no params model."""
+    result = cli("info", name, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["plugin"].startswith("aezoo ") and info["params"] == {}
+    assert info["description"].endswith(".")
