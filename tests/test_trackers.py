@@ -180,3 +180,33 @@ def test_aezoo_info_describes_each_tracker(name: str, cli: Any) -> None:
     info = json.loads(result.stdout)
     assert info["plugin"].startswith("aezoo ") and info["params"] == {}
     assert info["description"].endswith(".")
+
+
+@pytest.mark.parametrize("name", ["mlflow", "wandb", "tensorboard"])
+def test_each_tracker_passes_the_conformance_kit(name: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin meets the contract a third party's callback does: a torch-free entry
+    point and, where its extra is installed, a callback with callable hooks."""
+    from aezoo.testing import check_callback, check_descriptor
+
+    check_descriptor("callback", name, torch_free=True)
+    pytest.importorskip(name, reason=f"the {name} extra is not installed")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert check_callback(name, tmp_path).state_key == (None if name == "tensorboard" else name)
+
+
+def test_tensorboard_callback_logs_or_names_the_extra(cli: Any) -> None:
+    args = ["train", "cae-upsample", "--device", "cpu", "--epochs", "1", "--limit", "64",
+            "--no-images", "--out", "run", "--callback", "tensorboard"]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert "pip install 'aezoo[tensorboard]'" in result.output
+        assert not Path("run/metrics.jsonl").exists()  # failed before training
+        return
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert list(Path("run/tensorboard").glob("events.out.tfevents.*"))
