@@ -1,6 +1,7 @@
-"""``--callback mlflow`` and ``--callback wandb``, for real and offline: MLflow with a local
-SQLite tracking store read back through ``MlflowClient``, W&B in offline mode read back
-from its local files. Each skips with a reason where its extra is not installed."""
+"""``--callback mlflow`` and ``--callback wandb`` (the first-party plugin ``aezoo_trackers``),
+for real and offline: MLflow with a local SQLite tracking store read back through
+``MlflowClient``, W&B in offline mode read back from its local files. Each skips with a
+reason where its extra is not installed."""
 
 from __future__ import annotations
 
@@ -169,3 +170,43 @@ def test_a_missing_tracker_extra_is_named(name: str, tmp_path: Path,
     monkeypatch.setitem(sys.modules, f"{name}.tracking", None)
     with pytest.raises(UsageError, match=rf"pip install 'aezoo\[{name}\]'"):
         load_callback(name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["mlflow", "wandb", "tensorboard"])
+def test_aezoo_info_describes_each_tracker(name: str, cli: Any) -> None:
+    """Described without its extra; a tracker's own methods are no params model."""
+    result = cli("info", name, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["plugin"].startswith("aezoo ") and info["params"] == {}
+    assert info["description"].endswith(".")
+
+
+@pytest.mark.parametrize("name", ["mlflow", "wandb", "tensorboard"])
+def test_each_tracker_passes_the_conformance_kit(name: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin meets the contract a third party's callback does: a torch-free entry
+    point and, where its extra is installed, a callback with callable hooks."""
+    from aezoo.testing import check_callback, check_descriptor
+
+    check_descriptor("callback", name, torch_free=True)
+    pytest.importorskip(name, reason=f"the {name} extra is not installed")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert check_callback(name, tmp_path).state_key == (None if name == "tensorboard" else name)
+
+
+def test_tensorboard_callback_logs_or_names_the_extra(cli: Any) -> None:
+    args = ["train", "cae-upsample", "--device", "cpu", "--epochs", "1", "--limit", "64",
+            "--no-images", "--out", "run", "--callback", "tensorboard"]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert "pip install 'aezoo[tensorboard]'" in result.output
+        assert not Path("run/metrics.jsonl").exists()  # failed before training
+        return
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert list(Path("run/tensorboard").glob("events.out.tfevents.*"))

@@ -266,22 +266,6 @@ def test_metrics_files_have_one_row_per_epoch(tmp_path: Path) -> None:
     assert [float(line.split(",")[2]) for line in csv_lines[1:]] == [h.val_loss for h in history]
 
 
-def test_tensorboard_callback_logs_or_names_the_extra(cli: Any) -> None:
-    args = ["train", "cae-upsample", "--device", "cpu", "--epochs", "1", "--limit", "64",
-            "--no-images", "--out", "run", "--callback", "tensorboard"]
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        result = cli(*args)
-        assert result.exit_code == 2
-        assert "pip install 'aezoo[tensorboard]'" in result.output
-        assert not Path("run/metrics.jsonl").exists()  # failed before training
-        return
-    result = cli(*args)
-    assert result.exit_code == 0, result.output
-    assert list(Path("run/tensorboard").glob("events.out.tfevents.*"))
-
-
 NAN_LOSS_PLUGIN = '''
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field

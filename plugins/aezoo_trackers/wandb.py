@@ -11,21 +11,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aezoo.callbacks.tracking import Tracker
+from aezoo_trackers.tracking import Tracker, needs
 
 
 class WandbLogger(Tracker):
-    """One W&B run per aezoo run, its files under ``RUN/wandb/`` (the same run again on
-    ``--resume``)."""
+    """One W&B run per aezoo run (the same one again on ``--resume``), files in ``RUN/wandb/``."""
 
-    state_key = package = "wandb"
+    state_key = "wandb"
+    run: Any = None
 
     def __init__(self, out_dir: str | Path) -> None:
         super().__init__(out_dir)
-        self.run: Any = None
+        self.wandb = needs("wandb")
 
     def open(self, params: dict[str, str], resumed: bool) -> str:
-        self.run = self.lib.init(
+        self.run = self.wandb.init(
             project=os.environ.get("WANDB_PROJECT", "aezoo"), dir=str(self.out),
             name=self.out.name, id=self.run_id, resume="allow" if self.run_id else None,
             config=params, allow_val_change=True, reinit="create_new")
@@ -38,7 +38,7 @@ class WandbLogger(Tracker):
         self.run.summary.update(values)
 
     def log_files(self, files: list[Path]) -> None:
-        artifact = self.lib.Artifact(f"run-{self.run.id}", type="model")
+        artifact = self.wandb.Artifact(f"run-{self.run.id}", type="model")
         for path in files:
             artifact.add_file(str(path), name=str(path.relative_to(self.out)))
         self.run.log_artifact(artifact)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aezoo.callbacks.tracking import Tracker
 from aezoo.rundir import IMAGES_DIR
+from aezoo_trackers.tracking import Tracker, needs
 
 _STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLED"}
 
@@ -21,12 +21,11 @@ _STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLE
 class MlflowLogger(Tracker):
     """One MLflow run per aezoo run (the same one again on ``--resume``)."""
 
-    state_key = package = "mlflow"
-    module = "mlflow.tracking"
+    state_key = "mlflow"
 
     def __init__(self, out_dir: str | Path) -> None:
         super().__init__(out_dir)
-        self.client: Any = self.lib.MlflowClient()
+        self.client: Any = needs("mlflow", "mlflow.tracking").MlflowClient()
 
     def _experiment(self) -> str:
         if os.environ.get("MLFLOW_EXPERIMENT_ID"):
@@ -46,9 +45,9 @@ class MlflowLogger(Tracker):
             params = {k: v for k, v in params.items() if k not in known}  # immutable there
             run_id = self.run_id
         else:
-            run = self.client.create_run(self._experiment(), run_name=self.out.name,
-                                         tags={"aezoo.run_dir": str(self.out.absolute())})
-            run_id = run.info.run_id
+            run_id = self.client.create_run(
+                self._experiment(), run_name=self.out.name,
+                tags={"aezoo.run_dir": str(self.out.absolute())}).info.run_id
         items = [Param(k, v[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
             self.client.log_batch(run_id, params=items[i:i + 100])
@@ -71,4 +70,3 @@ class MlflowLogger(Tracker):
 
     def close(self, outcome: str) -> None:
         self.client.set_terminated(self.run_id, status=_STATUS.get(outcome, "FAILED"))
-
