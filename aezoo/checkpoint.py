@@ -211,8 +211,8 @@ def _absent_training_parts(spec: ModelSpec) -> list[str]:
     return absent
 
 
-def _without_objective(header: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in header.items() if not k.startswith(_OBJECTIVE_KEYS)}
+def _without_objective(tensors: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in tensors.items() if not k.startswith(_OBJECTIVE_KEYS)}
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
@@ -262,8 +262,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     if skeleton is None:
         check_tensors(path, header, model.state_dict(), size, exact=parts)
     state = load_tensors(path, "save the model again")
-    if not parts:
-        state = {k: v for k, v in state.items() if not k.startswith(_OBJECTIVE_KEYS)}
+    state = state if parts else _without_objective(state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -295,9 +294,8 @@ def load_matching(model: Autoencoder, path: Path, source: str, strict: bool = Tr
     the tensors that differ. Not strict: load the tensors that match, report the rest.
     """
     read_header(path)  # a regular file with a sane header, before the library reads it
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_OBJECTIVE_KEYS)}
-    theirs = {k: v for k, v in load_tensors(path, "give an aezoo model file").items()
-              if not k.startswith(_OBJECTIVE_KEYS)}
+    own = _without_objective(model.state_dict())
+    theirs = _without_objective(load_tensors(path, "give an aezoo model file"))
     differ: list[str] = []
     for name, tensor in own.items():
         other = theirs.get(name)

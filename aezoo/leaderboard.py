@@ -54,12 +54,6 @@ def select_variants(patterns: str | Sequence[str] | None) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
-def _settings(data: str, epochs: int, limit: int | None, device: str,
-              batch_size: int | None) -> dict[str, Any]:
-    return {"data": data, "epochs": epochs, "limit": limit, "device": device,
-            "batch_size": batch_size}
-
-
 def _read(out: Path) -> dict[str, Any] | None:
     """``OUT/bench.json`` as written by ``_write``, or None where there is none; anything
     else (damaged, edited, a FIFO, another program's JSON) is refused, never overwritten."""
@@ -129,7 +123,8 @@ def run_bench(pattern: str | Sequence[str] | None, data: str, epochs: int, seeds
         raise UsageError("--epochs and --seeds must be at least 1", "pass 1 or more")
     variants = select_variants(pattern)
     out = Path(out)
-    settings = _settings(data, epochs, limit, device, batch_size)
+    settings = {"data": data, "epochs": epochs, "limit": limit, "device": device,
+                "batch_size": batch_size}
     previous = None if force else _read(out)
     if previous is not None:
         old = {k: previous["settings"].get(k) for k in settings if k != "device"}

@@ -39,7 +39,6 @@ from aezoo.specs import ModelSpec
 from aezoo.tensors import evaluating
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
-# Term names that would overwrite metrics columns (train_<term>, val_<term>, loss).
 
 
 class Autoencoder(nn.Module):

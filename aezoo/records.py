@@ -38,8 +38,6 @@ from aezoo.rundir import (
     is_running,
 )
 
-STATUSES = ("running", "completed", "stopped", "interrupted", "diverged", "failed",
-            "not started", "unreadable")
 SORT_KEYS = ("name", "variant", "data", "epochs", "status", "val_loss", "best_epoch",
              "time", "params", "modified")
 _SKIP = {IMAGES_DIR, TENSORBOARD_DIR, "__pycache__", "node_modules"}
