@@ -36,6 +36,7 @@ from aezoo.errors import (
     UnknownNameError,
     UsageError,
 )
+from aezoo.protocols import format_shape
 from aezoo.rundir import model_path
 from aezoo.specs import MAX_SPEC_BYTES, ModelSpec, validate
 
@@ -281,10 +282,6 @@ class InitReport:
     skipped: tuple[str, ...]
 
 
-def _fmt(shape: Any) -> str:
-    return "x".join(str(n) for n in shape) or "scalar"
-
-
 def load_matching(model: Autoencoder, path: Path, source: str, strict: bool = True
                   ) -> InitReport:
     """Copy the weights of ``path`` into ``model`` (fine-tuning's start).
@@ -302,7 +299,8 @@ def load_matching(model: Autoencoder, path: Path, source: str, strict: bool = Tr
         if other is None:
             differ.append(f"{name} is not in it")
         elif other.shape != tensor.shape:
-            differ.append(f"{name} is {_fmt(other.shape)} there, {_fmt(tensor.shape)} here")
+            differ.append(f"{name} is {format_shape(other.shape) or 'scalar'} there, "
+                          f"{format_shape(tensor.shape) or 'scalar'} here")
         elif other.dtype != tensor.dtype:
             differ.append(f"{name} is {dtype_name(other.dtype)} there, "
                           f"{dtype_name(tensor.dtype)} here")

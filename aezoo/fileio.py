@@ -13,6 +13,7 @@ depth limit too).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -99,9 +100,8 @@ def fsync_dir(directory: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -181,13 +181,11 @@ def atomic_write_many(writes: Sequence[tuple[Path, bytes]]) -> None:
 def _restore(target: Path, old: Path | None, existed: bool) -> None:
     """Put ``target`` back as it was before this write: its old file, or no file (a file
     whose old version could not be kept stays new: nothing is removed without a copy)."""
-    try:
+    with contextlib.suppress(OSError):
         if old is not None:
             os.replace(old, target)
         elif not existed:
             target.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def _linked(source: Path, target: Path) -> bool:

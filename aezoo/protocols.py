@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from aezoo.errors import PluginError, summary
+
 if TYPE_CHECKING:
     import torch
     from pydantic import BaseModel
@@ -42,8 +44,6 @@ class LazyRef:
     def resolve(self) -> Callable[..., Any]:
         """The referenced callable (imported once)."""
         if self._target is None:
-            from aezoo.errors import PluginError, summary
-
             module, _, attr = self.ref.partition(":")
             try:
                 target: Any = importlib.import_module(module)

@@ -250,11 +250,9 @@ _failures: dict[Entry, Failure] = {}
 
 def _fail(entry: Entry, message: str, reason: str) -> PluginError:
     failure = _failures[entry] = Failure(entry, message, reason)
-    if reason == "import":
-        return PluginError(failure.problem, f"reinstall or uninstall {entry.dist}; "
-                           "`aezoo plugins` lists plugin failures")
-    return PluginError(failure.problem, f"report it to the authors of {entry.dist}; "
-                       "`aezoo plugins` lists plugin failures")
+    fix = (f"reinstall or uninstall {entry.dist}" if reason == "import"
+           else f"report it to the authors of {entry.dist}")
+    return PluginError(failure.problem, f"{fix}; `aezoo plugins` lists plugin failures")
 
 
 @cache

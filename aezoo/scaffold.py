@@ -13,6 +13,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aezoo._version import __version__
 from aezoo.errors import OutputExistsError, UsageError
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ def names_for(dist: str) -> dict[str, str]:
         raise UsageError(f"'{dist}' does not give a usable Python package name ({package})",
                          "start the name with a letter, e.g. aezoo-resnet")
     check_collisions(dist, canonical, package)
-    from aezoo._version import __version__
-
     return {"dist": dist, "dist_canonical": canonical, "package": package,
             "variant": variant, "variant_attr": variant.replace("-", "_"),
             "aezoo_version": __version__}
