@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aezoo import registry
 from aezoo.epochs import finite, read_rows
 from aezoo.errors import OutputExistsError, UnknownNameError, UsageError, summary
 from aezoo.fileio import atomic_write, read_json
@@ -41,8 +42,6 @@ class BenchResult:
 
 def select_variants(patterns: str | Sequence[str] | None) -> list[str]:
     """Installed variants matching any of ``patterns`` (fnmatch), in name order."""
-    from aezoo import registry
-
     names = registry.names("variant")
     if not patterns:
         return names

@@ -74,8 +74,7 @@ class LazyRef:
 def builder(descriptor: Any) -> Callable[..., Any]:
     """A descriptor's ``build`` as the callable it is (a ``"module:attr"`` string was made a
     :class:`LazyRef` when the descriptor was defined)."""
-    build: Callable[..., Any] = descriptor.build
-    return build
+    return descriptor.build
 
 
 def lazy(value: Any) -> Any:

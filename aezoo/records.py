@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aezoo._safetensors import read_header
 from aezoo.epochs import best, finite, read_rows
 from aezoo.errors import CheckpointError, UsageError, summary
 from aezoo.fileio import read_json
@@ -104,8 +105,6 @@ def _text(v: Any, what: str) -> str | None:
 def header_params(path: Path) -> int | None:
     """Parameter count from a model file's header: the float tensors' sizes, less the
     buffers aezoo's parts keep (BatchNorm statistics)."""
-    from aezoo._safetensors import read_header
-
     try:
         header = read_header(path)
     except CheckpointError:

@@ -316,18 +316,15 @@ def display_name(entry: Entry) -> str:
 
 
 def encoder(name: str) -> EncoderComponent:
-    obj: EncoderComponent = load("encoder", name)
-    return obj
+    return load("encoder", name)
 
 
 def decoder(name: str) -> DecoderComponent:
-    obj: DecoderComponent = load("decoder", name)
-    return obj
+    return load("decoder", name)
 
 
 def loss(name: str) -> LossComponent:
-    obj: LossComponent = load("loss", name)
-    return obj
+    return load("loss", name)
 
 
 def own_component(kind: str, ref: str, dist: str) -> str:
