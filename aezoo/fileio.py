@@ -79,11 +79,9 @@ def read_bounded(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> b
     """The bytes of the regular file ``path``, at most ``limit`` of them: a bigger file is
     an OSError (EFBIG) before anything is read, a FIFO or device a NotRegularFileError."""
     with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", os.fspath(path))
-        data = f.read(limit + 1)
-    if len(data) > limit:  # grew while we read
+        too_big = os.fstat(f.fileno()).st_size > limit
+        data = b"" if too_big else f.read(limit + 1)
+    if too_big or len(data) > limit:  # len: it grew while we read
         raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", os.fspath(path))
     return data
 

@@ -256,7 +256,8 @@ def _fail(entry: Entry, message: str, reason: str) -> PluginError:
 
 
 @cache
-def _load(entry: Entry) -> Any:
+def load_entry(entry: Entry) -> Any:
+    """The object behind one entry (imports its module once; failures are recorded)."""
     ep = metadata.EntryPoint(entry.name, entry.value, entry.group)
     user = UserInterrupts()
     try:
@@ -284,14 +285,9 @@ def _load(entry: Entry) -> Any:
     return obj
 
 
-def load_entry(entry: Entry) -> Any:
-    """The object behind one entry (imports its module once; failures are recorded)."""
-    return _load(entry)
-
-
 def load(kind: str, name: str) -> Any:
     """The descriptor behind ``name``; imports the providing module on first use."""
-    return _load(find(kind, name))
+    return load_entry(find(kind, name))
 
 
 def load_all(kind: str) -> list[tuple[Entry, Any]]:
@@ -303,7 +299,7 @@ def load_all(kind: str) -> list[tuple[Entry, Any]]:
     out = []
     for entry in entries(kind):
         try:
-            out.append((entry, _load(entry)))
+            out.append((entry, load_entry(entry)))
         except PluginError:
             if strict():
                 raise
@@ -342,7 +338,7 @@ def own_component(kind: str, ref: str, dist: str) -> str:
 def variant(name: str) -> Variant:
     """The variant ``name``, its component names qualified where they would be ambiguous."""
     entry = find("variant", name)
-    v: Variant = _load(entry)
+    v: Variant = load_entry(entry)
     updates: dict[str, Any] = {kind: own_component(kind, getattr(v, kind), entry.dist)
                                for kind in COMPONENT_KINDS}
     updates = {k: ref for k, ref in updates.items() if ref != getattr(v, k)}
@@ -370,5 +366,5 @@ def clear_cache() -> None:
     """Forget discovered and loaded entries (after installing a plugin in-process)."""
     _scan.cache_clear()
     entries.cache_clear()
-    _load.cache_clear()
+    load_entry.cache_clear()
     _failures.clear()

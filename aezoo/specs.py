@@ -81,8 +81,7 @@ class Strict(BaseModel):
 class ComponentSpec(Strict):
     """A component by its public name (or ``DIST:NAME``) and its hyperparameters."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME,
-                      description="registered name, or DIST:NAME")
+    name: Name = Field(description="registered name, or DIST:NAME")
     params: Params = Field(
         default_factory=dict, description="hyperparameters, validated by the component"
     )
@@ -91,8 +90,7 @@ class ComponentSpec(Strict):
 class RegularizerSpec(Strict):
     """A latent regulariser by name, its weight in the objective, and its params."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME,
-                      description="registered name (`aezoo list --components`)")
+    name: Name = Field(description="registered name (`aezoo list --components`)")
     weight: float = Field(1.0, ge=0, description="the term added to the objective is "
                           "weight * penalty")
     params: Params = Field(default_factory=dict,
@@ -152,9 +150,8 @@ class Anneal(Strict):
 class TrainSpec(Strict):
     """Optimisation and execution settings."""
 
-    optimizer: str = Field("adam", min_length=1, max_length=MAX_NAME,
-                           description="adam, adamw, sgd, or a plugin's "
-                           "(`aezoo list --components`)")
+    optimizer: Name = Field("adam", description="adam, adamw, sgd, or a plugin's "
+                            "(`aezoo list --components`)")
     optimizer_params: Params = Field(
         default_factory=dict, description="the optimiser's own hyperparameters, if any")
     lr: float = Field(1e-3, gt=0, description="learning rate")
@@ -170,9 +167,8 @@ class TrainSpec(Strict):
         None, description="NHWC memory layout; None picks the faster one for the device"
     )
     # Schedules and controls (docs/training.md)
-    scheduler: str = Field("none", min_length=1, max_length=MAX_NAME,
-                           description="learning-rate schedule, stepped "
-                           "every optimiser step: none, cosine, step, onecycle, or a plugin's")
+    scheduler: Name = Field("none", description="learning-rate schedule, stepped every "
+                            "optimiser step: none, cosine, step, onecycle, or a plugin's")
     scheduler_params: Params = Field(
         default_factory=dict, description="the schedule's own hyperparameters, if any")
     warmup: int = Field(0, ge=0, le=MAX_COUNT,
