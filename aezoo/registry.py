@@ -220,10 +220,8 @@ def find(kind: str, name: str) -> Entry:
         raise _unknown(kind, name, dist, bare)
     if len(matches) > 1:
         choices = ", ".join(e.qualified for e in matches)
-        raise UsageError(
-            f"{kind} '{name}' is provided by {len(matches)} distributions",
-            f"pick one with DIST:NAME ({choices})",
-        )
+        raise UsageError(f"{kind} '{name}' is provided by {len(matches)} distributions",
+                         f"pick one with DIST:NAME ({choices})")
     return matches[0]
 
 

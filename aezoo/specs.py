@@ -82,9 +82,8 @@ class ComponentSpec(Strict):
     """A component by its public name (or ``DIST:NAME``) and its hyperparameters."""
 
     name: Name = Field(description="registered name, or DIST:NAME")
-    params: Params = Field(
-        default_factory=dict, description="hyperparameters, validated by the component"
-    )
+    params: Params = Field(default_factory=dict,
+                           description="hyperparameters, validated by the component")
 
 
 class RegularizerSpec(Strict):
@@ -105,12 +104,9 @@ class ModelSpec(Strict):
     encoder: ComponentSpec
     decoder: ComponentSpec
     loss: ComponentSpec
-    input_shape: tuple[Side, Side, Side] = Field(
-        (1, 28, 28), description="channels, height, width"
-    )
+    input_shape: tuple[Side, Side, Side] = Field((1, 28, 28), description="channels, height, width")
     init: Literal["default", "glorot"] = Field(
-        "default", description="weight init: PyTorch's default, or Keras' Glorot-uniform"
-    )
+        "default", description="weight init: PyTorch's default, or Keras' Glorot-uniform")
     regularizers: list[RegularizerSpec] = Field(
         default_factory=list, max_length=MAX_ITEMS,
         description="latent regularisers: each a named, weighted term "
@@ -164,8 +160,7 @@ class TrainSpec(Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     channels_last: bool | None = Field(
-        None, description="NHWC memory layout; None picks the faster one for the device"
-    )
+        None, description="NHWC memory layout; None picks the faster one for the device")
     # Schedules and controls (docs/training.md)
     scheduler: Name = Field("none", description="learning-rate schedule, stepped every "
                             "optimiser step: none, cosine, step, onecycle, or a plugin's")
