@@ -266,9 +266,6 @@ class MetricComponent:
         object.__setattr__(self, "compute", lazy(self.compute))
 
 
-Component = EncoderComponent | DecoderComponent | LossComponent
-
-
 @dataclass(frozen=True)
 class Variant:
     """A named preset: which encoder, decoder and loss, their params, training defaults.
