@@ -36,6 +36,7 @@ from aezoo.errors import (
     UnknownNameError,
     UsageError,
 )
+from aezoo.protocols import format_shape
 from aezoo.rundir import model_path
 from aezoo.specs import MAX_SPEC_BYTES, ModelSpec, validate
 
@@ -211,8 +212,8 @@ def _absent_training_parts(spec: ModelSpec) -> list[str]:
     return absent
 
 
-def _without_objective(header: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in header.items() if not k.startswith(_OBJECTIVE_KEYS)}
+def _without_objective(tensors: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in tensors.items() if not k.startswith(_OBJECTIVE_KEYS)}
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
@@ -262,8 +263,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     if skeleton is None:
         check_tensors(path, header, model.state_dict(), size, exact=parts)
     state = load_tensors(path, "save the model again")
-    if not parts:
-        state = {k: v for k, v in state.items() if not k.startswith(_OBJECTIVE_KEYS)}
+    state = state if parts else _without_objective(state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -282,10 +282,6 @@ class InitReport:
     skipped: tuple[str, ...]
 
 
-def _fmt(shape: Any) -> str:
-    return "x".join(str(n) for n in shape) or "scalar"
-
-
 def load_matching(model: Autoencoder, path: Path, source: str, strict: bool = True
                   ) -> InitReport:
     """Copy the weights of ``path`` into ``model`` (fine-tuning's start).
@@ -295,16 +291,16 @@ def load_matching(model: Autoencoder, path: Path, source: str, strict: bool = Tr
     the tensors that differ. Not strict: load the tensors that match, report the rest.
     """
     read_header(path)  # a regular file with a sane header, before the library reads it
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_OBJECTIVE_KEYS)}
-    theirs = {k: v for k, v in load_tensors(path, "give an aezoo model file").items()
-              if not k.startswith(_OBJECTIVE_KEYS)}
+    own = _without_objective(model.state_dict())
+    theirs = _without_objective(load_tensors(path, "give an aezoo model file"))
     differ: list[str] = []
     for name, tensor in own.items():
         other = theirs.get(name)
         if other is None:
             differ.append(f"{name} is not in it")
         elif other.shape != tensor.shape:
-            differ.append(f"{name} is {_fmt(other.shape)} there, {_fmt(tensor.shape)} here")
+            differ.append(f"{name} is {format_shape(other.shape) or 'scalar'} there, "
+                          f"{format_shape(tensor.shape) or 'scalar'} here")
         elif other.dtype != tensor.dtype:
             differ.append(f"{name} is {dtype_name(other.dtype)} there, "
                           f"{dtype_name(tensor.dtype)} here")

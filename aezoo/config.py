@@ -303,9 +303,7 @@ def resolve_data(spec: DataSpec) -> DataSpec:
 
 def part_params(kind: str, name: str, params: Mapping[str, Any], where: str) -> BaseModel:
     """``params`` validated by the params model of the ``kind`` named ``name``."""
-    descriptor = registry.load(kind, name)
-    typed: BaseModel = validate(descriptor.params, dict(params), where)
-    return typed
+    return validate(registry.load(kind, name).params, dict(params), where)
 
 
 def component_params(spec: ModelSpec, kind: str) -> BaseModel:

@@ -80,15 +80,10 @@ def check_plugins() -> list[registry.Failure]:
                 build_run_spec(entry.qualified)
             except PluginError:
                 pass  # a component's own failure is recorded on that component
-            except AezooError as exc:
-                _record_spec_failure(entry, f"its preset does not resolve: {exc}")
             except Exception as exc:  # a params validator that crashes is still a plugin bug
-                _record_spec_failure(entry, f"its preset does not resolve: {summary(exc)}")
+                why = str(exc) if isinstance(exc, AezooError) else summary(exc)
+                registry.record_failure(entry, f"its preset does not resolve: {why}", "spec")
     return registry.failures()
-
-
-def _record_spec_failure(entry: registry.Entry, message: str) -> None:
-    registry.record_failure(entry, message, "spec")
 
 
 def plugin_report() -> dict[str, Any]:

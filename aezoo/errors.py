@@ -96,10 +96,9 @@ class AezooWarning(UserWarning):
 def summary(exc: BaseException, *, with_type: bool = True, limit: int = 300) -> str:
     """One line about ``exc``: ``TypeName: first line of its message`` (or just the first
     line), at most ``limit`` characters. The only way aezoo quotes a foreign exception."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    if with_type:
-        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    elif not text:
+    text = next(iter(str(exc).strip().splitlines()), "").strip()
+    if not text:
         text = type(exc).__name__
+    elif with_type:
+        text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= limit else text[:limit - 3] + "..."

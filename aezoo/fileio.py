@@ -13,6 +13,7 @@ depth limit too).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -78,11 +79,9 @@ def read_bounded(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> b
     """The bytes of the regular file ``path``, at most ``limit`` of them: a bigger file is
     an OSError (EFBIG) before anything is read, a FIFO or device a NotRegularFileError."""
     with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", os.fspath(path))
-        data = f.read(limit + 1)
-    if len(data) > limit:  # grew while we read
+        too_big = os.fstat(f.fileno()).st_size > limit
+        data = b"" if too_big else f.read(limit + 1)
+    if too_big or len(data) > limit:  # len: it grew while we read
         raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", os.fspath(path))
     return data
 
@@ -99,9 +98,8 @@ def fsync_dir(directory: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -181,13 +179,11 @@ def atomic_write_many(writes: Sequence[tuple[Path, bytes]]) -> None:
 def _restore(target: Path, old: Path | None, existed: bool) -> None:
     """Put ``target`` back as it was before this write: its old file, or no file (a file
     whose old version could not be kept stays new: nothing is removed without a copy)."""
-    try:
+    with contextlib.suppress(OSError):
         if old is not None:
             os.replace(old, target)
         elif not existed:
             target.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def _linked(source: Path, target: Path) -> bool:

@@ -53,11 +53,6 @@ class Kind:
     check: Callable[[Any], str | None] | None = None
 
 
-# The kinds of part a run spec names, so a part's ``requires`` can name them.
-REQUIRABLE = ("encoder", "decoder", "loss", "regularizer", "transform", "optimizer",
-              "schedule", "metric", "callback")
-
-
 def _component_problem(obj: Any) -> str | None:
     from pydantic import BaseModel
 
@@ -161,6 +156,8 @@ KINDS: tuple[Kind, ...] = (
 COMPONENT_KINDS = ("encoder", "decoder", "loss")  # the parts a model is built from
 # What `aezoo list --components` and `aezoo info NAME` show: every interchangeable part.
 PART_KINDS = (*COMPONENT_KINDS, "regularizer", "transform", "optimizer", "schedule", "metric")
+# The kinds of part a run spec names, so a part's ``requires`` can name them.
+REQUIRABLE = (*PART_KINDS, "callback")
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 BY_GROUP: dict[str, Kind] = {k.group: k for k in KINDS}
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aezoo import registry
 from aezoo.epochs import finite, read_rows
 from aezoo.errors import OutputExistsError, UnknownNameError, UsageError, summary
 from aezoo.fileio import atomic_write, read_json
@@ -41,8 +42,6 @@ class BenchResult:
 
 def select_variants(patterns: str | Sequence[str] | None) -> list[str]:
     """Installed variants matching any of ``patterns`` (fnmatch), in name order."""
-    from aezoo import registry
-
     names = registry.names("variant")
     if not patterns:
         return names
@@ -52,12 +51,6 @@ def select_variants(patterns: str | Sequence[str] | None) -> list[str]:
             raise UnknownNameError(f"no variant matches '{pattern}'",
                                    "see `aezoo list` for the installed variants")
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-
-
-def _settings(data: str, epochs: int, limit: int | None, device: str,
-              batch_size: int | None) -> dict[str, Any]:
-    return {"data": data, "epochs": epochs, "limit": limit, "device": device,
-            "batch_size": batch_size}
 
 
 def _read(out: Path) -> dict[str, Any] | None:
@@ -129,7 +122,8 @@ def run_bench(pattern: str | Sequence[str] | None, data: str, epochs: int, seeds
         raise UsageError("--epochs and --seeds must be at least 1", "pass 1 or more")
     variants = select_variants(pattern)
     out = Path(out)
-    settings = _settings(data, epochs, limit, device, batch_size)
+    settings = {"data": data, "epochs": epochs, "limit": limit, "device": device,
+                "batch_size": batch_size}
     previous = None if force else _read(out)
     if previous is not None:
         old = {k: previous["settings"].get(k) for k in settings if k != "device"}

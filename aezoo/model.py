@@ -39,7 +39,6 @@ from aezoo.specs import ModelSpec
 from aezoo.tensors import evaluating
 
 MAX_CHECKED_INPUT = 1 << 20  # input elements above which the shape check runs on meta
-# Term names that would overwrite metrics columns (train_<term>, val_<term>, loss).
 
 
 class Autoencoder(nn.Module):
@@ -259,11 +258,9 @@ def probe(model: Autoencoder) -> None:
         fwd = model.forward_pass(x)
         out = fwd.logits
         if tuple(out.shape[1:]) != (c, h, w):
-            raise ShapeError(
-                f"{model.spec.encoder.name}+{model.spec.decoder.name} turns {c}x{h}x{w} "
-                f"inputs into {format_shape(out.shape[1:])} outputs",
-                "the decoder plugin must return exactly the input shape",
-            )
+            raise ShapeError(f"{model.spec.encoder.name}+{model.spec.decoder.name} turns "
+                             f"{c}x{h}x{w} inputs into {format_shape(out.shape[1:])} outputs",
+                             "the decoder plugin must return exactly the input shape")
         model.stochastic = MEAN in fwd.extras and LOGVAR in fwd.extras
         if not isinstance(model.loss_fn, UnavailableLoss):
             check_needs(model.spec.regularizers, fwd.extras, model.spec.encoder.name)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from aezoo.errors import PluginError, summary
+
 if TYPE_CHECKING:
     import torch
     from pydantic import BaseModel
@@ -42,8 +44,6 @@ class LazyRef:
     def resolve(self) -> Callable[..., Any]:
         """The referenced callable (imported once)."""
         if self._target is None:
-            from aezoo.errors import PluginError, summary
-
             module, _, attr = self.ref.partition(":")
             try:
                 target: Any = importlib.import_module(module)
@@ -74,8 +74,7 @@ class LazyRef:
 def builder(descriptor: Any) -> Callable[..., Any]:
     """A descriptor's ``build`` as the callable it is (a ``"module:attr"`` string was made a
     :class:`LazyRef` when the descriptor was defined)."""
-    build: Callable[..., Any] = descriptor.build
-    return build
+    return descriptor.build
 
 
 def lazy(value: Any) -> Any:
@@ -265,9 +264,6 @@ class MetricComponent:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compute", lazy(self.compute))
-
-
-Component = EncoderComponent | DecoderComponent | LossComponent
 
 
 @dataclass(frozen=True)

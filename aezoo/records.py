@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aezoo._safetensors import read_header
 from aezoo.epochs import best, finite, read_rows
 from aezoo.errors import CheckpointError, UsageError, summary
 from aezoo.fileio import read_json
@@ -38,8 +39,6 @@ from aezoo.rundir import (
     is_running,
 )
 
-STATUSES = ("running", "completed", "stopped", "interrupted", "diverged", "failed",
-            "not started", "unreadable")
 SORT_KEYS = ("name", "variant", "data", "epochs", "status", "val_loss", "best_epoch",
              "time", "params", "modified")
 _SKIP = {IMAGES_DIR, TENSORBOARD_DIR, "__pycache__", "node_modules"}
@@ -106,8 +105,6 @@ def _text(v: Any, what: str) -> str | None:
 def header_params(path: Path) -> int | None:
     """Parameter count from a model file's header: the float tensors' sizes, less the
     buffers aezoo's parts keep (BatchNorm statistics)."""
-    from aezoo._safetensors import read_header
-
     try:
         header = read_header(path)
     except CheckpointError:

@@ -220,10 +220,8 @@ def find(kind: str, name: str) -> Entry:
         raise _unknown(kind, name, dist, bare)
     if len(matches) > 1:
         choices = ", ".join(e.qualified for e in matches)
-        raise UsageError(
-            f"{kind} '{name}' is provided by {len(matches)} distributions",
-            f"pick one with DIST:NAME ({choices})",
-        )
+        raise UsageError(f"{kind} '{name}' is provided by {len(matches)} distributions",
+                         f"pick one with DIST:NAME ({choices})")
     return matches[0]
 
 
@@ -250,15 +248,14 @@ _failures: dict[Entry, Failure] = {}
 
 def _fail(entry: Entry, message: str, reason: str) -> PluginError:
     failure = _failures[entry] = Failure(entry, message, reason)
-    if reason == "import":
-        return PluginError(failure.problem, f"reinstall or uninstall {entry.dist}; "
-                           "`aezoo plugins` lists plugin failures")
-    return PluginError(failure.problem, f"report it to the authors of {entry.dist}; "
-                       "`aezoo plugins` lists plugin failures")
+    fix = (f"reinstall or uninstall {entry.dist}" if reason == "import"
+           else f"report it to the authors of {entry.dist}")
+    return PluginError(failure.problem, f"{fix}; `aezoo plugins` lists plugin failures")
 
 
 @cache
-def _load(entry: Entry) -> Any:
+def load_entry(entry: Entry) -> Any:
+    """The object behind one entry (imports its module once; failures are recorded)."""
     ep = metadata.EntryPoint(entry.name, entry.value, entry.group)
     user = UserInterrupts()
     try:
@@ -286,14 +283,9 @@ def _load(entry: Entry) -> Any:
     return obj
 
 
-def load_entry(entry: Entry) -> Any:
-    """The object behind one entry (imports its module once; failures are recorded)."""
-    return _load(entry)
-
-
 def load(kind: str, name: str) -> Any:
     """The descriptor behind ``name``; imports the providing module on first use."""
-    return _load(find(kind, name))
+    return load_entry(find(kind, name))
 
 
 def load_all(kind: str) -> list[tuple[Entry, Any]]:
@@ -305,7 +297,7 @@ def load_all(kind: str) -> list[tuple[Entry, Any]]:
     out = []
     for entry in entries(kind):
         try:
-            out.append((entry, _load(entry)))
+            out.append((entry, load_entry(entry)))
         except PluginError:
             if strict():
                 raise
@@ -318,18 +310,15 @@ def display_name(entry: Entry) -> str:
 
 
 def encoder(name: str) -> EncoderComponent:
-    obj: EncoderComponent = load("encoder", name)
-    return obj
+    return load("encoder", name)
 
 
 def decoder(name: str) -> DecoderComponent:
-    obj: DecoderComponent = load("decoder", name)
-    return obj
+    return load("decoder", name)
 
 
 def loss(name: str) -> LossComponent:
-    obj: LossComponent = load("loss", name)
-    return obj
+    return load("loss", name)
 
 
 def own_component(kind: str, ref: str, dist: str) -> str:
@@ -347,7 +336,7 @@ def own_component(kind: str, ref: str, dist: str) -> str:
 def variant(name: str) -> Variant:
     """The variant ``name``, its component names qualified where they would be ambiguous."""
     entry = find("variant", name)
-    v: Variant = _load(entry)
+    v: Variant = load_entry(entry)
     updates: dict[str, Any] = {kind: own_component(kind, getattr(v, kind), entry.dist)
                                for kind in COMPONENT_KINDS}
     updates = {k: ref for k, ref in updates.items() if ref != getattr(v, k)}
@@ -375,5 +364,5 @@ def clear_cache() -> None:
     """Forget discovered and loaded entries (after installing a plugin in-process)."""
     _scan.cache_clear()
     entries.cache_clear()
-    _load.cache_clear()
+    load_entry.cache_clear()
     _failures.clear()

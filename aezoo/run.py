@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,8 +210,6 @@ def resume(run_dir: Path, overrides: Mapping[str, Any] | None = None, *,
 
 def start_from(model: Autoencoder, init: str, strict: bool) -> None:
     """Load ``init``'s weights into ``model`` (``train.init``); what did not fit is warned."""
-    import warnings
-
     from aezoo.pretrained import locate
 
     located = locate(init)

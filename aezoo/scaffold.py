@@ -13,6 +13,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aezoo._version import __version__
 from aezoo.errors import OutputExistsError, UsageError
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Project", "check_collisions", "first_party_packages", "generate", "names_for"]
 
-TEMPLATE = ("templates", "plugin")
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # Template paths -> project paths: dot-files and the package directory.
@@ -41,8 +41,6 @@ def names_for(dist: str) -> dict[str, str]:
         raise UsageError(f"'{dist}' does not give a usable Python package name ({package})",
                          "start the name with a letter, e.g. aezoo-resnet")
     check_collisions(dist, canonical, package)
-    from aezoo._version import __version__
-
     return {"dist": dist, "dist_canonical": canonical, "package": package,
             "variant": variant, "variant_attr": variant.replace("-", "_"),
             "aezoo_version": __version__}
@@ -121,11 +119,8 @@ def generate(dist: str, parent: Path) -> Project:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise OutputExistsError(f"{target} already exists and is not empty",
                                 "choose another NAME or --dir")
-    template = resources.files("aezoo")
-    for part in TEMPLATE:
-        template = template / part
     rendered = []
-    for parts, item in _files(template):
+    for parts, item in _files(resources.files("aezoo") / "templates" / "plugin"):
         name = parts[-1].removesuffix(".tmpl")
         path_parts = [_RENAMES.get(p, p) for p in parts[:-1]] + [_RENAMES.get(name, name)]
         path_parts = [values["package"] if p == "__package__" else p for p in path_parts]

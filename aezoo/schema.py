@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from aezoo import registry
 from aezoo.config import build_run_spec, run_spec_from
 from aezoo.errors import UsageError
+from aezoo.protocols import CallbackComponent
+from aezoo.registry import Failure
 from aezoo.specfile import FORMATS, SCHEMA_KEY, parse, render
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from aezoo.registry import Failure
-    from aezoo.specs import RunSpec
+from aezoo.specs import (
+    MAX_ITEMS,
+    ComponentSpec,
+    DataSpec,
+    ModelSpec,
+    RegularizerSpec,
+    RunSpec,
+    TrainSpec,
+)
 
 __all__ = ["resolved_spec", "schema", "spec_text", "typed_run_spec"]
 
@@ -73,10 +80,6 @@ def _choices(kind: str, left_out: list[Failure] | None) -> list[tuple[str, str, 
 
 def _component_model(kind: str, name: str, desc: Any, default: Any = None,
                      qualified: str | None = None, base: Any = None) -> type[BaseModel]:
-    from pydantic import Field, create_model
-
-    from aezoo.specs import ComponentSpec
-
     required = any(f.is_required() for f in desc.params.model_fields.values())
     params_field: Any
     if default is not None:
@@ -105,10 +108,6 @@ def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = Non
     Without ``name``, components that fail to load are left out of it (in strict mode they
     raise); their failures are appended to ``left_out`` when it is given.
     """
-    from pydantic import Field, create_model
-
-    from aezoo.specs import MAX_ITEMS, DataSpec, ModelSpec, RegularizerSpec, RunSpec, TrainSpec
-
     resolved = resolved_spec(name, None, []) if name else None
     fields: dict[str, Any] = {}
     for kind in registry.COMPONENT_KINDS:
@@ -150,8 +149,6 @@ def typed_run_spec(name: str | None = None, left_out: list[Failure] | None = Non
 
 def _union(kind: str, left_out: list[Failure] | None, base: Any = None) -> Any:
     """Every installed ``kind`` as one type, told apart by ``name`` (None: none installed)."""
-    from pydantic import Field
-
     models = [_component_model(kind, n, d, qualified=q, base=base)
               for n, q, d in _choices(kind, left_out)]
     if len(models) < 2:
@@ -173,13 +170,6 @@ def _train_fields(left_out: list[Failure] | None) -> dict[str, Any]:
     callbacks that declare params (a key each, the callback's name), optimizer_params and
     scheduler_params by the optimisers' and schedules' models (``schema`` ties each to its
     name)."""
-    from typing import Union
-
-    from pydantic import ConfigDict, Field, create_model
-
-    from aezoo.protocols import CallbackComponent
-    from aezoo.specs import TrainSpec
-
     fields: dict[str, Any] = {}
     for key, kind in _NAMED_PARAMS:
         models = _params_models(kind, left_out)
@@ -204,10 +194,6 @@ def _train_fields(left_out: list[Failure] | None) -> dict[str, Any]:
 
 def _data_fields(left_out: list[Failure] | None) -> dict[str, Any]:
     """data.params: one of the installed datasets' params models, or none at all."""
-    from pydantic import Field
-
-    from aezoo.specs import DataSpec
-
     models = [d.params for _, _, d in _choices("dataset", left_out) if d.params is not None]
     empty = Annotated[dict[str, Any], Field(max_length=0, title="no params")]
     union: Any = Union[tuple([*dict.fromkeys(models), empty])]  # noqa: UP007

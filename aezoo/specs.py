@@ -81,18 +81,15 @@ class Strict(BaseModel):
 class ComponentSpec(Strict):
     """A component by its public name (or ``DIST:NAME``) and its hyperparameters."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME,
-                      description="registered name, or DIST:NAME")
-    params: Params = Field(
-        default_factory=dict, description="hyperparameters, validated by the component"
-    )
+    name: Name = Field(description="registered name, or DIST:NAME")
+    params: Params = Field(default_factory=dict,
+                           description="hyperparameters, validated by the component")
 
 
 class RegularizerSpec(Strict):
     """A latent regulariser by name, its weight in the objective, and its params."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME,
-                      description="registered name (`aezoo list --components`)")
+    name: Name = Field(description="registered name (`aezoo list --components`)")
     weight: float = Field(1.0, ge=0, description="the term added to the objective is "
                           "weight * penalty")
     params: Params = Field(default_factory=dict,
@@ -107,12 +104,9 @@ class ModelSpec(Strict):
     encoder: ComponentSpec
     decoder: ComponentSpec
     loss: ComponentSpec
-    input_shape: tuple[Side, Side, Side] = Field(
-        (1, 28, 28), description="channels, height, width"
-    )
+    input_shape: tuple[Side, Side, Side] = Field((1, 28, 28), description="channels, height, width")
     init: Literal["default", "glorot"] = Field(
-        "default", description="weight init: PyTorch's default, or Keras' Glorot-uniform"
-    )
+        "default", description="weight init: PyTorch's default, or Keras' Glorot-uniform")
     regularizers: list[RegularizerSpec] = Field(
         default_factory=list, max_length=MAX_ITEMS,
         description="latent regularisers: each a named, weighted term "
@@ -152,9 +146,8 @@ class Anneal(Strict):
 class TrainSpec(Strict):
     """Optimisation and execution settings."""
 
-    optimizer: str = Field("adam", min_length=1, max_length=MAX_NAME,
-                           description="adam, adamw, sgd, or a plugin's "
-                           "(`aezoo list --components`)")
+    optimizer: Name = Field("adam", description="adam, adamw, sgd, or a plugin's "
+                            "(`aezoo list --components`)")
     optimizer_params: Params = Field(
         default_factory=dict, description="the optimiser's own hyperparameters, if any")
     lr: float = Field(1e-3, gt=0, description="learning rate")
@@ -167,12 +160,10 @@ class TrainSpec(Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     channels_last: bool | None = Field(
-        None, description="NHWC memory layout; None picks the faster one for the device"
-    )
+        None, description="NHWC memory layout; None picks the faster one for the device")
     # Schedules and controls (docs/training.md)
-    scheduler: str = Field("none", min_length=1, max_length=MAX_NAME,
-                           description="learning-rate schedule, stepped "
-                           "every optimiser step: none, cosine, step, onecycle, or a plugin's")
+    scheduler: Name = Field("none", description="learning-rate schedule, stepped every "
+                            "optimiser step: none, cosine, step, onecycle, or a plugin's")
     scheduler_params: Params = Field(
         default_factory=dict, description="the schedule's own hyperparameters, if any")
     warmup: int = Field(0, ge=0, le=MAX_COUNT,
