@@ -27,12 +27,12 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from aezoo.data import images as decoding
-from aezoo.data import shardio
 from aezoo.data.source import LoadContext
 from aezoo.data.stream_folder import BadImages
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError
 from aezoo.fileio import file_identity
+from aezoo_datasets import shardio
 
 BUFFER = 1000
 COUNT_THREADS = 8

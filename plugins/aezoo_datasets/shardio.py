@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
-from aezoo._version import __version__
+from aezoo import __version__
 from aezoo.data.download import TIMEOUT_S, offline_mode
 from aezoo.errors import DataError, UsageError, summary
 from aezoo.fileio import MAX_IMAGE_BYTES, MAX_JSON_BYTES, check_regular, open_regular
