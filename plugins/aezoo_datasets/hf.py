@@ -105,13 +105,8 @@ def _column(features: Any, wanted: str | None, kind: str, what: str) -> str | No
             raise UsageError(f"{what} has no column '{wanted}' (columns: "
                              f"{', '.join(features)})", f"pick one with ?{kind}=COLUMN")
         return wanted
-    for name, feature in features.items():
-        if isinstance(feature, feature_type):
-            return str(name)
-    for name in names:
-        if name in features:
-            return name
-    return None
+    typed = (str(name) for name, feature in features.items() if isinstance(feature, feature_type))
+    return next(typed, next((name for name in names if name in features), None))
 
 
 class HFImages(Dataset[torch.Tensor]):
