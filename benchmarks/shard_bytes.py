@@ -64,7 +64,7 @@ class Counting(http.server.SimpleHTTPRequestHandler):
 
 def count_local_reads() -> None:
     """Wrap shard files so every read (in any forked worker) is tallied in READ."""
-    from aezoo.data import shardio
+    from aezoo_datasets import shardio
 
     opened = shardio.open_shard
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aezoo_datasets import shardio
 from PIL import Image
 
-from aezoo.data import load_dataset, shardio
+from aezoo.data import load_dataset
 from aezoo.errors import DataError, UsageError
 from aezoo.specs import DataSpec
 
@@ -223,8 +224,8 @@ def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_an_hf_row_may_name_only_a_bounded_regular_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import aezoo.data.hf as hf
-    from aezoo.data.hf import HFImages
+    import aezoo_datasets.hf as hf
+    from aezoo_datasets.hf import HFImages
 
     monkeypatch.setattr(hf, "MAX_IMAGE_BYTES", 1000)
     big = tmp_path / "big.png"

@@ -1,4 +1,4 @@
-"""hf:PATH (aezoo.data.hf) on datasets made here with save_to_disk and as parquet; offline
+"""hf:PATH (aezoo_datasets.hf) on datasets made here with save_to_disk and as parquet; offline
 (HF_DATASETS_OFFLINE=1), never the network."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aezoo_datasets.hf import parse
 from PIL import Image
 
 from aezoo.config import build_run_spec
 from aezoo.data import load_dataset
-from aezoo.data.hf import parse
 from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import DataError, UsageError
 from aezoo.run import train

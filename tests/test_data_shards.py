@@ -1,4 +1,4 @@
-"""wds:PATTERN (aezoo.data.shards): WebDataset tar shards made here, read from disk and
+"""wds:PATTERN (aezoo_datasets.shards): WebDataset tar shards made here, read from disk and
 from a 127.0.0.1 HTTP server; order, resume and DDP shares; bad shards named."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from aezoo_datasets.shardio import expand
+from aezoo_datasets.shards import ShardStream
 from PIL import Image
 
 import aezoo
 from aezoo.callbacks import Callback, Checkpointer
 from aezoo.config import build_run_spec
 from aezoo.data import load_dataset
-from aezoo.data.shardio import expand
-from aezoo.data.shards import ShardStream
 from aezoo.data.stream_folder import skipped_images
 from aezoo.data.streamed import StreamedDataset
 from aezoo.errors import DataError, UsageError

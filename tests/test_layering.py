@@ -197,4 +197,24 @@ def test_the_core_never_imports_a_first_party_plugin(module: str) -> None:
 
 
 def test_the_plugin_check_sees_the_first_party_plugins() -> None:
-    assert "aezoo_cae" in PLUGIN_PACKAGES
+    assert {"aezoo_cae", "aezoo_datasets"} <= PLUGIN_PACKAGES
+
+
+PLUGINS = ROOT.parent / "plugins"
+
+
+@pytest.mark.parametrize("path", sorted(PLUGINS.rglob("*.py")),
+                         ids=lambda p: p.relative_to(PLUGINS).as_posix())
+def test_first_party_plugins_use_only_public_aezoo_modules(path: Path) -> None:
+    """A first-party plugin imports aezoo as a third party would: no ``_``-prefixed module
+    (docs/architecture.md)."""
+    named: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            named |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            named |= {f"{node.module}.{alias.name}" for alias in node.names}
+    private = sorted(n for n in named if n.split(".")[0] == "aezoo"
+                     and any(part.startswith("_") and not part.startswith("__")
+                             for part in n.split(".")))
+    assert not private, f"{path.name} imports {private}"

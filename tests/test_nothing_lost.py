@@ -275,7 +275,8 @@ def test_a_fifo_in_a_packed_store_hangs_neither_info_verify_nor_training(
 @needs_fifo
 def test_a_fifo_as_a_shard_an_hf_image_or_a_streamed_image_is_refused(
         tmp_path: Path, cli: Cli) -> None:
-    from aezoo.data.hf import HFImages
+    from aezoo_datasets.hf import HFImages
+
     from aezoo.data.stream_folder import FolderStream, PathTable
     from aezoo.errors import DataError
 

@@ -414,7 +414,7 @@ def test_new_plugin_refuses_names_that_collide(cli: Cli, tmp_path: Path, name: s
 def test_new_plugin_names_live_in_the_core() -> None:
     from aezoo.scaffold import first_party_packages, names_for
 
-    assert {"aezoo", "aezoo_cae"} <= first_party_packages()
+    assert {"aezoo", "aezoo_cae", "aezoo_datasets"} <= first_party_packages()
     assert names_for("aezoo-resnet")["package"] == "aezoo_resnet"
 
 

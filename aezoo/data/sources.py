@@ -157,21 +157,3 @@ packed = DatasetSource(
     load="aezoo.data.packed:load_packed",
     takes_path=True,
 )
-
-wds = DatasetSource(
-    name="wds",
-    description="WebDataset tar shards: wds:PATH, wds:shards-{000..009}.tar, file:// or "
-                "http(s):// URLs; streamed",
-    license="yours",
-    load="aezoo.data.shards:load_shards",
-    takes_path=True,
-)
-
-hf = DatasetSource(
-    name="hf",
-    description="a Hugging Face datasets dataset: hf:PATH_OR_NAME[:SPLIT] (save_to_disk "
-                "folder, parquet, or a Hub name); needs aezoo[hf]",
-    license="the dataset's",
-    load="aezoo.data.hf:load_hf",
-    takes_path=True,
-)

@@ -1,4 +1,4 @@
-"""``wds:PATTERN``: WebDataset tar shards as an iterable dataset (``aezoo.data.shardio``).
+"""``wds:PATTERN``: WebDataset tar shards as an iterable dataset (read by ``shardio``).
 
 Each sample's image is the first of its ``png``/``jpg``/... fields. Samples are counted
 once when the source is opened (headers only for local tars; one pass for URLs), or
@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -27,12 +26,12 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from aezoo.data import images as decoding
-from aezoo.data import shardio
 from aezoo.data.source import LoadContext
 from aezoo.data.stream_folder import BadImages
 from aezoo.data.streamed import StreamedSplits
 from aezoo.errors import DataError
 from aezoo.fileio import file_identity
+from aezoo_datasets import shardio
 
 BUFFER = 1000
 COUNT_THREADS = 8
@@ -136,14 +135,11 @@ class ShardStream(IterableDataset[torch.Tensor]):
                 owed += 1
                 continue
             last = torch.from_numpy(image)
-            for _ in range(owed + 1):
-                yield last
+            yield from itertools.repeat(last, owed + 1)
             owed = 0
-        if owed:
-            if last is None:
-                raise DataError(f"no image of {where} onwards is readable", "check the shards")
-            for _ in range(owed):
-                yield last
+        if owed and last is None:
+            raise DataError(f"no image of {where} onwards is readable", "check the shards")
+        yield from itertools.repeat(last, owed)
 
     def _decode(self, where: str, data: bytes) -> np.ndarray:
         array = decoding.decode(data, where, self.size if self.resize else None,
@@ -155,25 +151,28 @@ class ShardStream(IterableDataset[torch.Tensor]):
     def _samples(self, ranges: list[tuple[int, int, int]]) -> Iterator[tuple[str, bytes]]:
         """(where, encoded image) of each sample in the ranges, in order; nothing decoded."""
         for shard, first, stop in ranges:
-            name = self.shards[shard]
-            got, index = 0, -1
-            with shardio.open_shard(name) as stream:
-                for key, fields in shardio.samples(name, stream):
-                    field = next((f for f in decoding.IMAGE_KEYS if f in fields), None)
-                    if field is None:
-                        continue  # a sample without an image is not counted either
-                    index += 1
-                    if self.every and (index % self.every[0] == 0) != self.every[1]:
-                        continue
-                    if got >= first:
-                        yield f"{shardio.display(name)} member {key}.{field}", fields[field]
-                    got += 1
-                    if got == stop:
-                        break
+            name, got = self.shards[shard], 0
+            taken = _images(name)
+            if self.every:
+                k, val = self.every
+                taken = (x for i, x in enumerate(taken) if (i % k == 0) == val)
+            for got, item in enumerate(itertools.islice(taken, stop), 1):
+                if got > first:
+                    yield item
             if got < stop:  # changed since it was counted, or an index that overstates
                 raise DataError(f"shard {shardio.display(name)} holds {got} images here, "
                                 f"fewer than the {stop} counted", "check the shard index's "
                                 "nsamples, or restart the run if the shards changed")
+
+
+def _images(name: str) -> Iterator[tuple[str, bytes]]:
+    """(where, encoded image) of each sample of the shard that has one (the first of its
+    image fields), in tar order; samples without an image are not counted either."""
+    with shardio.open_shard(name) as stream:
+        for key, fields in shardio.samples(name, stream):
+            field = next((f for f in decoding.IMAGE_KEYS if f in fields), None)
+            if field is not None:
+                yield f"{shardio.display(name)} member {key}.{field}", fields[field]
 
 
 def _shuffled(items: Iterator[T], size: int, rng: np.random.Generator) -> Iterator[T]:
@@ -191,20 +190,11 @@ def _shuffled(items: Iterator[T], size: int, rng: np.random.Generator) -> Iterat
         yield pool[int(j)]
 
 
-@dataclass(frozen=True)
-class ShardSource:
-    """A shard set, counted, with the shape its first image fixes."""
-
-    name: str
-    shards: list[str]
-    counts: list[int]
-    shape: tuple[int, int, int]
-
-
-def survey(name: str, pattern: str, image_size: tuple[int, int] | None,
-           channels: int | None) -> ShardSource:
-    """Expand ``pattern`` and count each shard's samples (or read both from an index),
-    read the first sample's header."""
+def load_shards(ctx: LoadContext) -> StreamedSplits:
+    """``wds:PATTERN``: the shards, counted (or listed with their counts by an index), the
+    shape from the first image's header. Validation is a seeded share of the shards (at
+    least one); a single shard gives every k-th sample (k ~ 1/val_fraction) instead."""
+    pattern = ctx.argument or ""
     if pattern.endswith(".json"):  # an index: the counts without reading the shards
         shards, counts = map(list, zip(*shardio.read_index(pattern), strict=True))
     else:
@@ -215,59 +205,29 @@ def survey(name: str, pattern: str, image_size: tuple[int, int] | None,
         raise DataError(f"the shards {pattern} hold no images "
                         f"({', '.join(decoding.IMAGE_KEYS)} fields)",
                         "write samples such as 0001.png + 0001.cls into the tar files")
-    first = next(i for i, c in enumerate(counts) if c)
-    with shardio.open_shard(shards[first]) as stream:
-        for key, fields in shardio.samples(shards[first], stream):
-            field = next((f for f in decoding.IMAGE_KEYS if f in fields), None)
-            if field is not None:
-                where = f"{shardio.display(shards[first])} member {key}.{field}"
-                header = decoding.header(fields[field], where)
-                break
-    c = channels or (1 if header.grey else 3)
-    return ShardSource(name, shards, counts, (c, *(image_size or header.size)))
+    where, data = next(_images(next(s for s, n in zip(shards, counts, strict=True) if n)))
+    header = decoding.header(data, where)
+    c, (h, w) = ctx.channels or (1 if header.grey else 3), ctx.image_size or header.size
+    bad = BadImages() if ctx.skip_bad else None
 
-
-@dataclass(frozen=True)
-class ShardSplits:
-    train: ShardStream
-    val: ShardStream
-    source: ShardSource
-
-
-def split(source: ShardSource, *, val_fraction: float, split_seed: int,
-          image_size: tuple[int, int] | None, skip_bad: bool) -> ShardSplits:
-    """Train and validation streams: validation is a seeded share of the shards (at least
-    one); a single shard gives every k-th sample (k ~ 1/val_fraction) instead."""
-    bad = BadImages() if skip_bad else None
-    c, h, w = source.shape
-
-    def stream(shards: list[str], counts: list[int], shuffle: bool,
+    def stream(picked: list[int], shuffle: bool, take: list[int] | None = None,
                every: tuple[int, bool] | None = None) -> ShardStream:
-        return ShardStream(shards, counts, (h, w), c, shuffle=shuffle, bad=bad,
-                           resize=image_size is not None, every=every)
+        return ShardStream([shards[i] for i in picked], take or [counts[i] for i in picked],
+                           (h, w), c, shuffle=shuffle, bad=bad,
+                           resize=ctx.image_size is not None, every=every)
 
-    if len(source.shards) >= 2:
-        order = np.random.default_rng(split_seed).permutation(len(source.shards))
-        n_val = min(max(int(round(len(order) * val_fraction)), 1), len(order) - 1)
-        vi, ti = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
-        train = stream([source.shards[i] for i in ti], [source.counts[i] for i in ti], True)
-        held = stream([source.shards[i] for i in vi], [source.counts[i] for i in vi], False)
+    if len(shards) >= 2:
+        order = np.random.default_rng(ctx.split_seed).permutation(len(shards))
+        n_val = min(max(int(round(len(order) * ctx.val_fraction)), 1), len(order) - 1)
+        train = stream(sorted(order[n_val:].tolist()), True)
+        held = stream(sorted(order[:n_val].tolist()), False)
     else:
-        n = source.counts[0]
+        n = counts[0]
         if n < 2:
-            raise DataError(f"dataset {source.name} has {n} image; training needs at least 2 "
+            raise DataError(f"dataset wds:{pattern} has {n} image; training needs at least 2 "
                             "(one for validation)", "add images")
-        k = max(2, int(round(1 / val_fraction)))
+        k = max(2, int(round(1 / ctx.val_fraction)))
         n_val = (n + k - 1) // k
-        train = stream(source.shards, [n - n_val], True, (k, False))
-        held = stream(source.shards, [n_val], False, (k, True))
-    return ShardSplits(train, held, source)
-
-
-def load_shards(ctx: LoadContext) -> StreamedSplits:
-    """``wds:PATTERN``: the shards, counted; validation is a seeded share of them."""
-    pattern = ctx.argument or ""
-    source = survey(f"wds:{pattern}", pattern, ctx.image_size, ctx.channels)
-    splits = split(source, val_fraction=ctx.val_fraction, split_seed=ctx.split_seed,
-                   image_size=ctx.image_size, skip_bad=ctx.skip_bad)
-    return StreamedSplits(shape=source.shape, train=splits.train, val=splits.val)
+        train = stream([0], True, [n - n_val], (k, False))
+        held = stream([0], False, [n_val], (k, True))
+    return StreamedSplits(shape=(c, h, w), train=train, val=held)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
-from aezoo._version import __version__
+from aezoo import __version__
 from aezoo.data.download import TIMEOUT_S, offline_mode
 from aezoo.errors import DataError, UsageError, summary
 from aezoo.fileio import MAX_IMAGE_BYTES, MAX_JSON_BYTES, check_regular, open_regular
@@ -313,7 +313,7 @@ def count(name: str, image_keys: tuple[str, ...]) -> int:
         try:
             check_regular(path)
             with tarfile.open(path, mode="r:", tarinfo=_StrictInfo) as tar:  # headers only
-                keys = {m.name for m in tar if m.isreg() and not _META.search(m.name)}
+                keys = [_KEY.match(m.name) for m in tar if m.isreg() and not _META.search(m.name)]
         except ShardRefused as exc:
             raise DataError(f"shard {display(name)} is refused: {exc}", exc.fix) from None
         except ShardTruncated as exc:
@@ -329,12 +329,7 @@ def count(name: str, image_keys: tuple[str, ...]) -> int:
             raise DataError(f"cannot open shard {path} ({exc.strerror or summary(exc)})",
                             "check the path or the brace pattern after wds:") from None
         if keys is not None:
-            prefixes = set()
-            for member in keys:
-                found = _KEY.match(member)
-                if found and found.group(2).lower() in image_keys:
-                    prefixes.add(found.group(1))
-            return len(prefixes)
+            return len({k.group(1) for k in keys if k and k.group(2).lower() in image_keys})
     with open_shard(name) as stream:
         return sum(1 for _, fields in samples(name, stream)
                    if any(k in fields for k in image_keys))

@@ -37,8 +37,6 @@ SPLITS = {"train": "train", "validation": "val", "val": "val", "valid": "val",
 IMAGE_NAMES = ("image", "img", "images", "picture")
 LABEL_NAMES = ("label", "labels", "class", "target")
 _SPLIT_NAME = re.compile(r"^[A-Za-z][\w.\[\]%+-]*$")
-OPTIONS = ("image", "label")
-INSTALL = "pip install 'aezoo[hf]'"
 
 
 def _datasets() -> Any:
@@ -46,7 +44,7 @@ def _datasets() -> Any:
         import datasets
     except ModuleNotFoundError:
         raise UsageError("hf: needs the Hugging Face datasets library, which is not installed",
-                         INSTALL) from None
+                         "pip install 'aezoo[hf]'") from None
     except ImportError as exc:  # installed, but it (or pyarrow under it) refuses this setup
         raise UsageError(f"hf: the Hugging Face datasets library does not import here "
                          f"({summary(exc, with_type=False)})",
@@ -58,7 +56,7 @@ def parse(argument: str) -> tuple[str, str | None, dict[str, str]]:
     """``PATH_OR_NAME[:SPLIT][?k=v&...]`` -> (path or name, split, options)."""
     target, _, query = argument.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(set(options) - {"image", "label"})
     if unknown:
         raise UsageError(f"hf: unknown option {unknown[0]}", "use ?image=COLUMN&label=COLUMN")
     head, sep, tail = target.rpartition(":")
@@ -98,22 +96,17 @@ def _load(target: str) -> Any:
                         "cache only)") from None
 
 
-def _column(features: Any, wanted: str | None, kind: str, names: tuple[str, ...],
-            what: str) -> str | None:
+def _column(features: Any, wanted: str | None, kind: str, what: str) -> str | None:
     datasets = _datasets()
-    feature_type = datasets.Image if kind == "image" else datasets.ClassLabel
+    feature_type, names = ((datasets.Image, IMAGE_NAMES) if kind == "image"
+                           else (datasets.ClassLabel, LABEL_NAMES))
     if wanted is not None:
         if wanted not in features:
             raise UsageError(f"{what} has no column '{wanted}' (columns: "
                              f"{', '.join(features)})", f"pick one with ?{kind}=COLUMN")
         return wanted
-    for name, feature in features.items():
-        if isinstance(feature, feature_type):
-            return str(name)
-    for name in names:
-        if name in features:
-            return name
-    return None
+    typed = (str(name) for name, feature in features.items() if isinstance(feature, feature_type))
+    return next(typed, next((name for name in names if name in features), None))
 
 
 class HFImages(Dataset[torch.Tensor]):
@@ -207,27 +200,25 @@ def load_hf(ctx: LoadContext) -> StreamedSplits:
     datasets = _datasets()
     target, only, options = parse(ctx.argument or "")
     loaded = _load(target)
-    tables: dict[str, Any] = {}
-    if isinstance(loaded, datasets.DatasetDict):
-        if only is not None:
-            if only not in loaded:
-                raise UsageError(f"hf:{target} has no split '{only}' (splits: "
-                                 f"{', '.join(loaded)})", f"write hf:{target}:SPLIT")
-            tables["train"] = loaded[only]
-        else:
-            tables = {SPLITS[k]: v for k, v in loaded.items() if k in SPLITS}
-            if "train" not in tables:
-                raise UsageError(f"hf:{target} has no train split (splits: "
-                                 f"{', '.join(loaded)})", f"write hf:{target}:SPLIT")
+    if not isinstance(loaded, datasets.DatasetDict):
+        tables: dict[str, Any] = {"train": loaded}
+    elif only is not None:
+        if only not in loaded:
+            raise UsageError(f"hf:{target} has no split '{only}' (splits: "
+                             f"{', '.join(loaded)})", f"write hf:{target}:SPLIT")
+        tables = {"train": loaded[only]}
     else:
-        tables["train"] = loaded
+        tables = {SPLITS[k]: v for k, v in loaded.items() if k in SPLITS}
+        if "train" not in tables:
+            raise UsageError(f"hf:{target} has no train split (splits: "
+                             f"{', '.join(loaded)})", f"write hf:{target}:SPLIT")
     first = tables["train"]
     what = f"hf:{target}"
-    image = _column(first.features, options.get("image"), "image", IMAGE_NAMES, what)
+    image = _column(first.features, options.get("image"), "image", what)
     if image is None:
         raise UsageError(f"{what} has no image column (columns: {', '.join(first.features)})",
                          "pick one with ?image=COLUMN")
-    label = _column(first.features, options.get("label"), "label", LABEL_NAMES, what)
+    label = _column(first.features, options.get("label"), "label", what)
     if isinstance(first.features[image], datasets.Image):
         tables = {k: t.cast_column(image, datasets.Image(decode=False)) for k, t in
                   tables.items()}
@@ -239,9 +230,8 @@ def load_hf(ctx: LoadContext) -> StreamedSplits:
         if label is not None:
             out[f"{part}_labels"] = to_labels(table[label], len(table),
                                               f"{what} {part} column '{label}'")
-    names = None
-    if label is not None and isinstance(first.features[label], datasets.ClassLabel):
-        names = list(first.features[label].names)
+    feature = first.features[label] if label is not None else None
+    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     return StreamedSplits(shape=shape, class_names=names, **out)
 
 
