@@ -122,10 +122,13 @@ class HFImages(Dataset[torch.Tensor]):
 
     def fingerprint(self) -> list[Any]:
         """What identifies the rows (``aezoo data pack`` resumes only the same ones): the
-        dataset's own fingerprint, its column, and its files' sizes and times."""
+        dataset's public name, config and split, its column, and its files' sizes and times
+        (its ``_fingerprint`` is private to ``datasets``)."""
         files = [file_identity(f.get("filename", "")) for f in
                  getattr(self.table, "cache_files", None) or [] if isinstance(f, dict)]
-        return [getattr(self.table, "_fingerprint", None), self.column, len(self), files]
+        info = getattr(self.table, "info", None)
+        named = [str(getattr(info, key, None)) for key in ("dataset_name", "config_name")]
+        return [*named, str(getattr(self.table, "split", None)), self.column, len(self), files]
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return skipping(index, len(self), self.read, lambda i: f"{self.what} row {i}",
