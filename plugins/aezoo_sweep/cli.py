@@ -42,7 +42,7 @@ Examples:
 """
 
 
-# Every flag, once; key: the sweep spec field it sets (aezoo.sweepspec).
+# Every flag, once; key: the sweep spec field it sets (aezoo_sweep.spec).
 FLAGS = [
     Flag("ARGS", list, "The variant every trial trains, or `show SWEEP` to report a sweep.",
          "[VARIANT | show SWEEP]", complete.variants),
@@ -94,7 +94,7 @@ def sweep_command(flags: dict[str, Any]) -> None:
     if len(args) > 1:
         raise usage_error(f"unexpected arguments {' '.join(args[1:])}",
                           "give one VARIANT, or `show SWEEP`")
-    from aezoo.sweepspec import parse_params, read_sweep_file
+    from aezoo_sweep.spec import parse_params, read_sweep_file, validate_sweep
 
     given = {_KEYS[flag]: value for flag, value in flags.items() if flag in _KEYS}
     if args:
@@ -114,8 +114,6 @@ def sweep_command(flags: dict[str, Any]) -> None:
         if sets:
             spec = spec.model_copy(update={"set": [*spec.set, *sets]})
     else:
-        from aezoo.sweepspec import validate_sweep
-
         spec = validate_sweep({**given, "set": sets, "params": params})
     target = flags.get("--out") or Path("sweeps") / (spec.study or spec.variant or "sweep")
     _run(spec, target)
@@ -123,7 +121,7 @@ def sweep_command(flags: dict[str, Any]) -> None:
 
 def _join(sweep: Path, given: dict[str, Any], params: dict[str, Any], sets: list[str],
           trials: int | None, timeout: float | None) -> None:
-    from aezoo.sweep import joined
+    from aezoo_sweep.study import joined
 
     fixed = sorted(set(given) - {"trials", "timeout"}) + (["--param"] if params else []) + (
         ["--set/--epochs/--limit/--data"] if sets else [])
@@ -141,9 +139,9 @@ def _join(sweep: Path, given: dict[str, Any], params: dict[str, Any], sets: list
 def _run(spec: Any, out: Path, shared: bool = False) -> None:
     import logging
 
-    from aezoo.sweep import import_optuna, run_sweep
     from aezoo.training import TrainingInterrupted
     from aezoo.training.precision import flush_denormals
+    from aezoo_sweep.study import import_optuna, run_sweep
 
     flush_denormals()
     optuna = import_optuna()
@@ -161,7 +159,7 @@ def _run(spec: Any, out: Path, shared: bool = False) -> None:
 
 
 def _show(out: Path, as_json: bool, pictures: bool) -> None:
-    from aezoo.sweepshow import show_sweep
+    from aezoo_sweep.show import show_sweep
 
     report = show_sweep(out, pictures=pictures)
     if as_json:
