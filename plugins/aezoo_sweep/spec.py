@@ -1,8 +1,6 @@
-"""A sweep as a value: its search space, metric, budget and search settings.
-
-Parsed from ``--param PATH=DIST`` strings and from sweep files (TOML/YAML/JSON), validated
-by pydantic with the same one-line errors as spec files. No Optuna here (``Param.suggest``
-is duck-typed on the trial).
+"""A sweep as a value: its search space, metric, budget and search settings, parsed from
+``--param PATH=DIST`` strings and sweep files (TOML/YAML/JSON) with the one-line errors
+of spec files. No Optuna here (``Param.suggest`` is duck-typed on the trial).
 
 Distributions: ``float(a,b)``, ``log(a,b)`` (log-uniform float), ``int(a,b)`` (also
 ``int(a,b,step)``, ``float(a,b,step)``), ``logint(a,b)`` and ``choice(v1,v2,...)`` (each
@@ -116,7 +114,7 @@ class SweepSpec(Strict):
             raise ValueError("a sweep needs at least one param, e.g. --param "
                              "'train.lr=log(1e-4,1e-2)'")
         for path in self.params:
-            if not path or any(not part for part in path.split(".")):
+            if "" in path.split("."):
                 raise ValueError(f"param path '{path}' is not a dotted spec key")
         return self
 
@@ -133,11 +131,14 @@ def _split_args(text: str) -> list[str]:
     depth, quote, start = 0, "", 0
     for i, ch in enumerate(text):
         if quote:
-            quote = "" if ch == quote and text[i - 1] != "\\" else quote
+            if ch == quote and text[i - 1] != "\\":
+                quote = ""
         elif ch in "\"'":
             quote = ch
-        elif ch in "[{(" or ch in "]})":
-            depth += 1 if ch in "[{(" else -1
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
         elif ch == "," and depth == 0:
             parts.append(text[start:i].strip())
             start = i + 1
@@ -190,7 +191,7 @@ def parse_param(text: str) -> tuple[str, Param]:
     """``PATH=DIST`` (``train.lr=log(1e-4,1e-2)``) -> ``("train.lr", Param(...))``."""
     path, sep, dist = text.partition("=")
     path = path.strip()
-    if not sep or not path or any(not p for p in path.split(".")):
+    if not sep or "" in path.split("."):
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise SpecError(f"invalid --param '{shown}'",
                         "write PATH=DIST with a dotted spec key, e.g. train.lr=log(1e-4,1e-2)")

@@ -1,10 +1,6 @@
 """Hyperparameter sweeps: Optuna searches, prunes, stores and shares; aezoo translates each
-trial's params into ``--set`` overrides and trains an ordinary run directory.
-
-Layout of a sweep directory ``OUT``: ``sweep.json`` (the sweep spec, the study name and
-storage: ``--join OUT`` reads it), ``study.journal`` (Optuna's journal file, the default
-storage), ``trial-NNNN/`` (one run directory per trial, with ``trial.json``), and what
-``aezoo sweep show`` writes (``best.toml``, ``history.png``, ``importances.png``).
+trial's params into ``--set`` overrides and trains an ordinary run directory,
+``OUT/trial-NNNN`` (the sweep directory's layout: docs/sweeps.md).
 
 Ctrl-C stops after the running trial's checkpoint; the trial is marked failed with
 ``aezoo.outcome = interrupted`` and the same command enqueues it again, resuming its run
@@ -17,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,10 +172,7 @@ def states(trials: Sequence[Any]) -> list[str]:
 
 
 def counts(trials: Sequence[Any]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for state in states(trials):
-        found[state] = found.get(state, 0) + 1
-    return found
+    return dict(Counter(states(trials)))
 
 
 def _resume_interrupted(study: Any, out: Path) -> None:
@@ -251,63 +245,6 @@ class TrialFailed(Exception):
     """A trial that diverged or failed: recorded as failed, the sweep goes on."""
 
 
-def _objective(spec: SweepSpec, out: Path, optuna: Any, say: Callable[[str], None],
-               callbacks: Callable[[], Sequence[Any]], ran: list[int]
-               ) -> Callable[[Any], float]:
-    from aezoo.config import run_spec_from
-    from aezoo.run import resume, train
-    from aezoo.training import TrainingError
-
-    def objective(trial: Any) -> float:
-        ran.append(trial.number)
-        values = {path: p.suggest(trial, path) for path, p in spec.params.items()}
-        resumes = trial.user_attrs.get(ATTR + "resumes")
-        run_dir = Path(trial.user_attrs.get(ATTR + "run_dir")
-                       or out / f"trial-{trial.number:04d}")
-        trial.set_user_attr(ATTR + "run_dir", str(run_dir.absolute()))
-        reporter = TrialReporter(trial, spec.metric, spec.pruner)
-        record = {"sweep": str(out.absolute()), "study": trial.study.study_name,
-                  "trial": trial.number, "params": values,
-                  **({"resumes": resumes} if resumes is not None else {})}
-        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
-        say(f"trial {trial.number}{f' (resuming {resumes})' if resumes is not None else ''}:"
-            f" {shown}")
-        run_dir.mkdir(parents=True, exist_ok=True)  # trial.json first: trackers read it
-        atomic_write(run_dir / TRIAL_FILE, (json.dumps(record) + "\n").encode())
-        extra = [reporter, *callbacks()]
-        try:
-            if resumes is not None:
-                result = resume(run_dir, callbacks=extra)
-            else:
-                sets = [*spec.set, *param_sets(values)]
-                if spec.callbacks:
-                    sets.append(f"train.callbacks={json.dumps(spec.callbacks)}")
-                result = train(run_spec_from(spec.variant, spec.config, None, sets), run_dir,
-                               callbacks=extra)
-        except TrainingInterrupted:
-            trial.set_user_attr(ATTR + "outcome", "interrupted")
-            raise
-        except MetricUnknown:
-            raise
-        except TrainingError as exc:  # the NaN guard
-            _failed(trial, "diverged", exc, say)
-        except Exception as exc:  # one trial's failure: recorded, the sweep goes on
-            _failed(trial, "failed", exc, say)
-        trial.set_user_attr(ATTR + "epochs", len(result.history))
-        if reporter.pruned_at is not None:
-            trial.set_user_attr(ATTR + "outcome", "pruned")
-            say(f"trial {trial.number} pruned at epoch {reporter.pruned_at}")
-            raise optuna.TrialPruned(result.stop_reason)
-        value = reporter.last
-        if value is None or not math.isfinite(value):
-            _failed(trial, "failed", ValueError(f"{spec.metric} is {value}"), say)
-        trial.set_user_attr(ATTR + "outcome", "completed")
-        say(f"trial {trial.number}: {spec.metric} {value:.5g}")
-        return float(value)  # type: ignore[arg-type]
-
-    return objective
-
-
 def _failed(trial: Any, outcome: str, exc: BaseException, say: Callable[[str], None]
             ) -> NoReturn:
     message = str(exc) if isinstance(exc, AezooError) else summary(exc, limit=300)
@@ -321,13 +258,15 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, study_name: str | None = None
               shared: bool = False, say: Callable[[str], None] = lambda _: None,
               callbacks: Callable[[], Sequence[Any]] = tuple) -> SweepResult:
     """Run trials of ``spec``'s study until it holds ``spec.trials`` (counted over every
-    process sharing it: finished and running, not interrupted, trials) or ``spec.timeout``
-    seconds have passed in this process.
+    process sharing it: finished and running trials, not interrupted ones) or
+    ``spec.timeout`` seconds have passed in this process.
 
     Every param's bounds and choices are checked against the spec first: an unknown path
     or a refused value fails before any trial (and before anything is written).
     """
     from aezoo.config import run_spec_from
+    from aezoo.run import resume, train
+    from aezoo.training import TrainingError
 
     optuna = import_optuna()
     out = Path(out)
@@ -341,7 +280,52 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, study_name: str | None = None
         atomic_write(out / SWEEP_FILE, (json.dumps(record, indent=2) + "\n").encode())
     _resume_interrupted(study, out)
     result = SweepResult(out, study.study_name, url)
-    objective = _objective(spec, out, optuna, say, callbacks, result.ran)
+
+    def objective(trial: Any) -> float:
+        result.ran.append(trial.number)
+        values = {path: p.suggest(trial, path) for path, p in spec.params.items()}
+        resumes = trial.user_attrs.get(ATTR + "resumes")
+        run_dir = Path(trial.user_attrs.get(ATTR + "run_dir")
+                       or out / f"trial-{trial.number:04d}")
+        trial.set_user_attr(ATTR + "run_dir", str(run_dir.absolute()))
+        reporter = TrialReporter(trial, spec.metric, spec.pruner)
+        record = {"sweep": str(out.absolute()), "study": study.study_name,
+                  "trial": trial.number, "params": values,
+                  **({"resumes": resumes} if resumes is not None else {})}
+        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+        say(f"trial {trial.number}{f' (resuming {resumes})' if resumes is not None else ''}:"
+            f" {shown}")
+        run_dir.mkdir(parents=True, exist_ok=True)  # trial.json first: trackers read it
+        atomic_write(run_dir / TRIAL_FILE, (json.dumps(record) + "\n").encode())
+        extra = [reporter, *callbacks()]
+        sets = [*spec.set, *param_sets(values)]
+        if spec.callbacks:
+            sets.append(f"train.callbacks={json.dumps(spec.callbacks)}")
+        try:
+            run = (resume(run_dir, callbacks=extra) if resumes is not None else
+                   train(run_spec_from(spec.variant, spec.config, None, sets), run_dir,
+                         callbacks=extra))
+        except TrainingInterrupted:
+            trial.set_user_attr(ATTR + "outcome", "interrupted")
+            raise
+        except MetricUnknown:
+            raise
+        except TrainingError as exc:  # the NaN guard
+            _failed(trial, "diverged", exc, say)
+        except Exception as exc:  # one trial's failure: recorded, the sweep goes on
+            _failed(trial, "failed", exc, say)
+        trial.set_user_attr(ATTR + "epochs", len(run.history))
+        if reporter.pruned_at is not None:
+            trial.set_user_attr(ATTR + "outcome", "pruned")
+            say(f"trial {trial.number} pruned at epoch {reporter.pruned_at}")
+            raise optuna.TrialPruned(run.stop_reason)
+        value = reporter.last
+        if value is None or not math.isfinite(value):
+            _failed(trial, "failed", ValueError(f"{spec.metric} is {value}"), say)
+        trial.set_user_attr(ATTR + "outcome", "completed")
+        say(f"trial {trial.number}: {spec.metric} {value:.5g}")
+        return value
+
     started = time.monotonic()
     budget = ("complete", "pruned", "failed", "diverged", "running")
     while sum(n for s, n in counts(study.get_trials(deepcopy=False)).items()
