@@ -8,10 +8,9 @@ Writes into the sweep directory: ``best.toml`` (the best trial's complete run sp
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ class SweepReport:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        fields = dataclasses.asdict(self)
+        fields = asdict(self)
         return {"sweep": str(fields.pop("out")), **fields}
 
 
