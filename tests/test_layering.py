@@ -26,14 +26,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aezoo.registry", "aezoo.specs"),
     ("aezoo.config", "aezoo.specfile", "aezoo.rundir", "aezoo.data", "aezoo.data.*",
      "aezoo.distributed", "aezoo.inference", "aezoo.generation", "aezoo.scaffold",
-     "aezoo.records", "aezoo.pretrained", "aezoo.sweepspec", "aezoo.inmemory"),
+     "aezoo.records", "aezoo.pretrained", "aezoo.inmemory"),
     ("aezoo.model", "aezoo.objective", "aezoo.schema", "aezoo.doctor"),
     ("aezoo.checkpoint", "aezoo.loaded", "aezoo.encoding", "aezoo.evaluation", "aezoo.exporting",
      "aezoo.scoring", "aezoo.sharing"),
     ("aezoo.training", "aezoo.training.*", "aezoo.callbacks", "aezoo.callbacks.*",
      "aezoo.trainer"),
-    ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.leaderboard", "aezoo.sweep",
-     "aezoo.sweepshow"),
+    ("aezoo.run", "aezoo.testing", "aezoo.testing.*", "aezoo.leaderboard"),
     # The front doors: the commands, and the Python API (the facade and aezoo.api, whose
     # functions the commands call; fit shows the commands' progress), split by job.
     ("aezoo.cli", "aezoo.cli.*", "aezoo.__main__", "aezoo", "aezoo.api", "aezoo.fitting",
@@ -197,7 +196,7 @@ def test_the_core_never_imports_a_first_party_plugin(module: str) -> None:
 
 
 def test_the_plugin_check_sees_the_first_party_plugins() -> None:
-    assert {"aezoo_cae", "aezoo_datasets"} <= PLUGIN_PACKAGES
+    assert {"aezoo_cae", "aezoo_datasets", "aezoo_sweep"} <= PLUGIN_PACKAGES
 
 
 PLUGINS = ROOT.parent / "plugins"

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aezoo_sweep.spec import SweepSpec, parse_param, parse_params, read_sweep_file
 from typer.testing import CliRunner
 
 from aezoo.cli import app
 from aezoo.errors import SpecError
 from aezoo.specs import validate
-from aezoo.sweepspec import SweepSpec, parse_param, parse_params, read_sweep_file
 
 runner = CliRunner()
 BASE = ["train.epochs=2", "data.limit=256", "train.images=false"]
@@ -165,7 +165,8 @@ def test_a_sweep_end_to_end(tmp_path: Path) -> None:
 
 
 def test_pruned_trial_checkpoints_and_says_so(tmp_path: Path) -> None:
-    from aezoo.callbacks.pruning import TrialReporter
+    from aezoo_sweep.study import TrialReporter
+
     from aezoo.config import run_spec_from
     from aezoo.run import train
 
@@ -189,7 +190,7 @@ def test_pruned_trial_checkpoints_and_says_so(tmp_path: Path) -> None:
 
 def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path
                                                                        ) -> None:
-    from aezoo.sweep import run_sweep
+    from aezoo_sweep.study import run_sweep
 
     spec = SweepSpec(variant="cae-upsample", set=[*BASE, "train.epochs=1",
                                                   "train.optimizer=sgd"],
@@ -205,7 +206,7 @@ def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(tmp_path:
                 raise RuntimeError("a plugin broke")
 
     result = run_sweep(spec, tmp_path / "s", callbacks=lambda: [Boom()])
-    from aezoo.sweepshow import show_sweep
+    from aezoo_sweep.show import show_sweep
 
     report = show_sweep(tmp_path / "s", pictures=False)
     states = [t["state"] for t in report.trials]
@@ -219,7 +220,8 @@ def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(tmp_path:
 
 def test_ctrl_c_stops_after_the_checkpoint_and_the_same_sweep_resumes(tmp_path: Path
                                                                        ) -> None:
-    from aezoo.sweep import run_sweep
+    from aezoo_sweep.study import run_sweep
+
     from aezoo.training import TrainingInterrupted
 
     spec = SweepSpec(variant="cae-upsample", set=BASE,
@@ -257,8 +259,8 @@ def test_join_refuses_other_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("pruner", ["hyperband", "median"])
 def test_pruners_stop_trials_after_a_checkpoint(tmp_path: Path, pruner: str) -> None:
-    from aezoo.sweep import run_sweep
-    from aezoo.sweepshow import show_sweep
+    from aezoo_sweep.show import show_sweep
+    from aezoo_sweep.study import run_sweep
 
     spec = SweepSpec(variant="cae-upsample", set=[*BASE, "train.epochs=3"],
                      params=parse_params(["train.lr=log(1e-4,1e-2)"]), trials=4,

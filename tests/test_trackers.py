@@ -81,10 +81,9 @@ def test_mlflow_logs_spec_epochs_eval_and_files_and_resumes_the_same_run(
 
 def test_mlflow_logs_each_trial_of_a_sweep(tmp_path: Path, mlflow_store: str) -> None:
     pytest.importorskip("optuna", reason="the sweep extra (optuna) is not installed")
+    from aezoo_sweep.spec import SweepSpec, parse_params
+    from aezoo_sweep.study import run_sweep
     from mlflow.tracking import MlflowClient
-
-    from aezoo.sweep import run_sweep
-    from aezoo.sweepspec import SweepSpec, parse_params
 
     spec = SweepSpec(variant="cae-upsample", set=[*BASE, "train.epochs=1",
                                                   "train.images=false"],

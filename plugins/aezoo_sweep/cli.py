@@ -42,7 +42,7 @@ Examples:
 """
 
 
-# Every flag, once; key: the sweep spec field it sets (aezoo.sweepspec).
+# Every flag, once; key: the sweep spec field it sets (aezoo_sweep.spec).
 FLAGS = [
     Flag("ARGS", list, "The variant every trial trains, or `show SWEEP` to report a sweep.",
          "[VARIANT | show SWEEP]", complete.variants),
@@ -85,7 +85,7 @@ _KEYS = {f.flag: f.key for f in FLAGS if f.key}
 def sweep_command(flags: dict[str, Any]) -> None:
     """``aezoo sweep`` with the flags given (flag -> value, as FLAGS spells them)."""
     args = flags.get("ARGS", [])
-    if args and args[0] == "show":
+    if args[:1] == ["show"]:
         if len(args) != 2:
             raise usage_error("`aezoo sweep show` takes one sweep directory",
                               "aezoo sweep show sweeps/NAME")
@@ -94,11 +94,11 @@ def sweep_command(flags: dict[str, Any]) -> None:
     if len(args) > 1:
         raise usage_error(f"unexpected arguments {' '.join(args[1:])}",
                           "give one VARIANT, or `show SWEEP`")
-    from aezoo.sweepspec import parse_params, read_sweep_file
+    from aezoo_sweep.spec import parse_params, read_sweep_file, validate_sweep
+    from aezoo_sweep.study import joined
 
     given = {_KEYS[flag]: value for flag, value in flags.items() if flag in _KEYS}
-    if args:
-        given["variant"] = args[0]
+    given |= {"variant": args[0]} if args else {}
     if "config" in given:
         given["config"] = str(given["config"])
     epochs, limit, data = (flags.get(f) for f in ("--epochs", "--limit", "--data"))
@@ -107,48 +107,32 @@ def sweep_command(flags: dict[str, Any]) -> None:
             *([f"data.name={json.dumps(data)}"] if data else []), *flags.get("--set", [])]
     params = parse_params(flags.get("--param", []))
     if "--join" in flags:
-        _join(flags["--join"], given, params, sets, given.get("trials"), given.get("timeout"))
+        fixed = sorted(set(given) - {"trials", "timeout"}) + (["--param"] if params else []) + (
+            ["--set/--epochs/--limit/--data"] if sets else [])
+        if fixed:
+            raise usage_error(f"{', '.join(fixed)} cannot be combined with --join",
+                              "a joined sweep keeps its own settings (--trials and --timeout "
+                              "may change)")
+        spec = joined(flags["--join"]).model_copy(update={"timeout": None, **given})
+        _run(spec, flags["--join"], shared=True)
         return
     if "--config" in flags:
         spec = read_sweep_file(flags["--config"], {**given, "params": params})
-        if sets:
-            spec = spec.model_copy(update={"set": [*spec.set, *sets]})
+        spec = spec.model_copy(update={"set": [*spec.set, *sets]})
     else:
-        from aezoo.sweepspec import validate_sweep
-
         spec = validate_sweep({**given, "set": sets, "params": params})
-    target = flags.get("--out") or Path("sweeps") / (spec.study or spec.variant or "sweep")
-    _run(spec, target)
-
-
-def _join(sweep: Path, given: dict[str, Any], params: dict[str, Any], sets: list[str],
-          trials: int | None, timeout: float | None) -> None:
-    from aezoo.sweep import joined
-
-    fixed = sorted(set(given) - {"trials", "timeout"}) + (["--param"] if params else []) + (
-        ["--set/--epochs/--limit/--data"] if sets else [])
-    if fixed:
-        raise usage_error(f"{', '.join(fixed)} cannot be combined with --join",
-                          "a joined sweep keeps its own settings (--trials and --timeout "
-                          "may change)")
-    spec = joined(sweep)
-    update: dict[str, Any] = {"timeout": timeout}
-    if trials is not None:
-        update["trials"] = trials
-    _run(spec.model_copy(update=update), sweep, shared=True)
+    _run(spec, flags.get("--out") or Path("sweeps") / (spec.study or spec.variant or "sweep"))
 
 
 def _run(spec: Any, out: Path, shared: bool = False) -> None:
     import logging
 
-    from aezoo.sweep import import_optuna, run_sweep
     from aezoo.training import TrainingInterrupted
     from aezoo.training.precision import flush_denormals
+    from aezoo_sweep.study import import_optuna, run_sweep
 
     flush_denormals()
-    optuna = import_optuna()
-    optuna.logging.set_verbosity(logging.ERROR)  # aezoo says what each trial did
-
+    import_optuna().logging.set_verbosity(logging.ERROR)  # aezoo says what each trial did
     try:
         result = run_sweep(spec, out, shared=shared, say=say)
     except TrainingInterrupted as exc:
@@ -161,23 +145,19 @@ def _run(spec: Any, out: Path, shared: bool = False) -> None:
 
 
 def _show(out: Path, as_json: bool, pictures: bool) -> None:
-    from aezoo.sweepshow import show_sweep
+    from aezoo_sweep.show import show_sweep
 
     report = show_sweep(out, pictures=pictures)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), allow_nan=False, default=str))
         return
-    say = console.print
-    say(f"sweep {out}: study {report.study}, {report.metric} ({report.direction})",
-        highlight=False, soft_wrap=True)
-    best = report.best
-    if best:
-        say(f"best trial {best['number']}: {report.metric} {best['value']:.5g}",
-            highlight=False, soft_wrap=True)
+    say(f"sweep {out}: study {report.study}, {report.metric} ({report.direction})")
+    if best := report.best:
+        say(f"best trial {best['number']}: {report.metric} {best['value']:.5g}")
         for key, value in best["params"].items():
-            say(f"  {key} = {json.dumps(value)}", highlight=False, soft_wrap=True)
+            say(f"  {key} = {json.dumps(value)}")
     else:
-        say("no completed trial yet", highlight=False)
+        say("no completed trial yet")
     names = sorted({k for row in report.trials for k in row["params"]})
     table = tables.table([("#", NUMBER), ("state", ID), (report.metric, NUMBER),
                           ("epochs", NUMBER), ("time", NUMBER)] + [(n, ID) for n in names])
@@ -188,22 +168,19 @@ def _show(out: Path, as_json: bool, pictures: bool) -> None:
                       secs, *[_short(row["params"].get(n)) for n in names])
     tables.show(table, console)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items()))
-    say(f"{len(report.trials)} trials: {counts}", highlight=False)
+    console.print(f"{len(report.trials)} trials: {counts}", highlight=False)
     for what, path in report.files.items():
-        say(f"  {what:<12}{path}", highlight=False, soft_wrap=True)
+        say(f"  {what:<12}{path}")
     for note in report.notes:
         warn(note)
     if "best spec" in report.files:
-        say(f"next:\n  aezoo train --config {report.files['best spec']}", highlight=False,
-            soft_wrap=True)
+        say(f"next:\n  aezoo train --config {report.files['best spec']}")
 
 
 def _short(value: Any) -> str:
-    if value is None:
-        return "—"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return json.dumps(value)
+    return "—" if value is None else json.dumps(value)
 
 
 def register(app: typer.Typer) -> None:

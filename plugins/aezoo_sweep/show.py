@@ -8,8 +8,9 @@ Writes into the sweep directory: ``best.toml`` (the best trial's complete run sp
 from __future__ import annotations
 
 import contextlib
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from aezoo.curves import PALETTE, figure, legend, write_picture
 from aezoo.errors import AezooError, summary
 from aezoo.fileio import atomic_write
 from aezoo.rundir import read_run_spec
-from aezoo.sweep import ATTR, joined, open_storage, read_sweep, trial_state
+from aezoo_sweep.study import ATTR, counts, import_optuna, joined, open_storage, read_sweep, states
 
 BEST_SPEC = "best.toml"
 HISTORY_PICTURE = "history.png"
@@ -31,21 +32,18 @@ class SweepReport:
     storage: str
     metric: str
     direction: str
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
     best: dict[str, Any] | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # what -> path written
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sweep": str(self.out), "study": self.study, "storage": self.storage,
-                "metric": self.metric, "direction": self.direction, "best": self.best,
-                "counts": self.counts, "trials": self.trials, "files": self.files,
-                "notes": self.notes}
+        fields = asdict(self)
+        return {"sweep": str(fields.pop("out")), **fields}
 
 
-def _row(t: Any, resumed: set[int]) -> dict[str, Any]:
-    state = trial_state(t, resumed)
+def _row(t: Any, state: str) -> dict[str, Any]:
     seconds = None
     if t.datetime_start and t.datetime_complete:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds()
@@ -61,8 +59,6 @@ def _row(t: Any, resumed: set[int]) -> dict[str, Any]:
 
 def _decoded(value: Any) -> Any:
     """A choice is stored as its JSON text (Optuna's choices must be scalars)."""
-    import json
-
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             return json.loads(value)
@@ -71,30 +67,26 @@ def _decoded(value: Any) -> Any:
 
 def show_sweep(out: str | Path, pictures: bool = True) -> SweepReport:
     """The report of the sweep in ``out``; writes the best spec and the pictures there."""
-    optuna = __import__("aezoo.sweep", fromlist=["import_optuna"]).import_optuna()
+    optuna = import_optuna()
     out = Path(out)
     record = read_sweep(out)
     spec = joined(out)
-    storage = open_storage(str(record.get("storage")))
-    name = str(record.get("study"))
+    url, name = str(record.get("storage")), str(record.get("study"))
+    storage = open_storage(url)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except Exception as exc:  # KeyError: no such study
-        raise AezooError(f"cannot load study {name} from {record.get('storage')} "
-                         f"({summary(exc, limit=200)})", "check the sweep's storage") from None
+        raise AezooError(f"cannot load study {name} from {url} ({summary(exc, limit=200)})",
+                         "check the sweep's storage") from None
     trials = study.get_trials(deepcopy=False)
-    resumed = {t.user_attrs.get(ATTR + "resumes") for t in trials}
-    report = SweepReport(out, name, str(record.get("storage")), spec.metric, spec.goal)
-    report.trials = [_row(t, resumed) for t in trials]
-    for row in report.trials:
-        report.counts[row["state"]] = report.counts.get(row["state"], 0) + 1
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if complete:
-        best = study.best_trial
-        report.best = _row(best, resumed)
+    found = states(trials)
+    report = SweepReport(out, name, url, spec.metric, spec.goal, counts=counts(trials),
+                         trials=[_row(t, s) for t, s in zip(trials, found, strict=True)])
+    if "complete" in found:
+        report.best = _row(study.best_trial, "complete")
         _write_best_spec(report, out)
     if pictures:
-        _pictures(study, out, report, len(complete))
+        _pictures(study, out, report, found.count("complete"))
     return report
 
 
@@ -102,17 +94,14 @@ def _write_best_spec(report: SweepReport, out: Path) -> None:
     from aezoo.schema import spec_text
 
     assert report.best is not None
-    run_dir = report.best.get("run_dir")
     try:
-        spec = read_run_spec(Path(str(run_dir)))
-        text = spec_text(spec, "toml")
+        text = spec_text(read_run_spec(Path(str(report.best.get("run_dir")))), "toml")
     except (AezooError, OSError) as exc:
         report.notes.append(f"no {BEST_SPEC}: cannot read the best trial's run spec "
                             f"({summary(exc, with_type=False, limit=150)})")
         return
-    path = out / BEST_SPEC
-    atomic_write(path, text.encode())
-    report.files["best spec"] = str(path)
+    atomic_write(out / BEST_SPEC, text.encode())
+    report.files["best spec"] = str(out / BEST_SPEC)
 
 
 def _pictures(study: Any, out: Path, report: SweepReport, complete: int) -> None:

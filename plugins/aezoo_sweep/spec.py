@@ -1,10 +1,6 @@
-"""A sweep as a value: its search space, metric, budget and search settings.
-
-Parsed from ``--param PATH=DIST`` strings and from sweep files (TOML/YAML/JSON), validated
-by pydantic with the same one-line errors as spec files. No Optuna here: ``aezoo.sweep``
-turns a ``SweepSpec`` into a study. Nothing below the CLI parses command-line strings but
-this module's ``parse_param`` (the sweep spec's own mini-language, as ``aezoo.config``
-parses ``--set``).
+"""A sweep as a value: its search space, metric, budget and search settings, parsed from
+``--param PATH=DIST`` strings and sweep files (TOML/YAML/JSON) with the one-line errors
+of spec files. No Optuna here (``Param.suggest`` is duck-typed on the trial).
 
 Distributions: ``float(a,b)``, ``log(a,b)`` (log-uniform float), ``int(a,b)`` (also
 ``int(a,b,step)``, ``float(a,b,step)``), ``logint(a,b)`` and ``choice(v1,v2,...)`` (each
@@ -14,10 +10,9 @@ Distributions: ``float(a,b)``, ``log(a,b)`` (log-uniform float), ``int(a,b)`` (a
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -25,69 +20,68 @@ from aezoo.errors import SpecError, UsageError
 from aezoo.specfile import read_config
 from aezoo.specs import Strict, validate
 
-__all__ = ["DIRECTIONS", "PRUNERS", "SAMPLERS", "Param", "SweepSpec", "check_space",
-           "param_sets", "parse_param", "parse_params", "read_sweep_file", "space_of",
-           "validate_sweep"]
-
-SAMPLERS = ("tpe", "random", "cmaes", "qmc")
-PRUNERS = ("median", "hyperband", "successive-halving", "none")
-DIRECTIONS = ("minimize", "maximize")
-KINDS = ("float", "log", "int", "logint", "choice")
+Kind = Literal["float", "log", "int", "logint", "choice"]
+FIX = "write float(a,b), log(a,b), int(a,b), logint(a,b) or choice(v1,v2,...)"
 
 
 class Param(Strict):
     """One dimension of the search space."""
 
-    kind: Literal["float", "log", "int", "logint", "choice"]
+    kind: Kind
     low: float | None = None
     high: float | None = None
     step: float | None = None
     choices: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> Param:
-        if self.kind == "choice":
+    def _check(self) -> Param:  # Strict refuses inf and NaN bounds already
+        kind, low, high, step = self.kind, self.low, self.high, self.step
+        span = f"{kind}({_num(low)},{_num(high)})"
+        if kind == "choice":
             if not self.choices:
                 raise ValueError("choice() needs at least one value")
             if len({json.dumps(c, sort_keys=True) for c in self.choices}) != len(self.choices):
                 raise ValueError("choice() lists a value twice")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError(f"{self.kind}() needs a low and a high bound")
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError(f"{self.kind}() bounds must be finite numbers")
-        if self.low >= self.high:
-            raise ValueError(f"{self.kind}({_num(self.low)},{_num(self.high)}): low must be "
-                             "below high")
-        if self.kind in ("log", "logint") and self.low <= 0:
-            raise ValueError(f"{self.kind}({_num(self.low)},{_num(self.high)}): a log scale "
-                             "needs low > 0")
-        if self.kind in ("int", "logint") and not (self.low.is_integer()
-                                                   and self.high.is_integer()):
-            raise ValueError(f"{self.kind}() bounds must be whole numbers")
-        if self.step is not None:
-            if self.kind in ("log", "logint", "choice") or not self.step > 0:
-                raise ValueError(f"a step needs float() or int() and a value > 0, "
-                                 f"not {self.kind}() step {_num(self.step)}")
-            if self.kind == "int" and not self.step.is_integer():
-                raise ValueError("int() takes a whole-number step")
+        elif low is None or high is None:
+            raise ValueError(f"{kind}() needs a low and a high bound")
+        elif low >= high:
+            raise ValueError(f"{span}: low must be below high")
+        elif kind in ("log", "logint") and low <= 0:
+            raise ValueError(f"{span}: a log scale needs low > 0")
+        elif kind in ("int", "logint") and not (low.is_integer() and high.is_integer()):
+            raise ValueError(f"{kind}() bounds must be whole numbers")
+        elif step is not None and (kind in ("log", "logint") or not step > 0):
+            raise ValueError(f"a step needs float() or int() and a value > 0, "
+                             f"not {kind}() step {_num(step)}")
+        elif step is not None and kind == "int" and not step.is_integer():
+            raise ValueError("int() takes a whole-number step")
         return self
 
     def values(self) -> list[Any]:
         """Values worth trying when the space is checked: the bounds, or every choice."""
         if self.kind == "choice":
             return list(self.choices or [])
-        assert self.low is not None and self.high is not None
-        if self.kind in ("int", "logint"):
-            return [int(self.low), int(self.high)]
-        return [self.low, self.high]
+        bounds = [self.low, self.high]
+        return [int(v or 0) for v in bounds] if "int" in self.kind else bounds
 
     def text(self) -> str:
         """The ``--param`` form of this distribution."""
         if self.kind == "choice":
             return "choice(" + ",".join(json.dumps(c) for c in self.choices or []) + ")"
-        args = [_num(self.low), _num(self.high)] + ([_num(self.step)] if self.step else [])
-        return f"{self.kind}({','.join(args)})"
+        args = [self.low, self.high] + ([self.step] if self.step else [])
+        return f"{self.kind}({','.join(map(_num, args))})"
+
+    def suggest(self, trial: Any, path: str) -> Any:
+        """A value from an Optuna trial (a choice travels as JSON text: Optuna's choices
+        must be scalars)."""
+        log = self.kind.startswith("log")
+        if self.kind == "choice":
+            texts = [json.dumps(c) for c in self.choices or []]
+            return json.loads(trial.suggest_categorical(path, texts))
+        if "int" in self.kind:
+            return trial.suggest_int(path, int(self.low or 0), int(self.high or 0),
+                                     step=int(self.step or 1), log=log)
+        return trial.suggest_float(path, self.low, self.high, step=self.step, log=log)
 
 
 def _num(value: float | None) -> str:
@@ -99,25 +93,20 @@ def _num(value: float | None) -> str:
 class SweepSpec(Strict):
     """A sweep file (or the ``aezoo sweep`` flags): what to search, how, and for how long."""
 
-    variant: str | None = Field(None, description="the variant every trial starts from")
-    config: str | None = Field(None, description="a run spec file every trial starts from")
-    set: list[str] = Field(default_factory=list,
-                           description="KEY=VALUE overrides of every trial (as --set)")
-    params: dict[str, Param] = Field(default_factory=dict,
-                                     description="dotted spec path -> distribution")
-    metric: str = Field("val_loss", description="any per-epoch value of metrics.jsonl")
-    direction: Literal["minimize", "maximize"] | None = Field(
-        None, description="default: maximize for psnr/ssim-like metrics, else minimize")
-    trials: int = Field(20, ge=1, le=100_000, description="trials in the study, all processes")
-    timeout: float | None = Field(None, gt=0, description="seconds this process may start "
-                                  "trials for")
+    variant: str | None = None  # the variant every trial starts from
+    config: str | None = None  # a run spec file every trial starts from
+    set: list[str] = Field(default_factory=list)  # KEY=VALUE overrides of every trial
+    params: dict[str, Param] = Field(default_factory=dict)  # dotted spec path -> distribution
+    metric: str = "val_loss"  # any per-epoch value of metrics.jsonl
+    direction: Literal["minimize", "maximize"] | None = None  # default: see goal
+    trials: int = Field(20, ge=1, le=100_000)  # trials in the study, all processes
+    timeout: float | None = Field(None, gt=0)  # seconds this process may start trials for
     sampler: Literal["tpe", "random", "cmaes", "qmc"] = "tpe"
     pruner: Literal["median", "hyperband", "successive-halving", "none"] = "median"
-    seed: int | None = Field(0, description="the sampler's seed (None: random)")
-    study: str | None = Field(None, description="study name (default: the sweep directory's)")
-    storage: str | None = Field(None, description="an Optuna storage URL (default: a journal "
-                                "file in the sweep directory)")
-    callbacks: list[str] = Field(default_factory=list, description="callbacks of every trial")
+    seed: int | None = 0  # the sampler's seed (None: random)
+    study: str | None = None  # study name (default: the sweep directory's)
+    storage: str | None = None  # an Optuna storage URL (default: a journal file in OUT)
+    callbacks: list[str] = Field(default_factory=list)  # callbacks of every trial
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
@@ -125,16 +114,15 @@ class SweepSpec(Strict):
             raise ValueError("a sweep needs at least one param, e.g. --param "
                              "'train.lr=log(1e-4,1e-2)'")
         for path in self.params:
-            if not path or any(not part for part in path.split(".")):
+            if "" in path.split("."):
                 raise ValueError(f"param path '{path}' is not a dotted spec key")
         return self
 
     @property
     def goal(self) -> str:
-        if self.direction:
-            return self.direction
+        """``direction``, else maximize for psnr/ssim-like metrics and minimize the rest."""
         tail = self.metric.rpartition("_")[2].lower()
-        return "maximize" if tail in ("psnr", "ssim") else "minimize"
+        return self.direction or ("maximize" if tail in ("psnr", "ssim") else "minimize")
 
 
 def _split_args(text: str) -> list[str]:
@@ -155,9 +143,7 @@ def _split_args(text: str) -> list[str]:
             parts.append(text[start:i].strip())
             start = i + 1
     tail = text[start:].strip()
-    if tail or parts:
-        parts.append(tail)
-    return parts
+    return [*parts, tail] if tail or parts else []
 
 
 def _value(raw: str) -> Any:
@@ -171,27 +157,24 @@ def _dist(text: str, where: str) -> Param:
     text = text.strip()
     name, sep, rest = text.partition("(")
     name = name.strip().lower()
-    fix = "write float(a,b), log(a,b), int(a,b), logint(a,b) or choice(v1,v2,...)"
-    if not sep or not rest.endswith(")") or name not in KINDS:
-        raise SpecError(f"invalid param {where}: '{text[:60]}' is not a distribution", fix,
+    if not sep or not rest.endswith(")") or name not in get_args(Kind):
+        raise SpecError(f"invalid param {where}: '{text[:60]}' is not a distribution", FIX,
                         key=where)
     args = _split_args(rest[:-1])
     if name == "choice":
-        data: dict[str, Any] = {"kind": name, "choices": [_value(a) for a in args]}
-    else:
-        numbers: list[float] = []
-        for arg in args:
-            try:
-                numbers.append(float(arg))
-            except ValueError:
-                raise SpecError(f"invalid param {where}: {name}() takes numbers, not "
-                                f"'{arg[:30]}'", fix, key=where) from None
-        if len(numbers) not in (2, 3) or (len(numbers) == 3 and name in ("log", "logint")):
-            raise SpecError(f"invalid param {where}: {name}() takes (low, high"
-                            f"{'' if name in ('log', 'logint') else '[, step]'})", fix, key=where)
-        data = {"kind": name, "low": numbers[0], "high": numbers[1],
-                "step": numbers[2] if len(numbers) == 3 else None}
-    return _param(data, where)
+        return _param({"kind": name, "choices": [_value(a) for a in args]}, where)
+    numbers: list[float] = []
+    for arg in args:
+        try:
+            numbers.append(float(arg))
+        except ValueError:
+            raise SpecError(f"invalid param {where}: {name}() takes numbers, not '{arg[:30]}'",
+                            FIX, key=where) from None
+    if len(numbers) not in (2, 3) or (len(numbers) == 3 and name in ("log", "logint")):
+        raise SpecError(f"invalid param {where}: {name}() takes (low, high"
+                        f"{'' if name in ('log', 'logint') else '[, step]'})", FIX, key=where)
+    return _param({"kind": name, "low": numbers[0], "high": numbers[1],
+                   "step": numbers[2] if len(numbers) == 3 else None}, where)
 
 
 def _param(data: Any, where: str) -> Param:
@@ -208,7 +191,7 @@ def parse_param(text: str) -> tuple[str, Param]:
     """``PATH=DIST`` (``train.lr=log(1e-4,1e-2)``) -> ``("train.lr", Param(...))``."""
     path, sep, dist = text.partition("=")
     path = path.strip()
-    if not sep or not path or any(not p for p in path.split(".")):
+    if not sep or "" in path.split("."):
         shown = text if len(text) <= 60 else text[:57] + "..."
         raise SpecError(f"invalid --param '{shown}'",
                         "write PATH=DIST with a dotted spec key, e.g. train.lr=log(1e-4,1e-2)")
@@ -216,11 +199,7 @@ def parse_param(text: str) -> tuple[str, Param]:
 
 
 def parse_params(items: Iterable[str]) -> dict[str, Param]:
-    out: dict[str, Param] = {}
-    for item in items:
-        path, param = parse_param(item)
-        out[path] = param
-    return out
+    return dict(parse_param(item) for item in items)
 
 
 def _file_param(path: str, value: Any) -> Param:
@@ -229,9 +208,9 @@ def _file_param(path: str, value: Any) -> Param:
     if isinstance(value, str):
         return _dist(value, path)
     if isinstance(value, list):
-        return _param({"kind": "choice", "choices": value}, path)
+        value = {"choices": value}
     if isinstance(value, Mapping) and "choices" in value and "kind" not in value:
-        return _param({"kind": "choice", **value}, path)
+        value = {"kind": "choice", **value}
     return _param(value, path)
 
 
@@ -272,11 +251,10 @@ def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     table holding ``kind`` or ``choices`` is a distribution, not a level."""
     out: dict[str, Any] = {}
     for key, value in params.items():
-        path = f"{prefix}{key}"
         if isinstance(value, Mapping) and not ({"kind", "choices"} & set(value)):
-            out.update(_flat(value, path + "."))
+            out.update(_flat(value, f"{prefix}{key}."))
         else:
-            out[path] = value
+            out[f"{prefix}{key}"] = value
     return out
 
 
@@ -290,7 +268,7 @@ def param_sets(values: Mapping[str, Any]) -> list[str]:
     return [f"{path}={json.dumps(value)}" for path, value in values.items()]
 
 
-def check_space(spec: SweepSpec, check: Any) -> None:
+def check_space(spec: SweepSpec, check: Callable[[list[str]], Any]) -> None:
     """Call ``check(sets)`` with the overrides of each bound and each choice, so an unknown
     path or a value the spec refuses fails now, not in a trial. ``check`` raises."""
     for path, param in spec.params.items():
