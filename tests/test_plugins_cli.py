@@ -192,3 +192,18 @@ def test_plugins_json_survives_a_plugin_that_prints(site):
     data = json.loads(run.stdout)
     assert "plug-chatty" in {d["name"] for d in data["distributions"]}
     assert "hello" in run.stderr
+
+
+def test_a_command_plugin_imported_first_still_registers_whole() -> None:
+    """A command module that imports aezoo.cli helpers at its top (the first-party sweep
+    plugin does) may be imported before the app exists: the app is made on first use,
+    so the plugin's module is never loaded half-way through."""
+    probe = ("import aezoo_sweep.cli\n"
+             "import typer.main\n"
+             "from aezoo.cli import app\n"
+             "print(sorted(typer.main.get_command(app).commands))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "unavailable" not in result.stderr, result.stderr
+    assert "'sweep'" in result.stdout and "'train'" in result.stdout

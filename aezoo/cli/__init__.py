@@ -26,17 +26,42 @@ from aezoo._version import __version__  # noqa: E402
 from aezoo.cli import complete  # noqa: E402
 from aezoo.cli.common import AezooGroup, console, flush_stdout, warn, warn_unavailable  # noqa: E402
 
-app = typer.Typer(
-    name="aezoo",
-    cls=AezooGroup,
-    help="A plugin-based model zoo for convolutional autoencoders.\n\n"
-    "List the installed variants with `aezoo list`, inspect one with `aezoo info NAME`, "
-    "train it with `aezoo train NAME`.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="markdown",
-    pretty_exceptions_enable=False,
-)
+_app: typer.Typer | None = None
+_startup_error: Exception | None = None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``aezoo.cli.app``, made on first use: a command plugin may import ``aezoo.cli.*``
+    helpers at its top without its own module being loaded half-way through (PEP 562)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return application()
+
+
+def application() -> typer.Typer:
+    """The ``aezoo`` typer app with every installed command (made once)."""
+    global _app
+    if _app is None:
+        _app = _make_app()
+        complete.enable_if_asked()  # a shell asking for completions (aezoo completion SHELL)
+    return _app
+
+
+def _make_app() -> typer.Typer:
+    app = typer.Typer(
+        name="aezoo",
+        cls=AezooGroup,
+        help="A plugin-based model zoo for convolutional autoencoders.\n\n"
+        "List the installed variants with `aezoo list`, inspect one with `aezoo info NAME`, "
+        "train it with `aezoo train NAME`.",
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode="markdown",
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(_root)
+    _add_commands(app)
+    return app
 
 
 def _version(value: bool) -> None:
@@ -45,7 +70,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
@@ -53,9 +77,6 @@ def _root(
     """A plugin-based model zoo for convolutional autoencoders."""
     if _startup_error is not None:
         raise _startup_error
-
-
-_startup_error: Exception | None = None
 
 
 def _add_commands(app: typer.Typer) -> None:
@@ -85,10 +106,6 @@ def _add_commands(app: typer.Typer) -> None:
     warn_unavailable("command")
 
 
-_add_commands(app)
-complete.enable_if_asked()  # a shell asking for completions (aezoo completion SHELL)
-
-
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
     """aezoo's own warnings as one yellow line; others as Python shows them."""
@@ -106,7 +123,7 @@ warnings.showwarning = _show_warning
 
 def main() -> None:
     try:
-        app()
+        application()()
     finally:
         flush_stdout()
         if _is_program():  # the process ends now: spare it the cyclic collections of

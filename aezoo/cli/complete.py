@@ -127,7 +127,7 @@ def set_keys(incomplete: str) -> list[str]:
 
 def script(shell: str, prog_name: str = "aezoo") -> str:
     """The completion script for ``shell`` (what ``aezoo completion SHELL`` prints)."""
-    from typer._completion_shared import get_completion_script
+    from typer.completion import get_completion_script
 
     return get_completion_script(prog_name=prog_name, complete_var=COMPLETE_VAR, shell=shell)
 
