@@ -1,8 +1,9 @@
 """aezoo and its first-party plugins use their libraries through public APIs only.
 
 The libraries aezoo uses (torch, rich, safetensors, pydantic, typer, matplotlib, ...)
-promise nothing about their underscored names (``torch._dynamo``, ``rich.table.Table._extra_width``, ``pydantic._internal``): they
-change in any release that aezoo's version ranges allow. This scans every ``.py`` file
+promise nothing about their underscored names (``torch._dynamo``,
+``rich.table.Table._extra_width``, ``pydantic._internal``): they change in any release
+that aezoo's version ranges allow. This scans every ``.py`` file
 under ``aezoo/`` and ``plugins/`` and names each file:line that reaches one:
 
 - an import of a private module or name: ``import torch._dynamo``,
