@@ -120,10 +120,15 @@ def best(history: Iterable[Epoch], monitor: str = "val_loss",
     """The best epoch of ``history`` (records or rows) by its ``monitor`` value, lowest
     (``min``) or highest (``max``), with that value; the first of equals. Epochs without a
     finite value are passed over; None when none has one."""
-    sign = -1.0 if mode == "max" else 1.0
     found: tuple[Epoch, float] | None = None
     for epoch in history:
         v = epoch.value(monitor) if isinstance(epoch, EpochResult) else epoch.get(monitor)
-        if finite(v) and (found is None or sign * v < sign * found[1]):
+        if finite(v) and (found is None or score(v, mode) < score(found[1], mode)):
             found = (epoch, float(v))
     return found
+
+
+def score(value: Any, mode: Literal["min", "max"] = "min") -> float:
+    """``value`` as a score, lower better whatever the ``mode`` (a ``max`` value negated),
+    NaN when it is no finite number: what :func:`best` and the checkpoints compare."""
+    return (-1.0 if mode == "max" else 1.0) * value if finite(value) else math.nan

@@ -46,11 +46,10 @@ class CurvesWriter(Callback):
             self._draw(trainer, trainer.history[-1].epoch)
 
     def _draw(self, trainer: Trainer, last: int) -> None:
-        from aezoo.callbacks.status import mode_of
         from aezoo.epochs import best
 
         rows = [self._rows[e] for e in sorted(self._rows) if e <= last]
-        found = best(rows, trainer.spec.monitor, mode_of(trainer))
+        found = best(rows, trainer.spec.monitor, trainer.mode)
         best_epoch = found[0]["epoch"] if found else None
         self._drawing, self._upto = True, last
 

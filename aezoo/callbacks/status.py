@@ -35,7 +35,7 @@ class StatusWriter(Callback):
                   "global_step": trainer.global_step, "started": self._start,
                   "updated": time.time(), "stop_reason": trainer.stop_reason,
                   "params": self._params, "monitor": trainer.spec.monitor,
-                  "mode": mode_of(trainer), **({"summary": totals} if totals else {})}
+                  "mode": trainer.mode, **({"summary": totals} if totals else {})}
         data = (json.dumps(status) + "\n").encode()
 
         def write() -> None:
@@ -53,12 +53,7 @@ class StatusWriter(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         self._write(trainer, str(trainer.outcome),
-                    summary(trainer.history, trainer.spec.monitor, mode_of(trainer)))
-
-
-def mode_of(trainer: Trainer) -> Literal["min", "max"]:
-    """``train.mode`` as the trainer resolved it (``auto`` is min or max by then)."""
-    return "max" if trainer.monitor_sign < 0 else "min"
+                    summary(trainer.history, trainer.spec.monitor, trainer.mode))
 
 
 def summary(history: list[EpochResult], monitor: str = "val_loss",
