@@ -42,8 +42,7 @@ def column(split: Split, name: str) -> str:
 def terms_of(columns: Iterable[str]) -> list[str]:
     """The terms and metrics that ``columns`` hold a ``val_`` column of, beyond the loss,
     unprefixed and in first-seen order (``['recon', 'kl']``)."""
-    return list(dict.fromkeys(c[4:] for c in columns if c.startswith("val_")
-                              and c != "val_loss"))
+    return list(dict.fromkeys(c[4:] for c in columns if c.startswith("val_") and c != "val_loss"))
 
 
 @dataclass(frozen=True)

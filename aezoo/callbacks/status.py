@@ -28,8 +28,7 @@ class StatusWriter(Callback):
         self._start = time.time()
         self._params = 0
 
-    def _write(self, trainer: Trainer, outcome: str,
-               totals: dict[str, Any] | None = None) -> None:
+    def _write(self, trainer: Trainer, outcome: str, totals: dict[str, Any] | None = None) -> None:
         done = trainer.history[-1].epoch if trainer.history else 0
         status = {"outcome": outcome, "epochs_done": done, "epochs": trainer.spec.epochs,
                   "global_step": trainer.global_step, "started": self._start,

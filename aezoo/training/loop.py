@@ -94,8 +94,7 @@ class Trainer:
         self.step_images = spec.batch_size * spec.accumulate  # images per optimiser step
         self.steps_per_epoch = math.ceil(len(self.train_images) / self.step_images)
         self.schedule = make_schedule(spec, self.steps_per_epoch)
-        self.step_module, self.term_names = forward.build(self.model, spec, self.dist,
-                                                          self.device)
+        self.step_module, self.term_names = forward.build(self.model, spec, self.dist, self.device)
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
         self._hooks = {h: [getattr(cb, h) for cb in self.callbacks if defines(cb, h)]
