@@ -169,8 +169,7 @@ def choose(data: ArrayDataset | StreamedDataset, spec: TrainSpec, device: torch.
            dist: distributed.Dist) -> Reader:
     """The reader for ``data`` on ``device``: ``spec.reader``, or the automatic choice."""
     forced = spec.reader != "auto"
-    budget = int(spec.memory_budget * 1e9) if spec.memory_budget else \
-        available_memory(device) // 2
+    budget = int(spec.memory_budget * 1e9) if spec.memory_budget else available_memory(device) // 2
     if isinstance(data, StreamedDataset):
         return _streamed(data, spec, device, dist, budget)
     train, val = _array_shard(data.train, dist, True), _array_shard(data.val, dist, False)

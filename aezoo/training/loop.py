@@ -208,12 +208,12 @@ class Trainer:
             finally:
                 written = self.files.close()  # all handed over is in place before fit returns
         # Reached only when nothing else is raised: the run's own error comes first.
-        if written is not None and outcome != Outcome.INTERRUPTED:
-            raise written
         if outcome == Outcome.INTERRUPTED:
             assert control.stop is not None
             raise interrupted(control.stop, self.global_step, self.epoch, self.step,
                               self.steps_per_epoch) from written
+        if written is not None:
+            raise written
         return self.history
 
     def _train_epoch(self) -> None:
@@ -298,14 +298,13 @@ class Trainer:
         with self.averaged():
             val = self.evaluate_terms()
         self._call("on_validation_end", val)
-        train_loss, val_loss = train[0], val["loss"]
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        if not (math.isfinite(train[0]) and math.isfinite(val["loss"])):
             raise Diverged(self.global_step)
-        seconds = self._sums.seconds
         result = EpochResult.measured(
             self.epoch, dict(zip(["loss", *self.term_names], train, strict=True)),
-            {"loss": val_loss, **{n: val[n] for n in self.term_names},
-             **{n: val[f"val_{n}"] for n, _ in self.metrics}}, logged, seconds, images, self.lr)
+            {"loss": val["loss"], **{n: val[n] for n in self.term_names},
+             **{n: val[f"val_{n}"] for n, _ in self.metrics}}, logged, self._sums.seconds,
+            images, self.lr)
         self.history.append(result)
         self._call("on_epoch_end", result)
 

@@ -25,8 +25,7 @@ ONECYCLE_FINAL_DIV = 1e4  # final lr = initial lr / 1e4
 ONECYCLE_PCT = 0.3  # rising part when no warm-up is given
 
 
-def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False) -> torch.optim.Optimizer:
     """The optimiser ``spec.optimizer`` names (``aezoo.optimizers``: aezoo's or a plugin's).
 
     ``fused`` (CUDA): one kernel per step, and fp16's GradScaler then needs no host sync."""
