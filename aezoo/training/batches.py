@@ -168,10 +168,10 @@ def _shard_rows(n: int, dist: distributed.Dist, equal: bool) -> np.ndarray | Non
 def choose(data: ArrayDataset | StreamedDataset, spec: TrainSpec, device: torch.device,
            dist: distributed.Dist) -> Reader:
     """The reader for ``data`` on ``device``: ``spec.reader``, or the automatic choice."""
+    if isinstance(data, StreamedDataset):
+        return _streamed(data, spec, device, dist)
     forced = spec.reader != "auto"
     budget = int(spec.memory_budget * 1e9) if spec.memory_budget else available_memory(device) // 2
-    if isinstance(data, StreamedDataset):
-        return _streamed(data, spec, device, dist, budget)
     train, val = _array_shard(data.train, dist, True), _array_shard(data.val, dist, False)
     size = train.nbytes + val.nbytes
     mapped = is_mapped(data.train)
@@ -204,7 +204,7 @@ def _to_device(array: Any, device: torch.device) -> torch.Tensor:
 
 
 def _streamed(data: StreamedDataset, spec: TrainSpec, device: torch.device,
-              dist: distributed.Dist, budget: int) -> Reader:
+              dist: distributed.Dist) -> Reader:
     workers = default_workers() if spec.workers is None else spec.workers
     views = []
     for part, split in (("train", data.train), ("val", data.val)):

@@ -158,11 +158,8 @@ class StreamedImages:
             self._it, self._cursor, self._buffer = iter(self._loader), aligned, []
             if start > aligned:
                 self._iterable_take(aligned, start - aligned)
-        have = sum(len(b) for b in self._buffer)
-        while have < n:
-            batch = self._next()
-            self._buffer.append(batch)
-            have += len(batch)
+        while sum(map(len, self._buffer)) < n:
+            self._buffer.append(self._next())
         joined = torch.cat(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         out, rest = joined[:n], joined[n:]
         self._buffer = [rest] if len(rest) else []
