@@ -68,11 +68,9 @@ class Trainer:
                  callbacks: Iterable[Any] = (), *,
                  dist: distributed.Dist | None = None) -> None:
         if data.shape != tuple(model.input_shape):
-            raise ShapeError(
-                f"dataset {data.name} has {format_shape(data.shape)} images but the model "
-                f"expects {format_shape(model.input_shape)}",
-                "set model.input_shape to the data's shape",
-            )
+            raise ShapeError(f"dataset {data.name} has {format_shape(data.shape)} images but the "
+                             f"model expects {format_shape(model.input_shape)}",
+                             "set model.input_shape to the data's shape")
         flush_denormals()
         self.dist = dist or distributed.Dist()
         if data.splits()["train"] < self.dist.world_size or len(data.val) == 0:

@@ -91,8 +91,7 @@ def read_info(path: str | Path) -> dict[str, Any]:
 def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, info) of a state file written by :func:`write_state`."""
     info = read_info(path)
-    tensors = load_tensors(path, "resume from an earlier copy or start the run again")
-    return tensors, info
+    return load_tensors(path, "resume from an earlier copy or start the run again"), info
 
 
 # What using the values of a state file edited or damaged inside a valid container raises:
