@@ -42,8 +42,7 @@ def column(split: Split, name: str) -> str:
 def terms_of(columns: Iterable[str]) -> list[str]:
     """The terms and metrics that ``columns`` hold a ``val_`` column of, beyond the loss,
     unprefixed and in first-seen order (``['recon', 'kl']``)."""
-    return list(dict.fromkeys(c[4:] for c in columns if c.startswith("val_")
-                              and c != "val_loss"))
+    return list(dict.fromkeys(c[4:] for c in columns if c.startswith("val_") and c != "val_loss"))
 
 
 @dataclass(frozen=True)
@@ -120,10 +119,15 @@ def best(history: Iterable[Epoch], monitor: str = "val_loss",
     """The best epoch of ``history`` (records or rows) by its ``monitor`` value, lowest
     (``min``) or highest (``max``), with that value; the first of equals. Epochs without a
     finite value are passed over; None when none has one."""
-    sign = -1.0 if mode == "max" else 1.0
     found: tuple[Epoch, float] | None = None
     for epoch in history:
         v = epoch.value(monitor) if isinstance(epoch, EpochResult) else epoch.get(monitor)
-        if finite(v) and (found is None or sign * v < sign * found[1]):
+        if finite(v) and (found is None or score(v, mode) < score(found[1], mode)):
             found = (epoch, float(v))
     return found
+
+
+def score(value: Any, mode: Literal["min", "max"] = "min") -> float:
+    """``value`` as a score, lower better whatever the ``mode`` (a ``max`` value negated),
+    NaN when it is no finite number: what :func:`best` and the checkpoints compare."""
+    return (-1.0 if mode == "max" else 1.0) * value if finite(value) else math.nan

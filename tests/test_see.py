@@ -124,7 +124,7 @@ def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(
         history: list[EpochResult] = []
         files = Files()
         spec = types.SimpleNamespace(monitor="val_loss")
-        monitor_sign = 1.0
+        mode = "min"
 
     trainer: Any = Trainer()
     writer = CurvesWriter(tmp_path / "run", interval=5.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aezoo.rundir import CURVES_FILE, IMAGES_DIR
 from aezoo.training.hooks import Callback, EpochResult
@@ -19,25 +19,22 @@ class CurvesWriter(Callback):
     """Redraws ``images/curves.png`` from the trainer's history at most every ``interval``
     seconds and once at the end of training, atomically, so it can be opened at any time.
     The drawing (matplotlib: see ``aezoo.curves``) runs on the run's writer thread: an
-    epoch only files its row and reads the clock."""
+    epoch only reads the clock."""
 
     def __init__(self, out_dir: str | Path, interval: float = REDRAW_SECONDS) -> None:
         self.out = Path(out_dir)
         self.path = self.out / IMAGES_DIR / CURVES_FILE
         self.interval = interval
-        self._rows: dict[int, dict[str, Any]] = {}
         self._drawn = 0.0  # time.monotonic() when the last drawing finished
         self._drawing = False  # one handed over and not finished: the next epoch skips
         self._upto = 0  # the last epoch drawn
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._rows = {r.epoch: r.row() for r in trainer.history}
         self._drawn, self._upto = time.monotonic(), 0
         trainer.files.submit(_import_matplotlib)  # ~0.7 s of CPU, overlapping epoch 1
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        self._rows[result.epoch] = result.row()  # a re-trained epoch replaces its old row
         if not self._drawing and time.monotonic() - self._drawn >= self.interval:
             self._draw(trainer, result.epoch)
 
@@ -46,11 +43,10 @@ class CurvesWriter(Callback):
             self._draw(trainer, trainer.history[-1].epoch)
 
     def _draw(self, trainer: Trainer, last: int) -> None:
-        from aezoo.callbacks.status import mode_of
         from aezoo.epochs import best
 
-        rows = [self._rows[e] for e in sorted(self._rows) if e <= last]
-        found = best(rows, trainer.spec.monitor, mode_of(trainer))
+        rows = [r.row() for r in trainer.history if r.epoch <= last]
+        found = best(rows, trainer.spec.monitor, trainer.mode)
         best_epoch = found[0]["epoch"] if found else None
         self._drawing, self._upto = True, last
 

@@ -49,7 +49,7 @@ class EarlyStopping(Callback):
             return
         self.wait += 1
         if self.patience is not None and self.wait >= self.patience:
-            best = self.best * trainer.monitor_sign
+            best = -self.best if trainer.mode == "max" else self.best
             trainer.request_stop(f"early stopping: {trainer.spec.monitor} has not improved "
                                  f"for {self.patience} epoch(s) (best {best:.5f})")
 

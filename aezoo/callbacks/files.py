@@ -50,8 +50,7 @@ class MetricsWriter(Callback):
         jsonl = "".join(json.dumps(r) + "\n" for r in rows).encode()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        columns = list(COLUMNS)
-        columns += list(dict.fromkeys(name for r in history for name in r.terms))
+        columns = [*COLUMNS, *dict.fromkeys(name for r in history for name in r.terms)]
         writer.writerow(columns)
         writer.writerows([r.get(c, "") for c in columns] for r in rows)
         # Here, not on trainer.files: resume needs these durable when the epoch ends.

@@ -14,8 +14,7 @@ from aezoo.specs import validate
 CALLBACK_GROUP = "aezoo.callbacks"
 
 
-def load_callback(name: str, out_dir: str | Path, params: Mapping[str, Any] | None = None
-                  ) -> Any:
+def load_callback(name: str, out_dir: str | Path, params: Mapping[str, Any] | None = None) -> Any:
     """Build the callback a plugin registers as ``name`` (or ``DIST:NAME``) for ``out_dir``,
     with ``params`` (``train.callback_params.NAME``) validated by its params model.
 
@@ -26,8 +25,7 @@ def load_callback(name: str, out_dir: str | Path, params: Mapping[str, Any] | No
     descriptor = registry.load_entry(registry.find("callback", name))
     try:
         if isinstance(descriptor, CallbackComponent):
-            typed = validate(descriptor.params, dict(params or {}),
-                             f"train.callback_params.{name}")
+            typed = validate(descriptor.params, dict(params or {}), f"train.callback_params.{name}")
             return builder(descriptor)(typed, Path(out_dir))
         return descriptor(Path(out_dir))
     except AezooError:

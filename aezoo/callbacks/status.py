@@ -28,14 +28,13 @@ class StatusWriter(Callback):
         self._start = time.time()
         self._params = 0
 
-    def _write(self, trainer: Trainer, outcome: str,
-               totals: dict[str, Any] | None = None) -> None:
+    def _write(self, trainer: Trainer, outcome: str, totals: dict[str, Any] | None = None) -> None:
         done = trainer.history[-1].epoch if trainer.history else 0
         status = {"outcome": outcome, "epochs_done": done, "epochs": trainer.spec.epochs,
                   "global_step": trainer.global_step, "started": self._start,
                   "updated": time.time(), "stop_reason": trainer.stop_reason,
                   "params": self._params, "monitor": trainer.spec.monitor,
-                  "mode": mode_of(trainer), **({"summary": totals} if totals else {})}
+                  "mode": trainer.mode, **({"summary": totals} if totals else {})}
         data = (json.dumps(status) + "\n").encode()
 
         def write() -> None:
@@ -53,12 +52,7 @@ class StatusWriter(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         self._write(trainer, str(trainer.outcome),
-                    summary(trainer.history, trainer.spec.monitor, mode_of(trainer)))
-
-
-def mode_of(trainer: Trainer) -> Literal["min", "max"]:
-    """``train.mode`` as the trainer resolved it (``auto`` is min or max by then)."""
-    return "max" if trainer.monitor_sign < 0 else "min"
+                    summary(trainer.history, trainer.spec.monitor, trainer.mode))
 
 
 def summary(history: list[EpochResult], monitor: str = "val_loss",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -271,12 +271,13 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
              f"epoch{'s' * (len(session) != 1)}, {_duration(trained)} of training and "
              f"validation{earlier})"]
     monitor = getattr(getattr(result, "spec", None), "train", None)
-    key, sign = "val_loss", 1.0
+    key = "val_loss"
+    mode: Literal["min", "max"] = "min"
     if monitor is not None:  # best.safetensors' choice, train.mode included
-        from aezoo.training.loop import monitor_sign
+        from aezoo.training.loop import monitor_mode
 
-        key, sign = monitor.monitor, monitor_sign(monitor)
-    found = best(history, key, "max" if sign < 0 else "min")
+        key, mode = monitor.monitor, monitor_mode(monitor)
+    found = best(history, key, mode)
     if found:
         lines.append(f"best epoch {found[0].epoch}: {key} {found[1]:.5f} ({out / BEST_FILE})")
     images = out / IMAGES_DIR

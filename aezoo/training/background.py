@@ -45,8 +45,7 @@ class BackgroundWriter:
         self._raise_pending()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="aezoo-writer",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="aezoo-writer", daemon=True)
                 self._thread.start()
         self._jobs.put(job)
 

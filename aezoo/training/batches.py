@@ -74,12 +74,10 @@ class MappedImages:
 
     AHEAD = 2
 
-    def __init__(self, array: MappedArray, device: torch.device,
-                 prefetch: bool = True) -> None:
+    def __init__(self, array: MappedArray, device: torch.device) -> None:
         self.array = array
         self.device = device
         self.pin = device.type == "cuda"
-        self.prefetch = prefetch
         self._pool: Any = None
         self._plan: deque[np.ndarray] = deque()
         self._ahead: deque[tuple[np.ndarray, Any]] = deque()
@@ -89,8 +87,6 @@ class MappedImages:
 
     def plan(self, chunks: list[np.ndarray]) -> None:
         """The batches the loop will ask for next, in order: read them ahead."""
-        if not self.prefetch:
-            return
         from concurrent.futures import ThreadPoolExecutor
 
         self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="aezoo-read")
@@ -104,8 +100,7 @@ class MappedImages:
 
     def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
         rows = index if isinstance(index, slice) else index.cpu().numpy()
-        if self._ahead and not isinstance(rows, slice) and np.array_equal(self._ahead[0][0],
-                                                                          rows):
+        if self._ahead and not isinstance(rows, slice) and np.array_equal(self._ahead[0][0], rows):
             host = self._ahead.popleft()[1].result()
             self._fill()
         else:
@@ -138,19 +133,16 @@ class Reader:
 
     def start_epoch(self, perm: torch.Tensor, epoch: int, step: int, step_images: int,
                     batch_size: int) -> torch.Tensor:
-        """The epoch's order as the loop will index it; streamed views plan their reads."""
-        if self.kind == "mapped":
-            order = perm.cpu()
-            self.train.plan(_chunks(order, step, len(self.train), step_images, batch_size))
-            return order
-        if self.kind != "stream":
+        """The epoch's order as the loop will index it; mapped and streamed views plan
+        their reads."""
+        if self.kind == "memory":
             return perm
-        view: StreamedImages = self.train
-        view.epoch = epoch
-        if view.iterable:  # the split shuffles itself (set_epoch): read it in order
-            return torch.arange(len(view))
+        if self.kind == "stream":
+            self.train.epoch = epoch
+            if self.train.iterable:  # the split shuffles itself (set_epoch): read it in order
+                return torch.arange(len(self.train))
         order = perm.cpu()
-        view.plan(_chunks(order, step, len(view), step_images, batch_size))
+        self.train.plan(_chunks(order, step, len(self.train), step_images, batch_size))
         return order
 
     def state(self, trainer: Any) -> dict[str, Any]:
@@ -176,16 +168,14 @@ def _shard_rows(n: int, dist: distributed.Dist, equal: bool) -> np.ndarray | Non
 def choose(data: ArrayDataset | StreamedDataset, spec: TrainSpec, device: torch.device,
            dist: distributed.Dist) -> Reader:
     """The reader for ``data`` on ``device``: ``spec.reader``, or the automatic choice."""
-    forced = spec.reader != "auto"
-    budget = int(spec.memory_budget * 1e9) if spec.memory_budget else \
-        available_memory(device) // 2
     if isinstance(data, StreamedDataset):
-        return _streamed(data, spec, device, dist, budget)
+        return _streamed(data, spec, device, dist)
+    forced = spec.reader != "auto"
+    budget = int(spec.memory_budget * 1e9) if spec.memory_budget else available_memory(device) // 2
     train, val = _array_shard(data.train, dist, True), _array_shard(data.val, dist, False)
     size = train.nbytes + val.nbytes
     mapped = is_mapped(data.train)
-    kind = spec.reader if forced else (
-        "mapped" if mapped and size > budget else "memory")
+    kind = spec.reader if forced else ("mapped" if mapped and size > budget else "memory")
     why = "asked for by train.reader" if forced else (
         f"{_gb(size)}, over the memory budget of {_gb(budget)}" if kind == "mapped" else
         f"{_gb(size)} fit the memory budget of {_gb(budget)}" if mapped else
@@ -214,7 +204,7 @@ def _to_device(array: Any, device: torch.device) -> torch.Tensor:
 
 
 def _streamed(data: StreamedDataset, spec: TrainSpec, device: torch.device,
-              dist: distributed.Dist, budget: int) -> Reader:
+              dist: distributed.Dist) -> Reader:
     workers = default_workers() if spec.workers is None else spec.workers
     views = []
     for part, split in (("train", data.train), ("val", data.val)):
@@ -229,8 +219,7 @@ def _streamed(data: StreamedDataset, spec: TrainSpec, device: torch.device,
             rows = _shard_rows(len(split), dist, equal)
             split = split if rows is None else split.take(rows)
             count = len(split)
-        views.append(StreamedImages(split, count, data.shape, device, workers, spec.seed,
-                                    what))
+        views.append(StreamedImages(split, count, data.shape, device, workers, spec.seed, what))
     train, val = views
     size = (len(train) + len(val)) * int(np.prod(data.shape))
     if spec.reader in ("memory", "mapped"):

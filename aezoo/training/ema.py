@@ -20,8 +20,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 class WeightAverage:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
-        self.sources = [t for t in (*model.parameters(), *model.buffers())
-                        if t.is_floating_point()]
+        self.sources = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
         self.averages = [t.detach().clone() for t in self.sources]
         self._update = get_ema_multi_avg_fn(decay)
 
@@ -54,8 +53,7 @@ class WeightAverage:
         from aezoo.errors import CheckpointError
 
         with torch.no_grad():
-            for i, (average, source) in enumerate(zip(self.averages, self.sources,
-                                                      strict=True)):
+            for i, (average, source) in enumerate(zip(self.averages, self.sources, strict=True)):
                 saved = tensors.get(f"ema.{i}")
                 if saved is None:
                     average.copy_(source)

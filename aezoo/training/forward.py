@@ -42,23 +42,11 @@ class LossStep(nn.Module):
         return torch.stack([total(terms).float(), *(terms[n].float() for n in self.names)])
 
 
-def wrap(module: nn.Module, dist: distributed.Dist, device: torch.device,
-         compiled: bool) -> nn.Module:
-    """``module`` under DDP (a distributed run) and torch.compile (``--compile``)."""
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [device.index] if device.type == "cuda" else None
-        module = DistributedDataParallel(module, device_ids=ids)
-    if compiled:  # torch >= 2.1 (pyproject.toml) always has it
-        module = torch.compile(module)  # type: ignore[assignment]
-    return module
-
-
 def build(model: Autoencoder, spec: TrainSpec, dist: distributed.Dist,
           device: torch.device) -> tuple[nn.Module, list[str]]:
-    """The step module of ``model``'s objective, wrapped, and the names of the terms it
-    reports besides the total ([] when the total is the only term)."""
+    """The step module of ``model``'s objective, under DDP (a distributed run) and
+    torch.compile (``--compile``), and the names of the terms it reports besides the total
+    ([] when the total is the only term)."""
     if model.term_names == [RECON] and (model.spec.regularizers or getattr(
             model.loss_fn, "sees_forward", False)):  # built without the shape probe
         probe(model)
@@ -69,7 +57,15 @@ def build(model: Autoencoder, spec: TrainSpec, dist: distributed.Dist,
                         f"objective does not have", f"anneal one of its terms: "
                         f"{', '.join(names)}", key="train.anneal")
     term_names = names if len(names) > 1 else []
-    return wrap(LossStep(model, term_names), dist, device, spec.compile), term_names
+    module: nn.Module = LossStep(model, term_names)
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        module = DistributedDataParallel(module, device_ids=ids)
+    if spec.compile:  # torch >= 2.1 (pyproject.toml) always has it
+        module = torch.compile(module)  # type: ignore[assignment]
+    return module, term_names
 
 
 def accumulate(trainer: Trainer, model: nn.Module, index: torch.Tensor, bs: int,

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ from torch import nn
 from aezoo import distributed, registry
 from aezoo.data.base import ArrayDataset
 from aezoo.data.streamed import StreamedDataset
+from aezoo.epochs import score
 from aezoo.errors import AezooError, ShapeError, SpecError, UsageError, summary
 from aezoo.model import Autoencoder
 from aezoo.objective import build_transform
@@ -48,16 +49,16 @@ from aezoo.training.optim import make_optimizer, make_schedule
 from aezoo.training.precision import autocast_dtype, flush_denormals, resolve_precision
 
 
-def monitor_sign(spec: TrainSpec) -> float:
-    """1 when lower ``spec.monitor`` values are better, -1 when higher are (``mode`` max,
-    or auto and a ``val_METRIC`` of a ``train.metrics`` metric that is higher_is_better)."""
+def monitor_mode(spec: TrainSpec) -> Literal["min", "max"]:
+    """Whether lower (``min``) or higher (``max``) ``spec.monitor`` values are better:
+    ``mode``, or with auto, max for a ``val_METRIC`` of a higher_is_better metric."""
     if spec.mode != "auto":
-        return -1.0 if spec.mode == "max" else 1.0
+        return spec.mode
     for name in spec.metrics:
         if spec.monitor == f"val_{name.rpartition(':')[2]}":
-            return -1.0 if getattr(registry.load("metric", name), "higher_is_better",
-                                   False) else 1.0
-    return 1.0
+            metric = registry.load("metric", name)
+            return "max" if getattr(metric, "higher_is_better", False) else "min"
+    return "min"
 
 
 class Trainer:
@@ -67,11 +68,9 @@ class Trainer:
                  callbacks: Iterable[Any] = (), *,
                  dist: distributed.Dist | None = None) -> None:
         if data.shape != tuple(model.input_shape):
-            raise ShapeError(
-                f"dataset {data.name} has {format_shape(data.shape)} images but the model "
-                f"expects {format_shape(model.input_shape)}",
-                "set model.input_shape to the data's shape",
-            )
+            raise ShapeError(f"dataset {data.name} has {format_shape(data.shape)} images but the "
+                             f"model expects {format_shape(model.input_shape)}",
+                             "set model.input_shape to the data's shape")
         flush_denormals()
         self.dist = dist or distributed.Dist()
         if data.splits()["train"] < self.dist.world_size or len(data.val) == 0:
@@ -93,8 +92,7 @@ class Trainer:
         self.step_images = spec.batch_size * spec.accumulate  # images per optimiser step
         self.steps_per_epoch = math.ceil(len(self.train_images) / self.step_images)
         self.schedule = make_schedule(spec, self.steps_per_epoch)
-        self.step_module, self.term_names = forward.build(self.model, spec, self.dist,
-                                                          self.device)
+        self.step_module, self.term_names = forward.build(self.model, spec, self.dist, self.device)
         self.callbacks = [cb for cb in callbacks
                           if self.dist.is_main or getattr(cb, "all_ranks", False)]
         self._hooks = {h: [getattr(cb, h) for cb in self.callbacks if defines(cb, h)]
@@ -107,7 +105,7 @@ class Trainer:
         self.noise = torch.Generator(device=self.device).manual_seed((spec.seed + 1) % 2**64)
         self.metrics = [(name.rpartition(":")[2], registry.load("metric", name))
                         for name in spec.metrics]  # train.metrics: logged as val_NAME
-        self.monitor_sign = monitor_sign(spec)  # train.monitor: scores are value * sign
+        self.mode = monitor_mode(spec)  # train.mode, auto resolved: what picks the best epoch
         # Position: ``step`` optimiser steps of ``epoch`` are done (step == steps_per_epoch:
         # the epoch is complete); ``global_step`` counts all steps of the run.
         self.epoch, self.step, self.global_step = 1, 0, 0
@@ -161,7 +159,7 @@ class Trainer:
             raise SpecError(f"train.monitor '{self.spec.monitor}' is not among the epoch's "
                             f"values ({', '.join(shown)})", "monitor one of those",
                             key="train.monitor")
-        return self.monitor_sign * value if math.isfinite(value) else math.nan
+        return score(value, self.mode)
 
     def request_stop(self, reason: str) -> None:
         """End training after the current epoch (e.g. early stopping)."""
@@ -187,12 +185,10 @@ class Trainer:
             self._call("on_train_start")
             with control.signals():
                 while self.epoch <= self.spec.epochs and control.stop is None:
+                    if self.step < self.steps_per_epoch:
+                        self._train_epoch()
                     if self.step >= self.steps_per_epoch:
                         self.epoch, self.step = self.epoch + 1, 0
-                        continue
-                    self._train_epoch()
-                if self.step >= self.steps_per_epoch:
-                    self.epoch, self.step = self.epoch + 1, 0
             outcome = (Outcome.COMPLETED if control.stop is None else
                        Outcome.STOPPED if control.stop == Stop.REQUESTED else
                        Outcome.INTERRUPTED)
@@ -210,12 +206,12 @@ class Trainer:
             finally:
                 written = self.files.close()  # all handed over is in place before fit returns
         # Reached only when nothing else is raised: the run's own error comes first.
-        if written is not None and outcome != Outcome.INTERRUPTED:
-            raise written
         if outcome == Outcome.INTERRUPTED:
             assert control.stop is not None
             raise interrupted(control.stop, self.global_step, self.epoch, self.step,
                               self.steps_per_epoch) from written
+        if written is not None:
+            raise written
         return self.history
 
     def _train_epoch(self) -> None:
@@ -300,20 +296,15 @@ class Trainer:
         with self.averaged():
             val = self.evaluate_terms()
         self._call("on_validation_end", val)
-        train_loss, val_loss = train[0], val["loss"]
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        if not (math.isfinite(train[0]) and math.isfinite(val["loss"])):
             raise Diverged(self.global_step)
-        seconds = self._sums.seconds
         result = EpochResult.measured(
             self.epoch, dict(zip(["loss", *self.term_names], train, strict=True)),
-            {"loss": val_loss, **{n: val[n] for n in self.term_names},
-             **{n: val[f"val_{n}"] for n, _ in self.metrics}}, logged, seconds, images, self.lr)
+            {"loss": val["loss"], **{n: val[n] for n in self.term_names},
+             **{n: val[f"val_{n}"] for n, _ in self.metrics}}, logged, self._sums.seconds,
+            images, self.lr)
         self.history.append(result)
         self._call("on_epoch_end", result)
-
-    def evaluate(self, images: torch.Tensor | None = None) -> float:
-        """Mean loss over ``images`` (default: the validation split, across all ranks)."""
-        return self.evaluate_terms(images)["loss"]
 
     def evaluate_terms(self, images: torch.Tensor | None = None) -> dict[str, float]:
         """Mean total (``loss``) and terms over ``images`` (default: the validation split,

@@ -25,16 +25,14 @@ ONECYCLE_FINAL_DIV = 1e4  # final lr = initial lr / 1e4
 ONECYCLE_PCT = 0.3  # rising part when no warm-up is given
 
 
-def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = False) -> torch.optim.Optimizer:
     """The optimiser ``spec.optimizer`` names (``aezoo.optimizers``: aezoo's or a plugin's).
 
     ``fused`` (CUDA): one kernel per step, and fp16's GradScaler then needs no host sync."""
     descriptor = registry.load("optimizer", spec.optimizer)
     params = part_params("optimizer", spec.optimizer, spec.optimizer_params,
                          "train.optimizer_params")
-    optimizer = builder(descriptor)(params, model.parameters(), spec,
-                                                           fused)
+    optimizer = builder(descriptor)(params, model.parameters(), spec, fused)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise PluginError(f"optimizer '{spec.optimizer}' did not build a torch.optim.Optimizer",
                           "fix the plugin's builder")
@@ -78,20 +76,15 @@ def build_sgd(params: Any, parameters: Iterable[nn.Parameter], spec: TrainSpec,
                            weight_decay=spec.weight_decay)
 
 
-def build_none(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
-    return Schedule(spec, steps_per_epoch, "none")
+def _schedule_builder(name: str) -> Callable[[Any, TrainSpec, int], Schedule]:
+    """The builder of aezoo's schedule ``name`` (the descriptors' ``build_NAME``)."""
+    def build(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
+        return Schedule(spec, steps_per_epoch, name)
+    return build
 
 
-def build_cosine(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
-    return Schedule(spec, steps_per_epoch, "cosine")
-
-
-def build_step(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
-    return Schedule(spec, steps_per_epoch, "step")
-
-
-def build_onecycle(params: Any, spec: TrainSpec, steps_per_epoch: int) -> Schedule:
-    return Schedule(spec, steps_per_epoch, "onecycle")
+build_none, build_cosine, build_step, build_onecycle = (
+    _schedule_builder(name) for name in ("none", "cosine", "step", "onecycle"))
 
 
 class Schedule:

@@ -91,8 +91,7 @@ def read_info(path: str | Path) -> dict[str, Any]:
 def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, info) of a state file written by :func:`write_state`."""
     info = read_info(path)
-    tensors = load_tensors(path, "resume from an earlier copy or start the run again")
-    return tensors, info
+    return load_tensors(path, "resume from an earlier copy or start the run again"), info
 
 
 # What using the values of a state file edited or damaged inside a valid container raises:
@@ -193,15 +192,14 @@ def load_state(trainer: Trainer, path: str | Path) -> list[str]:
 
 def _same_kind(fresh: Any, saved: Any) -> bool:
     """Whether ``saved`` (from JSON) can stand where the optimiser has ``fresh``."""
-    if isinstance(fresh, bool):  # None: a flag left unset where the state was saved
+    # A flag or None: unset on one side, set on the other (e.g. foreach/fused) is alike.
+    if isinstance(fresh, bool) or fresh is None:
         return isinstance(saved, bool) or saved is None
     if isinstance(fresh, (int, float)):
         return finite(saved)
     if isinstance(fresh, (tuple, list)):
         return (isinstance(saved, (tuple, list)) and len(saved) == len(fresh)
                 and all(_same_kind(a, b) for a, b in zip(fresh, saved, strict=True)))
-    if fresh is None:  # e.g. foreach/fused: unset here, chosen where the state was saved
-        return saved is None or isinstance(saved, bool)
     if isinstance(fresh, str):
         return isinstance(saved, str)
     return True

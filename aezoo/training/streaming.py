@@ -72,19 +72,6 @@ def _collate(items: list[Any]) -> Any:
     return torch.stack(items)
 
 
-class _Plan(torch.utils.data.Sampler):  # type: ignore[type-arg]
-    """The batches (lists of dataset indices) the next iteration reads, in order."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 def _seed_worker(seed: int) -> Any:
     def init(worker_id: int) -> None:  # fixed by the run's seed, not by when workers start
         import random
@@ -109,7 +96,7 @@ class StreamedImages:
         self._it: Iterator[Any] | None = None
         self._cursor = 0  # iterable: images of this rank's epoch read so far
         self._buffer: list[torch.Tensor] = []
-        self._plan = _Plan()
+        self._plan: list[list[int]] = []  # the loader's batches (dataset indices), in order
         self._loader: Any = None
 
     def __len__(self) -> int:
@@ -122,13 +109,10 @@ class StreamedImages:
         if self.workers:
             extra = {"prefetch_factor": 4, "worker_init_fn": _seed_worker(self.seed),
                      "persistent_workers": not self.iterable}
+        dataset: Any = _GuardedIter(self.split) if self.iterable else _Guarded(self.split.dataset)
+        extra.update({"batch_size": ITER_BATCH} if self.iterable else {"batch_sampler": self._plan})
         gen = torch.Generator().manual_seed(self.seed)  # leaves the global RNG alone
-        if self.iterable:
-            return DataLoader(_GuardedIter(self.split), batch_size=ITER_BATCH, collate_fn=_collate,
-                              num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                              generator=gen, **extra)
-        return DataLoader(_Guarded(self.split.dataset), batch_sampler=self._plan,
-                          collate_fn=_collate, num_workers=self.workers,
+        return DataLoader(dataset, collate_fn=_collate, num_workers=self.workers,
                           pin_memory=self.device.type == "cuda", generator=gen, **extra)
 
     def plan(self, chunks: list[np.ndarray]) -> None:
@@ -136,7 +120,7 @@ class StreamedImages:
         self._pending = deque(chunks)
         if self.iterable:
             return
-        self._plan.batches = [[self.split.position(int(i)) for i in c] for c in chunks]
+        self._plan[:] = [[self.split.position(int(i)) for i in c] for c in chunks]
         self._loader = self._loader or self._make_loader()
         self._it = iter(self._loader)
 
@@ -174,11 +158,8 @@ class StreamedImages:
             self._it, self._cursor, self._buffer = iter(self._loader), aligned, []
             if start > aligned:
                 self._iterable_take(aligned, start - aligned)
-        have = sum(len(b) for b in self._buffer)
-        while have < n:
-            batch = self._next()
-            self._buffer.append(batch)
-            have += len(batch)
+        while sum(map(len, self._buffer)) < n:
+            self._buffer.append(self._next())
         joined = torch.cat(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         out, rest = joined[:n], joined[n:]
         self._buffer = [rest] if len(rest) else []
