@@ -17,10 +17,12 @@ MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.s
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SPLIT_HELP = "test, val or train [default: test where the dataset has one, else val]."
+# The argument every command that uses a trained model takes (generate.py's too).
+MODEL = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models)
 
 
 def eval_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    model: str = MODEL,
     data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     limit: int | None = typer.Option(None, help="Evaluate at most N images."),
@@ -73,7 +75,7 @@ def eval_command(
 
 
 def reconstruct_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    model: str = MODEL,
     n: int = typer.Option(10, "--n", min=1, max=1000, help="Number of images."),
     rows: int = typer.Option(1, "--rows", min=1, max=100, help="Split the images into R "
                              "bands stacked top to bottom (e.g. --n 100 --rows 10)."),
@@ -112,7 +114,7 @@ def reconstruct_command(
 
 
 def encode_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    model: str = MODEL,
     data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("latents.npy"), help="NAME.npy (the latents; labels in "

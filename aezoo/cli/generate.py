@@ -6,17 +6,13 @@ from pathlib import Path
 
 import typer
 
-from aezoo.cli import complete
 from aezoo.cli._help import check_seed
 from aezoo.cli.common import say
-
-MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
-              "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
+from aezoo.cli.evaluate import MODEL
 
 
 def sample_command(
-    model: str = typer.Argument(..., help=MODEL_HELP,
-                                autocompletion=complete.models),
+    model: str = MODEL,
     n: int = typer.Option(64, "--n", help="Number of draws."),
     seed: int = typer.Option(0, min=0, callback=check_seed,
                              help="Seed of the draws (0 to 2^64-1; the same seed, the same "
@@ -36,8 +32,7 @@ def sample_command(
 
 
 def interpolate_command(
-    model: str = typer.Argument(..., help=MODEL_HELP,
-                                autocompletion=complete.models),
+    model: str = MODEL,
     from_: int = typer.Option(0, "--from", help="Index of the first image in the split."),
     to: int = typer.Option(1, "--to", help="Index of the last image in the split."),
     steps: int = typer.Option(10, help="Images on the line, both ends included."),
