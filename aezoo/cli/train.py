@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,6 @@ import typer
 
 from aezoo import _interrupts
 from aezoo.cli import complete
-from aezoo.cli._help import ManualCommand
 from aezoo.cli.common import console, say, usage_error, warn
 from aezoo.cli.flags import Flag, command
 from aezoo.epochs import best, read_rows
@@ -192,11 +192,8 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     from aezoo.rundir import METRICS_JSONL
 
     before = 0  # epochs of earlier sessions; resume itself reports a directory it cannot use
-    if (run_dir / METRICS_JSONL).is_file():
-        try:
-            before = len(read_rows(run_dir / METRICS_JSONL))
-        except (AezooError, OSError):
-            pass
+    with contextlib.suppress(AezooError, OSError):
+        before = len(read_rows(run_dir / METRICS_JSONL))
     _report(lambda: resume(run_dir, overrides, drop_callbacks=given.get("--no-callback", ()),
                            callbacks=[_warnings_callback(), ProgressCallback(console)]),
             before)
@@ -249,8 +246,7 @@ def _report(run: Callable[[], Any], before: int = 0) -> None:
         raise typer.Exit(exc.exit_code) from None
     if result.rank != 0:
         return
-    last = result.history[-1] if result.history else None
-    loss = f"val_loss {last.val_loss:.5f}; " if last else ""
+    loss = f"val_loss {result.history[-1].val_loss:.5f}; " if result.history else ""
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
     say(f"saved {result.model_path}{stop} ({loss}metrics in {result.out_dir / METRICS_JSONL})")
     for text in summary(result, time.perf_counter() - started, before):
@@ -290,4 +286,4 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", help=HELP, cls=ManualCommand)(command(FLAGS, train_command))
+    app.command("train", help=HELP)(command(FLAGS, train_command))

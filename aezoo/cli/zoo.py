@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.markup import escape
@@ -29,21 +28,20 @@ def list_pretrained(pattern: str | None, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps([{"name": w.name, **w.model_dump(mode="json")}
                                        for w in sets]))
-        warn_unavailable("weights")
-        return
-    columns = [("name", ID), ("dataset", ID), *((m, NUMBER) for m in _SHOWN_METRICS),
-               ("size", NUMBER), ("default", ID), ("where", ID)]
-    table = tables.table(columns, title="aezoo weight sets", title_justify="left")
-    for w in sets:
-        values = [w.metrics.get(m) for m in _SHOWN_METRICS]
-        cells = [w.name, w.dataset, *("n/a" if v is None else f"{v:.4f}" for v in values),
-                 "?" if w.size is None else f"{w.size / 1024:,.1f} KiB",
-                 "yes" if w.default else "", _where(w.file)]
-        table.add_row(*(escape(c) for c in cells))
-    tables.show(table, console)
-    if not sets:
-        console.print(f"no weight set matches '{pattern}'" if pattern
-                      else "no weight sets installed")
+    else:
+        columns = [("name", ID), ("dataset", ID), *((m, NUMBER) for m in _SHOWN_METRICS),
+                   ("size", NUMBER), ("default", ID), ("where", ID)]
+        table = tables.table(columns, title="aezoo weight sets", title_justify="left")
+        for w in sets:
+            values = [w.metrics.get(m) for m in _SHOWN_METRICS]
+            cells = [w.name, w.dataset, *("n/a" if v is None else f"{v:.4f}" for v in values),
+                     "?" if w.size is None else f"{w.size / 1024:,.1f} KiB",
+                     "yes" if w.default else "", _where(w.file)]
+            table.add_row(*(escape(c) for c in cells))
+        tables.show(table, console)
+        if not sets:
+            console.print(f"no weight set matches '{pattern}'" if pattern
+                          else "no weight sets installed")
     warn_unavailable("weights")
 
 
@@ -112,7 +110,7 @@ def push_command(
     if to is not None:
         shared = write_folder(run, to, tag, license=license, description=description,
                               force=force)
-        _say_written(shared.folder, shared.files)
+        say(f"wrote {shared.folder}: {', '.join(shared.files)}")
         return
     from aezoo import hub
 
@@ -124,10 +122,6 @@ def push_command(
         url = hub.push(shared.folder, ref, private=private,
                        message=f"aezoo push: {shared.card.name}")
     say(f"pushed {len(shared.files)} files to {ref} ({url})")
-
-
-def _say_written(folder: Path, files: Any) -> None:
-    say(f"wrote {folder}: {', '.join(files)}")
 
 
 def pull_command(
