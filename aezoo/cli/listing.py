@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -18,10 +19,11 @@ from aezoo.kinds import COMPONENT_KINDS, PART_KINDS
 from aezoo.protocols import format_shape
 
 
-def _load_quietly(kind: str, entry: registry.Entry) -> Any | None:
-    """The descriptor, or None (the failure is recorded and warned about once)."""
+def _quietly(load: Callable[..., Any], *args: Any) -> Any | None:
+    """``load(*args)``: a descriptor or a model; None where a plugin fails (the failure is
+    recorded and warned about once)."""
     try:
-        return registry.load(kind, entry.qualified)
+        return load(*args)
     except PluginError:
         if registry.strict():
             raise
@@ -33,19 +35,15 @@ def _variant_rows(pattern: str | None, count_params: bool) -> list[dict[str, Any
     for entry in registry.entries("variant"):
         if pattern and not registry.fnmatch.fnmatchcase(entry.name, pattern):
             continue
-        v = _load_quietly("variant", entry)
+        v = _quietly(registry.load, "variant", entry.qualified)
         if v is None:
             continue
         params = v.param_count
         if count_params:
             import aezoo
 
-            try:
-                params = aezoo.build(entry.qualified).num_parameters()
-            except PluginError:  # a broken component: recorded, warned about below
-                if registry.strict():
-                    raise
-                params = None
+            model = _quietly(aezoo.build, entry.qualified)  # a broken component: no count
+            params = None if model is None else model.num_parameters()
         rows.append({"name": entry.name, "encoder": v.encoder, "decoder": v.decoder,
                      "loss": v.loss, "params": params,
                      "input_shape": list(v.input_shape), "dist": entry.dist,
@@ -108,7 +106,7 @@ def _used_by(pattern: str) -> dict[str, set[str]]:
     for entry in registry.entries("variant"):
         if not registry.fnmatch.fnmatchcase(entry.name, pattern):
             continue
-        v = _load_quietly("variant", entry)
+        v = _quietly(registry.load, "variant", entry.qualified)
         if v is not None:
             for kind in COMPONENT_KINDS:
                 used[kind].add(getattr(v, kind))
@@ -132,7 +130,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
             if pattern and not (registry.fnmatch.fnmatchcase(entry.name, pattern)
                                 or {entry.name, entry.qualified} & used[kind]):
                 continue
-            desc = _load_quietly(kind, entry)
+            desc = _quietly(registry.load, kind, entry.qualified)
             if desc is not None:
                 ambiguous = entry.name in registry.conflicts(kind)
                 rows.append({"kind": kind,
@@ -169,7 +167,7 @@ def info_command(
         weight_info(name, as_json)
         return
     try:
-        registry.find("variant", name)
+        entry = registry.find("variant", name)
     except UnknownNameError:
         for kind in (*PART_KINDS, "callback", "dataset"):
             try:
@@ -183,7 +181,6 @@ def info_command(
 
     model = aezoo.build(name)
     spec = model.spec
-    entry = registry.find("variant", name)
     v = registry.variant(name)
     data = {
         "name": entry.name, "plugin": f"{entry.dist} {entry.version}",
