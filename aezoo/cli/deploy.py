@@ -10,7 +10,7 @@ import typer
 
 from aezoo.cli import tables
 from aezoo.cli.common import console, say
-from aezoo.cli.evaluate import DATA_HELP, MODEL_HELP, SPLIT_HELP
+from aezoo.cli.evaluate import DATA_HELP, DEVICE, MODEL_HELP, SPLIT_HELP
 from aezoo.cli.tables import ID, NUMBER
 
 SHOWN = 20  # flagged images listed on the terminal; all of them are in --out
@@ -74,7 +74,7 @@ def score_command(
                                         "tile's index and score under it)."),
     limit: int | None = typer.Option(None, help="Score at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Score every image of a split by its reconstruction error (higher: more unusual).

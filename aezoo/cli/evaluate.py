@@ -17,8 +17,11 @@ MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.s
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SPLIT_HELP = "test, val or train [default: test where the dataset has one, else val]."
-# The argument every command that uses a trained model takes (generate.py's too).
+# What every command that uses a trained model takes (generate.py's and deploy.py's too).
 MODEL = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models)
+DEVICE = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.")
+CORRUPT_SEED = typer.Option(0, min=0, callback=check_seed,
+                            help="Seed of --corrupt's draws (0 to 2^64-1).")
 
 
 def eval_command(
@@ -27,13 +30,12 @@ def eval_command(
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     limit: int | None = typer.Option(None, help="Evaluate at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
         "params if it trained with it) and measure against the clean images: denoising."),
-    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
-                             "2^64-1)."),
+    seed: int = CORRUPT_SEED,
     metric: list[str] | None = typer.Option(
         None, "--metric", metavar="NAME", help="A plugin metric to report (repeatable) "
         "[default: every installed one; a failing one is left out with a warning]; "
@@ -87,13 +89,12 @@ def reconstruct_command(
         "images up to 32x32, else 2]."),
     caption: bool = typer.Option(False, "--caption", help="A line above the picture: the "
                                  "run, its epoch and the PSNR of the images shown."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Three rows: the corrupted inputs, their "
         "reconstructions, the clean images (e.g. gaussian)."),
-    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
-                             "2^64-1)."),
+    seed: int = CORRUPT_SEED,
     no_labels: bool = typer.Option(False, "--no-labels", help="No margin naming the rows: "
                                    "the bare grid."),
 ) -> None:
@@ -123,7 +124,7 @@ def encode_command(
                                  "(N, C, H, W)."),
     limit: int | None = typer.Option(None, help="Encode at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     output: str = typer.Option("mean", metavar="mean|logvar|sample|EXTRA", help="The code "
                                "(a VAE's mean), a VAE's log-variance, a sample, or any other "

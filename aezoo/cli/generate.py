@@ -8,7 +8,7 @@ import typer
 
 from aezoo.cli._help import check_seed
 from aezoo.cli.common import say
-from aezoo.cli.evaluate import MODEL
+from aezoo.cli.evaluate import DEVICE, MODEL
 
 
 def sample_command(
@@ -19,7 +19,7 @@ def sample_command(
                              "picture)."),
     out: Path = typer.Option(Path("samples.png"), help="PNG file to write."),
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Decode N draws from the prior N(0, I) of a variational model (e.g. cae-vae) into a
@@ -41,7 +41,7 @@ def interpolate_command(
                                      "val]."),
     out: Path = typer.Option(Path("interpolation.png"), help="PNG file to write."),
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Decode the straight line between two images' codes: a strip from image FROM to
