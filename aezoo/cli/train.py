@@ -130,10 +130,15 @@ def train_command(given: dict[str, Any]) -> None:
     if "--channels-last" in given and "--no-channels-last" in given:
         raise usage_error("--channels-last and --no-channels-last contradict each other",
                           "pass one of them")
-    if "--init" in given:
-        given["--init"] = _absolute_if_path(given["--init"])
+    init = given.get("--init")
+    if init is not None and not init.startswith("hf://") and Path(init).exists():
+        given["--init"] = str(Path(init).resolve())  # a path: run.json must still find it
     if "--init-strict" in given:
-        given["--init-strict"] = _truth("--init-strict", given["--init-strict"])
+        strict = given["--init-strict"]
+        if strict.lower() not in ("true", "1", "yes", "false", "0", "no"):
+            raise usage_error(f"--init-strict takes true or false, not '{strict[:50]}'",
+                              "pass --init-strict false")
+        given["--init-strict"] = strict.lower() in ("true", "1", "yes")
     resume = given.pop("--resume", None)
     from aezoo.training.precision import flush_denormals
 
@@ -160,21 +165,6 @@ def train_command(given: dict[str, Any]) -> None:
     _report(lambda: train(spec, given.get("--out"), force="--force" in given,
                           callbacks=[_warnings_callback(), ProgressCallback(console)],
                           follow_data=not fixes_input_shape(set_)))
-
-
-def _absolute_if_path(ref: str) -> str:
-    """An --init that is a path is recorded absolute (run.json must still find it)."""
-    if ref.startswith("hf://") or not Path(ref).exists():
-        return ref
-    return str(Path(ref).resolve())
-
-
-def _truth(flag: str, value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise usage_error(f"{flag} takes true or false, not '{value[:50]}'", f"pass {flag} false")
 
 
 def _resume(run_dir: Path, given: dict[str, Any]) -> None:

@@ -16,10 +16,6 @@ from aezoo.cli.tables import ID, NUMBER
 _SHOWN_METRICS = ("bce", "mse", "psnr", "ssim")
 
 
-def _where(file: str) -> str:
-    return "in its plugin" if file.startswith("package:") else file
-
-
 def list_pretrained(pattern: str | None, as_json: bool) -> None:
     """The table of ``aezoo list --pretrained``."""
     from aezoo.pretrained import list_weight_sets
@@ -36,7 +32,8 @@ def list_pretrained(pattern: str | None, as_json: bool) -> None:
             values = [w.metrics.get(m) for m in _SHOWN_METRICS]
             cells = [w.name, w.dataset, *("n/a" if v is None else f"{v:.4f}" for v in values),
                      "?" if w.size is None else f"{w.size / 1024:,.1f} KiB",
-                     "yes" if w.default else "", _where(w.file)]
+                     "yes" if w.default else "",
+                     "in its plugin" if w.file.startswith("package:") else w.file]
             table.add_row(*(escape(c) for c in cells))
         tables.show(table, console)
         if not sets:
