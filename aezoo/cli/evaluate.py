@@ -145,8 +145,7 @@ def encode_command(
     encoded = encode(model, data, split, out, flatten, limit, batch_size, device, force,
                      output, seed, plot, projection)
     latents, labels, class_names = encoded.latents, encoded.labels, encoded.class_names
-    files = [f for f in encoded.files if f != plot]
-    labels_out = files[1] if len(files) > 1 else None
+    labels_out = next((f for f in encoded.files[1:] if f != plot), None)  # out, labels, plot
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:
         wrote += f" and {labels_out}"

@@ -42,7 +42,7 @@ def _variant_rows(pattern: str | None, count_params: bool) -> list[dict[str, Any
         if count_params:
             import aezoo
 
-            model = _quietly(aezoo.build, entry.qualified)  # a broken component: no count
+            model = _quietly(aezoo.build, entry.qualified)  # broken: warned about below
             params = None if model is None else model.num_parameters()
         rows.append({"name": entry.name, "encoder": v.encoder, "decoder": v.decoder,
                      "loss": v.loss, "params": params,
