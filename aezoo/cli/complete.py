@@ -8,6 +8,7 @@ costs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,9 @@ def models(incomplete: str) -> list[str]:
     takes; names from entry-point metadata only)."""
     head, _, tail = incomplete.rpartition("/")
     files: list[str] = []
-    try:
-        base = Path(head or ".")
-        files = sorted(f"{head + '/' if head else ''}{p.name}" for p in base.iterdir()
+    with contextlib.suppress(OSError):
+        files = sorted(f"{head + '/' if head else ''}{p.name}" for p in Path(head or ".").iterdir()
                        if p.name.startswith(tail) and p.suffix == ".safetensors")
-    except OSError:
-        pass
     return [*run_dirs(incomplete), *files, *_names("weights", incomplete)]
 
 
