@@ -17,7 +17,7 @@ MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.s
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SPLIT_HELP = "test, val or train [default: test where the dataset has one, else val]."
-# What every command that uses a trained model takes (generate.py's and deploy.py's too).
+# Declared once for the commands here, in generate.py and deploy.py (typer copies each).
 MODEL = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models)
 DEVICE = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.")
 CORRUPT_SEED = typer.Option(0, min=0, callback=check_seed,
