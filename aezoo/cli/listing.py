@@ -81,7 +81,7 @@ def list_command(
         return
     rows = _variant_rows(pattern, params)
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(data=rows)
     else:
         # Names are what users type: never cut or fold them (aezoo.cli.tables).
         variants = table([("name", ID), ("encoder", ID), ("decoder", ID), ("loss", ID),
@@ -138,7 +138,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
                              "dist": entry.dist,
                              "version": entry.version, "description": desc.description})
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(data=rows)
     else:
         components = table([("kind", ID), ("name", ID), ("plugin", ID), ("description", TEXT)],
                            title="aezoo components", title_justify="left")
@@ -190,7 +190,7 @@ def info_command(
         "init": spec.init, "model": spec.model_dump(mode="json"), "train": dict(v.train),
     }
     if as_json:
-        console.print_json(json.dumps(data))
+        console.print_json(data=data)
         return
     console.print(f"[bold]{entry.name}[/] ({data['plugin']}): {v.description}")
     console.print(f"input {format_shape(spec.input_shape)} -> latent "
@@ -235,11 +235,11 @@ def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:
         description = (getattr(desc, "__doc__", None) or "").strip().partition("\n")[0]
         description = description.replace("``", "")  # reST literals read plain here
     if as_json:
-        console.print_json(json.dumps({"kind": kind, "name": entry.name,
-                                       "plugin": f"{entry.dist} {entry.version}",
-                                       "description": description,
-                                       "params": params.model_json_schema()
-                                       if params is not BaseModel else {}}))
+        console.print_json(data={"kind": kind, "name": entry.name,
+                                 "plugin": f"{entry.dist} {entry.version}",
+                                 "description": description,
+                                 "params": params.model_json_schema()
+                                 if params is not BaseModel else {}})
         return
     defaults = {k: f.get_default() for k, f in params.model_fields.items()
                 if not f.is_required()}

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -22,8 +21,7 @@ def list_pretrained(pattern: str | None, as_json: bool) -> None:
 
     sets = list_weight_sets(pattern)
     if as_json:
-        console.print_json(json.dumps([{"name": w.name, **w.model_dump(mode="json")}
-                                       for w in sets]))
+        console.print_json(data=[{"name": w.name, **w.model_dump(mode="json")} for w in sets])
     else:
         columns = [("name", ID), ("dataset", ID), *((m, NUMBER) for m in _SHOWN_METRICS),
                    ("size", NUMBER), ("default", ID), ("where", ID)]
@@ -49,7 +47,7 @@ def weight_info(name: str, as_json: bool) -> None:
 
     w = weight_set(name)
     if as_json:
-        console.print_json(json.dumps({"name": w.name, **w.model_dump(mode="json")}))
+        console.print_json(data={"name": w.name, **w.model_dump(mode="json")})
         return
     console.print(f"[bold]{escape(w.name)}[/]: {escape(w.description)}")
     facts = tables.table([("", ID), ("", ID)], show_header=False)
