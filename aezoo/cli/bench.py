@@ -12,21 +12,6 @@ from aezoo.cli import complete, tables
 from aezoo.cli.common import console, say, warn
 from aezoo.cli.tables import ID, NUMBER
 
-HELP = """Train every variant matching a PATTERN (default: all) on the same data, budget
-and seeds, evaluate each on the same split (what `aezoo eval` reports), and rank them by
-PSNR (each variant's val_loss is its own loss, so it does not rank across losses).
-
-Writes OUT/VARIANT/seed-K (ordinary run directories), OUT/bench.json (settings, each
-run's numbers, the per-variant mean and spread) and OUT/bench.png (PSNR against
-parameters and against training time). Run the same command again after an interruption:
-finished runs are reused, an interrupted one is resumed.
-
-Examples:
-
-- `aezoo bench --data mnist5k --epochs 10 --seeds 3`
-- `aezoo bench cae-upsample 'cae-s*' --epochs 2 --limit 1024 --out bench/quick`
-"""
-
 
 def _cell(row: dict[str, Any], key: str, fmt: str, seeds: int) -> str:
     value, spread = row.get(key), row.get(f"{key}_spread")
@@ -53,6 +38,20 @@ def bench_command(
     force: bool = typer.Option(False, "--force", help="Train every run again."),
     as_json: bool = typer.Option(False, "--json", help="Print bench.json's summary as JSON."),
 ) -> None:
+    """Train every variant matching a PATTERN (default: all) on the same data, budget
+    and seeds, evaluate each on the same split (what `aezoo eval` reports), and rank them by
+    PSNR (each variant's val_loss is its own loss, so it does not rank across losses).
+
+    Writes OUT/VARIANT/seed-K (ordinary run directories), OUT/bench.json (settings, each
+    run's numbers, the per-variant mean and spread) and OUT/bench.png (PSNR against
+    parameters and against training time). Run the same command again after an interruption:
+    finished runs are reused, an interrupted one is resumed.
+
+    Examples:
+
+    - `aezoo bench --data mnist5k --epochs 10 --seeds 3`
+    - `aezoo bench cae-upsample 'cae-s*' --epochs 2 --limit 1024 --out bench/quick`
+    """
     from aezoo.api import bench
     from aezoo.training import TrainingInterrupted
 
@@ -82,4 +81,4 @@ def bench_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench", help=HELP)(bench_command)
+    app.command("bench")(bench_command)

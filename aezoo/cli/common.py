@@ -17,14 +17,12 @@ from aezoo.errors import AezooError, one_line, summary
 if TYPE_CHECKING:
     from aezoo.registry import Failure
 
-# Typer >= 0.29 vendors click; take its exception base from a public typer class.
-_CLICK_ERRORS = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
+# Typer >= 0.29 vendors click; take its exception classes from a public typer class.
+_CLICK = cast(dict[str, type[Exception]], {c.__name__: c for c in typer.BadParameter.__mro__})
 # Exits and usage errors are the framework's to report (usage errors exit with code 2).
-_PASS_THROUGH = cast(tuple[type[BaseException], ...],
-                     (typer.Exit, typer.Abort, SystemExit, *_CLICK_ERRORS))
+_PASS_THROUGH = (typer.Exit, typer.Abort, SystemExit, _CLICK["ClickException"])
 # The framework's usage errors (bad flag, bad value, missing argument): shown as one line.
-_USAGE_ERRORS = cast(tuple[type[Exception], ...],
-                     tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"))
+_USAGE_ERRORS = _CLICK["UsageError"]
 
 
 def drop_output(stream: IO[str] | None) -> None:
@@ -111,8 +109,11 @@ def warn_unavailable(kind: str | None = None) -> None:
                  f"({failure.message}); see `aezoo plugins`")
 
 
-def _one_line_usage_error(exc: Exception) -> typer.Exit:
-    """A flag the framework rejected, as one line like every other error (exit code 2)."""
+def _one_line_usage_error(exc: Exception) -> Exception:
+    """A flag the framework rejected, as one line like every other error (exit code 2);
+    ``no_args_is_help``'s error as it is (the framework prints the help instead)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return exc
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else "aezoo"
     message = " ".join(getattr(exc, "format_message", lambda: str(exc))().split()).rstrip(".")
@@ -124,11 +125,6 @@ def _one_line_usage_error(exc: Exception) -> typer.Exit:
                f"--set {spaced} VALUE)")
     error(message + see)
     return typer.Exit(2)
-
-
-def _shows_help(exc: Exception) -> bool:
-    """``no_args_is_help``: the framework prints the help instead of an error."""
-    return type(exc).__name__ == "NoArgsIsHelpError"
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -151,8 +147,6 @@ class AezooGroup(ManualGroup):
         try:
             return super().parse_args(ctx, args)
         except _USAGE_ERRORS as exc:
-            if _shows_help(exc):
-                raise
             raise _one_line_usage_error(exc) from None
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
@@ -162,8 +156,6 @@ class AezooGroup(ManualGroup):
             _interrupts.command_finished()
             return value
         except _USAGE_ERRORS as exc:
-            if _shows_help(exc):
-                raise
             raise _one_line_usage_error(exc) from None
         except AezooError as exc:
             if debug():
@@ -185,14 +177,13 @@ class AezooGroup(ManualGroup):
                 detail = " ".join(str(exc).split())[:200]
                 error(f"out of memory ({detail}): use a smaller --image-size, --batch-size or "
                       "--limit (or a device with more memory)")
-                raise typer.Exit(1) from None
-            if isinstance(exc, OSError) and exc.errno is not None:  # full, read-only, gone
+            elif isinstance(exc, OSError) and exc.errno is not None:  # full, read-only, gone
                 where = f" {exc.filename}" if exc.filename else ""
                 error(f"cannot use{where} ({exc.strerror}): check the path, its permissions "
                       "and the free disk space")
-                raise typer.Exit(1) from None
-            error(f"unexpected {summary(exc)} "
-                  "(rerun with AEZOO_DEBUG=1 for the traceback and please report it)")
+            else:
+                error(f"unexpected {summary(exc)} "
+                      "(rerun with AEZOO_DEBUG=1 for the traceback and please report it)")
             raise typer.Exit(1) from None
 
 

@@ -8,6 +8,7 @@ costs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -57,24 +58,6 @@ def schedules(incomplete: str) -> list[str]:
     return _names("schedule", incomplete)
 
 
-def _dirs(incomplete: str) -> list[Path]:
-    head, _, tail = incomplete.rpartition("/")
-    base = Path(head or ("/" if incomplete.startswith("/") else "."))
-    try:
-        entries = sorted(os.scandir(base), key=lambda e: e.name)
-    except OSError:
-        return []
-    found = []
-    for entry in entries:
-        if entry.name.startswith(tail) and (tail.startswith(".") or not entry.name.startswith(".")):
-            try:
-                if entry.is_dir():
-                    found.append(Path(entry.path) if head else Path(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def run_dirs(incomplete: str) -> list[str]:
     """Run directories (holding run.json) and the directories on the way to them; with
     nothing typed, the runs under ``runs/``."""
@@ -82,10 +65,22 @@ def run_dirs(incomplete: str) -> list[str]:
 
     if not incomplete and Path("runs").is_dir():
         incomplete = "runs/"
+    head, _, tail = incomplete.rpartition("/")
+    try:
+        entries = sorted(os.scandir(head or ("/" if incomplete.startswith("/") else ".")),
+                         key=lambda e: e.name)
+    except OSError:
+        return []
     out = []
-    for d in _dirs(incomplete):
-        text = d.as_posix() if d.as_posix() != "." else ""
-        out.append(text if (d / RUN_FILE).is_file() else f"{text}/")
+    for entry in entries:
+        hidden = entry.name.startswith(".") and not tail.startswith(".")
+        try:
+            if hidden or not entry.name.startswith(tail) or not entry.is_dir():
+                continue
+        except OSError:
+            continue
+        d = Path(entry.path) if head else Path(entry.name)
+        out.append(d.as_posix() if (d / RUN_FILE).is_file() else f"{d.as_posix()}/")
     return out
 
 
@@ -93,15 +88,11 @@ def models(incomplete: str) -> list[str]:
     """Run directories, ``.safetensors`` files and weight sets ``VARIANT.TAG`` (what MODEL
     takes; names from entry-point metadata only)."""
     head, _, tail = incomplete.rpartition("/")
-    files = []
-    with_dirs = run_dirs(incomplete)
-    try:
-        base = Path(head or ".")
-        files = sorted(f"{head + '/' if head else ''}{p.name}" for p in base.iterdir()
+    files: list[str] = []
+    with contextlib.suppress(OSError):
+        files = sorted(f"{head + '/' if head else ''}{p.name}" for p in Path(head or ".").iterdir()
                        if p.name.startswith(tail) and p.suffix == ".safetensors")
-    except OSError:
-        pass
-    return [*with_dirs, *files, *_names("weights", incomplete)]
+    return [*run_dirs(incomplete), *files, *_names("weights", incomplete)]
 
 
 def _keys(model: Any, prefix: str = "") -> list[str]:
@@ -119,10 +110,9 @@ def set_keys(incomplete: str) -> list[str]:
     """``--set`` keys (every dotted path of a run spec) as ``KEY=``."""
     from aezoo.specs import RunSpec
 
-    key = incomplete.partition("=")[0]
     if "=" in incomplete:
         return []
-    return [f"{k}=" for k in _keys(RunSpec) if k.startswith(key)]
+    return [f"{k}=" for k in _keys(RunSpec) if k.startswith(incomplete)]
 
 
 def script(shell: str, prog_name: str = "aezoo") -> str:

@@ -10,11 +10,9 @@ import typer
 
 from aezoo.cli import tables
 from aezoo.cli.common import console, say
+from aezoo.cli.evaluate import DATA_HELP, DEVICE, MODEL_HELP, SPLIT_HELP
 from aezoo.cli.tables import ID, NUMBER
 
-MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
-              "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
-DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SHOWN = 20  # flagged images listed on the terminal; all of them are in --out
 
 
@@ -58,8 +56,7 @@ def export_command(
 def score_command(
     model: str = typer.Argument(..., help=MODEL_HELP),
     data: str | None = typer.Option(None, help=DATA_HELP),
-    split: str | None = typer.Option(None, help="test, val or train [default: test where the "
-                                     "dataset has one, else val]."),
+    split: str | None = typer.Option(None, help=SPLIT_HELP),
     metric: str | None = typer.Option(None, metavar="mse|bce|ssim", help="Per-image error "
                                       "(ssim: 1 - SSIM) [default: the model's loss]."),
     out: Path = typer.Option(Path("scores.csv"), help="NAME.csv (index,label,score[,flagged]),"
@@ -77,7 +74,7 @@ def score_command(
                                         "tile's index and score under it)."),
     limit: int | None = typer.Option(None, help="Score at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Score every image of a split by its reconstruction error (higher: more unusual).

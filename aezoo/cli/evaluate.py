@@ -17,21 +17,25 @@ MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.s
               "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
 DATA_HELP = "Dataset name [default: the run's dataset (run.json beside the model), else mnist5k]."
 SPLIT_HELP = "test, val or train [default: test where the dataset has one, else val]."
+# Declared once for the commands here, in generate.py and deploy.py (typer copies each).
+MODEL = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models)
+DEVICE = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.")
+CORRUPT_SEED = typer.Option(0, min=0, callback=check_seed,
+                            help="Seed of --corrupt's draws (0 to 2^64-1).")
 
 
 def eval_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    model: str = MODEL,
     data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     limit: int | None = typer.Option(None, help="Evaluate at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Corrupt the inputs (e.g. gaussian; the run's own "
         "params if it trained with it) and measure against the clean images: denoising."),
-    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
-                             "2^64-1)."),
+    seed: int = CORRUPT_SEED,
     metric: list[str] | None = typer.Option(
         None, "--metric", metavar="NAME", help="A plugin metric to report (repeatable) "
         "[default: every installed one; a failing one is left out with a warning]; "
@@ -73,7 +77,7 @@ def eval_command(
 
 
 def reconstruct_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    model: str = MODEL,
     n: int = typer.Option(10, "--n", min=1, max=1000, help="Number of images."),
     rows: int = typer.Option(1, "--rows", min=1, max=100, help="Split the images into R "
                              "bands stacked top to bottom (e.g. --n 100 --rows 10)."),
@@ -85,13 +89,12 @@ def reconstruct_command(
         "images up to 32x32, else 2]."),
     caption: bool = typer.Option(False, "--caption", help="A line above the picture: the "
                                  "run, its epoch and the PSNR of the images shown."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     corrupt: str | None = typer.Option(
         None, metavar="TRANSFORM", help="Three rows: the corrupted inputs, their "
         "reconstructions, the clean images (e.g. gaussian)."),
-    seed: int = typer.Option(0, min=0, callback=check_seed, help="Seed of --corrupt's draws (0 to "
-                             "2^64-1)."),
+    seed: int = CORRUPT_SEED,
     no_labels: bool = typer.Option(False, "--no-labels", help="No margin naming the rows: "
                                    "the bare grid."),
 ) -> None:
@@ -112,7 +115,7 @@ def reconstruct_command(
 
 
 def encode_command(
-    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete.models),
+    model: str = MODEL,
     data: str | None = typer.Option(None, help=DATA_HELP, autocompletion=complete.datasets),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     out: Path = typer.Option(Path("latents.npy"), help="NAME.npy (the latents; labels in "
@@ -121,7 +124,7 @@ def encode_command(
                                  "(N, C, H, W)."),
     limit: int | None = typer.Option(None, help="Encode at most N images."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     output: str = typer.Option("mean", metavar="mean|logvar|sample|EXTRA", help="The code "
                                "(a VAE's mean), a VAE's log-variance, a sample, or any other "
@@ -142,8 +145,7 @@ def encode_command(
     encoded = encode(model, data, split, out, flatten, limit, batch_size, device, force,
                      output, seed, plot, projection)
     latents, labels, class_names = encoded.latents, encoded.labels, encoded.class_names
-    files = [f for f in encoded.files if f != plot]
-    labels_out = files[1] if len(files) > 1 else None
+    labels_out = next((f for f in encoded.files[1:] if f != plot), None)  # out, labels, plot
     wrote = f"wrote {out} {tuple(latents.shape)} float32"
     if labels_out is not None:
         wrote += f" and {labels_out}"

@@ -6,24 +6,20 @@ from pathlib import Path
 
 import typer
 
-from aezoo.cli import complete
 from aezoo.cli._help import check_seed
 from aezoo.cli.common import say
-
-MODEL_HELP = ("A model file, a run directory (its model.safetensors, else last.safetensors), a "
-              "weight set VARIANT.TAG (aezoo list --pretrained) or hf://ORG/REPO[@REV].")
+from aezoo.cli.evaluate import DEVICE, MODEL
 
 
 def sample_command(
-    model: str = typer.Argument(..., help=MODEL_HELP,
-                                autocompletion=complete.models),
+    model: str = MODEL,
     n: int = typer.Option(64, "--n", help="Number of draws."),
     seed: int = typer.Option(0, min=0, callback=check_seed,
                              help="Seed of the draws (0 to 2^64-1; the same seed, the same "
                              "picture)."),
     out: Path = typer.Option(Path("samples.png"), help="PNG file to write."),
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Decode N draws from the prior N(0, I) of a variational model (e.g. cae-vae) into a
@@ -36,8 +32,7 @@ def sample_command(
 
 
 def interpolate_command(
-    model: str = typer.Argument(..., help=MODEL_HELP,
-                                autocompletion=complete.models),
+    model: str = MODEL,
     from_: int = typer.Option(0, "--from", help="Index of the first image in the split."),
     to: int = typer.Option(1, "--to", help="Index of the last image in the split."),
     steps: int = typer.Option(10, help="Images on the line, both ends included."),
@@ -46,7 +41,7 @@ def interpolate_command(
                                      "val]."),
     out: Path = typer.Option(Path("interpolation.png"), help="PNG file to write."),
     scale: int = typer.Option(2, min=1, max=16, help="Enlarge each pixel this many times."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = DEVICE,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ) -> None:
     """Decode the straight line between two images' codes: a strip from image FROM to

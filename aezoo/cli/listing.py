@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -18,10 +19,11 @@ from aezoo.kinds import COMPONENT_KINDS, PART_KINDS
 from aezoo.protocols import format_shape
 
 
-def _load_quietly(kind: str, entry: registry.Entry) -> Any | None:
-    """The descriptor, or None (the failure is recorded and warned about once)."""
+def _quietly(load: Callable[..., Any], *args: Any) -> Any | None:
+    """``load(*args)``: a descriptor or a model; None where a plugin fails (the failure is
+    recorded and warned about once)."""
     try:
-        return registry.load(kind, entry.qualified)
+        return load(*args)
     except PluginError:
         if registry.strict():
             raise
@@ -33,19 +35,15 @@ def _variant_rows(pattern: str | None, count_params: bool) -> list[dict[str, Any
     for entry in registry.entries("variant"):
         if pattern and not registry.fnmatch.fnmatchcase(entry.name, pattern):
             continue
-        v = _load_quietly("variant", entry)
+        v = _quietly(registry.load, "variant", entry.qualified)
         if v is None:
             continue
         params = v.param_count
         if count_params:
             import aezoo
 
-            try:
-                params = aezoo.build(entry.qualified).num_parameters()
-            except PluginError:  # a broken component: recorded, warned about below
-                if registry.strict():
-                    raise
-                params = None
+            model = _quietly(aezoo.build, entry.qualified)  # broken: warned about below
+            params = None if model is None else model.num_parameters()
         rows.append({"name": entry.name, "encoder": v.encoder, "decoder": v.decoder,
                      "loss": v.loss, "params": params,
                      "input_shape": list(v.input_shape), "dist": entry.dist,
@@ -83,7 +81,7 @@ def list_command(
         return
     rows = _variant_rows(pattern, params)
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(data=rows)
     else:
         # Names are what users type: never cut or fold them (aezoo.cli.tables).
         variants = table([("name", ID), ("encoder", ID), ("decoder", ID), ("loss", ID),
@@ -108,7 +106,7 @@ def _used_by(pattern: str) -> dict[str, set[str]]:
     for entry in registry.entries("variant"):
         if not registry.fnmatch.fnmatchcase(entry.name, pattern):
             continue
-        v = _load_quietly("variant", entry)
+        v = _quietly(registry.load, "variant", entry.qualified)
         if v is not None:
             for kind in COMPONENT_KINDS:
                 used[kind].add(getattr(v, kind))
@@ -132,7 +130,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
             if pattern and not (registry.fnmatch.fnmatchcase(entry.name, pattern)
                                 or {entry.name, entry.qualified} & used[kind]):
                 continue
-            desc = _load_quietly(kind, entry)
+            desc = _quietly(registry.load, kind, entry.qualified)
             if desc is not None:
                 ambiguous = entry.name in registry.conflicts(kind)
                 rows.append({"kind": kind,
@@ -140,7 +138,7 @@ def _list_components(pattern: str | None, as_json: bool) -> None:
                              "dist": entry.dist,
                              "version": entry.version, "description": desc.description})
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(data=rows)
     else:
         components = table([("kind", ID), ("name", ID), ("plugin", ID), ("description", TEXT)],
                            title="aezoo components", title_justify="left")
@@ -169,7 +167,7 @@ def info_command(
         weight_info(name, as_json)
         return
     try:
-        registry.find("variant", name)
+        entry = registry.find("variant", name)
     except UnknownNameError:
         for kind in (*PART_KINDS, "callback", "dataset"):
             try:
@@ -183,7 +181,6 @@ def info_command(
 
     model = aezoo.build(name)
     spec = model.spec
-    entry = registry.find("variant", name)
     v = registry.variant(name)
     data = {
         "name": entry.name, "plugin": f"{entry.dist} {entry.version}",
@@ -193,7 +190,7 @@ def info_command(
         "init": spec.init, "model": spec.model_dump(mode="json"), "train": dict(v.train),
     }
     if as_json:
-        console.print_json(json.dumps(data))
+        console.print_json(data=data)
         return
     console.print(f"[bold]{entry.name}[/] ({data['plugin']}): {v.description}")
     console.print(f"input {format_shape(spec.input_shape)} -> latent "
@@ -238,11 +235,11 @@ def _component_info(kind: str, entry: registry.Entry, as_json: bool) -> None:
         description = (getattr(desc, "__doc__", None) or "").strip().partition("\n")[0]
         description = description.replace("``", "")  # reST literals read plain here
     if as_json:
-        console.print_json(json.dumps({"kind": kind, "name": entry.name,
-                                       "plugin": f"{entry.dist} {entry.version}",
-                                       "description": description,
-                                       "params": params.model_json_schema()
-                                       if params is not BaseModel else {}}))
+        console.print_json(data={"kind": kind, "name": entry.name,
+                                 "plugin": f"{entry.dist} {entry.version}",
+                                 "description": description,
+                                 "params": params.model_json_schema()
+                                 if params is not BaseModel else {}})
         return
     defaults = {k: f.get_default() for k, f in params.model_fields.items()
                 if not f.is_required()}

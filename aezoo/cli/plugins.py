@@ -12,20 +12,6 @@ from aezoo.cli import tables
 from aezoo.cli.common import console, error, say, warn
 from aezoo.cli.tables import ID, TEXT
 
-HELP = """List every installed distribution that provides aezoo entry points.
-
-For each: its version, what it provides per entry-point group (`aezoo.variants`,
-`aezoo.encoders`, `aezoo.datasets`, ...), and every failure: a module that raises on
-import, an entry that is not the right kind of object, a descriptor with invalid fields,
-a variant whose preset does not resolve. Names two distributions both provide are
-listed as conflicts (use `DIST:NAME` to pick one).
-
-This command imports every plugin, unlike `aezoo list`.
-
-Environment: `AEZOO_PLUGINS=a,b` loads only those distributions (plus aezoo itself);
-`AEZOO_STRICT_PLUGINS=1` makes any failure fatal (exit code 1).
-"""
-
 
 def _short(group: str) -> str:
     return group.removeprefix("aezoo.")
@@ -61,6 +47,19 @@ def _print(data: dict[str, Any]) -> None:
 def plugins_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
+    """List every installed distribution that provides aezoo entry points.
+
+    For each: its version, what it provides per entry-point group (`aezoo.variants`,
+    `aezoo.encoders`, `aezoo.datasets`, ...), and every failure: a module that raises on
+    import, an entry that is not the right kind of object, a descriptor with invalid fields,
+    a variant whose preset does not resolve. Names two distributions both provide are
+    listed as conflicts (use `DIST:NAME` to pick one).
+
+    This command imports every plugin, unlike `aezoo list`.
+
+    Environment: `AEZOO_PLUGINS=a,b` loads only those distributions (plus aezoo itself);
+    `AEZOO_STRICT_PLUGINS=1` makes any failure fatal (exit code 1).
+    """
     from aezoo.doctor import plugin_report
 
     data = plugin_report()
@@ -77,4 +76,4 @@ def plugins_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plugins", help=HELP)(plugins_command)
+    app.command("plugins")(plugins_command)

@@ -39,11 +39,6 @@ def line(result: EpochResult, epochs: int, show_lr: bool = False) -> str:
             f"{result.images_per_s:,.0f} img/s")
 
 
-def scheduled(spec: Any) -> bool:
-    """Whether the learning rate changes during the run (a schedule or a warm-up)."""
-    return spec.scheduler != "none" or bool(spec.warmup)
-
-
 class ProgressCallback(Callback):
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -115,8 +110,9 @@ class ProgressCallback(Callback):
                              loss=f"{trainer.running_loss():.4f}", speed=f"{speed:,.0f} img/s")
 
     def on_epoch_end(self, trainer: Trainer, result: EpochResult) -> None:
-        self.say(line(result, trainer.spec.epochs, scheduled(trainer.spec)), highlight=False,
-                 soft_wrap=True)
+        spec = trainer.spec  # the rate is shown when a schedule or a warm-up changes it
+        self.say(line(result, spec.epochs, spec.scheduler != "none" or bool(spec.warmup)),
+                 highlight=False, soft_wrap=True)
         from aezoo.data.stream_folder import skipped_images
 
         skipped = skipped_images(trainer.data)

@@ -212,13 +212,11 @@ def plot_command(
     from aezoo.plotting import plot
     from aezoo.rundir import CURVES_FILE, IMAGES_DIR
 
+    picture = plot(run_dir, out=out, force=force)
+    target = out if out is not None else run_dir / IMAGES_DIR / CURVES_FILE
     if out is None:  # the run's own picture, which training redraws anyway: no --force
-        picture, target = plot(run_dir), run_dir / IMAGES_DIR / CURVES_FILE
         target.parent.mkdir(exist_ok=True)  # a run trained with --no-images has none
         write_picture(target, picture)
-    else:
-        plot(run_dir, out=out, force=force)
-        target = out
     say(f"wrote {target}")
 
 

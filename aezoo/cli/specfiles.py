@@ -15,21 +15,6 @@ from aezoo.cli.common import plugin_problem, warn
 from aezoo.errors import UsageError
 from aezoo.specfile import FORMATS
 
-CONFIG_HELP = """Print a variant's complete, resolved run spec: every model, train and data value.
-
-TOML has no null: an unset value is written as a comment (`# patience = null  (unset)`).
-
-Edit the file and train from it; the run is the same as training NAME with the same
-overrides:
-
-    aezoo config cae-upsample > run.toml
-
-    aezoo train --config run.toml
-
-`--set KEY=VALUE` and `--config FILE` work as in `aezoo train`. `aezoo schema NAME`
-prints the JSON Schema for editor completion of this file.
-"""
-
 
 def config_command(
     name: str | None = typer.Argument(None, help="Variant (see `aezoo list`).",
@@ -39,6 +24,20 @@ def config_command(
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="Override any spec value, e.g. train.lr=0.01."),
 ) -> None:
+    """Print a variant's complete, resolved run spec: every model, train and data value.
+
+    TOML has no null: an unset value is written as a comment (`# patience = null  (unset)`).
+
+    Edit the file and train from it; the run is the same as training NAME with the same
+    overrides:
+
+        aezoo config cae-upsample > run.toml
+
+        aezoo train --config run.toml
+
+    `--set KEY=VALUE` and `--config FILE` work as in `aezoo train`. `aezoo schema NAME`
+    prints the JSON Schema for editor completion of this file.
+    """
     from aezoo.schema import resolved_spec, spec_text
 
     fmt = fmt.lower()
@@ -48,25 +47,23 @@ def config_command(
     sys.stdout.write(spec_text(spec, fmt))
 
 
-SCHEMA_HELP = """Print the JSON Schema of run spec files, for editor completion and validation.
-
-Without NAME, `model.encoder`, `model.decoder`, `model.loss`, `model.regularizers`,
-`train.corrupt`, `train.callback_params` and `data.params` accept any installed part,
-each with its own params. With NAME, the schema describes that variant's
-components and uses its values as defaults.
-
-    aezoo schema cae-upsample > aezoo-schema.json
-
-Then point your editor at it: `#:schema ./aezoo-schema.json` as the first line of a
-TOML file (Taplo / Even Better TOML), `# yaml-language-server: $schema=./aezoo-schema.json`
-in YAML, or a top-level `"$schema": "./aezoo-schema.json"` key in a JSON (or YAML) spec
-file, which aezoo ignores when it reads the file.
-"""
-
-
 def schema_command(
     name: str | None = typer.Argument(None, help="Variant whose components to describe."),
 ) -> None:
+    """Print the JSON Schema of run spec files, for editor completion and validation.
+
+    Without NAME, `model.encoder`, `model.decoder`, `model.loss`, `model.regularizers`,
+    `train.corrupt`, `train.callback_params` and `data.params` accept any installed part,
+    each with its own params. With NAME, the schema describes that variant's
+    components and uses its values as defaults.
+
+        aezoo schema cae-upsample > aezoo-schema.json
+
+    Then point your editor at it: `#:schema ./aezoo-schema.json` as the first line of a
+    TOML file (Taplo / Even Better TOML), `# yaml-language-server: $schema=./aezoo-schema.json`
+    in YAML, or a top-level `"$schema": "./aezoo-schema.json"` key in a JSON (or YAML) spec
+    file, which aezoo ignores when it reads the file.
+    """
     from aezoo.registry import Failure
     from aezoo.schema import schema
 
@@ -78,5 +75,5 @@ def schema_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("config", help=CONFIG_HELP)(config_command)
-    app.command("schema", help=SCHEMA_HELP)(schema_command)
+    app.command("config")(config_command)
+    app.command("schema")(schema_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,6 @@ import typer
 
 from aezoo import _interrupts
 from aezoo.cli import complete
-from aezoo.cli._help import ManualCommand
 from aezoo.cli.common import console, say, usage_error, warn
 from aezoo.cli.flags import Flag, command
 from aezoo.epochs import best, read_rows
@@ -130,10 +130,15 @@ def train_command(given: dict[str, Any]) -> None:
     if "--channels-last" in given and "--no-channels-last" in given:
         raise usage_error("--channels-last and --no-channels-last contradict each other",
                           "pass one of them")
-    if "--init" in given:
-        given["--init"] = _absolute_if_path(given["--init"])
+    init = given.get("--init")
+    if init is not None and not init.startswith("hf://") and Path(init).exists():
+        given["--init"] = str(Path(init).resolve())  # a path: run.json must still find it
     if "--init-strict" in given:
-        given["--init-strict"] = _truth("--init-strict", given["--init-strict"])
+        strict = given["--init-strict"]
+        if strict.lower() not in ("true", "1", "yes", "false", "0", "no"):
+            raise usage_error(f"--init-strict takes true or false, not '{strict[:50]}'",
+                              "pass --init-strict false")
+        given["--init-strict"] = strict.lower() in ("true", "1", "yes")
     resume = given.pop("--resume", None)
     from aezoo.training.precision import flush_denormals
 
@@ -162,21 +167,6 @@ def train_command(given: dict[str, Any]) -> None:
                           follow_data=not fixes_input_shape(set_)))
 
 
-def _absolute_if_path(ref: str) -> str:
-    """An --init that is a path is recorded absolute (run.json must still find it)."""
-    if ref.startswith("hf://") or not Path(ref).exists():
-        return ref
-    return str(Path(ref).resolve())
-
-
-def _truth(flag: str, value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise usage_error(f"{flag} takes true or false, not '{value[:50]}'", f"pass {flag} false")
-
-
 def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     from aezoo.cli.progress import ProgressCallback
     from aezoo.run import resume
@@ -192,11 +182,8 @@ def _resume(run_dir: Path, given: dict[str, Any]) -> None:
     from aezoo.rundir import METRICS_JSONL
 
     before = 0  # epochs of earlier sessions; resume itself reports a directory it cannot use
-    if (run_dir / METRICS_JSONL).is_file():
-        try:
-            before = len(read_rows(run_dir / METRICS_JSONL))
-        except (AezooError, OSError):
-            pass
+    with contextlib.suppress(AezooError, OSError):
+        before = len(read_rows(run_dir / METRICS_JSONL))
     _report(lambda: resume(run_dir, overrides, drop_callbacks=given.get("--no-callback", ()),
                            callbacks=[_warnings_callback(), ProgressCallback(console)]),
             before)
@@ -249,8 +236,7 @@ def _report(run: Callable[[], Any], before: int = 0) -> None:
         raise typer.Exit(exc.exit_code) from None
     if result.rank != 0:
         return
-    last = result.history[-1] if result.history else None
-    loss = f"val_loss {last.val_loss:.5f}; " if last else ""
+    loss = f"val_loss {result.history[-1].val_loss:.5f}; " if result.history else ""
     stop = f" ({result.stop_reason})" if result.stop_reason else ""
     say(f"saved {result.model_path}{stop} ({loss}metrics in {result.out_dir / METRICS_JSONL})")
     for text in summary(result, time.perf_counter() - started, before):
@@ -291,4 +277,4 @@ def summary(result: Any, wall: float, before: int = 0) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", help=HELP, cls=ManualCommand)(command(FLAGS, train_command))
+    app.command("train", help=HELP)(command(FLAGS, train_command))

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.markup import escape
@@ -17,33 +15,28 @@ from aezoo.cli.tables import ID, NUMBER
 _SHOWN_METRICS = ("bce", "mse", "psnr", "ssim")
 
 
-def _where(file: str) -> str:
-    return "in its plugin" if file.startswith("package:") else file
-
-
 def list_pretrained(pattern: str | None, as_json: bool) -> None:
     """The table of ``aezoo list --pretrained``."""
     from aezoo.pretrained import list_weight_sets
 
     sets = list_weight_sets(pattern)
     if as_json:
-        console.print_json(json.dumps([{"name": w.name, **w.model_dump(mode="json")}
-                                       for w in sets]))
-        warn_unavailable("weights")
-        return
-    columns = [("name", ID), ("dataset", ID), *((m, NUMBER) for m in _SHOWN_METRICS),
-               ("size", NUMBER), ("default", ID), ("where", ID)]
-    table = tables.table(columns, title="aezoo weight sets", title_justify="left")
-    for w in sets:
-        values = [w.metrics.get(m) for m in _SHOWN_METRICS]
-        cells = [w.name, w.dataset, *("n/a" if v is None else f"{v:.4f}" for v in values),
-                 "?" if w.size is None else f"{w.size / 1024:,.1f} KiB",
-                 "yes" if w.default else "", _where(w.file)]
-        table.add_row(*(escape(c) for c in cells))
-    tables.show(table, console)
-    if not sets:
-        console.print(f"no weight set matches '{pattern}'" if pattern
-                      else "no weight sets installed")
+        console.print_json(data=[{"name": w.name, **w.model_dump(mode="json")} for w in sets])
+    else:
+        columns = [("name", ID), ("dataset", ID), *((m, NUMBER) for m in _SHOWN_METRICS),
+                   ("size", NUMBER), ("default", ID), ("where", ID)]
+        table = tables.table(columns, title="aezoo weight sets", title_justify="left")
+        for w in sets:
+            values = [w.metrics.get(m) for m in _SHOWN_METRICS]
+            cells = [w.name, w.dataset, *("n/a" if v is None else f"{v:.4f}" for v in values),
+                     "?" if w.size is None else f"{w.size / 1024:,.1f} KiB",
+                     "yes" if w.default else "",
+                     "in its plugin" if w.file.startswith("package:") else w.file]
+            table.add_row(*(escape(c) for c in cells))
+        tables.show(table, console)
+        if not sets:
+            console.print(f"no weight set matches '{pattern}'" if pattern
+                          else "no weight sets installed")
     warn_unavailable("weights")
 
 
@@ -54,7 +47,7 @@ def weight_info(name: str, as_json: bool) -> None:
 
     w = weight_set(name)
     if as_json:
-        console.print_json(json.dumps({"name": w.name, **w.model_dump(mode="json")}))
+        console.print_json(data={"name": w.name, **w.model_dump(mode="json")})
         return
     console.print(f"[bold]{escape(w.name)}[/]: {escape(w.description)}")
     facts = tables.table([("", ID), ("", ID)], show_header=False)
@@ -112,7 +105,7 @@ def push_command(
     if to is not None:
         shared = write_folder(run, to, tag, license=license, description=description,
                               force=force)
-        _say_written(shared.folder, shared.files)
+        say(f"wrote {shared.folder}: {', '.join(shared.files)}")
         return
     from aezoo import hub
 
@@ -124,10 +117,6 @@ def push_command(
         url = hub.push(shared.folder, ref, private=private,
                        message=f"aezoo push: {shared.card.name}")
     say(f"pushed {len(shared.files)} files to {ref} ({url})")
-
-
-def _say_written(folder: Path, files: Any) -> None:
-    say(f"wrote {folder}: {', '.join(files)}")
 
 
 def pull_command(
