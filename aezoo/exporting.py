@@ -93,11 +93,8 @@ class _Model(nn.Module):
 
 
 def _io_names(part: str, extras: list[str]) -> tuple[list[str], list[str]]:
-    if part == "encoder":
-        return ["images"], ["latent", *extras]
-    if part == "decoder":
-        return ["latent"], ["reconstruction"]
-    return ["images"], ["reconstruction"]
+    inputs = ["latent"] if part == "decoder" else ["images"]
+    return inputs, ["latent", *extras] if part == "encoder" else ["reconstruction"]
 
 
 @dataclass
@@ -109,10 +106,11 @@ class Exported:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def output_paths(out: Path, fmt: str, part: str | None) -> tuple[dict[str, Path], Path]:
+def output_paths(out: Path, fmt: str, part: str | None, force: bool = True
+                 ) -> tuple[dict[str, Path], Path]:
     """The part files and the JSON sidecar (``out`` + ``.json``) for ``--out``: one part at
     ``out``; or all three: the model at ``out``, ``STEM.encoder.EXT`` and
-    ``STEM.decoder.EXT`` beside it."""
+    ``STEM.decoder.EXT`` beside it. Without ``force``, an existing one is refused."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format '{fmt}'", "use onnx or torchscript")
     if part is not None and part not in PARTS:
@@ -127,7 +125,10 @@ def output_paths(out: Path, fmt: str, part: str | None) -> tuple[dict[str, Path]
     else:
         files = {"encoder": stem.with_name(f"{stem.name}.encoder{suffix}"),
                  "decoder": stem.with_name(f"{stem.name}.decoder{suffix}"), "model": out}
-    return files, out.with_name(out.name + ".json")
+    sidecar = out.with_name(out.name + ".json")
+    for path in [*files.values(), sidecar]:
+        refuse_overwrite(path, force)
+    return files, sidecar
 
 
 def sample_inputs(model_file: Path | None, shape: tuple[int, ...], data: str | None
@@ -157,14 +158,6 @@ def sample_inputs(model_file: Path | None, shape: tuple[int, ...], data: str | N
     return noise, "uniform noise (seed 0): no dataset of the model's shape"
 
 
-def _outputs(out: Path, fmt: str, part: str | None, force: bool
-             ) -> tuple[dict[str, Path], Path]:
-    files, sidecar = output_paths(out, fmt, part)
-    for path in [*files.values(), sidecar]:
-        refuse_overwrite(path, force)
-    return files, sidecar
-
-
 def format_of(fmt: str | None, out: Path | None) -> tuple[str, Path]:
     """The format (``--format``, else from ``--out``'s extension, else onnx) and the output
     path (``--out``, else ``model.onnx`` / ``model.pt``)."""
@@ -185,7 +178,7 @@ def export_run(target: str | Path, fmt: str | None = None, part: str | None = No
     from aezoo.pretrained import locate
 
     fmt, out = format_of(fmt, Path(out) if out is not None else None)
-    _outputs(out, fmt, part, force)  # a bad --out or --part, or a file kept: before loading
+    output_paths(out, fmt, part, force)  # a bad --out or --part, or a file kept: before loading
     path = locate(target).path
     if fmt == "onnx":
         _need_onnx()
@@ -200,7 +193,7 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
     """Export ``model``'s parts (all three, or ``part``) as ``fmt`` to ``out`` and a JSON
     sidecar beside it; verified against PyTorch on ``images`` (16 uint8 images, NCHW)
     before anything is written."""
-    files, sidecar = _outputs(Path(out), fmt, part, force)
+    files, sidecar = output_paths(Path(out), fmt, part, force)
     if fmt == "onnx":
         _need_onnx()
     model = copy.deepcopy(model).to("cpu").eval()  # the caller's model stays as it was
