@@ -139,15 +139,13 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
     ``train.monitor``; else the lowest val_loss); terms of another scale than the loss in a
     second panel below."""
     terms = terms_of(k for r in rows for k in r)
-    colors = {"train_loss": PALETTE[0], "val_loss": PALETTE[1]}
-    keys = ["train_loss", "val_loss"]
+    colors = {"train_loss": PALETTE[0], "val_loss": PALETTE[1]}  # in the legend's order
     for i, term in enumerate(terms):
         color = PALETTE[(i + 2) % len(PALETTE)]
         if any(column("train", term) in r for r in rows):
-            keys.append(column("train", term))
             colors[column("train", term)] = color
-        keys.append(column("val", term))
         colors[column("val", term)] = color
+    keys = list(colors)
     same, other = by_scale(rows, keys)
     legend_rows = math.ceil((len(keys) + 2) / LEGEND_COLUMNS)  # + best, lr
     fig, axes = figure(height=(HEIGHT * 5 // 3 if other else HEIGHT) + 18 * legend_rows,

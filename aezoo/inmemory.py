@@ -53,10 +53,10 @@ def arrays_of(data: Any, val: Any) -> dict[str, np.ndarray] | None:
                              "pass the validation images with the dataset (npz keys "
                              "train/val), or both as arrays")
         return None
-    if data is None or _is_number_like(data):
+    if data is None or isinstance(data, int | float):
         data_name(data)  # says what fit takes
     if isinstance(data, tuple | list) and len(data) == 2 and val is None and \
-            not _is_number_like(data[0]):
+            not isinstance(data[0], int | float):
         data, val = data
     out: dict[str, np.ndarray] = {}
     out["train"], labels = images_of(data, "data")
@@ -73,10 +73,6 @@ def arrays_of(data: Any, val: Any) -> dict[str, np.ndarray] | None:
                          "save them with numpy.save and pass 'npy:PATH' (memory-mapped), or "
                          "a folder as 'folder:PATH'")
     return out
-
-
-def _is_number_like(value: Any) -> bool:
-    return isinstance(value, int | float)
 
 
 def images_of(data: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
