@@ -59,13 +59,11 @@ def arrays_of(data: Any, val: Any) -> dict[str, np.ndarray] | None:
             not isinstance(data[0], int | float):
         data, val = data
     out: dict[str, np.ndarray] = {}
-    out["train"], labels = images_of(data, "data")
-    if labels is not None:
-        out["train_labels"] = labels
-    if val is not None:
-        out["val"], val_labels = images_of(val, "val")
-        if val_labels is not None:
-            out["val_labels"] = val_labels
+    for key, given, what in (("train", data, "data"), ("val", val, "val")):
+        if given is not None:
+            out[key], labels = images_of(given, what)
+            if labels is not None:
+                out[f"{key}_labels"] = labels
     size = sum(a.nbytes for a in out.values())
     if size > MAX_ARRAY_BYTES:
         raise UsageError(f"images in memory of {size:,} bytes exceed fit's limit of "

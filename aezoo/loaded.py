@@ -78,11 +78,7 @@ def model_split(model: Any, path: Path, data_spec: Any, split: str | None,
     split = split or ("test" if test is not None else "val")
     if split == "test" and test is None:
         raise UsageError(f"dataset {dataset.name} has no test split", "use --split val")
-    arrays: dict[str, tuple[Any, Any]] = {
-        "train": (dataset.train, dataset.train_labels),
-        "val": (dataset.val, dataset.val_labels),
-        "test": (test, getattr(dataset, "test_labels", None))}
-    images, labels = arrays[split]
+    images, labels = getattr(dataset, split), getattr(dataset, f"{split}_labels", None)
     images = as_array(images, limit)  # mapped or streamed splits are read here, once
     if limit is not None:
         labels = None if labels is None else labels[:limit]
