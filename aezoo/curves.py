@@ -116,11 +116,6 @@ def _draw(ax: Axes, rows: Sequence[Mapping[str, Any]], key: str, color: str,
     return values
 
 
-def _scale(ax: Axes, values: Sequence[float]) -> None:
-    if log_scale(values):
-        ax.set_yscale("log")
-
-
 def _epochs(ax: Axes) -> None:
     """Whole epochs on the x axis; one epoch alone gets room on either side."""
     from matplotlib.ticker import MaxNLocator
@@ -156,7 +151,8 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
             linewidth=2 if key.endswith("_loss") else 1.2,
             zorder=3 if key.endswith("_loss") else 2,  # the loss over a term equal to it
             linestyle="--" if key.startswith("train_") and key != "train_loss" else "-")]
-        _scale(ax, values)
+        if log_scale(values):
+            ax.set_yscale("log")
         _epochs(ax)
     top = axes[0]
     top.set_ylabel("loss")
@@ -178,7 +174,8 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
                              linewidth=1.5, label="lr")
         lr_ax.set_ylabel("lr", color=LR_COLOR)
         lr_ax.tick_params(axis="y", colors=LR_COLOR)
-        _scale(lr_ax, list(lrs))
+        if log_scale(list(lrs)):
+            lr_ax.set_yscale("log")
         handles.append(line)
     elif lrs:  # named in the legend, where it covers nothing
         from matplotlib.lines import Line2D
@@ -221,7 +218,8 @@ def overlay_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "
         ax.plot(epochs, ys, color=PALETTE[i % len(PALETTE)], linewidth=2, label=name + tag,
                 marker="o" if one else None)
         values += ys
-    _scale(ax, values)
+    if log_scale(values):
+        ax.set_yscale("log")
     ax.set(title=title or key, ylabel=key)
     _epochs(ax)
     legend(fig, ax.get_legend_handles_labels()[0])

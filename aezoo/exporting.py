@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import io
 import json
 import logging
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from aezoo._version import __version__
-from aezoo.errors import AezooError, ExportError, UsageError, WriteError, summary
+from aezoo.errors import AezooError, ExportError, ShapeError, UsageError, WriteError, summary
 from aezoo.fileio import atomic_write_many
 from aezoo.outputs import refuse_overwrite
 
@@ -136,7 +137,6 @@ def sample_inputs(model_file: Path | None, shape: tuple[int, ...], data: str | N
     """16 uint8 images to verify on: the first of the run's dataset's val split (``data``
     if given, which must match), else seeded uniform noise; and where they came from."""
     from aezoo.data import load_dataset
-    from aezoo.errors import ShapeError
     from aezoo.protocols import format_shape
     from aezoo.rundir import data_spec_beside
     from aezoo.specs import DataSpec
@@ -250,8 +250,6 @@ def _need_onnx() -> None:
 
 
 def _importable(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
 
 
