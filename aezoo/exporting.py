@@ -209,7 +209,7 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
     extras, left_out = extras_of(model, x) if "encoder" in files else ([], [])
     wrappers: dict[str, Callable[[Any], nn.Module]] = {
         "encoder": lambda m: _Encoder(m, extras), "decoder": _Decoder, "model": _Model}
-    blobs: dict[str, bytes] = {}
+    writes: list[tuple[Path, bytes]] = []  # verified parts; written together below
     diffs: dict[str, float] = {}
     used_opset = None
     for name in files:
@@ -223,11 +223,10 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
             blob, traced = _to_torchscript(module, example)
             runner = _torchscript_runner(traced)
         diffs[name] = _verify(name, module, runner, example, fmt)
-        blobs[name] = blob
+        writes.append((files[name], blob))
     info = _sidecar(model, fmt, files, used_opset, diffs, inputs_from, source, x, extras)
     if left_out:
         info["extras_left_out"] = left_out
-    writes = [(path, blobs[name]) for name, path in files.items()]
     writes.append((sidecar, (json.dumps(info, indent=2) + "\n").encode()))
     try:  # verified: now written as one set (all new, or all as they were)
         atomic_write_many(writes)
