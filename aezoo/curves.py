@@ -116,11 +116,6 @@ def _draw(ax: Axes, rows: Sequence[Mapping[str, Any]], key: str, color: str,
     return values
 
 
-def _scale(ax: Axes, values: Sequence[float]) -> None:
-    if log_scale(values):
-        ax.set_yscale("log")
-
-
 def _epochs(ax: Axes) -> None:
     """Whole epochs on the x axis; one epoch alone gets room on either side."""
     from matplotlib.ticker import MaxNLocator
@@ -139,15 +134,13 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
     ``train.monitor``; else the lowest val_loss); terms of another scale than the loss in a
     second panel below."""
     terms = terms_of(k for r in rows for k in r)
-    colors = {"train_loss": PALETTE[0], "val_loss": PALETTE[1]}
-    keys = ["train_loss", "val_loss"]
+    colors = {"train_loss": PALETTE[0], "val_loss": PALETTE[1]}  # in the legend's order
     for i, term in enumerate(terms):
         color = PALETTE[(i + 2) % len(PALETTE)]
         if any(column("train", term) in r for r in rows):
-            keys.append(column("train", term))
             colors[column("train", term)] = color
-        keys.append(column("val", term))
         colors[column("val", term)] = color
+    keys = list(colors)
     same, other = by_scale(rows, keys)
     legend_rows = math.ceil((len(keys) + 2) / LEGEND_COLUMNS)  # + best, lr
     fig, axes = figure(height=(HEIGHT * 5 // 3 if other else HEIGHT) + 18 * legend_rows,
@@ -158,7 +151,8 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
             linewidth=2 if key.endswith("_loss") else 1.2,
             zorder=3 if key.endswith("_loss") else 2,  # the loss over a term equal to it
             linestyle="--" if key.startswith("train_") and key != "train_loss" else "-")]
-        _scale(ax, values)
+        if log_scale(values):
+            ax.set_yscale("log")
         _epochs(ax)
     top = axes[0]
     top.set_ylabel("loss")
@@ -180,7 +174,8 @@ def run_curves(rows: Sequence[Mapping[str, Any]], title: str = "",
                              linewidth=1.5, label="lr")
         lr_ax.set_ylabel("lr", color=LR_COLOR)
         lr_ax.tick_params(axis="y", colors=LR_COLOR)
-        _scale(lr_ax, list(lrs))
+        if log_scale(list(lrs)):
+            lr_ax.set_yscale("log")
         handles.append(line)
     elif lrs:  # named in the legend, where it covers nothing
         from matplotlib.lines import Line2D
@@ -223,7 +218,8 @@ def overlay_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "
         ax.plot(epochs, ys, color=PALETTE[i % len(PALETTE)], linewidth=2, label=name + tag,
                 marker="o" if one else None)
         values += ys
-    _scale(ax, values)
+    if log_scale(values):
+        ax.set_yscale("log")
     ax.set(title=title or key, ylabel=key)
     _epochs(ax)
     legend(fig, ax.get_legend_handles_labels()[0])

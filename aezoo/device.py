@@ -12,7 +12,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if _mps_available():
+        if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cpu":
@@ -29,12 +29,7 @@ def resolve_device(name: str) -> torch.device:
                               f"use cuda:0 to cuda:{count - 1}")
         return torch.device("cuda", index)
     if name == "mps":
-        if not _mps_available():
+        if not torch.backends.mps.is_available():
             raise DeviceError("MPS is not available here", "use --device cpu (or auto)")
         return torch.device("mps")
     raise DeviceError(f"unknown device '{name}'", "use auto, cpu, cuda, cuda:N or mps")
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())

@@ -93,9 +93,7 @@ def shutdown(dist: Dist) -> None:
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """In place across ranks (``sum``, ``min`` or ``max``); a no-op in one process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        reduce_op = {"sum": torch.distributed.ReduceOp.SUM, "min": torch.distributed.ReduceOp.MIN,
-                     "max": torch.distributed.ReduceOp.MAX}[op]
-        torch.distributed.all_reduce(tensor, op=reduce_op)
+        torch.distributed.all_reduce(tensor, op=getattr(torch.distributed.ReduceOp, op.upper()))
     return tensor
 
 

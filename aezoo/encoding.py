@@ -15,7 +15,6 @@ from aezoo.specs import ComponentSpec
 from aezoo.tensors import evaluating, to_uint8, to_unit, unit_batches
 
 
-@torch.no_grad()
 def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
                  memory_format: torch.memory_format | None = None,
                  flatten: bool = False, output: str = "mean", seed: int = 0) -> np.ndarray:
@@ -31,19 +30,19 @@ def encode_split(model: Any, images: torch.Tensor, batch_size: int = 1024,
         raise UsageError(f"--output {output} needs a stochastic encoder (a VAE's); "
                          f"{model.spec.encoder.name} returns a plain code",
                          "use --output mean (the default)")
-    model.eval()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     parts = []
-    for x in unit_batches(images, batch_size, memory_format):
-        code, extras = model.encode_parts(x)
-        if output == "logvar":
-            code = extras[LOGVAR]
-        elif output == "sample":
-            noise = torch.randn(code.shape, generator=generator).to(code.device)
-            code = sample_latent(extras, noise)
-        elif output != "mean":
-            code = _extra(model, extras, output)
-        parts.append((code.float() if code.is_floating_point() else code).cpu())
+    with evaluating(model):
+        for x in unit_batches(images, batch_size, memory_format):
+            code, extras = model.encode_parts(x)
+            if output == "logvar":
+                code = extras[LOGVAR]
+            elif output == "sample":
+                noise = torch.randn(code.shape, generator=generator).to(code.device)
+                code = sample_latent(extras, noise)
+            elif output != "mean":
+                code = _extra(model, extras, output)
+            parts.append((code.float() if code.is_floating_point() else code).cpu())
     latents: np.ndarray = torch.cat(parts).contiguous().numpy()
     return latents.reshape(len(latents), -1) if flatten else latents
 

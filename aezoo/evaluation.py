@@ -20,7 +20,7 @@ from aezoo.errors import AezooError, AezooWarning, PluginError, ShapeError, summ
 from aezoo.loaded import Loaded, load_split
 from aezoo.metrics import BUILTIN, SSIM_WINDOW
 from aezoo.specs import ComponentSpec
-from aezoo.tensors import unit_batches
+from aezoo.tensors import evaluating, unit_batches
 
 __all__ = ["Evaluation", "Loaded", "evaluate", "load_split"]
 
@@ -97,7 +97,6 @@ def _metric_failed(metric: _Metric, exc: Exception) -> str:
     return note
 
 
-@torch.no_grad()
 def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
              memory_format: torch.memory_format = torch.contiguous_format,
              corrupt: ComponentSpec | None = None, seed: int = 0,
@@ -116,50 +115,50 @@ def evaluate(model: Any, images: torch.Tensor, batch_size: int = 1024,
 
     if len(images) == 0:
         raise ShapeError("no images to evaluate", "choose a split that has images")
-    model.eval()
-    device = images.device
-    transform = build_transform(corrupt) if corrupt is not None else None
-    generator = torch.Generator(device=device).manual_seed(seed)
-    # SSIM's 11x11 window does not fit smaller images: no SSIM then, the rest as usual.
-    with_ssim = min(images.shape[-2:]) >= SSIM_WINDOW
-    measured = _metrics(metrics, with_ssim, transform is not None)
-    failed: list[str] = []  # notes on the metrics that raised (left out)
-    with_loss = not isinstance(model.loss_fn, UnavailableLoss)
-    names = list(model.term_names) if len(model.term_names) > 1 else []
-    keys = [*(m.key for m in measured), "loss", *(f"term:{n}" for n in names)]
-    sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in keys}
-    forward_seconds = 0.0
-    _sync(device)
-    for i, x in enumerate(unit_batches(images, batch_size, memory_format)):
-        x_in = transform(x, generator) if transform is not None else x
-        if i:  # the first batch warms up
-            _sync(device)
-        start = time.perf_counter()
-        fwd = model.forward_pass(x_in, x)
-        if i:
-            _sync(device)
-            forward_seconds += time.perf_counter() - start
-        recon = torch.sigmoid(fwd.logits)
-        if with_loss:
-            terms = model.objective(fwd, model.loss_fn)
-            sums["loss"] += total(terms).double() * len(x)
-            for n in names:
-                sums[f"term:{n}"] += terms[n].double() * len(x)
-        for m in list(measured):
-            try:
-                sums[m.key] += metric_values(m.descriptor, fwd, recon).double().sum()
-            except Exception as exc:  # a plugin's bug: that metric is out, the rest go on
-                if m.origin is None:  # a built-in's is aezoo's: not hidden
-                    raise
-                failed.append(_metric_failed(m, exc))
-                measured.remove(m)
-    timed = len(images) - min(batch_size, len(images))
-    if timed == 0:  # one batch only: time it again, warm
+    with evaluating(model):
+        device = images.device
+        transform = build_transform(corrupt) if corrupt is not None else None
+        generator = torch.Generator(device=device).manual_seed(seed)
+        # SSIM's 11x11 window does not fit smaller images: no SSIM then, the rest as usual.
+        with_ssim = min(images.shape[-2:]) >= SSIM_WINDOW
+        measured = _metrics(metrics, with_ssim, transform is not None)
+        failed: list[str] = []  # notes on the metrics that raised (left out)
+        with_loss = not isinstance(model.loss_fn, UnavailableLoss)
+        names = list(model.term_names) if len(model.term_names) > 1 else []
+        keys = [*(m.key for m in measured), "loss", *(f"term:{n}" for n in names)]
+        sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in keys}
+        forward_seconds = 0.0
         _sync(device)
-        start = time.perf_counter()
-        model.forward_pass(x_in, x)
-        _sync(device)
-        forward_seconds, timed = time.perf_counter() - start, len(x)
+        for i, x in enumerate(unit_batches(images, batch_size, memory_format)):
+            x_in = transform(x, generator) if transform is not None else x
+            if i:  # the first batch warms up
+                _sync(device)
+            start = time.perf_counter()
+            fwd = model.forward_pass(x_in, x)
+            if i:
+                _sync(device)
+                forward_seconds += time.perf_counter() - start
+            recon = torch.sigmoid(fwd.logits)
+            if with_loss:
+                terms = model.objective(fwd, model.loss_fn)
+                sums["loss"] += total(terms).double() * len(x)
+                for n in names:
+                    sums[f"term:{n}"] += terms[n].double() * len(x)
+            for m in list(measured):
+                try:
+                    sums[m.key] += metric_values(m.descriptor, fwd, recon).double().sum()
+                except Exception as exc:  # a plugin's bug: that metric is out, the rest go on
+                    if m.origin is None:  # a built-in's is aezoo's: not hidden
+                        raise
+                    failed.append(_metric_failed(m, exc))
+                    measured.remove(m)
+        timed = len(images) - min(batch_size, len(images))
+        if timed == 0:  # one batch only: time it again, warm
+            _sync(device)
+            start = time.perf_counter()
+            model.forward_pass(x_in, x)
+            _sync(device)
+            forward_seconds, timed = time.perf_counter() - start, len(x)
     means: dict[str, Any] = {k: float(v) / len(images) for k, v in sums.items()}
     notes: list[str] = []
     if not with_ssim:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import io
 import json
 import logging
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from aezoo._version import __version__
-from aezoo.errors import AezooError, ExportError, UsageError, WriteError, summary
+from aezoo.errors import AezooError, ExportError, ShapeError, UsageError, WriteError, summary
 from aezoo.fileio import atomic_write_many
 from aezoo.outputs import refuse_overwrite
 
@@ -93,11 +94,8 @@ class _Model(nn.Module):
 
 
 def _io_names(part: str, extras: list[str]) -> tuple[list[str], list[str]]:
-    if part == "encoder":
-        return ["images"], ["latent", *extras]
-    if part == "decoder":
-        return ["latent"], ["reconstruction"]
-    return ["images"], ["reconstruction"]
+    inputs = ["latent"] if part == "decoder" else ["images"]
+    return inputs, ["latent", *extras] if part == "encoder" else ["reconstruction"]
 
 
 @dataclass
@@ -109,10 +107,11 @@ class Exported:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def output_paths(out: Path, fmt: str, part: str | None) -> tuple[dict[str, Path], Path]:
+def output_paths(out: Path, fmt: str, part: str | None, force: bool = True
+                 ) -> tuple[dict[str, Path], Path]:
     """The part files and the JSON sidecar (``out`` + ``.json``) for ``--out``: one part at
     ``out``; or all three: the model at ``out``, ``STEM.encoder.EXT`` and
-    ``STEM.decoder.EXT`` beside it."""
+    ``STEM.decoder.EXT`` beside it. Without ``force``, an existing one is refused."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format '{fmt}'", "use onnx or torchscript")
     if part is not None and part not in PARTS:
@@ -127,7 +126,10 @@ def output_paths(out: Path, fmt: str, part: str | None) -> tuple[dict[str, Path]
     else:
         files = {"encoder": stem.with_name(f"{stem.name}.encoder{suffix}"),
                  "decoder": stem.with_name(f"{stem.name}.decoder{suffix}"), "model": out}
-    return files, out.with_name(out.name + ".json")
+    sidecar = out.with_name(out.name + ".json")
+    for path in [*files.values(), sidecar]:
+        refuse_overwrite(path, force)
+    return files, sidecar
 
 
 def sample_inputs(model_file: Path | None, shape: tuple[int, ...], data: str | None
@@ -135,7 +137,6 @@ def sample_inputs(model_file: Path | None, shape: tuple[int, ...], data: str | N
     """16 uint8 images to verify on: the first of the run's dataset's val split (``data``
     if given, which must match), else seeded uniform noise; and where they came from."""
     from aezoo.data import load_dataset
-    from aezoo.errors import ShapeError
     from aezoo.protocols import format_shape
     from aezoo.rundir import data_spec_beside
     from aezoo.specs import DataSpec
@@ -155,14 +156,6 @@ def sample_inputs(model_file: Path | None, shape: tuple[int, ...], data: str | N
                          "pass the --data the model was trained on")
     noise = np.random.default_rng(0).integers(0, 256, (VERIFY_N, *shape), dtype=np.uint8)
     return noise, "uniform noise (seed 0): no dataset of the model's shape"
-
-
-def _outputs(out: Path, fmt: str, part: str | None, force: bool
-             ) -> tuple[dict[str, Path], Path]:
-    files, sidecar = output_paths(out, fmt, part)
-    for path in [*files.values(), sidecar]:
-        refuse_overwrite(path, force)
-    return files, sidecar
 
 
 def format_of(fmt: str | None, out: Path | None) -> tuple[str, Path]:
@@ -185,7 +178,7 @@ def export_run(target: str | Path, fmt: str | None = None, part: str | None = No
     from aezoo.pretrained import locate
 
     fmt, out = format_of(fmt, Path(out) if out is not None else None)
-    _outputs(out, fmt, part, force)  # a bad --out or --part, or a file kept: before loading
+    output_paths(out, fmt, part, force)  # a bad --out or --part, or a file kept: before loading
     path = locate(target).path
     if fmt == "onnx":
         _need_onnx()
@@ -200,7 +193,7 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
     """Export ``model``'s parts (all three, or ``part``) as ``fmt`` to ``out`` and a JSON
     sidecar beside it; verified against PyTorch on ``images`` (16 uint8 images, NCHW)
     before anything is written."""
-    files, sidecar = _outputs(Path(out), fmt, part, force)
+    files, sidecar = output_paths(Path(out), fmt, part, force)
     if fmt == "onnx":
         _need_onnx()
     model = copy.deepcopy(model).to("cpu").eval()  # the caller's model stays as it was
@@ -216,7 +209,7 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
     extras, left_out = extras_of(model, x) if "encoder" in files else ([], [])
     wrappers: dict[str, Callable[[Any], nn.Module]] = {
         "encoder": lambda m: _Encoder(m, extras), "decoder": _Decoder, "model": _Model}
-    blobs: dict[str, bytes] = {}
+    writes: list[tuple[Path, bytes]] = []  # verified parts; written together below
     diffs: dict[str, float] = {}
     used_opset = None
     for name in files:
@@ -230,11 +223,10 @@ def export(model: Any, out: str | Path, fmt: str = "onnx", part: str | None = No
             blob, traced = _to_torchscript(module, example)
             runner = _torchscript_runner(traced)
         diffs[name] = _verify(name, module, runner, example, fmt)
-        blobs[name] = blob
+        writes.append((files[name], blob))
     info = _sidecar(model, fmt, files, used_opset, diffs, inputs_from, source, x, extras)
     if left_out:
         info["extras_left_out"] = left_out
-    writes = [(path, blobs[name]) for name, path in files.items()]
     writes.append((sidecar, (json.dumps(info, indent=2) + "\n").encode()))
     try:  # verified: now written as one set (all new, or all as they were)
         atomic_write_many(writes)
@@ -257,8 +249,6 @@ def _need_onnx() -> None:
 
 
 def _importable(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
 
 

@@ -275,17 +275,16 @@ def _override_key(key: str) -> str:
     """A keyword of fit as a dotted run-spec key."""
     from aezoo.specs import TrainSpec
 
+    model_keys = {"loss": "model.loss.name", "input_shape": "model.input_shape"}
     if key in TrainSpec.model_fields:
         return f"train.{key}"
     if key in _DATA_KEYS:
         return f"data.{key}"
-    if key == "loss":
-        return "model.loss.name"
-    if key == "input_shape":
-        return "model.input_shape"
+    if key in model_keys:
+        return model_keys[key]
     import difflib
 
-    known = [*TrainSpec.model_fields, *_DATA_KEYS, "loss", "input_shape"]
+    known = [*TrainSpec.model_fields, *_DATA_KEYS, *model_keys]
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]}=? " if close else ""
     raise UsageError(f"fit got an unknown keyword '{key}'",

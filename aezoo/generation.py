@@ -46,8 +46,7 @@ def interpolate(model: Any, first: torch.Tensor, last: torch.Tensor, steps: int 
     if not 2 <= steps <= 1000:
         raise UsageError(f"--steps must be between 2 and 1000 (got {steps})",
                          "pass --steps 10, for example")
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         codes = model.encode(to_unit(torch.stack([first, last])))
     weights = torch.linspace(0, 1, steps, device=codes.device).view(-1, 1, 1, 1)
     line = codes[0:1] * (1 - weights) + codes[1:2] * weights

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aezoo.errors import AezooError, UsageError
+from aezoo.errors import AezooError, UsageError, summary
 from aezoo.weightset import CARD_FILE, WEIGHTS_FILE
 
 SCHEME = "hf://"
@@ -105,11 +105,9 @@ def hub_errors(ref: HubRef, action: str) -> Iterator[None]:
         raise HubError(f"{ref} was not found, or is private and no token was sent",
                        "check the name; for a private repo set HF_TOKEN "
                        "(or run `hf auth login`)") from None
-    except errors.OfflineModeIsEnabled:
-        raise HubError(f"cannot {action} {ref}: HF_HUB_OFFLINE is set and it is not in the "
-                       "cache", "unset HF_HUB_OFFLINE and pull it once with network") from None
-    except errors.LocalEntryNotFoundError:  # a subclass of EntryNotFoundError
-        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+    except (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError) as exc:
+        # LocalEntryNotFoundError is a subclass of EntryNotFoundError: caught before it
+        if isinstance(exc, errors.OfflineModeIsEnabled) or _offline():
             raise HubError(f"cannot {action} {ref}: HF_HUB_OFFLINE is set and it is not in "
                            "the cache", "unset HF_HUB_OFFLINE and pull it once with network") \
                 from None
@@ -125,18 +123,15 @@ def hub_errors(ref: HubRef, action: str) -> Iterator[None]:
         if status in (401, 403):
             raise HubError(f"the Hub refused to {action} {ref} (HTTP {status})",
                            "set HF_TOKEN to a token with write access to it") from None
-        raise HubError(f"the Hub could not {action} {ref} ({_first_line(exc)})",
+        why = summary(exc, with_type=False, limit=200)
+        raise HubError(f"the Hub could not {action} {ref} ({why})",
                        "retry later; check HF_ENDPOINT and the repo") from None
-    except (OSError, ValueError) as exc:  # network errors (httpx's and requests' included)
-        if isinstance(exc, (FileNotFoundError, PermissionError)):
+    except Exception as exc:  # network errors: OSErrors, and httpx's (which are not)
+        plain = isinstance(exc, OSError | ValueError)
+        if isinstance(exc, FileNotFoundError | PermissionError) or not (
+                plain or _is_network(exc)):
             raise
-        raise HubError(f"cannot {action} {ref} ({_first_line(exc)})",
-                       f"check the network and HF_ENDPOINT ({endpoint()}), then retry") \
-            from None
-    except Exception as exc:  # httpx errors are not OSErrors; their module is optional
-        if not _is_network(exc):
-            raise
-        raise HubError(f"cannot {action} {ref} ({type(exc).__name__}: {_first_line(exc)})",
+        raise HubError(f"cannot {action} {ref} ({summary(exc, with_type=not plain, limit=200)})",
                        f"check the network and HF_ENDPOINT ({endpoint()}), then retry") \
             from None
 
@@ -144,11 +139,6 @@ def hub_errors(ref: HubRef, action: str) -> Iterator[None]:
 def _entry(exc: Exception) -> str:
     match = re.search(r"(\S+\.(?:safetensors|json))", str(exc))
     return match.group(1).rsplit("/", 1)[-1] if match else WEIGHTS_FILE
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def endpoint() -> str:
@@ -193,10 +183,8 @@ def _fetch(ref: HubRef, filename: str, wait: float) -> Path:
         url = hub.hf_hub_url(ref.repo, filename, revision=ref.revision, endpoint=endpoint())
         try:
             answered = _within(3 * wait + 1, lambda: hub.get_hf_file_metadata(url, timeout=wait))
-        except (OSError, ValueError) as exc:  # a network error: the cache may still serve
-            answered = not _is_timeout(exc)
-        except Exception as exc:  # httpx' errors are plain Exceptions
-            if not _is_network(exc):
+        except Exception as exc:  # a network error (httpx's too): the cache may still serve
+            if not (isinstance(exc, OSError | ValueError) or _is_network(exc)):
                 raise
             answered = not _is_timeout(exc)
         if not answered:

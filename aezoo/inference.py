@@ -89,12 +89,6 @@ class Images:
                                  "divide by 255 (8-bit data), or pass uint8 images")
             yield x.clamp_(0, 1)
 
-    def new(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        return torch.empty(shape, dtype=dtype, device=self.out_device)
-
-    def give(self, result: torch.Tensor) -> Any:
-        return result if self.output == "torch" else result.numpy()
-
 
 def layout_of(shape: tuple[int, ...], spec: tuple[int, int, int], layout: str = "auto"
               ) -> str:
@@ -150,14 +144,14 @@ def _run(model: Any, view: Images, batch_size: int | None, device: Any,
          step: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     """``step`` over every batch, the results written into one preallocated output."""
     dev = _device(model, device)
-    result = view.new(out_shape, dtype)
+    result = torch.empty(out_shape, dtype=dtype, device=view.out_device)
     with evaluating(model):
         start = 0
         for x in view.batches(DEFAULT_BATCH if batch_size is None else batch_size, dev):
             y = step(x)
             result[start:start + len(y)] = y.to(result.device, dtype)
             start += len(y)
-    return view.give(result)
+    return result if view.output == "torch" else result.numpy()
 
 
 def _device(model: Any, device: Any) -> torch.device:

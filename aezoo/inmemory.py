@@ -53,19 +53,17 @@ def arrays_of(data: Any, val: Any) -> dict[str, np.ndarray] | None:
                              "pass the validation images with the dataset (npz keys "
                              "train/val), or both as arrays")
         return None
-    if data is None or _is_number_like(data):
+    if data is None or isinstance(data, int | float):
         data_name(data)  # says what fit takes
     if isinstance(data, tuple | list) and len(data) == 2 and val is None and \
-            not _is_number_like(data[0]):
+            not isinstance(data[0], int | float):
         data, val = data
     out: dict[str, np.ndarray] = {}
-    out["train"], labels = images_of(data, "data")
-    if labels is not None:
-        out["train_labels"] = labels
-    if val is not None:
-        out["val"], val_labels = images_of(val, "val")
-        if val_labels is not None:
-            out["val_labels"] = val_labels
+    for key, given, what in (("train", data, "data"), ("val", val, "val")):
+        if given is not None:
+            out[key], labels = images_of(given, what)
+            if labels is not None:
+                out[f"{key}_labels"] = labels
     size = sum(a.nbytes for a in out.values())
     if size > MAX_ARRAY_BYTES:
         raise UsageError(f"images in memory of {size:,} bytes exceed fit's limit of "
@@ -73,10 +71,6 @@ def arrays_of(data: Any, val: Any) -> dict[str, np.ndarray] | None:
                          "save them with numpy.save and pass 'npy:PATH' (memory-mapped), or "
                          "a folder as 'folder:PATH'")
     return out
-
-
-def _is_number_like(value: Any) -> bool:
-    return isinstance(value, int | float)
 
 
 def images_of(data: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:

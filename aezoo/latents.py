@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aezoo.curves import PALETTE, figure, write_picture
+from aezoo.curves import PALETTE, figure
 from aezoo.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ class Projection:
     points: np.ndarray  # (N, 2) float64
     method: str
     axes: tuple[str, str]
-    note: str = ""
 
 
 def project(latents: np.ndarray, method: str = "pca", seed: int = 0) -> Projection:
@@ -107,8 +106,3 @@ def picture(projection: Projection, labels: np.ndarray | None = None,
         ax.text(0.99, 0.01, "no labels: one colour", color=GREY, transform=ax.transAxes,
                 ha="right", va="bottom", fontsize="small")
     return fig
-
-
-def write(path: Any, image: Figure) -> Any:
-    """Write the picture as a PNG, atomically (the errors of every aezoo picture)."""
-    return write_picture(path, image)

@@ -78,11 +78,7 @@ def model_split(model: Any, path: Path, data_spec: Any, split: str | None,
     split = split or ("test" if test is not None else "val")
     if split == "test" and test is None:
         raise UsageError(f"dataset {dataset.name} has no test split", "use --split val")
-    arrays: dict[str, tuple[Any, Any]] = {
-        "train": (dataset.train, dataset.train_labels),
-        "val": (dataset.val, dataset.val_labels),
-        "test": (test, getattr(dataset, "test_labels", None))}
-    images, labels = arrays[split]
+    images, labels = getattr(dataset, split), getattr(dataset, f"{split}_labels", None)
     images = as_array(images, limit)  # mapped or streamed splits are read here, once
     if limit is not None:
         labels = None if labels is None else labels[:limit]
@@ -105,28 +101,24 @@ def _recipe_data(recipe: dict[str, Any], dataset: str) -> Any:
         return DataSpec(name=dataset)
 
 
-
 def corruption(name: str, model_file: Path) -> ComponentSpec:
     """The transform ``name`` with the params the run beside ``model_file`` trained with
     (when it trained with that transform), else its defaults; resolved and validated."""
     from aezoo.config import part_params
     from aezoo.rundir import RUN_FILE, read_run_spec
 
-    params: dict[str, Any] = {}
     run_file = model_file.parent / RUN_FILE
-    from_run = False
+    trained = None
     if run_file.exists():
         try:
             trained = read_run_spec(model_file.parent).train.corrupt
         except UsageError:
-            trained = None
-        if trained is not None and trained.name == name:
-            params, from_run = dict(trained.params), True
-    if not from_run:
-        typed = part_params("transform", name, params, "--corrupt")
+            pass
+    if trained is None or trained.name != name:
+        typed = part_params("transform", name, {}, "--corrupt")
     else:  # a bad value came from the run, not from the flag: name where it is
         try:
-            typed = part_params("transform", name, params, "train.corrupt.params")
+            typed = part_params("transform", name, dict(trained.params), "train.corrupt.params")
         except SpecError as exc:
             raise UsageError(f"{run_file} holds {exc.problem}",
                              f"fix train.corrupt in {run_file}") from None

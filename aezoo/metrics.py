@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from aezoo.errors import ShapeError
-from aezoo.protocols import Forward, MetricComponent
+from aezoo.protocols import MetricComponent
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -90,21 +90,15 @@ def ssim(recon: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> 
     return _per_image(ssim_map)
 
 
-def _bce(fwd: Forward) -> torch.Tensor:
-    return bce_with_logits(fwd.logits, fwd.target)
-
-
-def _input_psnr(fwd: Forward) -> torch.Tensor:
-    return psnr(fwd.input, fwd.target)
-
-
 # By the name aezoo eval reports each under; ssim needs images of SSIM_WINDOW or more,
 # input_psnr (of the corrupted inputs against the clean images) a --corrupt.
 BUILTIN = {
     "mse": MetricComponent(mse, "mean squared error"),
-    "bce": MetricComponent(_bce, "binary cross-entropy, from logits", sees_forward=True),
+    "bce": MetricComponent(lambda fwd: bce_with_logits(fwd.logits, fwd.target),
+                           "binary cross-entropy, from logits", sees_forward=True),
     "psnr": MetricComponent(psnr, "peak signal-to-noise ratio (dB)", higher_is_better=True),
     "ssim": MetricComponent(ssim, "structural similarity", higher_is_better=True),
-    "input_psnr": MetricComponent(_input_psnr, "PSNR of the corrupted inputs (dB)",
-                                  higher_is_better=True, sees_forward=True),
+    "input_psnr": MetricComponent(lambda fwd: psnr(fwd.input, fwd.target),
+                                  "PSNR of the corrupted inputs (dB)", higher_is_better=True,
+                                  sees_forward=True),
 }

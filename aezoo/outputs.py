@@ -82,7 +82,8 @@ def write_latents(out: Path, latents: np.ndarray, labels: Any = None,
     labels). ``.npz``: one file with arrays ``latents`` and (when given) ``labels`` and
     ``class_names`` (strings: label k names class_names[k]); returns None."""
     labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-    if latents_format(out) == "npz":
+    where = labels_path(out)
+    if where is None:  # .npz
         buf = io.BytesIO()
         arrays = {"latents": latents, **({"labels": labels} if labels is not None else {})}
         if labels is not None and class_names:
@@ -92,11 +93,9 @@ def write_latents(out: Path, latents: np.ndarray, labels: Any = None,
         np.savez(buf, **arrays)
         atomic_write(out, buf.getvalue())
         return None
-    where = labels_path(out)
-    if labels is None or where is None:
+    if labels is None:
         write_npy(out, latents)
-        if where is not None:  # an earlier encode's labels would label these latents
-            where.unlink(missing_ok=True)
+        where.unlink(missing_ok=True)  # an earlier encode's labels would label these latents
         return None
     atomic_write_many([(out, _npy(latents)), (where, _npy(labels))])  # one set: both new
     return where

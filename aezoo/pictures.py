@@ -148,11 +148,9 @@ def sample(model: Any, n: int = 64, seed: int = 0,
         _, h, w = loaded.spec.input_shape
         check_picture(*grid_size(math.ceil(n / cols), cols, h, w, scale))
     images = draw(loaded, n, seed)
-    rows = [images[i:i + cols] for i in range(0, n, cols)]
-    if len(rows[-1]) < cols:  # pad the last row with blank cells
-        pad = torch.full((cols - len(rows[-1]), *images.shape[1:]), 255, dtype=torch.uint8,
-                         device=images.device)
-        rows[-1] = torch.cat([rows[-1], pad])
+    blank = torch.full((math.ceil(n / cols) * cols - n, *images.shape[1:]), 255,
+                       dtype=torch.uint8, device=images.device)  # cells that end the last row
+    rows = torch.cat([images, blank]).split(cols)
     return _written(grid(*rows, scale=scale), f"{n} draws from the prior, seed {seed}",
                     target)
 

@@ -15,9 +15,9 @@ from importlib import resources
 from pathlib import Path
 
 from aezoo import hub, registry
-from aezoo.data.download import download_file, sha256_of, verify
+from aezoo.data.download import download_file, verify
 from aezoo.data.source import RemoteFile
-from aezoo.errors import AezooError, CheckpointError, PluginError, UnknownNameError, UsageError
+from aezoo.errors import AezooError, CheckpointError, UnknownNameError, UsageError
 from aezoo.fileio import read_bounded
 from aezoo.rundir import model_path
 from aezoo.weightset import CARD_FILE, MAX_CARD_BYTES, WeightSet, read_card, split_name
@@ -146,23 +146,12 @@ def is_reference(text: str) -> bool:
 
 
 def _card_or_none(path: Path) -> WeightSet | None:
-    """The card beside ``path``, or None when there is none or it is not aezoo's."""
-    try:
-        return _card_beside(path)
-    except AezooError:
-        return None
-
-
-def _card_beside(path: Path) -> WeightSet | None:
+    """The card beside ``path``, or None when there is none, it cannot be read (a FIFO, a
+    device, a card bigger than any card) or it is not aezoo's."""
     card = path.parent / CARD_FILE
     if not card.exists():
         return None
     try:
         return read_card(read_bounded(card, MAX_CARD_BYTES), str(card))
-    except OSError as exc:  # a FIFO, a device, a card bigger than any card
-        raise PluginError(f"cannot read {card} ({exc.strerror or exc})",
-                          "remove it, or pull the model again") from None
-
-
-def file_sha256(path: Path) -> str:
-    return sha256_of(path)
+    except (OSError, AezooError):
+        return None

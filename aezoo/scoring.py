@@ -124,13 +124,10 @@ def write_scores(out: Path, result: Scores) -> None:
     if kind == "npy":
         write_npy(out, result.scores)
         return
-    flagged = np.zeros(len(result.scores), dtype=bool)
-    if result.flagged is not None:
-        flagged[result.flagged] = True
-    labels = result.labels
-    rows = [{"index": i, "label": None if labels is None else int(labels[i]),
-             "score": float(s), **({"flagged": bool(flagged[i])}
-                                   if result.flagged is not None else {})}
+    labels, flagged = result.labels, result.flagged
+    marked = set() if flagged is None else set(flagged.tolist())
+    rows = [{"index": i, "label": None if labels is None else int(labels[i]), "score": float(s),
+             **({} if flagged is None else {"flagged": i in marked})}
             for i, s in enumerate(result.scores)]
     if kind == "json":
         text = json.dumps(finite_or_null({**result.summary(), "rows": rows}),

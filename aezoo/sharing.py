@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aezoo.data.download import sha256_of
 from aezoo.errors import OutputExistsError, UsageError, WriteError
 from aezoo.fileio import finite_or_null, fsync_dir
-from aezoo.pretrained import Located, file_sha256, locate
+from aezoo.pretrained import Located, locate
 from aezoo.rundir import CURVES_FILE, IMAGES_DIR, RUN_FILE, read_run_spec
 from aezoo.weightset import CARD_FILE, TAG_PATTERN, WEIGHTS_FILE, WeightSet
 
@@ -60,7 +61,7 @@ def describe(target: str, tag: str, license: str = "mit", description: str = "",
                **{k: v for k, v in result.as_dict().items() if k not in _NOT_METRICS}}
     card = WeightSet(
         variant=spec.model.variant or spec.model.encoder.name, tag=tag, file=WEIGHTS_FILE,
-        sha256=file_sha256(located.path), size=located.path.stat().st_size,
+        sha256=sha256_of(located.path), size=located.path.stat().st_size,
         dataset=spec.data.name, recipe=spec.model_dump(mode="json"),
         metrics=finite_or_null(metrics), license=license,
         description=description or f"{spec.model.variant or 'a custom model'} trained on "

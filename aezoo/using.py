@@ -142,31 +142,28 @@ def encode(model: Any, data: Any = None, split: str | None = None,
         if projection not in PROJECTIONS:
             raise UsageError(f"unknown projection '{projection}'", "use pca, umap or tsne")
     drawing = new_picture(plot, force)
-    labels_file = None
-    if target is not None:
-        labels_file = labels_path(target)  # refuses an extension other than .npy and .npz
-        refuse_overwrite(target, force)
-        if labels_file is not None:
-            refuse_overwrite(labels_file, force)
+    if target is not None:  # labels_path refuses an extension other than .npy and .npz
+        for path in (target, labels_path(target)):
+            if path is not None:
+                refuse_overwrite(path, force)
     loaded = loaded_split(model, data, split, limit, device)
     latents = encode_split(loaded.model, loaded.images, batch_size, loaded.memory_format,
                            flatten, output, seed)
-    files: tuple[Path, ...] = ()
     if drawing is not None:
         from aezoo import latents as space
+        from aezoo.curves import write_picture
 
         points = space.project(latents, projection, seed)
         where = loaded.path.parent.name if loaded.path.name.endswith(".safetensors") \
             else loaded.path.name
         title = (f"{where}: {len(latents):,} {loaded.data_name}/{loaded.split} codes, "
                  f"{points.method}")
-        space.write(drawing, space.picture(points, loaded.labels, loaded.class_names, title,
-                                           seed=seed))
+        write_picture(drawing, space.picture(points, loaded.labels, loaded.class_names, title,
+                                             seed=seed))
+    labels_out = None
     if target is not None:
         labels_out = write_latents(target, latents, loaded.labels, loaded.class_names)
-        files = (target,) if labels_out is None else (target, labels_out)
-    if drawing is not None:
-        files = (*files, drawing)
+    files = tuple(p for p in (target, labels_out, drawing) if p is not None)
     return Encoded(latents, loaded.labels, loaded.class_names, loaded.data_name,
                    loaded.split, files)
 

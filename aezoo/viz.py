@@ -118,12 +118,9 @@ def banded(*rows: np.ndarray | torch.Tensor, bands: int = 1, scale: int = 2,
 def captioned(image: np.ndarray, text: str) -> np.ndarray:
     """``image`` ((H, W, C) uint8) with one line of ``text`` on a white strip above it
     (widened to fit the text)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    try:
-        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.load_default(size=12)
-    except (OSError, ValueError):  # pragma: no cover - Pillow without FreeType
-        font = ImageFont.load_default()
+    font = _font()
     h, w, c = image.shape
     text_w = int(font.getlength(text)) + 2 * PAD + 4
     strip = 18

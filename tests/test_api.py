@@ -147,3 +147,17 @@ def test_evaluate_reconstruct_encode_take_models_and_arrays(tmp_path: Path) -> N
                        out=tmp_path / "z.npz")
     assert enc.latents.shape == (5, 128) and enc.labels is not None
     assert enc.files == (tmp_path / "z.npz",)
+
+
+def test_the_callers_model_keeps_its_training_mode() -> None:
+    model = aezoo.build("cae-upsample")
+    x = digits(8)
+    uses = {"evaluate": lambda: aezoo.evaluate(model, x, device="cpu"),
+            "encode": lambda: aezoo.encode(model, x, device="cpu"),
+            "interpolate": lambda: aezoo.interpolate(model, data=x, steps=3, device="cpu"),
+            "reconstruct": lambda: aezoo.reconstruct(model, n=2, data=x, device="cpu")}
+    for name, use in uses.items():
+        for training in (True, False):
+            model.train(training)
+            use()
+            assert model.training is training, name

@@ -64,29 +64,9 @@ from aezoo.testing.parts import check_loss_component, check_transform
 from aezoo.testing.variant import check_variant
 from aezoo.testing.weights import check_weight_set
 
-__all__ = [
-    "PROBE_SHAPES",
-    "check_bf16",
-    "check_callback",
-    "check_command",
-    "check_dataset",
-    "check_descriptor",
-    "check_determinism",
-    "check_gradients",
-    "check_loss",
-    "check_loss_component",
-    "check_metric",
-    "check_param_count",
-    "check_params_model",
-    "check_regularizer",
-    "check_resume",
-    "check_save_load",
-    "check_shape_errors",
-    "check_shapes",
-    "check_torch_free",
-    "check_transform",
-    "check_variant",
-    "check_weight_set",
-    "component_names",
-    "variant_names",
-]
+__all__ = ["PROBE_SHAPES", "check_bf16", "check_callback", "check_command", "check_dataset",
+           "check_descriptor", "check_determinism", "check_gradients", "check_loss",
+           "check_loss_component", "check_metric", "check_param_count", "check_params_model",
+           "check_regularizer", "check_resume", "check_save_load", "check_shape_errors",
+           "check_shapes", "check_torch_free", "check_transform", "check_variant",
+           "check_weight_set", "component_names", "variant_names"]

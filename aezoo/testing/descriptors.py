@@ -24,15 +24,11 @@ _WRONG_VALUES: tuple[Any, ...] = ({_PROBE_KEY: [1, 2]}, _PROBE_KEY)
 
 def variant_names(dist: str | None = None) -> list[str]:
     """Variant names (qualified ``DIST:NAME``), optionally only those ``dist`` provides."""
-    return _qualified("variant", dist)
+    return component_names("variant", dist)
 
 
 def component_names(kind: str, dist: str | None = None) -> list[str]:
     """``encoder``/``decoder``/``loss`` names (``DIST:NAME``), optionally of one ``dist``."""
-    return _qualified(kind, dist)
-
-
-def _qualified(kind: str, dist: str | None) -> list[str]:
     return [e.qualified for e in registry.entries(kind)
             if dist is None or registry.canonical(e.dist) == registry.canonical(dist)]
 

@@ -24,9 +24,6 @@ Shape = tuple[int, int, int]
 PROBE_SHAPES: tuple[Shape, ...] = ((1, 1, 1), (1, 2, 3), (3, 5, 7))
 
 
-# --- models -------------------------------------------------------------------------
-
-
 def _shape(value: Sequence[int]) -> Shape:
     c, h, w = value
     return (int(c), int(h), int(w))

@@ -9,23 +9,9 @@ from typing import Any, NoReturn
 from aezoo import registry
 from aezoo.errors import AezooError, summary
 from aezoo.protocols import format_shape
+from aezoo.testing import models
 from aezoo.testing.descriptors import check_descriptor, check_params_model, check_torch_free
-from aezoo.testing.models import (
-    PROBE_SHAPES,
-    Shape,
-    _build,
-    _shape,
-    check_bf16,
-    check_determinism,
-    check_gradients,
-    check_loss,
-    check_param_count,
-    check_save_load,
-    check_shape_errors,
-    check_shapes,
-)
-
-# --- everything for one variant -----------------------------------------------------
+from aezoo.testing.models import PROBE_SHAPES, Shape, _build, _shape
 
 
 def check_variant(name: str, *, shapes: Iterable[Shape] = (), seed: int = 0,
@@ -105,17 +91,17 @@ def _check_variant(name: str, shapes: Iterable[Shape], seed: int,
         _shape(s) for s in (variant.input_shape, *variant.example_shapes, *shapes))
     for shape in all_shapes:
         run(f"shape round trip {format_shape(shape)}",
-            partial(lambda s: check_shapes(build(seed, input_shape=s)), shape))
-    run("impossible shapes", lambda: check_shape_errors(
+            partial(lambda s: models.check_shapes(build(seed, input_shape=s)), shape))
+    run("impossible shapes", lambda: models.check_shape_errors(
         lambda s: build(seed, input_shape=s), probe_shapes))
     if not overrides:  # the declared count is the default model's
-        run("param_count", lambda: check_param_count(model, variant.param_count))
-    run("gradients", lambda: check_gradients(model))
+        run("param_count", lambda: models.check_param_count(model, variant.param_count))
+    run("gradients", lambda: models.check_gradients(model))
     if not getattr(model.loss_fn, "sees_forward", False):  # a (logits, target) loss
-        run("loss", lambda: check_loss(model.loss_fn, model.input_shape))
-    run("seed determinism", lambda: check_determinism(build, seed))
-    run("save/load", lambda: check_save_load(build(seed)))
-    run("bf16 autocast", lambda: check_bf16(build(seed)))
+        run("loss", lambda: models.check_loss(model.loss_fn, model.input_shape))
+    run("seed determinism", lambda: models.check_determinism(build, seed))
+    run("save/load", lambda: models.check_save_load(build(seed)))
+    run("bf16 autocast", lambda: models.check_bf16(build(seed)))
     if failed:
         _raise(name, failed)
     return ran

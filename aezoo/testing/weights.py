@@ -23,8 +23,7 @@ def check_weight_set(name: str, data: str | None = None, *, limit: int | None = 
     from aezoo.evaluation import evaluate, load_split
     from aezoo.pretrained import weight_set
 
-    ws: WeightSet = weight_set(name)
-    assert ws.name == name.rpartition(":")[2], f"{name} declares itself as {ws.name}"
+    ws: WeightSet = weight_set(name)  # raises when it declares another name
     split = ws.metrics.get("split")
     loaded = load_split(name, data, split if isinstance(split, str) else None, limit, "cpu")
     variant = loaded.model.spec.variant
