@@ -47,27 +47,18 @@ def channel_axis(shape: tuple[int, ...], what: str) -> int | None:
 def to_images(array: np.ndarray, what: str) -> np.ndarray:
     """``array`` as uint8 ``(N, C, H, W)``; validates rank, layout, dtype and range."""
     axis = channel_axis(tuple(array.shape), what)
-    if array.shape[0] == 0 or 0 in array.shape:
+    if 0 in array.shape:
         raise DataError(f"{what} is empty (shape {tuple(array.shape)})",
                         "provide at least two images")
     scale = _value_scale(array, what)
-    n = array.shape[0]
-    if axis is None:
-        c, (h, w) = 1, array.shape[1:]
-    elif axis == 1:
-        c, h, w = array.shape[1:]
-    else:
-        h, w, c = array.shape[1:]
-    if array.dtype == np.uint8:  # a view: a memory map stays one (aezoo.data.mapped)
-        return (array[:, None] if axis is None else array if axis == 1
-                else array.transpose(0, 3, 1, 2))
-    out = np.empty((n, c, h, w), dtype=np.uint8)
-    for start in range(0, n, CHUNK):
-        chunk = np.asarray(array[start:start + CHUNK])
-        if axis is None:
-            chunk = chunk[:, None]
-        elif axis == 3:
-            chunk = chunk.transpose(0, 3, 1, 2)
+    # A view: a uint8 memory map stays one (aezoo.data.mapped); others convert in chunks.
+    view = (array[:, None] if axis is None else array if axis == 1
+            else array.transpose(0, 3, 1, 2))
+    if array.dtype == np.uint8:
+        return view
+    out = np.empty(view.shape, dtype=np.uint8)
+    for start in range(0, len(out), CHUNK):
+        chunk = np.asarray(view[start:start + CHUNK])
         if scale is not None:
             chunk = np.rint(chunk.astype(np.float32) * scale)
         out[start:start + CHUNK] = chunk  # numpy casts; values were range-checked
@@ -192,9 +183,8 @@ def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _path(ctx: LoadContext, suffix: str) -> Path:
     path = Path(ctx.argument or "").expanduser()
-    prefix = ctx.source.name
     if not path.exists():
-        raise UsageError(f"{path} does not exist", f"check the path after {prefix}:")
+        raise UsageError(f"{path} does not exist", f"check the path after {ctx.source.name}:")
     if not path.is_file():
         raise UsageError(f"{path} is not a file",
                          "use folder:PATH for a directory of images" if path.is_dir()
@@ -292,9 +282,7 @@ def load_npy(ctx: LoadContext) -> Splits:
         raise DataError(f"{path} is not a readable .npy file ({exc})",
                         "save it with numpy.save") from None
     if not isinstance(array, np.ndarray):  # np.load opened an .npz archive
-        close = getattr(array, "close", None)
-        if close is not None:
-            close()
+        array.close()
         raise UsageError(f"{path} is an .npz archive", f"use npz:{ctx.argument}")
     return Splits(train=to_images(array, str(path)))
 
