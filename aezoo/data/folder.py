@@ -15,16 +15,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from aezoo.data import images
+from aezoo.data import images as decoding
 from aezoo.data.source import LoadContext, Splits
 from aezoo.errors import DataError, UsageError
-
-if TYPE_CHECKING:
-    pass
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
@@ -45,7 +42,39 @@ class FolderImages:
         return len(self.paths)
 
 
-def load_folder(ctx: LoadContext) -> Splits:
+@dataclass(frozen=True)
+class Listing:
+    """A folder's splits (their directories and image files) and its class names."""
+
+    split_roots: dict[str, Path]
+    files: dict[str, list[Path]]
+    classes: list[str] | None
+
+    def labels(self, split: str, paths: list[Path]) -> np.ndarray | None:
+        """The class index of each of ``paths`` (files of ``split``); None without classes."""
+        if self.classes is None:
+            return None
+        parent, classes = self.split_roots[split], self.classes
+        return np.array([classes.index(p.relative_to(parent).parts[0]) for p in paths],
+                        dtype=np.int64)
+
+
+def list_folder(root: Path) -> Listing:
+    """The folder's image files per split and its classes; a folder without (training)
+    images is refused. The in-memory and the streamed source list alike."""
+    split_roots = _split_roots(root)
+    seen: set[tuple[int, int]] = set()  # a file linked into two splits counts once
+    files = {split: _image_files(path, seen) for split, path in split_roots.items()}
+    if not any(files.values()):
+        raise DataError(f"folder {root} holds no images ({', '.join(sorted(EXTENSIONS))})",
+                        "point folder: at a directory with image files (searched recursively)")
+    if split_roots.keys() != {"train"} and not files.get("train"):
+        raise DataError(f"folder {root / 'train'} holds no images",
+                        "put the training images under train/")
+    return Listing(split_roots, files, _classes(split_roots, files))
+
+
+def load_folder(ctx: LoadContext, listing: Listing | None = None) -> Splits:
     root = Path(ctx.argument or "").expanduser()
     if not root.exists():
         raise UsageError(f"folder {root} does not exist", "check the path after folder:")
@@ -56,25 +85,12 @@ def load_folder(ctx: LoadContext) -> Splits:
 
     if packed.is_store(root):  # a directory `aezoo data pack` wrote: read it mapped
         return packed.load_store(root)
-    split_roots = _split_roots(root)
-    seen: set[tuple[int, int]] = set()  # a file linked into two splits counts once
-    files = {split: _image_files(path, seen) for split, path in split_roots.items()}
-    if not any(files.values()):
-        raise DataError(f"folder {root} holds no images ({', '.join(sorted(EXTENSIONS))})",
-                        "point folder: at a directory with image files (searched recursively)")
-    if split_roots.keys() != {"train"} and not files.get("train"):
-        raise DataError(f"folder {root / 'train'} holds no images",
-                        "put the training images under train/")
-    classes = _classes(split_roots, files)
-    out: dict[str, Any] = {"class_names": classes}
-    for split, paths in files.items():
-        if not paths:
-            continue
-        out[split] = FolderImages(tuple(paths), root)
-        if classes is not None:
-            parent = split_roots[split]
-            out[f"{split}_labels"] = np.array(
-                [classes.index(p.relative_to(parent).parts[0]) for p in paths], dtype=np.int64)
+    listing = listing or list_folder(root)
+    out: dict[str, Any] = {"class_names": listing.classes}
+    for split, paths in listing.files.items():
+        if paths:
+            out[split] = FolderImages(tuple(paths), root)
+            out[f"{split}_labels"] = listing.labels(split, paths)
     return Splits(**out)
 
 
@@ -149,12 +165,6 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
-    """One image as uint8 (C, H, W), the file opened once: resized to ``size`` if given,
-    converted to ``channels`` if given, else grey (1) or RGB (3) as the file is."""
-    return images.decode(path, str(path), size, channels, fix=FIX)
-
-
 class Collector:
     """Decoded images gathered into one uint8 array per split. Without a fixed size, the
     first image's is every image's (another is an error naming both); without fixed
@@ -204,10 +214,10 @@ def decode_splits(parts: dict[str, tuple[FolderImages, np.ndarray]],
     if like is not None and size is None:
         collect.first, collect.size = like
     total = len(jobs)
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        fixed = channels
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:  # each file opened once
         for done, ((split, i, path), image) in enumerate(zip(jobs, pool.map(
-                lambda job: decode(job[2], size, fixed), jobs), strict=True), 1):
+                lambda job: decoding.decode(job[2], str(job[2]), size, channels, fix=FIX), jobs),
+                strict=True), 1):
             collect.put(split, i, path, image)
             if report is not None and (done % REPORT_EVERY == 0 or done == total):
                 if done <= REPORT_EVERY:  # started once images decode: an error stays alone
