@@ -59,21 +59,17 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int
     return rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(val_idx))
 
 
-def random_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled train/validation indices, at least one image on each side."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
-    return perm[n_val:], perm[:n_val]
-
-
 def split_indices(n: int, labels: np.ndarray | None, val_fraction: float, seed: int
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified by label where labels exist (and every side gets images), else random."""
+    """Stratified by label where labels exist (and every side gets images), else random
+    with at least one image on each side."""
     if labels is not None:
         train_idx, val_idx = stratified_split(labels, val_fraction, seed)
         if len(train_idx) and len(val_idx):
             return train_idx, val_idx
-    return random_split(n, val_fraction, seed)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
+    return perm[n_val:], perm[:n_val]
 
 
 def carve(name: str, n: int, labels: np.ndarray | None, given_val: bool,
@@ -185,22 +181,20 @@ def assemble(spec: DataSpec, splits: Splits, progress: Progress | None = None) -
                             f"{format_shape(train.shape[1:])}", "pass --image-size to resize all")
     rows, carved = carve(spec.name, len(train), train_labels, "val" in parts,
                          spec.val_fraction, spec.split_seed, spec.limit)
-    picks: dict[str, tuple[Any, np.ndarray | None]] = {  # rows None: the split whole
-        "train": (train, rows), "val": (train, carved) if carved is not None else (
-            parts["val"][0], None)}
+    # (images, labels, rows) of each split; rows None: the split whole
+    picks = {"train": (train, train_labels, rows), "val": (
+        (train, train_labels, carved) if carved is not None else (*parts["val"], None))}
     if "test" in parts:
-        picks["test"] = (parts["test"][0], None)
-    known = {"train": train_labels, "test": parts.get("test", (None, None))[1],
-             "val": train_labels if carved is not None else parts["val"][1]}
+        picks["test"] = (*parts["test"], None)
     if files:
         images = decode_splits({k: (x, np.arange(len(x)) if i is None else i)
-                                for k, (x, i) in picks.items()}, spec.image_size,
+                                for k, (x, _, i) in picks.items()}, spec.image_size,
                                spec.channels, None if progress is None else
                                lambda done, total: progress("decoding images", done, total,
                                                             "images"))
     else:
-        images = {k: _owned(x if i is None else x[i]) for k, (x, i) in picks.items()}
-    got = {k: known[k] if i is None else _pick(known[k], i) for k, (_, i) in picks.items()}
+        images = {k: _owned(x if i is None else x[i]) for k, (x, _, i) in picks.items()}
+    got = {k: y if i is None else _pick(y, i) for k, (_, y, i) in picks.items()}
     return ArrayDataset(spec.name, images["train"], images["val"], got["train"], got["val"],
                         images.get("test"), got.get("test"),
                         None if splits.class_names is None else list(splits.class_names))
