@@ -46,15 +46,10 @@ def entries() -> tuple[Entry, ...]:
     return registry.entries(KIND)
 
 
-def names() -> list[str]:
-    return registry.names(KIND)
-
-
 def load_entry(entry: Entry) -> DatasetSource:
     """The descriptor behind ``entry``; the registry checks its type and records a broken
     plugin (``aezoo plugins``)."""
-    source: DatasetSource = registry.load_entry(entry)
-    return source
+    return registry.load_entry(entry)
 
 
 def clear_cache() -> None:
@@ -130,7 +125,7 @@ def _suggest(name: str) -> str:
         if fits:
             return f"did you mean '{prefix}:{name}'?"
     head, sep, rest = name.partition(":")
-    close = difflib.get_close_matches(head, names(), n=1)
+    close = difflib.get_close_matches(head, registry.names(KIND), n=1)
     hint = ""
     if close:
         takes_path = any(e.name == close[0] and _takes_path(e) for e in entries())

@@ -81,10 +81,6 @@ def verify(path: Path, file: RemoteFile) -> str | None:
     return None
 
 
-def file_url(mirror: str, file: RemoteFile) -> str:
-    return mirror if mirror.endswith(file.name) else mirror.rstrip("/") + "/" + file.name
-
-
 def ensure_files(source: DatasetSource, directory: Path, *, progress: Progress | None = None,
                  offline: bool = False, force: bool = False) -> dict[str, Path]:
     """Every file ``source`` declares, verified, in ``directory``: name -> path.
@@ -95,31 +91,26 @@ def ensure_files(source: DatasetSource, directory: Path, *, progress: Progress |
     paths: dict[str, Path] = {}
     todo: list[tuple[RemoteFile, str | None]] = []  # (file, what is wrong with the cached copy)
     for file in source.files:
-        path = directory / file.name
+        path, problem = directory / file.name, None
         if path.exists() and not force:
             problem = verify(path, file)
             if problem is None:
                 paths[file.name] = path
                 continue
-            todo.append((file, problem))
-        else:
-            todo.append((file, None))
+        todo.append((file, problem))
     if not todo:
         return paths
     if offline or offline_mode():
         raise _manual_error(source, directory, todo, "offline mode (AEZOO_OFFLINE=1)")
     _make_dir(directory)
     _remove_stale_parts(directory)
-    unreachable: list[str] = []
     for file, _ in todo:
         try:
             paths[file.name] = _download(file, source.mirrors, directory, progress)
-        except _Unreachable as exc:
-            unreachable.append(str(exc))
-            break  # no mirror answered: the rest will not download either
-    if unreachable:
-        missing = [(f, p) for f, p in todo if f.name not in paths]
-        raise _manual_error(source, directory, missing, f"no mirror reachable: {unreachable[0]}")
+        except _Unreachable as exc:  # no mirror answered: the rest will not download either
+            missing = [(f, p) for f, p in todo if f.name not in paths]
+            raise _manual_error(source, directory, missing,
+                                f"no mirror reachable: {exc}") from None
     return paths
 
 
@@ -176,7 +167,7 @@ def _download(file: RemoteFile, mirrors: tuple[str, ...], directory: Path,
     failures: list[str] = []
     unreachable: list[str] = []
     for mirror in mirrors:
-        url = file_url(mirror, file)
+        url = mirror if mirror.endswith(file.name) else mirror.rstrip("/") + "/" + file.name
         host = urlsplit(url).netloc or url
         try:
             return _download_one(url, file, directory, progress)

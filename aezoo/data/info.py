@@ -30,9 +30,7 @@ def status(source: DatasetSource) -> tuple[str, int | None]:
     """(cached column, bytes on disk)."""
     if source.embedded:
         return "embedded", None
-    if source.takes_path:
-        return "-", None
-    if not source.files:
+    if source.takes_path or not source.files:
         return "-", None
     cache = catalog.cache_status(source)
     if cache.complete:
@@ -145,15 +143,11 @@ def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | StreamedDatas
         import numpy as np
 
         c, h, w = dataset.shape
-        splits = dataset.splits()
-        info["shape"] = list(dataset.shape)
-        info["dtype"] = "uint8"
-        info["val_fraction"] = spec.val_fraction
-        info["class_names"] = dataset.class_names
-        info["splits"] = {}
-        for split, n in splits.items():
+        splits: dict[str, Any] = {}
+        for split, n in dataset.splits().items():
             labels = getattr(dataset, f"{split}_labels")
-            info["splits"][split] = {
-                "images": n, "classes": None if labels is None else len(np.unique(labels)),
-                "bytes": n * c * h * w}
+            splits[split] = {"images": n, "classes": None if labels is None
+                             else len(np.unique(labels)), "bytes": n * c * h * w}
+        info.update(shape=[c, h, w], dtype="uint8", val_fraction=spec.val_fraction,
+                    class_names=dataset.class_names, splits=splits)
     return info
