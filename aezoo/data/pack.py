@@ -20,7 +20,6 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,13 +32,7 @@ from aezoo.data.download import sha256_of
 from aezoo.data.pack_plan import Part, plan
 from aezoo.data.source import Progress, Shape
 from aezoo.errors import DataError, OutputExistsError, UsageError
-from aezoo.fileio import (
-    atomic_write,
-    commit,
-    fsync_dir,
-    preallocate,
-    read_bounded,
-)
+from aezoo.fileio import atomic_write, commit, fsync_dir, preallocate, read_bounded
 from aezoo.rundir import LOCK_FILE, RunLock
 from aezoo.specs import DataSpec
 
@@ -62,47 +55,35 @@ class Packed:
 
 _CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
+
 def pack(spec: DataSpec, out: Path, progress: Progress | None = None,
          force: bool = False) -> Packed:
     """Pack the source ``spec`` names (with its ``image_size`` / ``channels``) into ``out``."""
     start = time.perf_counter()
     out = Path(out).expanduser()
-    with _locked(out):
-        return _pack(spec, out, progress, force, start)
-
-
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock (the run directories' own): two packs never write one store."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file", "give --out a directory for the packed store")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {out} ({exc.strerror})",
-                        "choose a writable --out directory") from None
-    with RunLock(out):
-        yield
-
-
-def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
-          start: float) -> Packed:
-    work = _claim(out, force)
-    parts, class_names, fingerprint = plan(spec, progress)  # nothing written before this
-    if work != out:
+    _mkdir(out)
+    with RunLock(out):  # the run directories' own lock: two packs never write one store
+        work = _claim(out, force)
+        parts, class_names, fingerprint = plan(spec, progress)  # nothing written before this
+        _mkdir(work)
         try:
-            work.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create {work} ({exc.strerror})",
-                            "choose a writable --out directory") from None
+            return _write(spec, out, work, parts, class_names, fingerprint, progress, start)
+        except OSError as exc:  # a full disk, a quota: one line, and the pack resumes
+            if exc.errno not in _CANNOT_WRITE:
+                raise
+            raise DataError(f"cannot write the packed store {out} ({exc.strerror or exc})",
+                            "free space (or choose another --out) and run the same command "
+                            "again: the pack resumes where it stopped") from None
+
+
+def _mkdir(path: Path) -> None:
     try:
-        return _write(spec, out, work, parts, class_names, fingerprint, progress, start)
-    except OSError as exc:  # a full disk, a quota: one line, and the pack resumes
-        if exc.errno not in _CANNOT_WRITE:
-            raise
-        raise DataError(f"cannot write the packed store {out} ({exc.strerror or exc})",
-                        "free space (or choose another --out) and run the same command "
-                        "again: the pack resumes where it stopped") from None
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {path} ({exc.strerror})",
+                        "choose a writable --out directory") from None
 
 
 def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, Part],
@@ -121,8 +102,8 @@ def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, Part],
     total = 0
     for split, part in parts.items():
         tmp, final = work / _part_name(split), work / packed.images_file(split)
-        entry: dict[str, Any] = {"count": part.count, "images": final.name}
-        entry["sha256"] = sha256_of(tmp)
+        entry: dict[str, Any] = {"count": part.count, "images": final.name,
+                                 "sha256": sha256_of(tmp)}
         total += tmp.stat().st_size
         commit(tmp, final)
         if part.labels is not None:
