@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,9 +49,13 @@ def is_store(path: Path) -> bool:
     return (path / MANIFEST).is_file()
 
 
+def _repack(root: Path) -> str:
+    return f"pack it again: aezoo data pack SOURCE --out {root} --force"
+
+
 def _bad(root: Path, detail: str) -> DataError:
     return DataError(f"{root / MANIFEST} is not a valid packed-store manifest ({detail})",
-                     f"pack it again: aezoo data pack SOURCE --out {root} --force")
+                     _repack(root))
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -100,39 +104,35 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def load_store(root: Path) -> Splits:
     """The splits of the store at ``root``: images memory-mapped, labels in memory."""
-    from aezoo.data.arrays import check_npy_header
-
     info = read_manifest(root)
     shape = tuple(info["shape"])
     out: dict[str, Any] = {"class_names": info.get("class_names")}
     for split, entry in info["splits"].items():
         path = root / images_file(split)
         if not path.exists():  # there but not a file: check_npy_header says what it is
-            raise DataError(f"packed store {root} lacks {path.name}",
-                            f"pack it again: aezoo data pack SOURCE --out {root} --force")
-        check_npy_header(path)
-        try:
-            images = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable .npy file ({exc})",
-                            f"pack it again: aezoo data pack SOURCE --out {root} --force") from None
+            raise DataError(f"packed store {root} lacks {path.name}", _repack(root))
+        images = _load_npy(root, path, mmap_mode="r")
         want = (entry["count"], *shape)
         if images.dtype != np.uint8 or tuple(images.shape) != want:
             raise DataError(f"{path} holds {images.dtype} {tuple(images.shape)}, but the "
-                            f"manifest says uint8 {want}",
-                            f"pack it again: aezoo data pack SOURCE --out {root} --force")
+                            f"manifest says uint8 {want}", _repack(root))
         out[split] = images
         if entry.get("labels"):
-            labels_path = root / labels_file(split)
-            check_npy_header(labels_path, (int(entry["count"]),))
-            try:
-                labels = np.load(labels_path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                raise DataError(f"{labels_path} is not a readable .npy file ({exc})",
-                                f"pack it again: aezoo data pack SOURCE --out {root} "
-                                "--force") from None
-            out[f"{split}_labels"] = labels
+            out[f"{split}_labels"] = _load_npy(root, root / labels_file(split),
+                                               expect=(int(entry["count"]),))
     return Splits(**out)
+
+
+def _load_npy(root: Path, path: Path, expect: tuple[int, ...] | None = None,
+              mmap_mode: Literal["r"] | None = None) -> np.ndarray:
+    """One file of the store, its header checked first (against ``expect``, if given)."""
+    from aezoo.data.arrays import check_npy_header
+
+    check_npy_header(path, expect)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy file ({exc})", _repack(root)) from None
 
 
 def load_packed(ctx: LoadContext) -> Splits:
