@@ -218,9 +218,12 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
 
     def labels(part: str, split: Any) -> np.ndarray | None:
         values = getattr(splits, f"{part}_labels")
-        if values is None or is_iterable(split):
+        if values is None or split is None or is_iterable(split):
             return None
         return to_labels(values, len(split), f"{name} {part} labels")
+
+    def view(split: Any) -> Any:  # a map-style split seen through indices
+        return split if split is None or is_iterable(split) else Indexed(split)
 
     for part in ("train", "val", "test"):
         split = getattr(splits, part)
@@ -229,9 +232,7 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
                             "neither a map-style nor an iterable split",
                             "return torch Datasets as docs/data.md describes")
     train_labels = labels("train", splits.train)
-    val: Any = splits.val if splits.val is None or is_iterable(splits.val) else Indexed(
-        splits.val)
-    val_labels = None if splits.val is None else labels("val", splits.val)
+    val, val_labels = view(splits.val), labels("val", splits.val)
     if is_iterable(splits.train):
         if splits.val is None:
             raise DataError(f"dataset {name} streams its train split but has no validation "
@@ -244,10 +245,8 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
         if carved is not None:
             val, val_labels = whole.take(carved), _pick(train_labels, carved)
         train, train_labels = whole.take(rows), _pick(train_labels, rows)
-    test = splits.test
-    if test is not None and not is_iterable(test):
-        test = Indexed(test)
     names = list(splits.class_names) if splits.class_names is not None else None
-    return StreamedDataset(name, tuple(splits.shape), train, val, test,  # type: ignore[arg-type]
-                           train_labels, val_labels, labels("test", splits.test), names,
+    return StreamedDataset(name, tuple(splits.shape), train, val,  # type: ignore[arg-type]
+                           view(splits.test), train_labels, val_labels,
+                           labels("test", splits.test), names,
                            limit if is_iterable(train) else None)

@@ -34,7 +34,7 @@ This module imports neither numpy nor torch at import time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aezoo.data.source import Shape
@@ -145,7 +145,6 @@ class StreamedDataset:
     test_labels: np.ndarray | None = None
     class_names: list[str] | None = None
     limit: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def splits(self) -> dict[str, int]:
         """Image count per split (an iterable split's as it declares)."""
