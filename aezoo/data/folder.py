@@ -165,62 +165,43 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-class Collector:
-    """Decoded images gathered into one uint8 array per split. Without a fixed size, the
-    first image's is every image's (another is an error naming both); without fixed
-    channels, grey until the first colour image, then every split is widened to RGB."""
-
-    def __init__(self, counts: dict[str, int], size: tuple[int, int] | None,
-                 channels: int | None, root: Path) -> None:
-        self.counts, self.size, self.channels, self.root = counts, size, channels, root
-        self.fixed = channels is not None
-        self.first: Path | None = None
-        self.out: dict[str, np.ndarray] = {}
-
-    def put(self, split: str, i: int, path: Path, image: np.ndarray) -> None:
-        hw = (int(image.shape[1]), int(image.shape[2]))
-        if self.first is None:
-            self.size, self.first = self.size or hw, path
-        size: tuple[int, int] = self.size or hw
-        if hw != size:
-            a, b = size, hw
-            raise DataError(
-                f"images in {self.root} differ in size ({a[1]}x{a[0]} {self.first.name}, "
-                f"{b[1]}x{b[0]} {path.name})", "pass --image-size N or HxW to resize them all")
-        c = self.channels or 1
-        if image.shape[0] > c:  # the first colour image: RGB from now on, for all splits
-            self.out = {k: np.repeat(v, 3, axis=1) for k, v in self.out.items()}
-            self.channels = c = 3
-        elif image.shape[0] < c:
-            image = np.repeat(image, c, axis=0)
-        if split not in self.out:
-            self.out[split] = np.empty((self.counts[split], c, *size), dtype=np.uint8)
-        self.out[split][i] = image
-
-
 def decode_splits(parts: dict[str, tuple[FolderImages, np.ndarray]],
                   size: tuple[int, int] | None, channels: int | None,
                   report: Callable[[int, int], None] | None = None,
                   like: tuple[Path, tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
-    """The images ``rows`` of each split, each file opened once, on up to 8 threads.
-    ``like`` (a file and its size): without ``size``, every image must have that size."""
+    """The images ``rows`` of each split, each file opened once, on up to 8 threads, in one
+    uint8 array per split. Without ``size``, the first image's is every image's (another
+    is an error naming both; ``like``, a file and its size, gives it); without
+    ``channels``, grey until the first colour image, then every split is widened to RGB."""
     rank = {id(images): k for k, (images, _) in reversed(list(enumerate(parts.values())))}
     keyed = [((rank[id(images)], int(r)), (split, i, images.paths[int(r)]))
              for split, (images, rows) in parts.items() for i, r in enumerate(rows)]
     jobs = [job for _, job in sorted(keyed, key=lambda kj: kj[0])]  # in file order: the
     # first bad file, and the size every image must have, are the first in sorted order
     root = next(iter(parts.values()))[0].root
-    collect = Collector({k: len(rows) for k, (_, rows) in parts.items()}, size, channels, root)
-    if like is not None and size is None:
-        collect.first, collect.size = like
+    first, want = like if like is not None and size is None else (None, size)
+    c = channels or 1
+    out: dict[str, np.ndarray] = {}
     total = len(jobs)
     with ThreadPoolExecutor(max_workers=_workers()) as pool:  # each file opened once
         for done, ((split, i, path), image) in enumerate(zip(jobs, pool.map(
                 lambda job: decoding.decode(job[2], str(job[2]), size, channels, fix=FIX), jobs),
                 strict=True), 1):
-            collect.put(split, i, path, image)
+            hw = (int(image.shape[1]), int(image.shape[2]))
+            first, want = first or path, want or hw
+            if hw != want:
+                raise DataError(f"images in {root} differ in size ({want[1]}x{want[0]} "
+                                f"{first.name}, {hw[1]}x{hw[0]} {path.name})",
+                                "pass --image-size N or HxW to resize them all")
+            if image.shape[0] > c:  # the first colour image: RGB from now on, for all splits
+                out, c = {k: np.repeat(v, 3, axis=1) for k, v in out.items()}, 3
+            elif image.shape[0] < c:
+                image = np.repeat(image, c, axis=0)
+            if split not in out:
+                out[split] = np.empty((len(parts[split][1]), c, *want), dtype=np.uint8)
+            out[split][i] = image
             if report is not None and (done % REPORT_EVERY == 0 or done == total):
                 if done <= REPORT_EVERY:  # started once images decode: an error stays alone
                     report(0, total)
                 report(done, total)
-    return collect.out
+    return out
