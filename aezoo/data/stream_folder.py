@@ -97,8 +97,7 @@ class FolderStream(Dataset[torch.Tensor]):
 
     def read(self, path: str) -> np.ndarray:
         with _open_file(path) as f:
-            array = decoding.decode(f, path, self.size, self.channels)
-        return array
+            return decoding.decode(f, path, self.size, self.channels)
 
 
 def skipping(index: int, n: int, read: Callable[[int], np.ndarray],
@@ -197,7 +196,6 @@ def _scan(files: dict[str, list[Path]], root: Path, skip_bad: bool,
           progress: Progress | None) -> tuple[dict[str, list[Path]], tuple[int, int], bool]:
     """Headers of every file: (readable files, common size, all grey)."""
     every = [p for paths in files.values() for p in paths]
-    done = 0
 
     def one(path: Path) -> decoding.Header | None:
         try:
@@ -210,9 +208,8 @@ def _scan(files: dict[str, list[Path]], root: Path, skip_bad: bool,
 
     headers: dict[Path, decoding.Header | None] = {}
     with ThreadPoolExecutor(max_workers=folder._workers()) as pool:
-        for path, h in zip(every, pool.map(one, every), strict=True):
+        for done, (path, h) in enumerate(zip(every, pool.map(one, every), strict=True), 1):
             headers[path] = h
-            done += 1
             if progress and (done % REPORT_EVERY == 0 or done == len(every)):
                 progress("reading image headers", done, len(every), "images")
     good = [(p, h) for p, h in headers.items() if h is not None]
