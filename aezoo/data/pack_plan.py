@@ -150,23 +150,21 @@ def _streamed_parts(splits: StreamedSplits, what: dict[str, Any]) -> dict[str, P
         if data is None:
             continue
         what[split] = _identity(data)
-        if is_iterable(data):
-            state: dict[str, Any] = {"it": None, "at": -1}
+        state: dict[str, Any] = {"it": None, "at": -1}  # an iterable split's iterator
 
-            def read(begin: int, stop: int, data: Any = data, state: dict[str, Any] = state
-                     ) -> np.ndarray:
-                if state["at"] != begin:
-                    data.set_epoch(1, 0)
-                    data.skip(begin)
-                    state["it"] = iter(data)
-                it: Iterator[Any] = state["it"]
-                images = [next(it) for _ in range(begin, stop)]
-                state["at"] = stop
-                return torch.stack(images).numpy()
-        else:
-            def read(begin: int, stop: int, data: Any = data,  # type: ignore[misc]
-                     state: dict[str, Any] | None = None) -> np.ndarray:
+        def read(begin: int, stop: int, data: Any = data, state: dict[str, Any] = state
+                 ) -> np.ndarray:
+            if not is_iterable(data):
                 return torch.stack([data[i] for i in range(begin, stop)]).numpy()
+            if state["at"] != begin:
+                data.set_epoch(1, 0)
+                data.skip(begin)
+                state["it"] = iter(data)
+            it: Iterator[Any] = state["it"]
+            images = [next(it) for _ in range(begin, stop)]
+            state["at"] = stop
+            return torch.stack(images).numpy()
+
         labels = None if is_iterable(data) else _labels(splits, split, len(data), "source")
         what[f"{split}_labels"] = _digest(labels)
         parts[split] = Part(len(data), read, labels)
