@@ -41,21 +41,6 @@ def source_dir(source: DatasetSource) -> Path:
     return data_root() / safe
 
 
-def entries() -> tuple[Entry, ...]:
-    """Every enabled ``aezoo.datasets`` entry point, sorted; metadata only."""
-    return registry.entries(KIND)
-
-
-def load_entry(entry: Entry) -> DatasetSource:
-    """The descriptor behind ``entry``; the registry checks its type and records a broken
-    plugin (``aezoo plugins``)."""
-    return registry.load_entry(entry)
-
-
-def clear_cache() -> None:
-    registry.clear_cache()
-
-
 @dataclass(frozen=True)
 class Resolved:
     """A dataset name resolved to its source and, for ``NAME:PATH``, the path."""
@@ -70,7 +55,7 @@ def _split(name: str) -> tuple[str, str | None]:
     head, sep, rest = name.partition(":")
     if not sep:
         return name, None
-    if any(e.name == head for e in entries()):
+    if any(e.name == head for e in registry.entries(KIND)):
         return head, rest
     bare, sep2, argument = rest.partition(":")
     return f"{head}:{bare}", argument if sep2 else None
@@ -86,7 +71,7 @@ def resolve(name: str) -> Resolved:
         if not exc.problem.startswith("unknown "):
             raise
         raise UnknownNameError(f"unknown dataset '{name}'", _suggest(name)) from None
-    source = load_entry(entry)
+    source = registry.load_entry(entry)
     if source.takes_path and not argument:
         raise UsageError(f"dataset '{entry.name}' needs a path", f"write {entry.name}:PATH")
     if not source.takes_path and argument is not None:
@@ -128,7 +113,7 @@ def _suggest(name: str) -> str:
     close = difflib.get_close_matches(head, registry.names(KIND), n=1)
     hint = ""
     if close:
-        takes_path = any(e.name == close[0] and _takes_path(e) for e in entries())
+        takes_path = any(e.name == close[0] and _takes_path(e) for e in registry.entries(KIND))
         hint = f"did you mean '{close[0]}:{rest}'? " if sep and takes_path else \
             f"did you mean '{close[0]}'? "
     return (f"{hint}see `aezoo data list`; for your own images use folder:PATH, "
@@ -137,7 +122,7 @@ def _suggest(name: str) -> str:
 
 def _takes_path(entry: Entry) -> bool:
     try:
-        return load_entry(entry).takes_path
+        return registry.load_entry(entry).takes_path
     except PluginError:
         return False
 
