@@ -102,11 +102,8 @@ def declared_shape(spec: DataSpec) -> Shape | None:
     if source.shape is None:
         return None
     c, h, w = source.shape
-    if spec.channels is not None:
-        c = spec.channels
-    if spec.image_size is not None:
-        h, w = spec.image_size
-    return (c, h, w)
+    h, w = spec.image_size or (h, w)
+    return (spec.channels or c, h, w)
 
 
 def load_dataset(spec: DataSpec, progress: Progress | None = None,

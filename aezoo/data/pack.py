@@ -185,13 +185,10 @@ def _swap(work: Path, out: Path) -> None:
 
 def _progress(out: Path, fingerprint: str) -> dict[str, Any]:
     """The interrupted pack's progress if it packed the same thing, else a fresh start."""
-    path = out / packed.PROGRESS
-    try:
-        state = json.loads(read_bounded(path))
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        state = json.loads(read_bounded(out / packed.PROGRESS))
         if state.get("fingerprint") == fingerprint and isinstance(state.get("done"), dict):
             return cast(dict[str, Any], state)
-    except (OSError, ValueError, AttributeError):
-        pass
     for split in packed.SPLITS:  # another source, or none recorded: start over
         for name in _owned(split)[2:]:
             (out / name).unlink(missing_ok=True)

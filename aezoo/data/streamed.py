@@ -33,6 +33,7 @@ This module imports neither numpy nor torch at import time.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -170,9 +171,4 @@ def as_array(split: Any, limit: int | None = None) -> Any:
     n = len(split) if limit is None else min(limit, len(split))
     if isinstance(split, Indexed):
         return np.stack([np.asarray(split.dataset[split.position(i)]) for i in range(n)])
-    images: list[Any] = []
-    for image in split:
-        if len(images) == n:
-            break
-        images.append(np.asarray(image))
-    return np.stack(images)
+    return np.stack([np.asarray(image) for image in itertools.islice(split, n)])
