@@ -29,6 +29,5 @@ def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]
 
 def load_cifar10(ctx: LoadContext) -> Splits:
     """CIFAR-10's 50k/10k split from the binary archive (never the pickled version)."""
-    archive = ctx.fetch()["cifar-10-binary.tar.gz"]
-    train, train_labels, test, test_labels = read_cifar10(archive)
+    train, train_labels, test, test_labels = read_cifar10(ctx.fetch()["cifar-10-binary.tar.gz"])
     return Splits(train=train, train_labels=train_labels, test=test, test_labels=test_labels)
