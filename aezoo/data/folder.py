@@ -114,7 +114,7 @@ def _identity(path: str | Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _image_files(root: Path, seen: set[tuple[int, int]] | None = None) -> list[Path]:
+def _image_files(root: Path, seen: set[tuple[int, int]]) -> list[Path]:
     """Image files under ``root``, each real file once (first in sorted walk order).
 
     Symlinks are followed, but never into a directory already visited (``ln -s . loop``
@@ -122,7 +122,6 @@ def _image_files(root: Path, seen: set[tuple[int, int]] | None = None) -> list[P
     linked directory) counts once. FIFOs, devices and sockets are skipped, never opened.
     ``seen`` (file identities) is shared across the splits of one folder.
     """
-    seen = set() if seen is None else seen
     visited = {_identity(root)}
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
