@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -239,6 +239,16 @@ def check_npy_header(path: Path, expect: tuple[int, ...] | None = None) -> None:
                         "save it again with numpy.save")
 
 
+def read_npy(path: Path, fix: str, expect: tuple[int, ...] | None = None,
+             mmap_mode: Literal["r"] | None = None) -> Any:
+    """``np.load(path)`` once :func:`check_npy_header` passed; ``fix`` for an unreadable one."""
+    check_npy_header(path, expect)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy file ({exc})", fix) from None
+
+
 def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
     """Refuse an .npz member whose header declares more than the member holds, or that
     claims to decompress to more than MAX_NPZ_RATIO times its compressed size: before
@@ -275,12 +285,7 @@ def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
 def load_npy(ctx: LoadContext) -> Splits:
     """``npy:PATH``: one array of images, memory-mapped while it is converted."""
     path = _path(ctx, ".npy")
-    check_npy_header(path)
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({exc})",
-                        "save it with numpy.save") from None
+    array = read_npy(path, "save it with numpy.save", mmap_mode="r")
     if not isinstance(array, np.ndarray):  # np.load opened an .npz archive
         array.close()
         raise UsageError(f"{path} is an .npz archive", f"use npz:{ctx.argument}")

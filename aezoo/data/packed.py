@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +104,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def load_store(root: Path) -> Splits:
     """The splits of the store at ``root``: images memory-mapped, labels in memory."""
+    from aezoo.data.arrays import read_npy
+
     info = read_manifest(root)
     shape = tuple(info["shape"])
     out: dict[str, Any] = {"class_names": info.get("class_names")}
@@ -111,28 +113,16 @@ def load_store(root: Path) -> Splits:
         path = root / images_file(split)
         if not path.exists():  # there but not a file: check_npy_header says what it is
             raise DataError(f"packed store {root} lacks {path.name}", _repack(root))
-        images = _load_npy(root, path, mmap_mode="r")
+        images = read_npy(path, _repack(root), mmap_mode="r")
         want = (entry["count"], *shape)
         if images.dtype != np.uint8 or tuple(images.shape) != want:
             raise DataError(f"{path} holds {images.dtype} {tuple(images.shape)}, but the "
                             f"manifest says uint8 {want}", _repack(root))
         out[split] = images
         if entry.get("labels"):
-            out[f"{split}_labels"] = _load_npy(root, root / labels_file(split),
-                                               expect=(int(entry["count"]),))
+            out[f"{split}_labels"] = read_npy(root / labels_file(split), _repack(root),
+                                              expect=(int(entry["count"]),))
     return Splits(**out)
-
-
-def _load_npy(root: Path, path: Path, expect: tuple[int, ...] | None = None,
-              mmap_mode: Literal["r"] | None = None) -> np.ndarray:
-    """One file of the store, its header checked first (against ``expect``, if given)."""
-    from aezoo.data.arrays import check_npy_header
-
-    check_npy_header(path, expect)
-    try:
-        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({exc})", _repack(root)) from None
 
 
 def load_packed(ctx: LoadContext) -> Splits:

@@ -32,7 +32,6 @@ from aezoo.errors import DataError, UsageError
 from aezoo.fileio import file_identity, open_regular
 
 SKIP_RUN = 64  # consecutive unreadable images before skipping gives up
-REPORT_EVERY = 256
 
 
 class PathTable:
@@ -210,7 +209,7 @@ def _scan(files: dict[str, list[Path]], root: Path, skip_bad: bool,
     with ThreadPoolExecutor(max_workers=folder._workers()) as pool:
         for done, (path, h) in enumerate(zip(every, pool.map(one, every), strict=True), 1):
             headers[path] = h
-            if progress and (done % REPORT_EVERY == 0 or done == len(every)):
+            if progress and (done % folder.REPORT_EVERY == 0 or done == len(every)):
                 progress("reading image headers", done, len(every), "images")
     good = [(p, h) for p, h in headers.items() if h is not None]
     if not good:
