@@ -45,17 +45,15 @@ class _Failed(Exception):
 
 def sha256_of(path: Path, progress: Progress | None = None) -> str:
     """The file's SHA-256, read in 16 MiB blocks (``progress``: bytes read so far)."""
-    digest = hashlib.sha256()
+    digest, done = hashlib.sha256(), 0
     total = path.stat().st_size if progress is not None else None
-    done = 0
-    if progress is not None:
-        progress(f"verifying {path.name}", 0, total, "bytes")
+    report: Progress = progress or (lambda *_: None)
+    report(f"verifying {path.name}", 0, total, "bytes")
     with open_regular(path) as f:
         while block := f.read(16 * 2**20):
             digest.update(block)
             done += len(block)
-            if progress is not None:
-                progress(f"verifying {path.name}", done, total, "bytes")
+            report(f"verifying {path.name}", done, total, "bytes")
     return digest.hexdigest()
 
 

@@ -33,7 +33,6 @@ class Part:
     labels: np.ndarray | None
 
 
-
 def plan(spec: DataSpec, progress: Progress | None
           ) -> tuple[dict[str, Part], list[str] | None, str]:
     """Each split of the source as a reader of chunks, its class names, its fingerprint."""
