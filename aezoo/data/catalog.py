@@ -131,7 +131,6 @@ def _takes_path(entry: Entry) -> bool:
 class CacheStatus:
     """What of a downloadable source is on disk (sizes checked; digests on use)."""
 
-    directory: Path
     present: int  # declared files present with their declared size
     total: int
     bytes: int  # everything in the directory
@@ -157,4 +156,4 @@ def cache_status(source: DatasetSource) -> CacheStatus:
                 used += path.stat().st_size if path.is_file() else 0
             except OSError:
                 pass
-    return CacheStatus(directory, present, len(source.files), used)
+    return CacheStatus(present, len(source.files), used)
