@@ -28,7 +28,7 @@ from aezoo.data import folder
 from aezoo.data import images as decoding
 from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.data.streamed import StreamedSplits
-from aezoo.errors import DataError, UsageError
+from aezoo.errors import DataError
 from aezoo.fileio import file_identity, open_regular
 
 SKIP_RUN = 64  # consecutive unreadable images before skipping gives up
@@ -168,11 +168,9 @@ def available_bytes() -> int:
 
 
 def stream_folder(ctx: LoadContext, listing: folder.Listing | None = None) -> StreamedSplits:
-    """The folder's splits as map-style datasets: listed, labelled, nothing decoded."""
+    """The folder's splits as map-style datasets: listed, labelled, nothing decoded
+    (``load`` has checked that the folder is one)."""
     root = Path(ctx.argument or "").expanduser()
-    if not root.is_dir():
-        raise UsageError(f"folder {root} does not exist" if not root.exists()
-                         else f"{root} is not a folder", "check the path after folder:")
     listing = listing or folder.list_folder(root)
     files = listing.files
     size, channels = ctx.image_size, ctx.channels
