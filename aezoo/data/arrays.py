@@ -330,11 +330,9 @@ def load_npz(ctx: LoadContext) -> Splits:
     out: dict[str, np.ndarray | None] = {}
     for part in ("train", "val", "test"):
         if part in arrays:
-            images = to_images(arrays[part], f"{path}:{parts[part]}")
-            out[part] = images
-            label_key = f"{part}_labels"
-            out[label_key] = to_labels(arrays.get(label_key), len(images),
-                                       f"{path}:{parts.get(label_key)}")
+            out[part] = images = to_images(arrays[part], f"{path}:{parts[part]}")
+            key = f"{part}_labels"
+            out[key] = to_labels(arrays.get(key), len(images), f"{path}:{parts.get(key)}")
     return Splits(**out)  # type: ignore[arg-type]
 
 
