@@ -199,8 +199,8 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
                 value = response.headers.get("Content-Length", "")
                 length = int(value) if value.strip().isdecimal() else None
                 total = file.size or length
-                if progress:
-                    progress(file.name, 0, total, "bytes")
+                report: Progress = progress or (lambda *_: None)
+                report(file.name, 0, total, "bytes")
                 digest = hashlib.sha256()
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
@@ -208,8 +208,7 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
                     done += len(chunk)
                     if file.size is not None and done > file.size:
                         raise _Failed(f"more than the expected {file.size:,} bytes")
-                    if progress:
-                        progress(file.name, done, total, "bytes")
+                    report(file.name, done, total, "bytes")
                 out.flush()
                 os.fsync(out.fileno())
         except urllib.error.HTTPError as exc:

@@ -208,8 +208,8 @@ def _write_split(out: Path, split: str, part: Part, state: dict[str, Any], spec:
     if done and not path.exists():
         done = 0
     label = f"the {split} split"
-    if progress is not None:
-        progress(label, done, part.count, "images")
+    report: Progress = progress or (lambda *_: None)
+    report(label, done, part.count, "images")
     store: Any = None
     if done:
         preallocate(path)  # blocks reserved: a full disk is ENOSPC here, never SIGBUS
@@ -243,8 +243,7 @@ def _write_split(out: Path, split: str, part: Part, state: dict[str, Any], spec:
                 store.flush()
                 _save_progress(out, state)
                 last = time.perf_counter()
-            if progress is not None:
-                progress(label, stop, part.count, "images")
+            report(label, stop, part.count, "images")
     finally:
         if store is not None:
             store.flush()  # msync: what progress claims is on disk
