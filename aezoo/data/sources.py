@@ -20,7 +20,7 @@ def _idx_source(files: tuple[tuple[int, str, str], ...], **fields: Any) -> Datas
     names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     return DatasetSource(
-        load="aezoo.data.standard:load_idx_dataset", shape=(1, 28, 28),
+        load="aezoo.data.formats:load_idx_dataset", shape=(1, 28, 28),
         counts={"train": 60_000, "test": 10_000}, **fields,
         files=tuple(RemoteFile(name, sha, size, md5)
                     for name, (size, sha, md5) in zip(names, files, strict=True)))
@@ -108,7 +108,7 @@ cifar10 = DatasetSource(
     name="cifar10",
     description="CIFAR-10: 32x32 colour photos, 10 classes (binary version)",
     license="none stated (cite Krizhevsky 2009)",
-    load="aezoo.data.standard:load_cifar10",
+    load="aezoo.data.formats:load_cifar10",
     shape=(3, 32, 32),
     counts={"train": 50_000, "test": 10_000},
     files=(RemoteFile("cifar-10-binary.tar.gz",
