@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from aezoo.data import images as decoding
-from aezoo.data.source import LoadContext, Splits
-from aezoo.errors import DataError, UsageError
+from aezoo.data.source import Splits
+from aezoo.errors import DataError
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
@@ -74,18 +74,8 @@ def list_folder(root: Path) -> Listing:
     return Listing(split_roots, files, _classes(split_roots, files))
 
 
-def load_folder(ctx: LoadContext, listing: Listing | None = None) -> Splits:
-    root = Path(ctx.argument or "").expanduser()
-    if not root.exists():
-        raise UsageError(f"folder {root} does not exist", "check the path after folder:")
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder",
-                         f"use npz:{ctx.argument} or npy:{ctx.argument} for array files")
-    from aezoo.data import packed
-
-    if packed.is_store(root):  # a directory `aezoo data pack` wrote: read it mapped
-        return packed.load_store(root)
-    listing = listing or list_folder(root)
+def load_folder(root: Path, listing: Listing) -> Splits:
+    """The folder's splits in memory: its files, decoded where the core asks."""
     out: dict[str, Any] = {"class_names": listing.classes}
     for split, paths in listing.files.items():
         if paths:

@@ -28,7 +28,7 @@ from aezoo.data import folder
 from aezoo.data import images as decoding
 from aezoo.data.source import LoadContext, Progress, Splits
 from aezoo.data.streamed import StreamedSplits
-from aezoo.errors import DataError
+from aezoo.errors import DataError, UsageError
 from aezoo.fileio import file_identity, open_regular
 
 SKIP_RUN = 64  # consecutive unreadable images before skipping gives up
@@ -125,15 +125,19 @@ def _open_file(path: str):  # type: ignore[no-untyped-def]
 def load(ctx: LoadContext) -> Splits | StreamedSplits:
     """``folder:PATH``: decoded into memory where it fits (``aezoo.data.folder``), else
     (or when ``ctx.stream`` asks) streamed."""
-    root = Path(ctx.argument or "").expanduser()
-    stream = ctx.stream  # None: decide by size
     from aezoo.data import packed
 
-    if stream is False or not root.is_dir() or packed.is_store(root):
-        return folder.load_folder(ctx)
+    root = Path(ctx.argument or "").expanduser()
+    if not root.exists():
+        raise UsageError(f"folder {root} does not exist", "check the path after folder:")
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder",
+                         f"use npz:{ctx.argument} or npy:{ctx.argument} for array files")
+    if packed.is_store(root):  # a directory `aezoo data pack` wrote: read it mapped
+        return packed.load_store(root)
     listing = folder.list_folder(root)
-    if stream is None and not _too_big(listing.files, ctx):
-        return folder.load_folder(ctx, listing)
+    if ctx.stream is False or (ctx.stream is None and not _too_big(listing.files, ctx)):
+        return folder.load_folder(root, listing)  # ctx.stream None: decide by size
     return stream_folder(ctx, listing)
 
 
