@@ -159,21 +159,16 @@ def _swap(work: Path, out: Path) -> None:
     namesake, old files the new store lacks go, and the new manifest comes last. Only
     names a store owns are touched; a crash in between is finished by the next pack
     (``_claim``), since the new store is whole in ``work`` until it is moved."""
-    info = packed.read_manifest(work)
-    keep: set[str] = set()
-    for split, entry in info["splits"].items():
-        keep.add(packed.images_file(split))
-        if entry.get("labels"):
-            keep.add(packed.labels_file(split))
+    splits = packed.read_manifest(work)["splits"]
+    keep = {packed.images_file(split) for split in splits} | {
+        packed.labels_file(split) for split, entry in splits.items() if entry.get("labels")}
     (out / packed.MANIFEST).unlink(missing_ok=True)
     fsync_dir(out)
     for name in sorted(keep):
         if (work / name).exists():  # absent: moved before an interruption
             os.replace(work / name, out / name)
-    for split in packed.SPLITS:
-        for name in _owned(split):
-            if name not in keep:
-                (out / name).unlink(missing_ok=True)
+    for name in {name for split in packed.SPLITS for name in _owned(split)} - keep:
+        (out / name).unlink(missing_ok=True)
     fsync_dir(out)
     commit(work / packed.MANIFEST, out / packed.MANIFEST)
     for name in os.listdir(work):  # leftovers of our own: progress, parts
