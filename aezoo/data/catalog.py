@@ -26,8 +26,7 @@ KIND = "dataset"  # the entry-point group aezoo.datasets
 
 def data_root() -> Path:
     """``$AEZOO_DATA``, else ``$XDG_CACHE_HOME/aezoo``, else ``~/.cache/aezoo``."""
-    explicit = os.environ.get("AEZOO_DATA")
-    if explicit:
+    if explicit := os.environ.get("AEZOO_DATA"):
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative paths

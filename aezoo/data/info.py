@@ -14,13 +14,7 @@ if TYPE_CHECKING:
     from aezoo.data.source import DatasetSource, Progress
     from aezoo.specs import DataSpec
 
-__all__ = ["Fetched", "dataset_info", "fetch", "prefetch", "source_rows", "sources", "status"]
-
-
-def sources() -> list[tuple[str, DatasetSource]]:
-    """(name, source) of every usable dataset source; broken ones are left out and recorded
-    (``registry.failures()``), or raise in strict mode."""
-    return [(entry.name, source) for entry, source in registry.load_all(catalog.KIND)]
+__all__ = ["Fetched", "dataset_info", "fetch", "prefetch", "source_rows", "status"]
 
 
 def status(source: DatasetSource) -> tuple[str, int | None]:
@@ -38,12 +32,13 @@ def status(source: DatasetSource) -> tuple[str, int | None]:
 
 
 def source_rows() -> list[dict[str, Any]]:
-    """One row per source (what ``aezoo data list --json`` prints); reads descriptors and
-    the cache directory only."""
+    """One row per usable source (what ``aezoo data list --json`` prints; broken ones are
+    left out and recorded, or raise in strict mode); reads descriptors and the cache
+    directory only."""
     rows: list[dict[str, Any]] = []
-    for name, source in sources():
+    for entry, source in registry.load_all(catalog.KIND):
         cached, used = status(source)
-        rows.append({"name": f"{name}:PATH" if source.takes_path else name,
+        rows.append({"name": f"{entry.name}:PATH" if source.takes_path else entry.name,
                      "shape": list(source.shape) if source.shape else None,
                      "splits": dict(source.counts), "cached": cached, "bytes": used,
                      "directory": str(catalog.source_dir(source)) if source.files else None,
