@@ -197,16 +197,13 @@ def _path(ctx: LoadContext, suffix: str) -> Path:
 MAX_NPZ_RATIO = 1100
 
 
-def _declared(header: tuple[Any, ...]) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    shape, _, dtype = header
-    return tuple(shape), dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize
-
-
-def _read_header(f: IO[bytes]) -> tuple[Any, ...]:
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    return np.lib.format.read_array_header_2_0(f)
+def _declared(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any], int, int]:
+    """An .npy header's shape, dtype and data size (exact), and where the data starts."""
+    if np.lib.format.read_magic(f) == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(shape), dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize, f.tell()
 
 
 def _bytes(n: int) -> str:
@@ -220,14 +217,12 @@ def check_npy_header(path: Path, expect: tuple[int, ...] | None = None) -> None:
     file of 8 TB holds)."""
     try:
         with open_regular(path) as f:
-            header = _read_header(f)
-            offset = f.tell()
+            shape, dtype, nbytes, offset = _declared(f)
     except NotRegularFileError as exc:  # a FIFO would block np.load: refused unopened
         raise DataError(f"{path} is not a readable .npy file ({exc.strerror})",
                         "replace it with a file written by numpy.save") from None
     except (OSError, ValueError, EOFError):
         return  # np.load says what is wrong
-    shape, dtype, nbytes = _declared(header)
     if expect is not None and tuple(shape) != expect:
         raise DataError(f"{path} declares shape {tuple(shape)}, the store expects {expect}",
                         "the file is damaged or was replaced; pack the store again with "
@@ -269,11 +264,9 @@ def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
                             "the archive is a compression bomb or damaged; do not use it")
         try:
             with zf.open(zinfo) as f:
-                header = _read_header(f)
-                offset = f.tell()
+                shape, dtype, nbytes, offset = _declared(f)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
             continue  # reading the array says what is wrong
-        shape, dtype, nbytes = _declared(header)
         holds = zinfo.file_size - offset
         if nbytes > holds:
             raise DataError(f"{what} declares shape {shape} {dtype} ({_bytes(nbytes)}), "
