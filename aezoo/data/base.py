@@ -40,10 +40,8 @@ class ArrayDataset:
 
     def splits(self) -> dict[str, int]:
         """Image count per split."""
-        counts = {"train": len(self.train), "val": len(self.val)}
-        if self.test is not None:
-            counts["test"] = len(self.test)
-        return counts
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        return {part: len(images) for part, images in parts.items() if images is not None}
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int
