@@ -75,8 +75,7 @@ def _labels(splits: Any, split: str, n: int, name: str) -> np.ndarray | None:
 
 def _folder_part(splits: Splits, split: str, files: Any, spec: DataSpec,
                  what: dict[str, Any], first: list[tuple[Path, tuple[int, int]]]) -> Part:
-    """``first``, shared by the splits: the first image read and its size, which every
-    image must have (without --image-size)."""
+    """``first`` (shared by the splits): the first image read and its size, every image's."""
     from aezoo.data.folder import decode_splits
 
     what[split] = [(str(p.relative_to(files.root)), *file_identity(p)) for p in files.paths]

@@ -150,9 +150,7 @@ class StreamedDataset:
     def splits(self) -> dict[str, int]:
         """Image count per split (an iterable split's as it declares)."""
         counts = {"train": self.train_count(), "val": len(self.val)}
-        if self.test is not None:
-            counts["test"] = len(self.test)
-        return counts
+        return counts if self.test is None else {**counts, "test": len(self.test)}
 
     def train_count(self) -> int:
         n = len(self.train)
