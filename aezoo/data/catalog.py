@@ -149,10 +149,9 @@ def cache_status(source: DatasetSource) -> CacheStatus:
             continue
         present += file.size is None or size == file.size
     used = 0
-    if directory.is_dir():
-        for path in directory.rglob("*"):
-            try:
-                used += path.stat().st_size if path.is_file() else 0
-            except OSError:
-                pass
+    for path in directory.rglob("*"):  # nothing when the directory is not there
+        try:
+            used += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            pass
     return CacheStatus(present, len(source.files), used)
