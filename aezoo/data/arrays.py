@@ -250,11 +250,8 @@ def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
     anything is decompressed beyond the header (numpy would allocate the declared shape)."""
     zf = archive.zip
     for key in keys:
-        name = key if key in zf.namelist() else f"{key}.npy"
-        try:
-            zinfo = zf.getinfo(name)
-        except KeyError:
-            continue
+        # numpy lists a member "x.npy" as "x": each key names a member, one way or the other
+        zinfo = zf.getinfo(key if key in zf.namelist() else f"{key}.npy")
         what = f"{path}:{key}"
         limit = max(zinfo.compress_size, 1) * MAX_NPZ_RATIO
         if zinfo.compress_type != zipfile.ZIP_STORED and zinfo.file_size > limit:

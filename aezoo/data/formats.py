@@ -13,6 +13,7 @@ import struct
 import tarfile
 import zlib
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
@@ -104,10 +105,8 @@ def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         with tarfile.open(path, "r|gz") as tar:
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and base in wanted:
-                    f = tar.extractfile(member)
-                    if f is not None:
-                        blobs[base] = f.read()
+                if member.isfile() and base in wanted:  # a file: extractfile never gives None
+                    blobs[base] = cast(IO[bytes], tar.extractfile(member)).read()
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
         raise DataError(f"cannot read {path} ({exc})", _refetch(path)) from None
     missing = sorted(wanted - set(blobs))
