@@ -79,12 +79,11 @@ def carve(name: str, n: int, labels: np.ndarray | None, given_val: bool,
     train in a seeded order (sources often store it sorted by class, and ``--limit`` must
     not take the first classes only); else the carve is stratified by label."""
     if given_val:
-        train_idx, val_idx = np.random.default_rng(seed).permutation(n), None
-    else:
-        if n < 2:
-            raise DataError(f"dataset {name} has {n} image; training needs at least 2 "
-                            "(one for validation)", "add images")
-        train_idx, val_idx = split_indices(n, labels, val_fraction, seed)
+        return np.random.default_rng(seed).permutation(n)[:limit], None
+    if n < 2:
+        raise DataError(f"dataset {name} has {n} image; training needs at least 2 "
+                        "(one for validation)", "add images")
+    train_idx, val_idx = split_indices(n, labels, val_fraction, seed)
     return train_idx[:limit], val_idx
 
 
