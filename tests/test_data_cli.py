@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from aezoo import registry
 from aezoo.cli import app
-from aezoo.data import catalog, sources
+from aezoo.data import sources
 
 RNG = np.random.default_rng(0)
 
@@ -122,12 +123,12 @@ def test_shape_the_model_cannot_serve_fails_before_any_download(
     monkeypatch.setenv("AEZOO_DATA", str(tmp_path / "cache"))
     monkeypatch.setattr(sources, "mnist", dataclasses.replace(
         sources.mnist, mirrors=("http://127.0.0.1:9/never-contacted/",)))
-    catalog.clear_cache()
+    registry.clear_cache()
     try:
         one_line_error(run("train", "cae-upsample", "--data", "mnist", "--image-size", "30",
                            "--device", "cpu", "--out", str(tmp_path / "run")), 2,
                        "cannot turn", "30x30")
     finally:
         monkeypatch.undo()
-        catalog.clear_cache()
+        registry.clear_cache()
     assert not (tmp_path / "cache").exists()

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from aezoo import registry
 from aezoo.cli import app
-from aezoo.data import catalog, load_dataset, sources, split_indices
+from aezoo.data import load_dataset, sources, split_indices
 from aezoo.data.source import RemoteFile
 from aezoo.errors import DataError
 from aezoo.specs import DataSpec
@@ -129,11 +130,11 @@ def patch_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     def patch(attr: str, **changes: object) -> None:
         monkeypatch.setattr(sources, attr, dataclasses.replace(getattr(sources, attr),
                                                                **changes))
-        catalog.clear_cache()
+        registry.clear_cache()
 
     yield patch
     monkeypatch.undo()
-    catalog.clear_cache()
+    registry.clear_cache()
 
 
 @pytest.fixture

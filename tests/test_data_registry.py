@@ -21,11 +21,11 @@ BUILT_INS = {"mnist5k", "mnist", "fashion-mnist", "kmnist", "cifar10", "folder",
 
 
 def test_built_ins_come_from_the_entry_point_group() -> None:
-    entries = {e.name: e for e in catalog.entries()}
+    entries = {e.name: e for e in registry.entries(catalog.KIND)}
     assert BUILT_INS <= set(entries)
     for name in BUILT_INS:
         assert entries[name].dist == "aezoo"
-        source = catalog.load_entry(entries[name])
+        source = registry.load_entry(entries[name])
         assert isinstance(source, DatasetSource) and source.name == name
         assert source.license and source.description
         for file in source.files:  # every download is pinned by size and SHA-256
@@ -105,11 +105,11 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         crashing = fakedata_mod:crashing
         """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    catalog.clear_cache()
+    registry.clear_cache()
     yield tmp_path
     monkeypatch.undo()
     sys.modules.pop("fakedata_mod", None)
-    catalog.clear_cache()
+    registry.clear_cache()
 
 
 def test_a_plugin_dataset_trains_like_a_built_in(plugin: Path) -> None:

@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -47,27 +47,18 @@ def channel_axis(shape: tuple[int, ...], what: str) -> int | None:
 def to_images(array: np.ndarray, what: str) -> np.ndarray:
     """``array`` as uint8 ``(N, C, H, W)``; validates rank, layout, dtype and range."""
     axis = channel_axis(tuple(array.shape), what)
-    if array.shape[0] == 0 or 0 in array.shape:
+    if 0 in array.shape:
         raise DataError(f"{what} is empty (shape {tuple(array.shape)})",
                         "provide at least two images")
     scale = _value_scale(array, what)
-    n = array.shape[0]
-    if axis is None:
-        c, (h, w) = 1, array.shape[1:]
-    elif axis == 1:
-        c, h, w = array.shape[1:]
-    else:
-        h, w, c = array.shape[1:]
-    if array.dtype == np.uint8:  # a view: a memory map stays one (aezoo.data.mapped)
-        return (array[:, None] if axis is None else array if axis == 1
-                else array.transpose(0, 3, 1, 2))
-    out = np.empty((n, c, h, w), dtype=np.uint8)
-    for start in range(0, n, CHUNK):
-        chunk = np.asarray(array[start:start + CHUNK])
-        if axis is None:
-            chunk = chunk[:, None]
-        elif axis == 3:
-            chunk = chunk.transpose(0, 3, 1, 2)
+    # A view: a uint8 memory map stays one (aezoo.data.mapped); others convert in chunks.
+    view = (array[:, None] if axis is None else array if axis == 1
+            else array.transpose(0, 3, 1, 2))
+    if array.dtype == np.uint8:
+        return view
+    out = np.empty(view.shape, dtype=np.uint8)
+    for start in range(0, len(out), CHUNK):
+        chunk = np.asarray(view[start:start + CHUNK])
         if scale is not None:
             chunk = np.rint(chunk.astype(np.float32) * scale)
         out[start:start + CHUNK] = chunk  # numpy casts; values were range-checked
@@ -192,9 +183,8 @@ def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _path(ctx: LoadContext, suffix: str) -> Path:
     path = Path(ctx.argument or "").expanduser()
-    prefix = ctx.source.name
     if not path.exists():
-        raise UsageError(f"{path} does not exist", f"check the path after {prefix}:")
+        raise UsageError(f"{path} does not exist", f"check the path after {ctx.source.name}:")
     if not path.is_file():
         raise UsageError(f"{path} is not a file",
                          "use folder:PATH for a directory of images" if path.is_dir()
@@ -207,16 +197,13 @@ def _path(ctx: LoadContext, suffix: str) -> Path:
 MAX_NPZ_RATIO = 1100
 
 
-def _declared(header: tuple[Any, ...]) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    shape, _, dtype = header
-    return tuple(shape), dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize
-
-
-def _read_header(f: IO[bytes]) -> tuple[Any, ...]:
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    return np.lib.format.read_array_header_2_0(f)
+def _declared(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any], int, int]:
+    """An .npy header's shape, dtype and data size (exact), and where the data starts."""
+    if np.lib.format.read_magic(f) == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(shape), dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize, f.tell()
 
 
 def _bytes(n: int) -> str:
@@ -230,14 +217,12 @@ def check_npy_header(path: Path, expect: tuple[int, ...] | None = None) -> None:
     file of 8 TB holds)."""
     try:
         with open_regular(path) as f:
-            header = _read_header(f)
-            offset = f.tell()
+            shape, dtype, nbytes, offset = _declared(f)
     except NotRegularFileError as exc:  # a FIFO would block np.load: refused unopened
         raise DataError(f"{path} is not a readable .npy file ({exc.strerror})",
                         "replace it with a file written by numpy.save") from None
     except (OSError, ValueError, EOFError):
         return  # np.load says what is wrong
-    shape, dtype, nbytes = _declared(header)
     if expect is not None and tuple(shape) != expect:
         raise DataError(f"{path} declares shape {tuple(shape)}, the store expects {expect}",
                         "the file is damaged or was replaced; pack the store again with "
@@ -249,17 +234,24 @@ def check_npy_header(path: Path, expect: tuple[int, ...] | None = None) -> None:
                         "save it again with numpy.save")
 
 
+def read_npy(path: Path, fix: str, expect: tuple[int, ...] | None = None,
+             mmap_mode: Literal["r"] | None = None) -> Any:
+    """``np.load(path)`` once :func:`check_npy_header` passed; ``fix`` for an unreadable one."""
+    check_npy_header(path, expect)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy file ({exc})", fix) from None
+
+
 def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
     """Refuse an .npz member whose header declares more than the member holds, or that
     claims to decompress to more than MAX_NPZ_RATIO times its compressed size: before
     anything is decompressed beyond the header (numpy would allocate the declared shape)."""
     zf = archive.zip
     for key in keys:
-        name = key if key in zf.namelist() else f"{key}.npy"
-        try:
-            zinfo = zf.getinfo(name)
-        except KeyError:
-            continue
+        # numpy lists a member "x.npy" as "x": each key names a member, one way or the other
+        zinfo = zf.getinfo(key if key in zf.namelist() else f"{key}.npy")
         what = f"{path}:{key}"
         limit = max(zinfo.compress_size, 1) * MAX_NPZ_RATIO
         if zinfo.compress_type != zipfile.ZIP_STORED and zinfo.file_size > limit:
@@ -269,11 +261,9 @@ def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
                             "the archive is a compression bomb or damaged; do not use it")
         try:
             with zf.open(zinfo) as f:
-                header = _read_header(f)
-                offset = f.tell()
+                shape, dtype, nbytes, offset = _declared(f)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
             continue  # reading the array says what is wrong
-        shape, dtype, nbytes = _declared(header)
         holds = zinfo.file_size - offset
         if nbytes > holds:
             raise DataError(f"{what} declares shape {shape} {dtype} ({_bytes(nbytes)}), "
@@ -285,16 +275,9 @@ def check_npz_members(path: Path, archive: Any, keys: Iterable[str]) -> None:
 def load_npy(ctx: LoadContext) -> Splits:
     """``npy:PATH``: one array of images, memory-mapped while it is converted."""
     path = _path(ctx, ".npy")
-    check_npy_header(path)
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({exc})",
-                        "save it with numpy.save") from None
+    array = read_npy(path, "save it with numpy.save", mmap_mode="r")
     if not isinstance(array, np.ndarray):  # np.load opened an .npz archive
-        close = getattr(array, "close", None)
-        if close is not None:
-            close()
+        array.close()
         raise UsageError(f"{path} is an .npz archive", f"use npz:{ctx.argument}")
     return Splits(train=to_images(array, str(path)))
 
@@ -337,11 +320,9 @@ def load_npz(ctx: LoadContext) -> Splits:
     out: dict[str, np.ndarray | None] = {}
     for part in ("train", "val", "test"):
         if part in arrays:
-            images = to_images(arrays[part], f"{path}:{parts[part]}")
-            out[part] = images
-            label_key = f"{part}_labels"
-            out[label_key] = to_labels(arrays.get(label_key), len(images),
-                                       f"{path}:{parts.get(label_key)}")
+            out[part] = images = to_images(arrays[part], f"{path}:{parts[part]}")
+            key = f"{part}_labels"
+            out[key] = to_labels(arrays.get(key), len(images), f"{path}:{parts.get(key)}")
     return Splits(**out)  # type: ignore[arg-type]
 
 

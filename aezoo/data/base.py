@@ -40,10 +40,8 @@ class ArrayDataset:
 
     def splits(self) -> dict[str, int]:
         """Image count per split."""
-        counts = {"train": len(self.train), "val": len(self.val)}
-        if self.test is not None:
-            counts["test"] = len(self.test)
-        return counts
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        return {part: len(images) for part, images in parts.items() if images is not None}
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int
@@ -59,21 +57,17 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int
     return rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(val_idx))
 
 
-def random_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled train/validation indices, at least one image on each side."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
-    return perm[n_val:], perm[:n_val]
-
-
 def split_indices(n: int, labels: np.ndarray | None, val_fraction: float, seed: int
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified by label where labels exist (and every side gets images), else random."""
+    """Stratified by label where labels exist (and every side gets images), else random
+    with at least one image on each side."""
     if labels is not None:
         train_idx, val_idx = stratified_split(labels, val_fraction, seed)
         if len(train_idx) and len(val_idx):
             return train_idx, val_idx
-    return random_split(n, val_fraction, seed)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
+    return perm[n_val:], perm[:n_val]
 
 
 def carve(name: str, n: int, labels: np.ndarray | None, given_val: bool,
@@ -85,12 +79,11 @@ def carve(name: str, n: int, labels: np.ndarray | None, given_val: bool,
     train in a seeded order (sources often store it sorted by class, and ``--limit`` must
     not take the first classes only); else the carve is stratified by label."""
     if given_val:
-        train_idx, val_idx = np.random.default_rng(seed).permutation(n), None
-    else:
-        if n < 2:
-            raise DataError(f"dataset {name} has {n} image; training needs at least 2 "
-                            "(one for validation)", "add images")
-        train_idx, val_idx = split_indices(n, labels, val_fraction, seed)
+        return np.random.default_rng(seed).permutation(n)[:limit], None
+    if n < 2:
+        raise DataError(f"dataset {name} has {n} image; training needs at least 2 "
+                        "(one for validation)", "add images")
+    train_idx, val_idx = split_indices(n, labels, val_fraction, seed)
     return train_idx[:limit], val_idx
 
 
@@ -106,11 +99,8 @@ def declared_shape(spec: DataSpec) -> Shape | None:
     if source.shape is None:
         return None
     c, h, w = source.shape
-    if spec.channels is not None:
-        c = spec.channels
-    if spec.image_size is not None:
-        h, w = spec.image_size
-    return (c, h, w)
+    h, w = spec.image_size or (h, w)
+    return (spec.channels or c, h, w)
 
 
 def load_dataset(spec: DataSpec, progress: Progress | None = None,
@@ -185,22 +175,20 @@ def assemble(spec: DataSpec, splits: Splits, progress: Progress | None = None) -
                             f"{format_shape(train.shape[1:])}", "pass --image-size to resize all")
     rows, carved = carve(spec.name, len(train), train_labels, "val" in parts,
                          spec.val_fraction, spec.split_seed, spec.limit)
-    picks: dict[str, tuple[Any, np.ndarray | None]] = {  # rows None: the split whole
-        "train": (train, rows), "val": (train, carved) if carved is not None else (
-            parts["val"][0], None)}
+    # (images, labels, rows) of each split; rows None: the split whole
+    picks = {"train": (train, train_labels, rows), "val": (
+        (train, train_labels, carved) if carved is not None else (*parts["val"], None))}
     if "test" in parts:
-        picks["test"] = (parts["test"][0], None)
-    known = {"train": train_labels, "test": parts.get("test", (None, None))[1],
-             "val": train_labels if carved is not None else parts["val"][1]}
+        picks["test"] = (*parts["test"], None)
     if files:
         images = decode_splits({k: (x, np.arange(len(x)) if i is None else i)
-                                for k, (x, i) in picks.items()}, spec.image_size,
+                                for k, (x, _, i) in picks.items()}, spec.image_size,
                                spec.channels, None if progress is None else
                                lambda done, total: progress("decoding images", done, total,
                                                             "images"))
     else:
-        images = {k: _owned(x if i is None else x[i]) for k, (x, i) in picks.items()}
-    got = {k: known[k] if i is None else _pick(known[k], i) for k, (_, i) in picks.items()}
+        images = {k: _owned(x if i is None else x[i]) for k, (x, _, i) in picks.items()}
+    got = {k: y if i is None else _pick(y, i) for k, (_, y, i) in picks.items()}
     return ArrayDataset(spec.name, images["train"], images["val"], got["train"], got["val"],
                         images.get("test"), got.get("test"),
                         None if splits.class_names is None else list(splits.class_names))
@@ -224,9 +212,12 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
 
     def labels(part: str, split: Any) -> np.ndarray | None:
         values = getattr(splits, f"{part}_labels")
-        if values is None or is_iterable(split):
+        if values is None or split is None or is_iterable(split):
             return None
         return to_labels(values, len(split), f"{name} {part} labels")
+
+    def view(split: Any) -> Any:  # a map-style split seen through indices
+        return split if split is None or is_iterable(split) else Indexed(split)
 
     for part in ("train", "val", "test"):
         split = getattr(splits, part)
@@ -235,9 +226,7 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
                             "neither a map-style nor an iterable split",
                             "return torch Datasets as docs/data.md describes")
     train_labels = labels("train", splits.train)
-    val: Any = splits.val if splits.val is None or is_iterable(splits.val) else Indexed(
-        splits.val)
-    val_labels = None if splits.val is None else labels("val", splits.val)
+    val, val_labels = view(splits.val), labels("val", splits.val)
     if is_iterable(splits.train):
         if splits.val is None:
             raise DataError(f"dataset {name} streams its train split but has no validation "
@@ -250,10 +239,8 @@ def assemble_streamed(name: str, splits: StreamedSplits, val_fraction: float,
         if carved is not None:
             val, val_labels = whole.take(carved), _pick(train_labels, carved)
         train, train_labels = whole.take(rows), _pick(train_labels, rows)
-    test = splits.test
-    if test is not None and not is_iterable(test):
-        test = Indexed(test)
     names = list(splits.class_names) if splits.class_names is not None else None
-    return StreamedDataset(name, tuple(splits.shape), train, val, test,  # type: ignore[arg-type]
-                           train_labels, val_labels, labels("test", splits.test), names,
+    return StreamedDataset(name, tuple(splits.shape), train, val,  # type: ignore[arg-type]
+                           view(splits.test), train_labels, val_labels,
+                           labels("test", splits.test), names,
                            limit if is_iterable(train) else None)

@@ -26,8 +26,7 @@ KIND = "dataset"  # the entry-point group aezoo.datasets
 
 def data_root() -> Path:
     """``$AEZOO_DATA``, else ``$XDG_CACHE_HOME/aezoo``, else ``~/.cache/aezoo``."""
-    explicit = os.environ.get("AEZOO_DATA")
-    if explicit:
+    if explicit := os.environ.get("AEZOO_DATA"):
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative paths
@@ -39,26 +38,6 @@ def source_dir(source: DatasetSource) -> Path:
     """``data_root()/NAME``: each downloadable source keeps its files in its own folder."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", source.name).lstrip(".") or "_"
     return data_root() / safe
-
-
-def entries() -> tuple[Entry, ...]:
-    """Every enabled ``aezoo.datasets`` entry point, sorted; metadata only."""
-    return registry.entries(KIND)
-
-
-def names() -> list[str]:
-    return registry.names(KIND)
-
-
-def load_entry(entry: Entry) -> DatasetSource:
-    """The descriptor behind ``entry``; the registry checks its type and records a broken
-    plugin (``aezoo plugins``)."""
-    source: DatasetSource = registry.load_entry(entry)
-    return source
-
-
-def clear_cache() -> None:
-    registry.clear_cache()
 
 
 @dataclass(frozen=True)
@@ -75,7 +54,7 @@ def _split(name: str) -> tuple[str, str | None]:
     head, sep, rest = name.partition(":")
     if not sep:
         return name, None
-    if any(e.name == head for e in entries()):
+    if any(e.name == head for e in registry.entries(KIND)):
         return head, rest
     bare, sep2, argument = rest.partition(":")
     return f"{head}:{bare}", argument if sep2 else None
@@ -91,7 +70,7 @@ def resolve(name: str) -> Resolved:
         if not exc.problem.startswith("unknown "):
             raise
         raise UnknownNameError(f"unknown dataset '{name}'", _suggest(name)) from None
-    source = load_entry(entry)
+    source = registry.load_entry(entry)
     if source.takes_path and not argument:
         raise UsageError(f"dataset '{entry.name}' needs a path", f"write {entry.name}:PATH")
     if not source.takes_path and argument is not None:
@@ -130,10 +109,10 @@ def _suggest(name: str) -> str:
         if fits:
             return f"did you mean '{prefix}:{name}'?"
     head, sep, rest = name.partition(":")
-    close = difflib.get_close_matches(head, names(), n=1)
+    close = difflib.get_close_matches(head, registry.names(KIND), n=1)
     hint = ""
     if close:
-        takes_path = any(e.name == close[0] and _takes_path(e) for e in entries())
+        takes_path = any(e.name == close[0] and _takes_path(e) for e in registry.entries(KIND))
         hint = f"did you mean '{close[0]}:{rest}'? " if sep and takes_path else \
             f"did you mean '{close[0]}'? "
     return (f"{hint}see `aezoo data list`; for your own images use folder:PATH, "
@@ -142,7 +121,7 @@ def _suggest(name: str) -> str:
 
 def _takes_path(entry: Entry) -> bool:
     try:
-        return load_entry(entry).takes_path
+        return registry.load_entry(entry).takes_path
     except PluginError:
         return False
 
@@ -151,7 +130,6 @@ def _takes_path(entry: Entry) -> bool:
 class CacheStatus:
     """What of a downloadable source is on disk (sizes checked; digests on use)."""
 
-    directory: Path
     present: int  # declared files present with their declared size
     total: int
     bytes: int  # everything in the directory
@@ -171,10 +149,9 @@ def cache_status(source: DatasetSource) -> CacheStatus:
             continue
         present += file.size is None or size == file.size
     used = 0
-    if directory.is_dir():
-        for path in directory.rglob("*"):
-            try:
-                used += path.stat().st_size if path.is_file() else 0
-            except OSError:
-                pass
-    return CacheStatus(directory, present, len(source.files), used)
+    for path in directory.rglob("*"):  # nothing when the directory is not there
+        try:
+            used += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            pass
+    return CacheStatus(present, len(source.files), used)

@@ -45,17 +45,15 @@ class _Failed(Exception):
 
 def sha256_of(path: Path, progress: Progress | None = None) -> str:
     """The file's SHA-256, read in 16 MiB blocks (``progress``: bytes read so far)."""
-    digest = hashlib.sha256()
+    digest, done = hashlib.sha256(), 0
     total = path.stat().st_size if progress is not None else None
-    done = 0
-    if progress is not None:
-        progress(f"verifying {path.name}", 0, total, "bytes")
+    report: Progress = progress or (lambda *_: None)
+    report(f"verifying {path.name}", 0, total, "bytes")
     with open_regular(path) as f:
         while block := f.read(16 * 2**20):
             digest.update(block)
             done += len(block)
-            if progress is not None:
-                progress(f"verifying {path.name}", done, total, "bytes")
+            report(f"verifying {path.name}", done, total, "bytes")
     return digest.hexdigest()
 
 
@@ -81,10 +79,6 @@ def verify(path: Path, file: RemoteFile) -> str | None:
     return None
 
 
-def file_url(mirror: str, file: RemoteFile) -> str:
-    return mirror if mirror.endswith(file.name) else mirror.rstrip("/") + "/" + file.name
-
-
 def ensure_files(source: DatasetSource, directory: Path, *, progress: Progress | None = None,
                  offline: bool = False, force: bool = False) -> dict[str, Path]:
     """Every file ``source`` declares, verified, in ``directory``: name -> path.
@@ -95,31 +89,26 @@ def ensure_files(source: DatasetSource, directory: Path, *, progress: Progress |
     paths: dict[str, Path] = {}
     todo: list[tuple[RemoteFile, str | None]] = []  # (file, what is wrong with the cached copy)
     for file in source.files:
-        path = directory / file.name
+        path, problem = directory / file.name, None
         if path.exists() and not force:
             problem = verify(path, file)
             if problem is None:
                 paths[file.name] = path
                 continue
-            todo.append((file, problem))
-        else:
-            todo.append((file, None))
+        todo.append((file, problem))
     if not todo:
         return paths
     if offline or offline_mode():
         raise _manual_error(source, directory, todo, "offline mode (AEZOO_OFFLINE=1)")
     _make_dir(directory)
     _remove_stale_parts(directory)
-    unreachable: list[str] = []
     for file, _ in todo:
         try:
             paths[file.name] = _download(file, source.mirrors, directory, progress)
-        except _Unreachable as exc:
-            unreachable.append(str(exc))
-            break  # no mirror answered: the rest will not download either
-    if unreachable:
-        missing = [(f, p) for f, p in todo if f.name not in paths]
-        raise _manual_error(source, directory, missing, f"no mirror reachable: {unreachable[0]}")
+        except _Unreachable as exc:  # no mirror answered: the rest will not download either
+            missing = [(f, p) for f, p in todo if f.name not in paths]
+            raise _manual_error(source, directory, missing,
+                                f"no mirror reachable: {exc}") from None
     return paths
 
 
@@ -176,7 +165,7 @@ def _download(file: RemoteFile, mirrors: tuple[str, ...], directory: Path,
     failures: list[str] = []
     unreachable: list[str] = []
     for mirror in mirrors:
-        url = file_url(mirror, file)
+        url = mirror if mirror.endswith(file.name) else mirror.rstrip("/") + "/" + file.name
         host = urlsplit(url).netloc or url
         try:
             return _download_one(url, file, directory, progress)
@@ -210,8 +199,8 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
                 value = response.headers.get("Content-Length", "")
                 length = int(value) if value.strip().isdecimal() else None
                 total = file.size or length
-                if progress:
-                    progress(file.name, 0, total, "bytes")
+                report: Progress = progress or (lambda *_: None)
+                report(file.name, 0, total, "bytes")
                 digest = hashlib.sha256()
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
@@ -219,8 +208,7 @@ def _download_one(url: str, file: RemoteFile, directory: Path,
                     done += len(chunk)
                     if file.size is not None and done > file.size:
                         raise _Failed(f"more than the expected {file.size:,} bytes")
-                    if progress:
-                        progress(file.name, done, total, "bytes")
+                    report(file.name, done, total, "bytes")
                 out.flush()
                 os.fsync(out.fileno())
         except urllib.error.HTTPError as exc:

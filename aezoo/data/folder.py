@@ -15,16 +15,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from aezoo.data import images
-from aezoo.data.source import LoadContext, Splits
-from aezoo.errors import DataError, UsageError
-
-if TYPE_CHECKING:
-    pass
+from aezoo.data import images as decoding
+from aezoo.data.source import Splits
+from aezoo.errors import DataError
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
@@ -45,17 +42,26 @@ class FolderImages:
         return len(self.paths)
 
 
-def load_folder(ctx: LoadContext) -> Splits:
-    root = Path(ctx.argument or "").expanduser()
-    if not root.exists():
-        raise UsageError(f"folder {root} does not exist", "check the path after folder:")
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder",
-                         f"use npz:{ctx.argument} or npy:{ctx.argument} for array files")
-    from aezoo.data import packed
+@dataclass(frozen=True)
+class Listing:
+    """A folder's splits (their directories and image files) and its class names."""
 
-    if packed.is_store(root):  # a directory `aezoo data pack` wrote: read it mapped
-        return packed.load_store(root)
+    split_roots: dict[str, Path]
+    files: dict[str, list[Path]]
+    classes: list[str] | None
+
+    def labels(self, split: str, paths: list[Path]) -> np.ndarray | None:
+        """The class index of each of ``paths`` (files of ``split``); None without classes."""
+        if self.classes is None:
+            return None
+        parent, classes = self.split_roots[split], self.classes
+        return np.array([classes.index(p.relative_to(parent).parts[0]) for p in paths],
+                        dtype=np.int64)
+
+
+def list_folder(root: Path) -> Listing:
+    """The folder's image files per split and its classes; a folder without (training)
+    images is refused. The in-memory and the streamed source list alike."""
     split_roots = _split_roots(root)
     seen: set[tuple[int, int]] = set()  # a file linked into two splits counts once
     files = {split: _image_files(path, seen) for split, path in split_roots.items()}
@@ -65,16 +71,16 @@ def load_folder(ctx: LoadContext) -> Splits:
     if split_roots.keys() != {"train"} and not files.get("train"):
         raise DataError(f"folder {root / 'train'} holds no images",
                         "put the training images under train/")
-    classes = _classes(split_roots, files)
-    out: dict[str, Any] = {"class_names": classes}
-    for split, paths in files.items():
-        if not paths:
-            continue
-        out[split] = FolderImages(tuple(paths), root)
-        if classes is not None:
-            parent = split_roots[split]
-            out[f"{split}_labels"] = np.array(
-                [classes.index(p.relative_to(parent).parts[0]) for p in paths], dtype=np.int64)
+    return Listing(split_roots, files, _classes(split_roots, files))
+
+
+def load_folder(root: Path, listing: Listing) -> Splits:
+    """The folder's splits in memory: its files, decoded where the core asks."""
+    out: dict[str, Any] = {"class_names": listing.classes}
+    for split, paths in listing.files.items():
+        if paths:
+            out[split] = FolderImages(tuple(paths), root)
+            out[f"{split}_labels"] = listing.labels(split, paths)
     return Splits(**out)
 
 
@@ -98,7 +104,7 @@ def _identity(path: str | Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _image_files(root: Path, seen: set[tuple[int, int]] | None = None) -> list[Path]:
+def _image_files(root: Path, seen: set[tuple[int, int]]) -> list[Path]:
     """Image files under ``root``, each real file once (first in sorted walk order).
 
     Symlinks are followed, but never into a directory already visited (``ln -s . loop``
@@ -106,7 +112,6 @@ def _image_files(root: Path, seen: set[tuple[int, int]] | None = None) -> list[P
     linked directory) counts once. FIFOs, devices and sockets are skipped, never opened.
     ``seen`` (file identities) is shared across the splits of one folder.
     """
-    seen = set() if seen is None else seen
     visited = {_identity(root)}
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -149,68 +154,43 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode(path: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
-    """One image as uint8 (C, H, W), the file opened once: resized to ``size`` if given,
-    converted to ``channels`` if given, else grey (1) or RGB (3) as the file is."""
-    return images.decode(path, str(path), size, channels, fix=FIX)
-
-
-class Collector:
-    """Decoded images gathered into one uint8 array per split. Without a fixed size, the
-    first image's is every image's (another is an error naming both); without fixed
-    channels, grey until the first colour image, then every split is widened to RGB."""
-
-    def __init__(self, counts: dict[str, int], size: tuple[int, int] | None,
-                 channels: int | None, root: Path) -> None:
-        self.counts, self.size, self.channels, self.root = counts, size, channels, root
-        self.fixed = channels is not None
-        self.first: Path | None = None
-        self.out: dict[str, np.ndarray] = {}
-
-    def put(self, split: str, i: int, path: Path, image: np.ndarray) -> None:
-        hw = (int(image.shape[1]), int(image.shape[2]))
-        if self.first is None:
-            self.size, self.first = self.size or hw, path
-        size: tuple[int, int] = self.size or hw
-        if hw != size:
-            a, b = size, hw
-            raise DataError(
-                f"images in {self.root} differ in size ({a[1]}x{a[0]} {self.first.name}, "
-                f"{b[1]}x{b[0]} {path.name})", "pass --image-size N or HxW to resize them all")
-        c = self.channels or 1
-        if image.shape[0] > c:  # the first colour image: RGB from now on, for all splits
-            self.out = {k: np.repeat(v, 3, axis=1) for k, v in self.out.items()}
-            self.channels = c = 3
-        elif image.shape[0] < c:
-            image = np.repeat(image, c, axis=0)
-        if split not in self.out:
-            self.out[split] = np.empty((self.counts[split], c, *size), dtype=np.uint8)
-        self.out[split][i] = image
-
-
 def decode_splits(parts: dict[str, tuple[FolderImages, np.ndarray]],
                   size: tuple[int, int] | None, channels: int | None,
                   report: Callable[[int, int], None] | None = None,
                   like: tuple[Path, tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
-    """The images ``rows`` of each split, each file opened once, on up to 8 threads.
-    ``like`` (a file and its size): without ``size``, every image must have that size."""
+    """The images ``rows`` of each split, each file opened once, on up to 8 threads, in one
+    uint8 array per split. Without ``size``, the first image's is every image's (another
+    is an error naming both; ``like``, a file and its size, gives it); without
+    ``channels``, grey until the first colour image, then every split is widened to RGB."""
     rank = {id(images): k for k, (images, _) in reversed(list(enumerate(parts.values())))}
     keyed = [((rank[id(images)], int(r)), (split, i, images.paths[int(r)]))
              for split, (images, rows) in parts.items() for i, r in enumerate(rows)]
     jobs = [job for _, job in sorted(keyed, key=lambda kj: kj[0])]  # in file order: the
     # first bad file, and the size every image must have, are the first in sorted order
     root = next(iter(parts.values()))[0].root
-    collect = Collector({k: len(rows) for k, (_, rows) in parts.items()}, size, channels, root)
-    if like is not None and size is None:
-        collect.first, collect.size = like
+    first, want = like if like is not None and size is None else (None, size)
+    c = channels or 1
+    out: dict[str, np.ndarray] = {}
     total = len(jobs)
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        fixed = channels
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:  # each file opened once
         for done, ((split, i, path), image) in enumerate(zip(jobs, pool.map(
-                lambda job: decode(job[2], size, fixed), jobs), strict=True), 1):
-            collect.put(split, i, path, image)
+                lambda job: decoding.decode(job[2], str(job[2]), size, channels, fix=FIX), jobs),
+                strict=True), 1):
+            hw = (int(image.shape[1]), int(image.shape[2]))
+            first, want = first or path, want or hw
+            if hw != want:
+                raise DataError(f"images in {root} differ in size ({want[1]}x{want[0]} "
+                                f"{first.name}, {hw[1]}x{hw[0]} {path.name})",
+                                "pass --image-size N or HxW to resize them all")
+            if image.shape[0] > c:  # the first colour image: RGB from now on, for all splits
+                out, c = {k: np.repeat(v, 3, axis=1) for k, v in out.items()}, 3
+            elif image.shape[0] < c:
+                image = np.repeat(image, c, axis=0)
+            if split not in out:
+                out[split] = np.empty((len(parts[split][1]), c, *want), dtype=np.uint8)
+            out[split][i] = image
             if report is not None and (done % REPORT_EVERY == 0 or done == total):
                 if done <= REPORT_EVERY:  # started once images decode: an error stays alone
                     report(0, total)
                 report(done, total)
-    return collect.out
+    return out

@@ -1,4 +1,5 @@
-"""Parsers for the published file formats: IDX (the MNIST family) and CIFAR-10 binary.
+"""The downloadable benchmarks' file formats, IDX (the MNIST family) and CIFAR-10 binary,
+and their loaders (the sources' ``load``).
 
 Both are plain bytes with a fixed layout; nothing here unpickles or extracts to disk.
 """
@@ -12,9 +13,11 @@ import struct
 import tarfile
 import zlib
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
+from aezoo.data.source import LoadContext, Splits
 from aezoo.errors import DataError
 from aezoo.fileio import check_regular, open_regular
 
@@ -24,6 +27,28 @@ CIFAR_SIDE = 32
 CIFAR_RECORD = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE  # label byte, then R, G, B planes
 CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_TEST = "test_batch.bin"
+
+
+def load_idx_dataset(ctx: LoadContext) -> Splits:
+    """MNIST, Fashion-MNIST, KMNIST: the same four IDX files, the standard 60k/10k split."""
+    paths = ctx.fetch()
+    train = _pair(paths["train-images-idx3-ubyte.gz"], paths["train-labels-idx1-ubyte.gz"])
+    test = _pair(paths["t10k-images-idx3-ubyte.gz"], paths["t10k-labels-idx1-ubyte.gz"])
+    return Splits(train=train[0], train_labels=train[1], test=test[0], test_labels=test[1])
+
+
+def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{images_path} {images.shape} and {labels_path} {labels.shape} "
+                        "do not match", "delete both; they are downloaded again on next use")
+    return images[:, None], labels
+
+
+def load_cifar10(ctx: LoadContext) -> Splits:
+    """CIFAR-10's 50k/10k split from the binary archive (never the pickled version)."""
+    train, train_labels, test, test_labels = read_cifar10(ctx.fetch()["cifar-10-binary.tar.gz"])
+    return Splits(train=train, train_labels=train_labels, test=test, test_labels=test_labels)
 
 
 def _refetch(path: Path) -> str:
@@ -80,10 +105,8 @@ def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         with tarfile.open(path, "r|gz") as tar:
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and base in wanted:
-                    f = tar.extractfile(member)
-                    if f is not None:
-                        blobs[base] = f.read()
+                if member.isfile() and base in wanted:  # a file: extractfile never gives None
+                    blobs[base] = cast(IO[bytes], tar.extractfile(member)).read()
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
         raise DataError(f"cannot read {path} ({exc})", _refetch(path)) from None
     missing = sorted(wanted - set(blobs))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -77,10 +77,8 @@ def decode(data: bytes | IO[bytes] | Path, where: str, size: tuple[int, int] | N
             image = ImageOps.exif_transpose(image)
             image = to_mode(image, channels)
             if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), bilinear())
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
-    except DataError:
-        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise unreadable(where, exc, fix) from None
     out = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
@@ -112,9 +110,3 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
         grey = Image.fromarray(np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8))
         return grey if channels == 1 else grey.convert("RGB")
     return image.convert("L" if channels == 1 else "RGB")
-
-
-def bilinear() -> Any:
-    from PIL import Image
-
-    return Image.Resampling.BILINEAR

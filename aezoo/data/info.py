@@ -11,28 +11,17 @@ from aezoo import registry
 from aezoo.data import catalog
 
 if TYPE_CHECKING:
-    from aezoo.data.base import ArrayDataset
-    from aezoo.data.catalog import Resolved
     from aezoo.data.source import DatasetSource, Progress
-    from aezoo.data.streamed import StreamedDataset
     from aezoo.specs import DataSpec
 
-__all__ = ["Fetched", "dataset_info", "fetch", "prefetch", "source_rows", "sources", "status"]
-
-
-def sources() -> list[tuple[str, DatasetSource]]:
-    """(name, source) of every usable dataset source; broken ones are left out and recorded
-    (``registry.failures()``), or raise in strict mode."""
-    return [(entry.name, source) for entry, source in registry.load_all(catalog.KIND)]
+__all__ = ["Fetched", "dataset_info", "fetch", "prefetch", "source_rows", "status"]
 
 
 def status(source: DatasetSource) -> tuple[str, int | None]:
     """(cached column, bytes on disk)."""
     if source.embedded:
         return "embedded", None
-    if source.takes_path:
-        return "-", None
-    if not source.files:
+    if source.takes_path or not source.files:
         return "-", None
     cache = catalog.cache_status(source)
     if cache.complete:
@@ -43,12 +32,13 @@ def status(source: DatasetSource) -> tuple[str, int | None]:
 
 
 def source_rows() -> list[dict[str, Any]]:
-    """One row per source (what ``aezoo data list --json`` prints); reads descriptors and
-    the cache directory only."""
+    """One row per usable source (what ``aezoo data list --json`` prints; broken ones are
+    left out and recorded, or raise in strict mode); reads descriptors and the cache
+    directory only."""
     rows: list[dict[str, Any]] = []
-    for name, source in sources():
+    for entry, source in registry.load_all(catalog.KIND):
         cached, used = status(source)
-        rows.append({"name": f"{name}:PATH" if source.takes_path else name,
+        rows.append({"name": f"{entry.name}:PATH" if source.takes_path else entry.name,
                      "shape": list(source.shape) if source.shape else None,
                      "splits": dict(source.counts), "cached": cached, "bytes": used,
                      "directory": str(catalog.source_dir(source)) if source.files else None,
@@ -113,20 +103,6 @@ def dataset_info(spec: DataSpec, progress: Progress | None = None
     ``spec``'s conversions and split) only when that needs no download."""
     found = catalog.resolve(spec.name)
     source = found.source
-    available = (source.embedded or source.takes_path or not source.files
-                 or catalog.cache_status(source).complete)
-    dataset = None
-    if available:
-        from aezoo.data import load_dataset
-
-        dataset = load_dataset(spec, progress=progress, offline=True)
-    directory = catalog.source_dir(source) if source.files else None
-    return _info(found, spec, dataset, directory), source
-
-
-def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | StreamedDataset | None,
-          directory: Path | None) -> dict[str, Any]:
-    source = found.source
     info: dict[str, Any] = {
         "name": spec.name, "description": source.description, "license": source.license,
         "homepage": source.homepage or None, "citation": source.citation or None,
@@ -136,24 +112,25 @@ def _info(found: Resolved, spec: DataSpec, dataset: ArrayDataset | StreamedDatas
         "files": [{"name": f.name, "bytes": f.size, "sha256": f.sha256, "md5": f.md5}
                   for f in source.files],
         "mirrors": list(source.mirrors),
-        "directory": str(directory) if directory else None,
-        "loaded": dataset is not None,
+        "directory": str(catalog.source_dir(source)) if source.files else None,
+        "loaded": False,
         # data.params, validated, defaults filled in; None: the source takes none
         "params": None if source.params is None else dict(spec.params),
     }
-    if dataset is not None:
+    if (source.embedded or source.takes_path or not source.files
+            or catalog.cache_status(source).complete):
         import numpy as np
 
+        from aezoo.data import load_dataset
+
+        dataset = load_dataset(spec, progress=progress, offline=True)
         c, h, w = dataset.shape
-        splits = dataset.splits()
-        info["shape"] = list(dataset.shape)
-        info["dtype"] = "uint8"
-        info["val_fraction"] = spec.val_fraction
-        info["class_names"] = dataset.class_names
-        info["splits"] = {}
-        for split, n in splits.items():
+        splits: dict[str, Any] = {}
+        for split, n in dataset.splits().items():
             labels = getattr(dataset, f"{split}_labels")
-            info["splits"][split] = {
-                "images": n, "classes": None if labels is None else len(np.unique(labels)),
-                "bytes": n * c * h * w}
-    return info
+            splits[split] = {"images": n, "classes": None if labels is None
+                             else len(np.unique(labels)), "bytes": n * c * h * w}
+        info.update(loaded=True, shape=[c, h, w], dtype="uint8",
+                    val_fraction=spec.val_fraction, class_names=dataset.class_names,
+                    splits=splits)
+    return info, source

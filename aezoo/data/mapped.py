@@ -25,25 +25,13 @@ FAULT_AROUND = 64 * 2**10
 
 def is_mapped(array: Any) -> bool:
     """Whether ``array`` reads from a memory map (a MappedArray, or a view of an mmap)."""
-    if isinstance(array, MappedArray):
-        return True
-    return _mmap_of(array) is not None or _is_memmap(array)
-
-
-def _is_memmap(array: Any) -> bool:
-    while isinstance(array, np.ndarray):
-        if isinstance(array, np.memmap):
-            return True
-        array = array.base
-    return False
+    return isinstance(array, MappedArray) or _mmap_of(array) is not None
 
 
 def _mmap_of(array: Any) -> mmap.mmap | None:
-    """The ``mmap.mmap`` under ``array`` (a memmap or a view of one), if any."""
+    """The ``mmap.mmap`` under ``array`` (a memmap or a view of one: numpy's memmap is
+    an ndarray whose base is the mmap), if any."""
     while isinstance(array, np.ndarray):
-        found = getattr(array, "_mmap", None)
-        if isinstance(found, mmap.mmap):
-            return found
         array = array.base
     return array if isinstance(array, mmap.mmap) else None
 

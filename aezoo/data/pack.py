@@ -20,7 +20,6 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,13 +32,7 @@ from aezoo.data.download import sha256_of
 from aezoo.data.pack_plan import Part, plan
 from aezoo.data.source import Progress, Shape
 from aezoo.errors import DataError, OutputExistsError, UsageError
-from aezoo.fileio import (
-    atomic_write,
-    commit,
-    fsync_dir,
-    preallocate,
-    read_bounded,
-)
+from aezoo.fileio import atomic_write, commit, fsync_dir, preallocate, read_bounded
 from aezoo.rundir import LOCK_FILE, RunLock
 from aezoo.specs import DataSpec
 
@@ -62,47 +55,35 @@ class Packed:
 
 _CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
+
 def pack(spec: DataSpec, out: Path, progress: Progress | None = None,
          force: bool = False) -> Packed:
     """Pack the source ``spec`` names (with its ``image_size`` / ``channels``) into ``out``."""
     start = time.perf_counter()
     out = Path(out).expanduser()
-    with _locked(out):
-        return _pack(spec, out, progress, force, start)
-
-
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock (the run directories' own): two packs never write one store."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file", "give --out a directory for the packed store")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {out} ({exc.strerror})",
-                        "choose a writable --out directory") from None
-    with RunLock(out):
-        yield
-
-
-def _pack(spec: DataSpec, out: Path, progress: Progress | None, force: bool,
-          start: float) -> Packed:
-    work = _claim(out, force)
-    parts, class_names, fingerprint = plan(spec, progress)  # nothing written before this
-    if work != out:
+    _mkdir(out)
+    with RunLock(out):  # the run directories' own lock: two packs never write one store
+        work = _claim(out, force)
+        parts, class_names, fingerprint = plan(spec, progress)  # nothing written before this
+        _mkdir(work)
         try:
-            work.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create {work} ({exc.strerror})",
-                            "choose a writable --out directory") from None
+            return _write(spec, out, work, parts, class_names, fingerprint, progress, start)
+        except OSError as exc:  # a full disk, a quota: one line, and the pack resumes
+            if exc.errno not in _CANNOT_WRITE:
+                raise
+            raise DataError(f"cannot write the packed store {out} ({exc.strerror or exc})",
+                            "free space (or choose another --out) and run the same command "
+                            "again: the pack resumes where it stopped") from None
+
+
+def _mkdir(path: Path) -> None:
     try:
-        return _write(spec, out, work, parts, class_names, fingerprint, progress, start)
-    except OSError as exc:  # a full disk, a quota: one line, and the pack resumes
-        if exc.errno not in _CANNOT_WRITE:
-            raise
-        raise DataError(f"cannot write the packed store {out} ({exc.strerror or exc})",
-                        "free space (or choose another --out) and run the same command "
-                        "again: the pack resumes where it stopped") from None
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {path} ({exc.strerror})",
+                        "choose a writable --out directory") from None
 
 
 def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, Part],
@@ -121,8 +102,8 @@ def _write(spec: DataSpec, out: Path, work: Path, parts: dict[str, Part],
     total = 0
     for split, part in parts.items():
         tmp, final = work / _part_name(split), work / packed.images_file(split)
-        entry: dict[str, Any] = {"count": part.count, "images": final.name}
-        entry["sha256"] = sha256_of(tmp)
+        entry: dict[str, Any] = {"count": part.count, "images": final.name,
+                                 "sha256": sha256_of(tmp)}
         total += tmp.stat().st_size
         commit(tmp, final)
         if part.labels is not None:
@@ -178,21 +159,16 @@ def _swap(work: Path, out: Path) -> None:
     namesake, old files the new store lacks go, and the new manifest comes last. Only
     names a store owns are touched; a crash in between is finished by the next pack
     (``_claim``), since the new store is whole in ``work`` until it is moved."""
-    info = packed.read_manifest(work)
-    keep: set[str] = set()
-    for split, entry in info["splits"].items():
-        keep.add(packed.images_file(split))
-        if entry.get("labels"):
-            keep.add(packed.labels_file(split))
+    splits = packed.read_manifest(work)["splits"]
+    keep = {packed.images_file(split) for split in splits} | {
+        packed.labels_file(split) for split, entry in splits.items() if entry.get("labels")}
     (out / packed.MANIFEST).unlink(missing_ok=True)
     fsync_dir(out)
     for name in sorted(keep):
         if (work / name).exists():  # absent: moved before an interruption
             os.replace(work / name, out / name)
-    for split in packed.SPLITS:
-        for name in _owned(split):
-            if name not in keep:
-                (out / name).unlink(missing_ok=True)
+    for name in {name for split in packed.SPLITS for name in _owned(split)} - keep:
+        (out / name).unlink(missing_ok=True)
     fsync_dir(out)
     commit(work / packed.MANIFEST, out / packed.MANIFEST)
     for name in os.listdir(work):  # leftovers of our own: progress, parts
@@ -204,13 +180,10 @@ def _swap(work: Path, out: Path) -> None:
 
 def _progress(out: Path, fingerprint: str) -> dict[str, Any]:
     """The interrupted pack's progress if it packed the same thing, else a fresh start."""
-    path = out / packed.PROGRESS
-    try:
-        state = json.loads(read_bounded(path))
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        state = json.loads(read_bounded(out / packed.PROGRESS))
         if state.get("fingerprint") == fingerprint and isinstance(state.get("done"), dict):
             return cast(dict[str, Any], state)
-    except (OSError, ValueError, AttributeError):
-        pass
     for split in packed.SPLITS:  # another source, or none recorded: start over
         for name in _owned(split)[2:]:
             (out / name).unlink(missing_ok=True)
@@ -230,8 +203,8 @@ def _write_split(out: Path, split: str, part: Part, state: dict[str, Any], spec:
     if done and not path.exists():
         done = 0
     label = f"the {split} split"
-    if progress is not None:
-        progress(label, done, part.count, "images")
+    report: Progress = progress or (lambda *_: None)
+    report(label, done, part.count, "images")
     store: Any = None
     if done:
         preallocate(path)  # blocks reserved: a full disk is ENOSPC here, never SIGBUS
@@ -265,8 +238,7 @@ def _write_split(out: Path, split: str, part: Part, state: dict[str, Any], spec:
                 store.flush()
                 _save_progress(out, state)
                 last = time.perf_counter()
-            if progress is not None:
-                progress(label, stop, part.count, "images")
+            report(label, stop, part.count, "images")
     finally:
         if store is not None:
             store.flush()  # msync: what progress claims is on disk

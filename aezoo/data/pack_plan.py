@@ -5,6 +5,7 @@ which an interrupted pack knows it may resume."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -33,7 +34,6 @@ class Part:
     labels: np.ndarray | None
 
 
-
 def plan(spec: DataSpec, progress: Progress | None
           ) -> tuple[dict[str, Part], list[str] | None, str]:
     """Each split of the source as a reader of chunks, its class names, its fingerprint."""
@@ -52,14 +52,16 @@ def plan(spec: DataSpec, progress: Progress | None
     if spec.params:  # only where given: the fingerprints of earlier packs stay the same
         what["params"] = spec.params
     if isinstance(splits, Splits) and isinstance(splits.train, FolderImages):
-        parts = _folder_parts(splits, spec, what)
+        part: Callable[..., Part] = functools.partial(_folder_part, first=[])
     elif isinstance(splits, StreamedSplits):
-        parts = _streamed_parts(splits, what)
+        part = _streamed_part
     elif isinstance(splits, Splits):
-        parts = _array_parts(splits, spec, what)
+        part = _array_part
     else:
         raise DataError(f"dataset {spec.name} returned a {type(splits).__name__}, not Splits",
                         f"report it to the authors of {found.entry.dist}")
+    parts = {split: part(splits, split, data, spec, what) for split in packed.SPLITS
+             if (data := getattr(splits, split)) is not None}
     names = None if splits.class_names is None else list(splits.class_names)
     fingerprint = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
     return parts, names, fingerprint.hexdigest()
@@ -71,28 +73,21 @@ def _labels(splits: Any, split: str, n: int, name: str) -> np.ndarray | None:
     return to_labels(getattr(splits, f"{split}_labels"), n, f"{name} {split} labels")
 
 
-def _folder_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[str, Part]:
-    from aezoo.data.folder import FolderImages, decode_splits
+def _folder_part(splits: Splits, split: str, files: Any, spec: DataSpec,
+                 what: dict[str, Any], first: list[tuple[Path, tuple[int, int]]]) -> Part:
+    """``first`` (shared by the splits): the first image read and its size, every image's."""
+    from aezoo.data.folder import decode_splits
 
-    parts: dict[str, Part] = {}
-    first: list[tuple[Path, tuple[int, int]]] = []
-    for split in packed.SPLITS:
-        files = getattr(splits, split)
-        if files is None:
-            continue
-        assert isinstance(files, FolderImages)
-        what[split] = [(str(p.relative_to(files.root)), *file_identity(p))
-                       for p in files.paths]
+    what[split] = [(str(p.relative_to(files.root)), *file_identity(p)) for p in files.paths]
 
-        def read(begin: int, stop: int, files: FolderImages = files) -> np.ndarray:
-            out = decode_splits({"x": (files, np.arange(begin, stop))}, spec.image_size,
-                                spec.channels, like=first[0] if first else None)["x"]
-            if not first:
-                first.append((files.paths[begin], (int(out.shape[2]), int(out.shape[3]))))
-            return out
+    def read(begin: int, stop: int) -> np.ndarray:
+        out = decode_splits({"x": (files, np.arange(begin, stop))}, spec.image_size,
+                            spec.channels, like=first[0] if first else None)["x"]
+        if not first:
+            first.append((files.paths[begin], (int(out.shape[2]), int(out.shape[3]))))
+        return out
 
-        parts[split] = Part(len(files), read, _labels(splits, split, len(files), spec.name))
-    return parts
+    return Part(len(files), read, _labels(splits, split, len(files), spec.name))
 
 
 def _digest(array: np.ndarray | None) -> str | None:
@@ -117,57 +112,41 @@ def _identity(data: Any) -> Any:
     return [type(data).__qualname__, len(data)]
 
 
-def _array_parts(splits: Splits, spec: DataSpec, what: dict[str, Any]) -> dict[str, Part]:
+def _array_part(splits: Splits, split: str, images: Any, spec: DataSpec,
+                what: dict[str, Any]) -> Part:
     from aezoo.data.arrays import convert_channels, resize, to_images
 
-    parts: dict[str, Part] = {}
-    for split in packed.SPLITS:
-        images = getattr(splits, split)
-        if images is None:
-            continue
-        images = to_images(images, f"{spec.name} {split} split")
-        labels = _labels(splits, split, len(images), spec.name)
-        what[split] = [_digest(images), _digest(labels)]
-        if spec.channels is not None:
-            images = convert_channels(images, spec.channels, f"{spec.name} {split} split")
-        if spec.image_size is not None:
-            images = resize(images, spec.image_size)
-        what[split].append([int(v) for v in images.shape])
-
-        def read(begin: int, stop: int, images: np.ndarray = images) -> np.ndarray:
-            return np.ascontiguousarray(images[begin:stop])
-
-        parts[split] = Part(len(images), read, labels)
-    return parts
+    images = to_images(images, f"{spec.name} {split} split")
+    labels = _labels(splits, split, len(images), spec.name)
+    what[split] = [_digest(images), _digest(labels)]
+    if spec.channels is not None:
+        images = convert_channels(images, spec.channels, f"{spec.name} {split} split")
+    if spec.image_size is not None:
+        images = resize(images, spec.image_size)
+    what[split].append([int(v) for v in images.shape])
+    return Part(len(images), lambda begin, stop: np.ascontiguousarray(images[begin:stop]),
+                labels)
 
 
-def _streamed_parts(splits: StreamedSplits, what: dict[str, Any]) -> dict[str, Part]:
+def _streamed_part(splits: StreamedSplits, split: str, data: Any, spec: DataSpec,
+                   what: dict[str, Any]) -> Part:
     import torch
 
-    parts: dict[str, Part] = {}
-    for split in packed.SPLITS:
-        data = getattr(splits, split)
-        if data is None:
-            continue
-        what[split] = _identity(data)
-        if is_iterable(data):
-            state: dict[str, Any] = {"it": None, "at": -1}
+    what[split] = _identity(data)
+    state: dict[str, Any] = {"it": None, "at": -1}  # an iterable split's iterator
 
-            def read(begin: int, stop: int, data: Any = data, state: dict[str, Any] = state
-                     ) -> np.ndarray:
-                if state["at"] != begin:
-                    data.set_epoch(1, 0)
-                    data.skip(begin)
-                    state["it"] = iter(data)
-                it: Iterator[Any] = state["it"]
-                images = [next(it) for _ in range(begin, stop)]
-                state["at"] = stop
-                return torch.stack(images).numpy()
-        else:
-            def read(begin: int, stop: int, data: Any = data,  # type: ignore[misc]
-                     state: dict[str, Any] | None = None) -> np.ndarray:
-                return torch.stack([data[i] for i in range(begin, stop)]).numpy()
-        labels = None if is_iterable(data) else _labels(splits, split, len(data), "source")
-        what[f"{split}_labels"] = _digest(labels)
-        parts[split] = Part(len(data), read, labels)
-    return parts
+    def read(begin: int, stop: int) -> np.ndarray:
+        if not is_iterable(data):
+            return torch.stack([data[i] for i in range(begin, stop)]).numpy()
+        if state["at"] != begin:
+            data.set_epoch(1, 0)
+            data.skip(begin)
+            state["it"] = iter(data)
+        it: Iterator[Any] = state["it"]
+        images = [next(it) for _ in range(begin, stop)]
+        state["at"] = stop
+        return torch.stack(images).numpy()
+
+    labels = None if is_iterable(data) else _labels(splits, split, len(data), "source")
+    what[f"{split}_labels"] = _digest(labels)
+    return Part(len(data), read, labels)

@@ -49,9 +49,13 @@ def is_store(path: Path) -> bool:
     return (path / MANIFEST).is_file()
 
 
+def _repack(root: Path) -> str:
+    return f"pack it again: aezoo data pack SOURCE --out {root} --force"
+
+
 def _bad(root: Path, detail: str) -> DataError:
     return DataError(f"{root / MANIFEST} is not a valid packed-store manifest ({detail})",
-                     f"pack it again: aezoo data pack SOURCE --out {root} --force")
+                     _repack(root))
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -100,7 +104,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def load_store(root: Path) -> Splits:
     """The splits of the store at ``root``: images memory-mapped, labels in memory."""
-    from aezoo.data.arrays import check_npy_header
+    from aezoo.data.arrays import read_npy
 
     info = read_manifest(root)
     shape = tuple(info["shape"])
@@ -108,30 +112,16 @@ def load_store(root: Path) -> Splits:
     for split, entry in info["splits"].items():
         path = root / images_file(split)
         if not path.exists():  # there but not a file: check_npy_header says what it is
-            raise DataError(f"packed store {root} lacks {path.name}",
-                            f"pack it again: aezoo data pack SOURCE --out {root} --force")
-        check_npy_header(path)
-        try:
-            images = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable .npy file ({exc})",
-                            f"pack it again: aezoo data pack SOURCE --out {root} --force") from None
+            raise DataError(f"packed store {root} lacks {path.name}", _repack(root))
+        images = read_npy(path, _repack(root), mmap_mode="r")
         want = (entry["count"], *shape)
         if images.dtype != np.uint8 or tuple(images.shape) != want:
             raise DataError(f"{path} holds {images.dtype} {tuple(images.shape)}, but the "
-                            f"manifest says uint8 {want}",
-                            f"pack it again: aezoo data pack SOURCE --out {root} --force")
+                            f"manifest says uint8 {want}", _repack(root))
         out[split] = images
         if entry.get("labels"):
-            labels_path = root / labels_file(split)
-            check_npy_header(labels_path, (int(entry["count"]),))
-            try:
-                labels = np.load(labels_path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                raise DataError(f"{labels_path} is not a readable .npy file ({exc})",
-                                f"pack it again: aezoo data pack SOURCE --out {root} "
-                                "--force") from None
-            out[f"{split}_labels"] = labels
+            out[f"{split}_labels"] = read_npy(root / labels_file(split), _repack(root),
+                                              expect=(int(entry["count"]),))
     return Splits(**out)
 
 

@@ -31,7 +31,6 @@ Shape = tuple[int, int, int]
 # file name) or "images"; ``total`` is None when unknown. Called by the core, drawn by
 # the CLI; ``done == 0`` starts (or restarts, on a mirror fallback) ``label``.
 Progress = Callable[[str, int, int | None, str], None]
-Fetcher = Callable[["DatasetSource", Path, "Progress | None", bool], dict[str, Path]]
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class LoadContext:
     split_seed: int = 0
     # Set by the core (aezoo.data.download.ensure_files), so this contract module stays at
     # the bottom of the import graph: (source, directory, progress, offline) -> files.
-    fetcher: Fetcher | None = None
+    fetcher: Callable[[DatasetSource, Path, Progress | None, bool], dict[str, Path]] | None = None
     # The source's params (``data.params``), validated by its ``params`` model; None for a
     # source that declares none.
     params: Any = None

@@ -9,17 +9,21 @@ published lists. A mirror serving other bytes is rejected and the next one tried
 
 from __future__ import annotations
 
+from typing import Any
+
 from aezoo.data.source import DatasetSource, RemoteFile
 
 
-def _idx_files(sizes_sha_md5: tuple[tuple[int, str, str], ...]) -> tuple[RemoteFile, ...]:
+def _idx_source(files: tuple[tuple[int, str, str], ...], **fields: Any) -> DatasetSource:
+    """An MNIST-family source: the same four IDX files (``files``: size, SHA-256 and MD5
+    of each), 28x28 grey, the standard 60k/10k split."""
     names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    return tuple(RemoteFile(name, sha, size, md5)
-                 for name, (size, sha, md5) in zip(names, sizes_sha_md5, strict=True))
-
-
-MNIST_COUNTS = {"train": 60_000, "test": 10_000}
+    return DatasetSource(
+        load="aezoo.data.formats:load_idx_dataset", shape=(1, 28, 28),
+        counts={"train": 60_000, "test": 10_000}, **fields,
+        files=tuple(RemoteFile(name, sha, size, md5)
+                    for name, (size, sha, md5) in zip(names, files, strict=True)))
 
 mnist5k = DatasetSource(
     name="mnist5k",
@@ -32,14 +36,11 @@ mnist5k = DatasetSource(
     embedded=True,
 )
 
-mnist = DatasetSource(
+mnist = _idx_source(
     name="mnist",
     description="MNIST handwritten digits, 28x28 grey, 10 classes",
     license="CC BY-SA 3.0 (Yann LeCun, Corinna Cortes)",
-    load="aezoo.data.standard:load_idx_dataset",
-    shape=(1, 28, 28),
-    counts=MNIST_COUNTS,
-    files=_idx_files((
+    files=(
         (9_912_422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
          "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
         (28_881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
@@ -48,7 +49,7 @@ mnist = DatasetSource(
          "9fb629c4189551a2d022fa330f9573f3"),
         (4_542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
          "ec29112dd5afa0611ce80d1b7f02629c"),
-    )),
+    ),
     mirrors=(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -58,14 +59,11 @@ mnist = DatasetSource(
     citation="Y. LeCun, C. Cortes, C. J. C. Burges: The MNIST database of handwritten digits",
 )
 
-fashion_mnist = DatasetSource(
+fashion_mnist = _idx_source(
     name="fashion-mnist",
     description="Zalando article images, 28x28 grey, 10 classes; a drop-in for MNIST",
     license="MIT (Zalando SE)",
-    load="aezoo.data.standard:load_idx_dataset",
-    shape=(1, 28, 28),
-    counts=MNIST_COUNTS,
-    files=_idx_files((
+    files=(
         (26_421_880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
          "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
         (29_515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
@@ -74,7 +72,7 @@ fashion_mnist = DatasetSource(
          "bef4ecab320f06d8554ea6380940ec79"),
         (5_148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
          "bb300cfdad3c16e7a12a480ee83cd310"),
-    )),
+    ),
     mirrors=(
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
@@ -83,14 +81,11 @@ fashion_mnist = DatasetSource(
     citation="H. Xiao, K. Rasul, R. Vollgraf: Fashion-MNIST, arXiv:1708.07747 (2017)",
 )
 
-kmnist = DatasetSource(
+kmnist = _idx_source(
     name="kmnist",
     description="Kuzushiji-MNIST: cursive Japanese hiragana, 28x28 grey, 10 classes",
     license="CC BY-SA 4.0 (CODH; from the Kuzushiji dataset by NIJL and others)",
-    load="aezoo.data.standard:load_idx_dataset",
-    shape=(1, 28, 28),
-    counts=MNIST_COUNTS,
-    files=_idx_files((
+    files=(
         (18_165_135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
          "bdb82020997e1d708af4cf47b453dcf7"),
         (29_497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
@@ -99,7 +94,7 @@ kmnist = DatasetSource(
          "5c965bf0a639b31b8f53240b1b52f4d7"),
         (5_120, "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
          "7320c461ea6c1c855c0b718fb2a4b134"),
-    )),
+    ),
     mirrors=(
         "https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
         "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
@@ -113,7 +108,7 @@ cifar10 = DatasetSource(
     name="cifar10",
     description="CIFAR-10: 32x32 colour photos, 10 classes (binary version)",
     license="none stated (cite Krizhevsky 2009)",
-    load="aezoo.data.standard:load_cifar10",
+    load="aezoo.data.formats:load_cifar10",
     shape=(3, 32, 32),
     counts={"train": 50_000, "test": 10_000},
     files=(RemoteFile("cifar-10-binary.tar.gz",

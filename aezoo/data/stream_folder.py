@@ -17,7 +17,6 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from aezoo.errors import DataError, UsageError
 from aezoo.fileio import file_identity, open_regular
 
 SKIP_RUN = 64  # consecutive unreadable images before skipping gives up
-REPORT_EVERY = 256
 
 
 class PathTable:
@@ -98,8 +96,7 @@ class FolderStream(Dataset[torch.Tensor]):
 
     def read(self, path: str) -> np.ndarray:
         with _open_file(path) as f:
-            array = decoding.decode(f, path, self.size, self.channels)
-        return array
+            return decoding.decode(f, path, self.size, self.channels)
 
 
 def skipping(index: int, n: int, read: Callable[[int], np.ndarray],
@@ -128,39 +125,27 @@ def _open_file(path: str):  # type: ignore[no-untyped-def]
 def load(ctx: LoadContext) -> Splits | StreamedSplits:
     """``folder:PATH``: decoded into memory where it fits (``aezoo.data.folder``), else
     (or when ``ctx.stream`` asks) streamed."""
-    root = Path(ctx.argument or "").expanduser()
-    stream = ctx.stream  # None: decide by size
     from aezoo.data import packed
 
-    if stream is False or not root.is_dir() or packed.is_store(root):
-        return folder.load_folder(ctx)
-    listing = _listing(root)
-    if stream is None and not _too_big(listing, ctx):
-        return folder.load_folder(ctx)
+    root = Path(ctx.argument or "").expanduser()
+    if not root.exists():
+        raise UsageError(f"folder {root} does not exist", "check the path after folder:")
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder",
+                         f"use npz:{ctx.argument} or npy:{ctx.argument} for array files")
+    if packed.is_store(root):  # a directory `aezoo data pack` wrote: read it mapped
+        return packed.load_store(root)
+    listing = folder.list_folder(root)
+    if ctx.stream is False or (ctx.stream is None and not _too_big(listing.files, ctx)):
+        return folder.load_folder(root, listing)  # ctx.stream None: decide by size
     return stream_folder(ctx, listing)
 
 
-@dataclass(frozen=True)
-class _Listing:
-    root: Path
-    split_roots: dict[str, Path]
-    files: dict[str, list[Path]]
-
-
-def _listing(root: Path) -> _Listing:
-    split_roots = folder._split_roots(root)
-    seen: set[tuple[int, int]] = set()
-    files = {split: folder._image_files(path, seen) for split, path in split_roots.items()}
-    return _Listing(root, split_roots, files)
-
-
-def _too_big(listing: _Listing, ctx: LoadContext) -> bool:
+def _too_big(files: dict[str, list[Path]], ctx: LoadContext) -> bool:
     """Whether the decoded folder would take over half the available memory."""
-    n = sum(len(p) for p in listing.files.values())
-    if not n:
-        return False
+    n = sum(len(p) for p in files.values())
     if ctx.image_size is None:
-        first = next(p for paths in listing.files.values() for p in paths)
+        first = next(p for paths in files.values() for p in paths)
         try:
             with _open_file(str(first)) as f:
                 size = decoding.header(f, str(first)).size
@@ -186,48 +171,32 @@ def available_bytes() -> int:
         return 1 << 34
 
 
-def stream_folder(ctx: LoadContext, listing: _Listing | None = None) -> StreamedSplits:
-    """The folder's splits as map-style datasets: listed, labelled, nothing decoded."""
+def stream_folder(ctx: LoadContext, listing: folder.Listing | None = None) -> StreamedSplits:
+    """The folder's splits as map-style datasets: listed, labelled, nothing decoded
+    (``load`` has checked that the folder is one)."""
     root = Path(ctx.argument or "").expanduser()
-    if not root.is_dir():
-        raise UsageError(f"folder {root} does not exist" if not root.exists()
-                         else f"{root} is not a folder", "check the path after folder:")
-    listing = listing or _listing(root)
-    files, split_roots = listing.files, listing.split_roots
-    if not any(files.values()):
-        raise DataError(f"folder {root} holds no images "
-                        f"({', '.join(sorted(folder.EXTENSIONS))})",
-                        "point folder: at a directory with image files (searched recursively)")
-    if split_roots.keys() != {"train"} and not files.get("train"):
-        raise DataError(f"folder {root / 'train'} holds no images",
-                        "put the training images under train/")
-    classes = folder._classes(split_roots, files)
-    skip_bad = ctx.skip_bad
+    listing = listing or folder.list_folder(root)
+    files = listing.files
     size, channels = ctx.image_size, ctx.channels
     if size is None or channels is None:
-        files, common, grey = _scan(files, root, skip_bad, ctx.progress)
+        files, common, grey = _scan(files, root, ctx.skip_bad, ctx.progress)
         size = size or common
         channels = channels or (1 if grey else 3)
-    bad = BadImages() if skip_bad else None
+    bad = BadImages() if ctx.skip_bad else None
     out: dict[str, Any] = {}
     for split, paths in files.items():
-        if not paths:
-            continue
-        # Sizes are known equal (headers read) or --image-size given: decode() resizes
-        # only images of another size.
-        out[split] = FolderStream(PathTable(paths), size, channels, bad)
-        if classes is not None:
-            parent = split_roots[split]
-            out[f"{split}_labels"] = np.array(
-                [classes.index(p.relative_to(parent).parts[0]) for p in paths], dtype=np.int64)
-    return StreamedSplits(shape=(channels, *size), class_names=classes, **out)
+        if paths:
+            # Sizes are known equal (headers read) or --image-size given: decode() resizes
+            # only images of another size.
+            out[split] = FolderStream(PathTable(paths), size, channels, bad)
+            out[f"{split}_labels"] = listing.labels(split, paths)
+    return StreamedSplits(shape=(channels, *size), class_names=listing.classes, **out)
 
 
 def _scan(files: dict[str, list[Path]], root: Path, skip_bad: bool,
           progress: Progress | None) -> tuple[dict[str, list[Path]], tuple[int, int], bool]:
     """Headers of every file: (readable files, common size, all grey)."""
     every = [p for paths in files.values() for p in paths]
-    done = 0
 
     def one(path: Path) -> decoding.Header | None:
         try:
@@ -240,10 +209,9 @@ def _scan(files: dict[str, list[Path]], root: Path, skip_bad: bool,
 
     headers: dict[Path, decoding.Header | None] = {}
     with ThreadPoolExecutor(max_workers=folder._workers()) as pool:
-        for path, h in zip(every, pool.map(one, every), strict=True):
+        for done, (path, h) in enumerate(zip(every, pool.map(one, every), strict=True), 1):
             headers[path] = h
-            done += 1
-            if progress and (done % REPORT_EVERY == 0 or done == len(every)):
+            if progress and (done % folder.REPORT_EVERY == 0 or done == len(every)):
                 progress("reading image headers", done, len(every), "images")
     good = [(p, h) for p, h in headers.items() if h is not None]
     if not good:

@@ -33,8 +33,9 @@ This module imports neither numpy nor torch at import time.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aezoo.data.source import Shape
@@ -145,14 +146,11 @@ class StreamedDataset:
     test_labels: np.ndarray | None = None
     class_names: list[str] | None = None
     limit: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def splits(self) -> dict[str, int]:
         """Image count per split (an iterable split's as it declares)."""
         counts = {"train": self.train_count(), "val": len(self.val)}
-        if self.test is not None:
-            counts["test"] = len(self.test)
-        return counts
+        return counts if self.test is None else {**counts, "test": len(self.test)}
 
     def train_count(self) -> int:
         n = len(self.train)
@@ -171,9 +169,4 @@ def as_array(split: Any, limit: int | None = None) -> Any:
     n = len(split) if limit is None else min(limit, len(split))
     if isinstance(split, Indexed):
         return np.stack([np.asarray(split.dataset[split.position(i)]) for i in range(n)])
-    images: list[Any] = []
-    for image in split:
-        if len(images) == n:
-            break
-        images.append(np.asarray(image))
-    return np.stack(images)
+    return np.stack([np.asarray(image) for image in itertools.islice(split, n)])
