@@ -75,3 +75,23 @@ def test_run_directories_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert completers.models("mod") == ["model.safetensors"]
     assert completers.set_keys("train.lr=0.1") == []
     assert "folder:" in completers.datasets("fo")
+
+
+def test_every_command_taking_a_model_completes_it(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer.main
+
+    from aezoo.cli import app
+
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    group = typer.main.get_command(app)
+    takers = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        for param in command.params:
+            if param.name == "model":
+                ctx = command.make_context(name, ["x"], resilient_parsing=True)
+                words = [item.value for item in param.shell_complete(ctx, "mod")]
+                assert words == ["model.safetensors"], f"aezoo {name} MODEL: {words}"
+                takers.append(name)
+    assert {"eval", "encode", "export", "score", "reconstruct"} <= set(takers)

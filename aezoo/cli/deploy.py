@@ -10,14 +10,14 @@ import typer
 
 from aezoo.cli import tables
 from aezoo.cli.common import console, say
-from aezoo.cli.evaluate import DATA_HELP, DEVICE, MODEL_HELP, SPLIT_HELP
+from aezoo.cli.evaluate import DATA_HELP, DEVICE, MODEL, SPLIT_HELP
 from aezoo.cli.tables import ID, NUMBER
 
 SHOWN = 20  # flagged images listed on the terminal; all of them are in --out
 
 
 def export_command(
-    model: str = typer.Argument(..., help=MODEL_HELP),
+    model: str = MODEL,
     format: str | None = typer.Option(None, "--format", metavar="onnx|torchscript",
                                       help="[default: from --out's extension, else onnx]"),
     part: str | None = typer.Option(None, metavar="encoder|decoder|model",
@@ -54,7 +54,7 @@ def export_command(
 
 
 def score_command(
-    model: str = typer.Argument(..., help=MODEL_HELP),
+    model: str = MODEL,
     data: str | None = typer.Option(None, help=DATA_HELP),
     split: str | None = typer.Option(None, help=SPLIT_HELP),
     metric: str | None = typer.Option(None, metavar="mse|bce|ssim", help="Per-image error "
