@@ -77,6 +77,18 @@ def test_run_directories_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "folder:" in completers.datasets("fo")
 
 
+def test_absolute_paths_complete_as_absolute(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/run.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    typed = f"{tmp_path}/"
+    assert completers.run_dirs(typed + "r") == [f"{tmp_path}/run"]
+    assert completers.models(typed + "mo") == [f"{tmp_path}/model.safetensors"]
+    top = sorted(p.name for p in Path("/").iterdir() if p.is_dir())[0]
+    assert f"/{top}/" in completers.run_dirs("/" + top[:1]) or \
+        f"/{top}" in completers.run_dirs("/" + top[:1])
+
+
 def test_every_command_taking_a_model_completes_it(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import typer.main

@@ -65,10 +65,9 @@ def run_dirs(incomplete: str) -> list[str]:
 
     if not incomplete and Path("runs").is_dir():
         incomplete = "runs/"
-    head, _, tail = incomplete.rpartition("/")
+    where, prefix, tail = _split(incomplete)
     try:
-        entries = sorted(os.scandir(head or ("/" if incomplete.startswith("/") else ".")),
-                         key=lambda e: e.name)
+        entries = sorted(os.scandir(where), key=lambda e: e.name)
     except OSError:
         return []
     out = []
@@ -79,18 +78,25 @@ def run_dirs(incomplete: str) -> list[str]:
                 continue
         except OSError:
             continue
-        d = Path(entry.path) if head else Path(entry.name)
-        out.append(d.as_posix() if (d / RUN_FILE).is_file() else f"{d.as_posix()}/")
+        d = f"{prefix}{entry.name}"
+        out.append(d if (Path(d) / RUN_FILE).is_file() else f"{d}/")
     return out
+
+
+def _split(incomplete: str) -> tuple[str, str, str]:
+    """``"runs/d"`` -> (the directory to list, what the candidates start with, the name
+    typed so far): ``("runs", "runs/", "d")``; ``"/tm"`` -> ``("/", "/", "tm")``."""
+    head, slash, tail = incomplete.rpartition("/")
+    return head or slash or ".", head + slash, tail
 
 
 def models(incomplete: str) -> list[str]:
     """Run directories, ``.safetensors`` files and weight sets ``VARIANT.TAG`` (what MODEL
     takes; names from entry-point metadata only)."""
-    head, _, tail = incomplete.rpartition("/")
+    where, prefix, tail = _split(incomplete)
     files: list[str] = []
     with contextlib.suppress(OSError):
-        files = sorted(f"{head + '/' if head else ''}{p.name}" for p in Path(head or ".").iterdir()
+        files = sorted(f"{prefix}{p.name}" for p in Path(where).iterdir()
                        if p.name.startswith(tail) and p.suffix == ".safetensors")
     return [*run_dirs(incomplete), *files, *_names("weights", incomplete)]
 
