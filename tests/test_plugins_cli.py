@@ -207,3 +207,27 @@ def test_a_command_plugin_imported_first_still_registers_whole() -> None:
     assert result.returncode == 0, result.stderr
     assert "unavailable" not in result.stderr, result.stderr
     assert "'sweep'" in result.stdout and "'train'" in result.stdout
+
+
+def test_a_register_that_reads_the_app_gets_the_one_being_built() -> None:
+    """A plugin's register(app) that reads ``aezoo.cli.app`` itself gets the app being
+    built (as before the app was made lazily), not a second, nested build."""
+    probe = ("from aezoo import registry\n"
+             "real = registry.load_all\n"
+             "calls = []\n"
+             "def register(app):\n"
+             "    import aezoo.cli\n"
+             "    calls.append(aezoo.cli.app is app)\n"
+             "    aezoo.cli.app.command('extra')(lambda: None)\n"
+             "def load_all(kind):\n"
+             "    found = real(kind)\n"
+             "    return [*found, (found[0][0], register)] if kind == 'command' else found\n"
+             "registry.load_all = load_all\n"
+             "import typer.main\n"
+             "from aezoo.cli import app\n"
+             "print(calls, 'extra' in typer.main.get_command(app).commands)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "unavailable" not in result.stderr, result.stderr
+    assert result.stdout.split() == ["[True]", "True"], result.stdout

@@ -42,12 +42,15 @@ def application() -> typer.Typer:
     """The ``aezoo`` typer app with every installed command (made once)."""
     global _app
     if _app is None:
-        _app = _make_app()
+        # Held before the commands are added: a plugin's register() that reads
+        # aezoo.cli.app while they are gets this app, not a second build.
+        _app = _new_app()
+        _add_commands(_app)
         complete.enable_if_asked()  # a shell asking for completions (aezoo completion SHELL)
     return _app
 
 
-def _make_app() -> typer.Typer:
+def _new_app() -> typer.Typer:
     app = typer.Typer(
         name="aezoo",
         cls=AezooGroup,
@@ -60,7 +63,6 @@ def _make_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
     app.callback()(_root)
-    _add_commands(app)
     return app
 
 
