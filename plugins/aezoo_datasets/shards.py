@@ -16,8 +16,9 @@ similar size.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -152,20 +153,23 @@ class ShardStream(IterableDataset[torch.Tensor]):
         """(where, encoded image) of each sample in the ranges, in order; nothing decoded."""
         for shard, first, stop in ranges:
             name, got = self.shards[shard], 0
-            taken = _images(name)
-            if self.every:
-                k, val = self.every
-                taken = (x for i, x in enumerate(taken) if (i % k == 0) == val)
-            for got, item in enumerate(itertools.islice(taken, stop), 1):
-                if got > first:
-                    yield item
+            # closing(): the shard's file or HTTP stream is shut when its range is read,
+            # not when the generator is next collected
+            with contextlib.closing(_images(name)) as images:
+                taken: Iterator[tuple[str, bytes]] = images
+                if self.every:
+                    k, val = self.every
+                    taken = (x for i, x in enumerate(images) if (i % k == 0) == val)
+                for got, item in enumerate(itertools.islice(taken, stop), 1):
+                    if got > first:
+                        yield item
             if got < stop:  # changed since it was counted, or an index that overstates
                 raise DataError(f"shard {shardio.display(name)} holds {got} images here, "
                                 f"fewer than the {stop} counted", "check the shard index's "
                                 "nsamples, or restart the run if the shards changed")
 
 
-def _images(name: str) -> Iterator[tuple[str, bytes]]:
+def _images(name: str) -> Generator[tuple[str, bytes], None, None]:
     """(where, encoded image) of each sample of the shard that has one (the first of its
     image fields), in tar order; samples without an image are not counted either."""
     with shardio.open_shard(name) as stream:
