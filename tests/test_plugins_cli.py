@@ -194,6 +194,15 @@ def test_plugins_json_survives_a_plugin_that_prints(site):
     assert "hello" in run.stderr
 
 
+def _clean_start(probe: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``probe`` in a fresh interpreter; it must exit 0 with no command left out."""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "unavailable" not in result.stderr, result.stderr
+    return result
+
+
 def test_a_command_plugin_imported_first_still_registers_whole() -> None:
     """A command module that imports aezoo.cli helpers at its top (the first-party sweep
     plugin does) may be imported before the app exists: the app is made on first use,
@@ -202,10 +211,7 @@ def test_a_command_plugin_imported_first_still_registers_whole() -> None:
              "import typer.main\n"
              "from aezoo.cli import app\n"
              "print(sorted(typer.main.get_command(app).commands))\n")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "unavailable" not in result.stderr, result.stderr
+    result = _clean_start(probe)
     assert "'sweep'" in result.stdout and "'train'" in result.stdout
 
 
@@ -226,8 +232,5 @@ def test_a_register_that_reads_the_app_gets_the_one_being_built() -> None:
              "import typer.main\n"
              "from aezoo.cli import app\n"
              "print(calls, 'extra' in typer.main.get_command(app).commands)\n")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "unavailable" not in result.stderr, result.stderr
+    result = _clean_start(probe)
     assert result.stdout.split() == ["[True]", "True"], result.stdout
